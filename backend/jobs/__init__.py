@@ -1,0 +1,1 @@
+"""Job kinds: typed functions of (params, context) -> result, independent of sockets."""

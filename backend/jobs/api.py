@@ -1,0 +1,104 @@
+"""The contract between the job server and the pipelines.
+
+A job kind is a plain function ``run(params: dict, ctx: JobContext) -> JobResult`` registered under a
+dotted name (``system.sleep``, ``body.preview``, ``avatar.from_views``...). It knows nothing about
+sockets or the job store: the worker process calls it with a context whose ``progress`` sends events
+to the server and whose ``check_cancelled`` raises :class:`JobCancelled` once a cancel arrived.
+This module must stay light (no torch import) because the server imports it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class JobCancelled(Exception):
+    """Raised inside a job when the user asked to cancel it."""
+
+
+class JobInputError(ValueError):
+    """Bad parameters or inputs: the job fails with this message, the server keeps serving."""
+
+
+class JobContext(Protocol):
+    """What a running job may use: progress reporting, cancellation and a scratch directory."""
+
+    work_dir: Path
+
+    def progress(
+        self,
+        fraction: float,
+        message: str = "",
+        *,
+        stage: str = "",
+        preview: np.ndarray | None = None,
+    ) -> None:
+        """Report progress in [0, 1]. Also serves as the liveness signal the watchdog expects."""
+        ...
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`JobCancelled` if a cancel request arrived."""
+        ...
+
+
+@dataclass
+class JobResult:
+    """What a job returns.
+
+    ``data``   small JSON-able summary (sent inline in the terminal event).
+    ``arrays`` named numpy arrays; stored as ``.npy`` artifacts and sent as raw buffer frames.
+    ``files``  named files on disk (PNG frames, mp4, glb, obj...); names may contain ``/`` to
+               form folders, e.g. ``rgb/0001.png``. Stored content-addressed before the job is
+               announced finished.
+    """
+
+    data: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+JobFunction = Callable[[dict[str, Any], JobContext], JobResult]
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    module: str
+    function: str
+    description: str
+    watchdog_s: float = 60.0  # no progress for this long => the worker is considered stuck
+
+    def load(self) -> JobFunction:
+        return getattr(importlib.import_module(self.module), self.function)
+
+
+# Registry of job kinds. Modules are imported lazily, inside the worker process, so the server
+# never pays for (or depends on) torch. Add new kinds here.
+JOB_KINDS: dict[str, JobKind] = {
+    k.name: k
+    for k in [
+        JobKind("system.info", "backend.jobs.system", "system_info", "Versions, device and model presence."),
+        JobKind("system.sleep", "backend.jobs.system", "system_sleep",
+                "Sleep for params.seconds with progress every 0.1 s; returns a small array.", 10.0),
+        JobKind("body.preview", "backend.jobs.body", "body_preview",
+                "Render the posed body (RGB, mask, depth, normals, pose images) as PNG sequences + mp4.",
+                120.0),
+        JobKind("body.mesh", "backend.jobs.body", "body_mesh",
+                "Posed/rest body mesh with skinning weights, joint tree and part labels.", 120.0),
+        JobKind("avatar.from_views", "backend.jobs.avatar", "avatar_from_views",
+                "Sculpt, texture and rig an avatar from calibrated views (En3D GS + ET).", 300.0),
+    ]
+}
+
+
+def get_job_kind(name: str) -> JobKind:
+    try:
+        return JOB_KINDS[name]
+    except KeyError:
+        raise JobInputError(f"unknown job kind {name!r}; known kinds: {', '.join(sorted(JOB_KINDS))}") from None
