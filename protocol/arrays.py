@@ -68,7 +68,8 @@ def extract_buffers(content: Any, buffers: list[Buffer]) -> Any:
         return [extract_buffers(value, buffers) for value in content]
     if isinstance(content, np.ndarray):
         wire_dtype = dtype_to_wire(content.dtype)
-        array = np.ascontiguousarray(content)  # no-op (no copy) when already C-contiguous
+        # No copy when already C-contiguous (np.ascontiguousarray would turn 0-d into 1-d).
+        array = content if content.flags.c_contiguous else content.copy(order="C")
         buffers.append(memoryview(array.reshape(-1).view(np.uint8)) if array.size else memoryview(b""))
         return {ARRAY_KEY: {"buffer": len(buffers) - 1, "dtype": wire_dtype, "shape": list(array.shape)}}
     if isinstance(content, bytes | bytearray | memoryview):
@@ -108,7 +109,7 @@ def _decode_array(descriptor: object, buffers: Sequence[Buffer]) -> np.ndarray:
             f"array of shape {shape} and dtype {dtype.str} needs {count * dtype.itemsize} bytes, "
             f"buffer has {buffer.nbytes}"
         )
-    array = np.frombuffer(buffer, dtype=dtype, count=count).reshape(shape)
+    array = np.frombuffer(buffer, dtype=dtype, count=count).reshape(tuple(shape))
     array.flags.writeable = False
     return array
 

@@ -18,6 +18,8 @@ class ProtocolError(Exception):
     """
 
     ename = "ProtocolError"
+    # Routing ids of the offending message when known, so a server can address its error reply.
+    identities: tuple[bytes, ...] = ()
 
 
 class MalformedMessage(ProtocolError):

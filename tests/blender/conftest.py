@@ -22,3 +22,102 @@ bpy = pytest.importorskip("bpy", reason="Blender tests run in the Blender enviro
 def backend_python() -> str:
     """The backend's Python (a different environment from Blender's), for starting a real backend."""
     return os.environ.get("AVATAR_STUDIO_BACKEND_PYTHON", str(REPO_ROOT / ".venv" / "bin" / "python"))
+
+
+# --- add-on helper fixtures (blender_addon; tests/blender/test_addon_*.py) -----------------------
+
+
+class BackendProcess:
+    """A real backend subprocess (``python -m backend serve --data-dir DIR``) on 127.0.0.1."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.connection_file = data_dir / "connection.json"
+        self.process = None
+        self.log_path = data_dir / "backend-test.log"
+
+    def start(self, timeout: float = 60.0) -> None:
+        import subprocess
+        import time
+
+        self.connection_file.unlink(missing_ok=True)
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [backend_python(), "-m", "backend", "serve", "--data-dir", str(self.data_dir)],
+                cwd=str(REPO_ROOT), stdout=log, stderr=subprocess.STDOUT, env=env,
+            )
+        deadline = time.monotonic() + timeout
+        while not self.connection_file.exists():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"backend exited with {self.process.returncode}: {self.log()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"backend wrote no connection file in {timeout} s: {self.log()}")
+            time.sleep(0.05)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-3000:]
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        """SIGKILL the server (its worker processes die with it or are orphaned, as in a crash)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except Exception:  # noqa: BLE001 - a stuck server is killed below
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def backend_server(tmp_path: Path):
+    """A started backend on a fresh data dir; stopped after the test."""
+    server = BackendProcess(tmp_path / "backend-data")
+    server.data_dir.mkdir(parents=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def avatar_addon():
+    """The add-on enabled from the checkout (as Blender would: via addon_utils), disabled at the end."""
+    import addon_utils
+
+    module = addon_utils.enable("blender_addon", default_set=True, handle_error=None)
+    assert module is not None, "the add-on failed to enable"
+    yield module
+    addon_utils.disable("blender_addon", default_set=True)
+
+
+@pytest.fixture
+def clean_scene(avatar_addon):
+    """An emptied scene (objects, data, strips, jobs) and a disconnected bridge."""
+    from blender_addon import bridge
+
+    def clear() -> None:
+        bridge.reset_bridge()
+        scene = bpy.context.scene
+        if scene.sequence_editor is not None:
+            for strip in list(scene.sequence_editor.strips):
+                scene.sequence_editor.strips.remove(strip)
+        for obj in list(bpy.data.objects):
+            bpy.data.objects.remove(obj)
+        for collection in (bpy.data.meshes, bpy.data.armatures, bpy.data.actions, bpy.data.cameras,
+                           bpy.data.images):
+            for block in list(collection):
+                collection.remove(block)
+        scene.avatar_studio.jobs.clear()
+        scene.frame_start, scene.frame_end, scene.frame_current = 1, 250, 1
+
+    clear()
+    yield bpy.context.scene
+    clear()

@@ -1,0 +1,49 @@
+"""Small helpers between the views format and the rasterizer (backend.render)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from backend.avatar.views import Camera
+
+
+def camera_clip(vertices: torch.Tensor, cam: Camera, scale: float = 1.0) -> torch.Tensor:
+    """Clip positions (1,V,4) of world vertices for ``cam`` rendered at ``scale`` x its resolution."""
+    from backend.render import world_to_clip
+
+    K = cam.K.copy()
+    K[:2] *= scale  # pixel coordinates scale with the image (the +0.5 centre convention is kept)
+    w, h = round(cam.width * scale), round(cam.height * scale)
+    return world_to_clip(
+        vertices,
+        torch.as_tensor(K, dtype=vertices.dtype),
+        torch.as_tensor(cam.R, dtype=vertices.dtype),
+        torch.as_tensor(cam.t, dtype=vertices.dtype),
+        w,
+        h,
+        cam.near,
+        cam.far,
+    )
+
+
+def scaled_size(cam: Camera, scale: float) -> tuple[int, int]:
+    """(H, W) of ``cam``'s image at ``scale``."""
+    return round(cam.height * scale), round(cam.width * scale)
+
+
+def vertex_normals_torch(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Area-weighted unit vertex normals, differentiable."""
+    tri = vertices[faces]
+    fn = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    vn = torch.zeros_like(vertices).index_add(0, faces.reshape(-1), fn.repeat_interleave(3, 0))
+    return F.normalize(vn, dim=1, eps=1e-12)
+
+
+def resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Area-average (H,W,C) float image to (h,w) (used to bring views to the optimisation resolution)."""
+    t = torch.as_tensor(np.ascontiguousarray(img), dtype=torch.float32).permute(2, 0, 1)[None]
+    if t.shape[-2:] == size:
+        return img.astype(np.float32)
+    return F.interpolate(t, size=size, mode="area")[0].permute(1, 2, 0).numpy()

@@ -1,0 +1,320 @@
+"""Geometric sculpting (GS): DMTet on a tet grid, fitted to the body SDF, refined from the views.
+
+Stage 1 (init): the SDF/offset MLP is regressed onto the SMPL-X body's signed distance at the grid
+vertices and at points scattered around the body surface (truncated, so the fit spends its capacity
+near the surface). Stage 2 (refine): marching tetrahedra gives a mesh each iteration; it is
+rasterised from a few training views and compared with the views' masks (through ``antialias``,
+which gives silhouette gradients) and normal maps, with regularisers: nvdiffrec's SDF sign
+consistency across crossing edges (kills floaters), a uniform Laplacian on the surface and an L2
+penalty on the vertex offsets.
+
+When the views carry no normal maps, the ``normal-estimator`` model role would provide them; the
+project has no such weights, so :class:`NormalEstimatorMissing` says how to proceed (give normal
+maps, register the role, or run with ``normal_source="none"``: the mask-only path).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from backend.avatar.body_sdf import BodySDF
+from backend.avatar.marching_tets import marching_tets
+from backend.avatar.progress import ProgressFn, no_progress
+from backend.avatar.render_util import camera_clip, resize_image, scaled_size, vertex_normals_torch
+from backend.avatar.sdf_net import SDFNet, SDFNetConfig
+from backend.avatar.tetgrid import TetGrid, make_tet_grid
+from backend.avatar.views import View
+
+
+class NormalEstimatorMissing(RuntimeError):
+    """Views without normal maps need the ``normal-estimator`` model role."""
+
+
+@dataclass
+class SculptConfig:
+    grid_resolution: int = 64  # tet-grid cells along the longest side of the body's box
+    margin: float = 0.08  # metres added around the body's box: room for hair and loose clothes
+    net: SDFNetConfig = field(default_factory=SDFNetConfig)
+    init_iters: int = 300
+    init_lr: float = 1e-2
+    init_samples: int = 16384  # near-surface points per init step (plus all grid vertices)
+    truncation: float = 0.1  # metres: SDF targets are clamped to +-this in the init fit
+    band_cells: float = 3.0  # refine evaluates the field only this many cells around the surface
+    band_interval: int = 20  # iterations between re-evaluations of the whole grid
+    refine_iters: int = 300
+    refine_lr: float = 3e-3
+    render_scale: float = 0.5  # optimisation renders at this fraction of the views' resolution
+    views_per_iter: int = 2
+    normal_source: str = "auto"  # "auto" (views' maps, else the estimator) | "views" | "estimator" | "none"
+    w_mask: float = 2.0
+    w_normal: float = 1.0
+    w_sdf_sign: float = 0.02
+    w_laplacian: float = 0.5
+    w_offset: float = 0.1
+    keep_components_ratio: float = 0.05  # drop pieces smaller than this fraction of the largest one
+    rasterizer: str = "auto"
+    seed: int = 0
+
+
+@dataclass
+class SculptResult:
+    vertices: np.ndarray
+    faces: np.ndarray
+    init_seconds: float
+    refine_seconds: float
+    losses: list[float]
+    grid: TetGrid
+    normal_source: str
+
+
+def resolve_normal_source(views: list[View], config: SculptConfig) -> str:
+    if config.normal_source == "none":
+        return "none"
+    have = all(v.normal is not None for v in views)
+    if config.normal_source in ("auto", "views") and have:
+        return "views"
+    if config.normal_source == "views":
+        raise ValueError("normal_source='views' but some training views have no normal map")
+    try:
+        from backend.models import require  # the models registry (owned by the server helper)
+
+        path = require("normal-estimator")
+    except Exception as exc:
+        raise NormalEstimatorMissing(
+            "the training views have no normal maps and the model role 'normal-estimator' is not available "
+            f"({type(exc).__name__}: {exc}). Provide normal maps in the views folder (normal/<name>.png, "
+            "see docs/avatar.md), configure the 'normal-estimator' role in the models registry, or run the "
+            "mask-only path (normal_source='none', CLI --normals none)."
+        ) from exc
+    raise NormalEstimatorMissing(
+        f"the 'normal-estimator' role resolves to {path}, but the avatar stage has no adapter to run it yet; "
+        "provide normal maps in the views folder or use the mask-only path (normal_source='none')"
+    )
+
+
+def _remove_small_components(v: np.ndarray, f: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if len(f) == 0:
+        return v, f
+    rows = np.repeat(np.arange(len(f)), 3)
+    inc = coo_matrix((np.ones(3 * len(f)), (f.reshape(-1), rows)), shape=(len(v), len(f))).tocsr()
+    n, label_v = connected_components(inc @ inc.T, directed=False)
+    label_f = label_v[f[:, 0]]
+    sizes = np.bincount(label_f, minlength=n)
+    keep_f = sizes[label_f] >= ratio * sizes.max()
+    f = f[keep_f]
+    used = np.unique(f)
+    remap = np.full(len(v), -1)
+    remap[used] = np.arange(len(used))
+    return v[used], remap[f]
+
+
+def _uniform_laplacian(v: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    edges = torch.cat([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    nsum = (
+        torch.zeros_like(v)
+        .index_add(0, edges[:, 0], v[edges[:, 1]])
+        .index_add(0, edges[:, 1], v[edges[:, 0]])
+    )
+    deg = torch.zeros(v.shape[0], dtype=v.dtype).index_add(
+        0, edges.reshape(-1), torch.ones(edges.numel(), dtype=v.dtype)
+    )
+    return (v - nsum / deg.clamp(min=1).unsqueeze(1)).pow(2).sum(1).mean()
+
+
+class Sculptor:
+    """Holds the grid and the field; ``fit_body`` then ``refine`` then ``extract``."""
+
+    def __init__(self, body_vertices: np.ndarray, body_faces: np.ndarray, config: SculptConfig) -> None:
+        self.config = config
+        torch.manual_seed(config.seed)
+        self.body = BodySDF(body_vertices, body_faces)
+        lo = body_vertices.min(0) - config.margin
+        hi = body_vertices.max(0) + config.margin
+        self.grid = make_tet_grid(lo, hi, config.grid_resolution)
+        self.lo = torch.as_tensor(self.grid.vertices.min(0))
+        self.hi = torch.as_tensor(self.grid.vertices.max(0))
+        self.grid_vertices = torch.as_tensor(self.grid.vertices)
+        self.tets = torch.as_tensor(self.grid.tets)
+        self.net = SDFNet(config.net, self.grid.cell_size)
+        self.rng = np.random.default_rng(config.seed)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.lo) / (self.hi - self.lo) * 2 - 1
+
+    def fit_body(self, progress: ProgressFn = no_progress) -> None:
+        cfg = self.config
+        grid_sdf_np = self.body(self.grid.vertices)
+        grid_sdf = torch.as_tensor(grid_sdf_np, dtype=torch.float32)
+        near = torch.as_tensor(np.nonzero(np.abs(grid_sdf_np) < cfg.truncation)[0])
+        far = torch.as_tensor(np.nonzero(np.abs(grid_sdf_np) >= cfg.truncation)[0])
+        # A fixed pool of near-surface points (two scales), resampled in batches: the SDF query is the
+        # costly part, so it is done once.
+        pool = np.concatenate(
+            [self.body.near_surface_samples(cfg.init_samples * 4, s, self.rng) for s in (0.01, 0.04)]
+        )
+        pool_sdf = torch.as_tensor(self.body(pool), dtype=torch.float32)
+        pool_t = torch.as_tensor(pool, dtype=torch.float32)
+        opt = torch.optim.Adam(self.net.parameters(), lr=cfg.init_lr)
+        tr = cfg.truncation
+        n_far = min(len(far), cfg.init_samples // 4)
+        for it in range(cfg.init_iters):
+            pick = torch.as_tensor(self.rng.integers(0, len(pool), cfg.init_samples))
+            far_pick = far[torch.as_tensor(self.rng.integers(0, max(len(far), 1), n_far))] if n_far else far
+            idx = torch.cat([near, far_pick])
+            x = torch.cat([self.grid_vertices[idx], pool_t[pick]])
+            target = torch.cat([grid_sdf[idx], pool_sdf[pick]]).clamp(-tr, tr)
+            sdf, offset = self.net(self.normalise(x))
+            # Targets are truncated; the prediction is not clamped (a clamp would kill its gradient).
+            fit = F.l1_loss(sdf, target)
+            loss = fit + 1e-2 * offset.pow(2).sum(1).mean() / self.grid.cell_size**2
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if it % 10 == 0 or it == cfg.init_iters - 1:
+                progress(
+                    "sculpt.init",
+                    (it + 1) / cfg.init_iters,
+                    f"init fit {it + 1}/{cfg.init_iters} L1 {fit.item():.4f}",
+                )
+        self.update_band()
+
+    def update_band(self) -> None:
+        """Evaluate the whole grid once (no grad) and choose the vertices near the surface.
+
+        Only tets with a sign change produce surface, so between band updates the field is evaluated
+        (with gradients) only at the vertices of tets within ``band_cells`` of the surface; the others
+        keep their cached values. The surface moves far less than the band per update interval.
+        """
+        with torch.no_grad():
+            sdf, offset = self.net(self.normalise(self.grid_vertices))
+        self.cached_sdf, self.cached_offset = sdf, offset
+        near_v = sdf.abs() < self.config.band_cells * self.grid.cell_size
+        tet_near = near_v[self.tets].any(1)
+        band = torch.zeros_like(near_v)
+        band[self.tets[tet_near].reshape(-1)] = True
+        self.band = torch.nonzero(band).squeeze(1)
+        # Only tets whose 4 vertices are all in the band can change sign pattern; others are fixed.
+        self.band_tets = self.tets[band[self.tets].all(1)]
+
+    def surface(self, full: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Current mesh (vertices, faces) plus the grid SDF and offsets it came from."""
+        if full:
+            sdf, offset = self.net(self.normalise(self.grid_vertices))
+            tets = self.tets
+        else:
+            s_band, o_band = self.net(self.normalise(self.grid_vertices[self.band]))
+            sdf = self.cached_sdf.index_put((self.band,), s_band)
+            offset = self.cached_offset.index_put((self.band,), o_band)
+            tets = self.band_tets
+        v, f = marching_tets(self.grid_vertices + offset, sdf, tets)
+        return v, f, sdf, offset
+
+    def refine(
+        self, views: list[View], normal_source: str, progress: ProgressFn = no_progress
+    ) -> list[float]:
+        from backend.render import antialias, get_rasterizer, interpolate
+
+        cfg = self.config
+        if cfg.refine_iters <= 0:
+            return []
+        rast = get_rasterizer(cfg.rasterizer)
+        targets = []
+        for v in views:
+            size = scaled_size(v.camera, cfg.render_scale)
+            mask = torch.as_tensor(resize_image(v.rgba[..., 3:4], size))
+            normal = None
+            if normal_source == "views" and v.normal is not None:
+                n = resize_image(v.normal * v.rgba[..., 3:4], size)
+                normal = F.normalize(torch.as_tensor(n), dim=-1, eps=1e-6)
+            targets.append((size, mask, normal))
+        opt = torch.optim.Adam(self.net.parameters(), lr=cfg.refine_lr)
+        losses: list[float] = []
+        for it in range(cfg.refine_iters):
+            if it > 0 and it % cfg.band_interval == 0:
+                self.update_band()
+            v, f, sdf, offset = self.surface()
+            if f.shape[0] == 0:
+                raise RuntimeError("sculpting lost the surface (empty mesh); lower the learning rate")
+            vn = vertex_normals_torch(v, f)
+            loss = torch.zeros(())
+            pick = self.rng.choice(len(views), size=min(cfg.views_per_iter, len(views)), replace=False)
+            for k in pick:
+                size, mask_t, normal_t = targets[k]
+                clip = camera_clip(v, views[k].camera, cfg.render_scale)
+                r = rast.rasterize(clip, f.int(), resolution=size)
+                ones = torch.ones_like(v[:, :1])
+                attrs = interpolate(torch.cat([ones, vn], 1), r, f)[0]
+                cover = antialias(attrs[..., :1].unsqueeze(0), r, clip, f)[0]
+                loss = loss + cfg.w_mask * F.mse_loss(cover, mask_t)
+                if normal_t is not None:
+                    both = (r.mask[0] & (mask_t[..., 0] > 0.99)).unsqueeze(-1).float()
+                    pred_n = F.normalize(attrs[..., 1:], dim=-1, eps=1e-6)
+                    diff = (pred_n - normal_t).abs().sum(-1, keepdim=True) * both
+                    loss = loss + cfg.w_normal * diff.sum() / both.sum().clamp(min=1)
+            loss = loss / len(pick)
+            # nvdiffrec's sign regulariser: SDFs across a crossing edge should agree with a clean sign flip.
+            edges = self.band_tets[:, [0, 0, 0, 1, 1, 2, 1, 2, 3, 2, 3, 3]].reshape(-1, 2, 6).transpose(1, 2)
+            edges = edges.reshape(-1, 2)
+            sa, sb = sdf[edges[:, 0]], sdf[edges[:, 1]]
+            cross = torch.sign(sa) != torch.sign(sb)
+            if cross.any():
+                la = sa[cross] / self.grid.cell_size
+                lb = sb[cross] / self.grid.cell_size
+                sign_reg = F.binary_cross_entropy_with_logits(
+                    la, (lb > 0).float()
+                ) + F.binary_cross_entropy_with_logits(lb, (la > 0).float())
+                loss = loss + cfg.w_sdf_sign * sign_reg
+            loss = loss + cfg.w_laplacian * _uniform_laplacian(v, f) / self.grid.cell_size**2 * 1e-2
+            loss = loss + cfg.w_offset * (offset / self.grid.cell_size).pow(2).sum(1).mean() * 1e-2
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.item()))
+            progress(
+                "sculpt.refine",
+                (it + 1) / cfg.refine_iters,
+                f"refine {it + 1}/{cfg.refine_iters} loss {losses[-1]:.4f} faces {f.shape[0]}",
+            )
+        return losses
+
+    def extract(self) -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            v, f, _, _ = self.surface(full=True)
+        return _remove_small_components(
+            v.numpy().astype(np.float64), f.numpy(), self.config.keep_components_ratio
+        )
+
+
+def sculpt(
+    views: list[View],
+    body_vertices: np.ndarray,
+    body_faces: np.ndarray,
+    config: SculptConfig,
+    progress: ProgressFn = no_progress,
+) -> SculptResult:
+    """GS end to end: body-SDF init, view refinement, watertight mesh."""
+    normal_source = resolve_normal_source(views, config)
+    sculptor = Sculptor(body_vertices, body_faces, config)
+    t0 = time.perf_counter()
+    sculptor.fit_body(progress)
+    t1 = time.perf_counter()
+    losses = sculptor.refine(views, normal_source, progress)
+    t2 = time.perf_counter()
+    v, f = sculptor.extract()
+    return SculptResult(
+        vertices=v,
+        faces=f,
+        init_seconds=t1 - t0,
+        refine_seconds=t2 - t1,
+        losses=losses,
+        grid=sculptor.grid,
+        normal_source=normal_source,
+    )

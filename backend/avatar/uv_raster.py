@@ -1,0 +1,74 @@
+"""A small numba rasterizer for 2D triangles in UV space (texture atlases).
+
+Used where the geometry is the UV layout itself: the overlap test of charts, the coverage mask of
+the atlas (which texels belong to a face) and the atlas checks in tests. Orthographic, texel
+centres at (i + 0.5) / resolution, v = 0 at the *bottom* row (texture convention; row 0 = top).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True)
+def _raster(
+    uv: np.ndarray,
+    depth: np.ndarray,
+    res: int,
+    strict: bool,
+    tri_id: np.ndarray,
+    zbuf: np.ndarray,
+    count: np.ndarray,
+) -> None:
+    eps = 1e-9 if strict else -1e-9
+    for f in range(uv.shape[0]):
+        x0, y0 = uv[f, 0, 0] * res, (1.0 - uv[f, 0, 1]) * res
+        x1, y1 = uv[f, 1, 0] * res, (1.0 - uv[f, 1, 1]) * res
+        x2, y2 = uv[f, 2, 0] * res, (1.0 - uv[f, 2, 1]) * res
+        area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+        if abs(area) < 1e-12:
+            continue
+        xmin = max(int(np.floor(min(x0, x1, x2))), 0)
+        xmax = min(int(np.ceil(max(x0, x1, x2))), res - 1)
+        ymin = max(int(np.floor(min(y0, y1, y2))), 0)
+        ymax = min(int(np.ceil(max(y0, y1, y2))), res - 1)
+        for py in range(ymin, ymax + 1):
+            cy = py + 0.5
+            for px in range(xmin, xmax + 1):
+                cx = px + 0.5
+                w0 = ((x1 - cx) * (y2 - cy) - (x2 - cx) * (y1 - cy)) / area
+                w1 = ((x2 - cx) * (y0 - cy) - (x0 - cx) * (y2 - cy)) / area
+                w2 = 1.0 - w0 - w1
+                if w0 <= eps or w1 <= eps or w2 <= eps:
+                    continue
+                count[py, px] += 1
+                z = w0 * depth[f, 0] + w1 * depth[f, 1] + w2 * depth[f, 2]
+                if z < zbuf[py, px]:
+                    zbuf[py, px] = z
+                    tri_id[py, px] = f
+
+
+def _run(
+    uv: np.ndarray, resolution: int, depth: np.ndarray | None, strict: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    uv = np.ascontiguousarray(uv, dtype=np.float64)
+    d = np.zeros(uv.shape[:2]) if depth is None else np.ascontiguousarray(depth, dtype=np.float64)
+    tri_id = np.full((resolution, resolution), -1, dtype=np.int64)
+    zbuf = np.full((resolution, resolution), np.inf)
+    count = np.zeros((resolution, resolution), dtype=np.int64)
+    _raster(uv, d, resolution, strict, tri_id, zbuf, count)
+    return tri_id, count
+
+
+def rasterize_uv(uv: np.ndarray, resolution: int, depth: np.ndarray | None = None) -> np.ndarray:
+    """uv (F,3,2) in [0,1] -> (res,res) int64 face id per texel (-1 empty); smallest depth wins."""
+    return _run(uv, resolution, depth, strict=False)[0]
+
+
+def coverage_count(uv: np.ndarray, resolution: int) -> np.ndarray:
+    """(res,res) number of faces strictly covering each texel centre (> 1 means overlapping UVs).
+
+    Strict inside test, so texels exactly on an edge shared by two faces are not double counted.
+    """
+    return _run(uv, resolution, None, strict=True)[1]

@@ -1,0 +1,227 @@
+"""Generate the stand-in SMPL-X body, in the exact npz format ``smplx`` loads unchanged.
+
+This is NOT the SMPL-X model: it is a hand-designed body (see anatomy.py) with SMPL-X's vertex and
+face counts, skeleton, keypoint vertex indices and file layout, so that every code path written for
+SMPL-X runs without the licensed files. Drop a licensed ``SMPLX_*.npz`` in by path to get the real
+thing. Generation is deterministic and takes a few seconds; the result is cached in the data dir.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import anatomy
+from .blendshapes import BodyPoints, bone_ends, build_directions
+from .eyes import CAP_VERTICES, eye_cap
+from .joints import (
+    EXTRA_VERTEX_IDS,
+    JOINT_INDEX,
+    NUM_CONTOUR_YAW_BINS,
+    NUM_FACES,
+    NUM_JOINTS,
+    NUM_VERTICES,
+    kintree_table,
+)
+from .landmarks import (
+    choose_keypoint_vertices,
+    contour_targets,
+    project_to_faces,
+    renumber_for_keypoints,
+    static_face_landmark_targets,
+)
+from .paths import standin_dir
+from .regressor import build_regressor
+from .sdf import nearest_primitive
+from .skinning import body_skinning_weights
+from .surface import mesh_implicit
+
+# Bump whenever the generated data changes, so cached files are rebuilt.
+STANDIN_VERSION = 5
+GENDERS = ("neutral", "male", "female")
+
+NUM_BODY_VERTICES = NUM_VERTICES - 2 * CAP_VERTICES  # 9383, eyeballs follow as in SMPL-X
+LEFT_EYE_START = NUM_BODY_VERTICES
+RIGHT_EYE_START = NUM_BODY_VERTICES + CAP_VERTICES
+EYEBALL_RADIUS = 0.0125
+EYE_CAP_HALF_ANGLE = np.radians(75.0)
+NUM_POSE_BASIS = (NUM_JOINTS - 1) * 9  # 486: one 3x3 rotation minus identity per non-root joint
+
+# Fixed shape coefficients that turn the neutral body into the male / female stand-ins.
+GENDER_BETAS: dict[str, dict[int, float]] = {
+    "neutral": {},
+    "male": {0: -0.7, 2: 1.0, 4: -0.6, 5: 0.2, 9: 0.8, 7: 0.2},
+    "female": {0: 0.9, 1: -0.3, 2: -1.2, 4: 1.1, 5: 0.6, 7: -0.3, 9: -0.8},
+}
+
+
+def _bone_tips(joints: np.ndarray) -> dict[int, np.ndarray]:
+    """Bone end points where the first child is not the natural continuation (or none exists)."""
+    j = JOINT_INDEX
+    tips = {
+        j["pelvis"]: joints[j["spine1"]],
+        j["head"]: np.array([0.0, anatomy.HEAD_TOP_Y - 0.05, 0.0]),
+        j["jaw"]: np.array([0.0, 0.315, 0.075]),
+        j["left_eye_smplhf"]: joints[j["left_eye_smplhf"]] + np.array([0.0, 0.0, 0.01]),
+        j["right_eye_smplhf"]: joints[j["right_eye_smplhf"]] + np.array([0.0, 0.0, 0.01]),
+        j["left_wrist"]: joints[j["left_middle1"]],
+        j["right_wrist"]: joints[j["right_middle1"]],
+        j["left_foot"]: joints[j["left_foot"]] + np.array([0.0, 0.0, 0.08]),
+        j["right_foot"]: joints[j["right_foot"]] + np.array([0.0, 0.0, 0.08]),
+    }
+    for side in ("left", "right"):
+        for finger in ("thumb", "index", "middle", "ring", "pinky"):
+            tips[j[f"{side}_{finger}3"]] = anatomy.fingertip(side, finger)
+    return tips
+
+
+def _hand_pca(side: str) -> tuple[np.ndarray, np.ndarray]:
+    """(45, 45) orthonormal hand pose basis and a relaxed mean hand (axis-angle, 15 joints).
+
+    Component 0 curls all fingers (about the palm's side axis), 1 spreads them, the rest complete
+    an orthonormal basis. The mean is a light curl, like SMPL-X's non-flat mean hand.
+    """
+    sign = -1.0 if side == "left" else 1.0  # curling towards the palm (-y) is -z on the left
+    curl = np.zeros((15, 3))
+    curl[:, 2] = sign
+    curl[12:, :] = [0.0, sign * 0.5, 0.0]  # thumb joints (last three) fold across the palm
+    spread = np.zeros((15, 3))
+    spread[:, 1] = np.repeat([1.0, 0.0, -1.0, -0.5, 0.0], 3) * sign
+    seed = np.random.default_rng(7 if side == "left" else 8).normal(size=(45, 43))
+    basis, _ = np.linalg.qr(np.concatenate([curl.reshape(45, 1), spread.reshape(45, 1), seed], axis=1))
+    basis = (
+        basis.T
+        * np.sign(
+            np.diag(basis.T @ np.concatenate([curl.reshape(45, 1), spread.reshape(45, 1), seed], axis=1))
+        )[:, None]
+    )
+    mean = 0.15 * curl.reshape(45)
+    return basis, mean
+
+
+def build_neutral() -> dict[str, np.ndarray]:
+    """All arrays of the neutral stand-in, keyed as in an SMPL-X npz."""
+    prims = anatomy.body_primitives()
+    body_v, body_f = mesh_implicit(prims, NUM_BODY_VERTICES)
+    body_v, body_f = renumber_for_keypoints(body_v, body_f, choose_keypoint_vertices(body_v))
+    owner = np.array([prims[i].bone for i in nearest_primitive(prims, body_v)])
+    joints = anatomy.rest_joints()
+    ends = bone_ends(joints, _bone_tips(joints))
+    body_w = body_skinning_weights(body_v, body_f, owner, joints, ends)
+
+    eyes = anatomy.eye_centers()
+    pupil_l = EXTRA_VERTEX_IDS["leye"] - LEFT_EYE_START
+    pupil_r = EXTRA_VERTEX_IDS["reye"] - RIGHT_EYE_START
+    cap_l_v, cap_l_f = eye_cap(eyes[0], EYEBALL_RADIUS, EYE_CAP_HALF_ANGLE, pupil_l)
+    cap_r_v, cap_r_f = eye_cap(eyes[1], EYEBALL_RADIUS, EYE_CAP_HALF_ANGLE, pupil_r)
+    vertices = np.concatenate([body_v, cap_l_v, cap_r_v])
+    faces = np.concatenate([body_f, cap_l_f + LEFT_EYE_START, cap_r_f + RIGHT_EYE_START])
+    assert vertices.shape == (NUM_VERTICES, 3) and faces.shape == (NUM_FACES, 3)
+
+    weights = np.zeros((NUM_VERTICES, NUM_JOINTS))
+    weights[:NUM_BODY_VERTICES] = body_w
+    weights[LEFT_EYE_START:RIGHT_EYE_START, JOINT_INDEX["left_eye_smplhf"]] = 1.0
+    weights[RIGHT_EYE_START:, JOINT_INDEX["right_eye_smplhf"]] = 1.0
+
+    regressor = build_regressor(vertices, weights, joints)
+    body = BodyPoints(vertices, weights, joints, ends, anatomy.FLOOR_Y)
+    rigid = []
+    for start, eye_joint, centre in (
+        (LEFT_EYE_START, "left_eye_smplhf", eyes[0]),
+        (RIGHT_EYE_START, "right_eye_smplhf", eyes[1]),
+    ):
+        w = np.zeros((1, NUM_JOINTS))
+        w[0, JOINT_INDEX[eye_joint]] = 1.0
+        rigid.append(
+            (
+                np.arange(start, start + CAP_VERTICES),
+                BodyPoints(centre[None], w, joints, ends, anatomy.FLOOR_Y),
+            )
+        )
+    shapedirs, exprdirs = build_directions(body, rigid)
+
+    head_w = weights[:, [JOINT_INDEX["head"], JOINT_INDEX["jaw"]]].sum(axis=1)
+    face_region = (head_w > 0.5) & (vertices[:, 2] > 0.02)
+    face_region[NUM_BODY_VERTICES:] = False
+    lmk_faces, lmk_bary = project_to_faces(vertices, faces, static_face_landmark_targets(), face_region)
+    contour_faces, contour_bary = project_to_faces(vertices, faces, contour_targets(), face_region)
+
+    hands_l, mean_l = _hand_pca("left")
+    hands_r, mean_r = _hand_pca("right")
+    return {
+        "v_template": vertices,
+        "f": faces.astype(np.uint32),
+        "J_regressor": regressor,
+        "weights": weights,
+        "kintree_table": kintree_table(),
+        "shapedirs": np.concatenate([shapedirs, exprdirs], axis=2).astype(np.float32),
+        # Pose correctives are zero: the stand-in deforms by skinning alone.
+        "posedirs": np.zeros((NUM_VERTICES, 3, NUM_POSE_BASIS), dtype=np.float32),
+        "hands_componentsl": hands_l,
+        "hands_componentsr": hands_r,
+        "hands_meanl": mean_l,
+        "hands_meanr": mean_r,
+        "lmk_faces_idx": lmk_faces,
+        "lmk_bary_coords": lmk_bary,
+        # The contour does not follow head yaw on the stand-in: one contour for all 79 yaw bins.
+        "dynamic_lmk_faces_idx": np.repeat(contour_faces[None], NUM_CONTOUR_YAW_BINS, axis=0),
+        "dynamic_lmk_bary_coords": np.repeat(contour_bary[None], NUM_CONTOUR_YAW_BINS, axis=0),
+        "standin_version": np.array(STANDIN_VERSION),
+        "standin_note": np.array("avatar-studio stand-in body, not the licensed SMPL-X model"),
+    }
+
+
+def for_gender(neutral: dict[str, np.ndarray], gender: str) -> dict[str, np.ndarray]:
+    """The male / female stand-ins: the neutral body moved along fixed shape directions."""
+    out = dict(neutral)
+    offset = np.zeros_like(neutral["v_template"])
+    for k, c in GENDER_BETAS[gender].items():
+        offset += c * neutral["shapedirs"][:, :, k].astype(np.float64)
+    out["v_template"] = neutral["v_template"] + offset
+    out["gender"] = np.array(gender)
+    return out
+
+
+def model_file(gender: str, root: Path | None = None) -> Path:
+    return standin_dir(root) / "smplx" / f"SMPLX_{gender.upper()}.npz"
+
+
+def _is_current(path: Path) -> bool:
+    if not path.exists():
+        return False
+    try:
+        with np.load(path) as data:
+            return int(data["standin_version"]) == STANDIN_VERSION
+    except (OSError, KeyError, ValueError):
+        return False
+
+
+def ensure_standin(gender: str = "neutral", root: Path | None = None) -> Path:
+    """Path of the cached stand-in npz for ``gender``, generating all genders if needed.
+
+    Safe under concurrency: one process generates (file lock), files appear atomically.
+    """
+    gender = gender.lower()
+    if gender not in GENDERS:
+        raise ValueError(f"unknown gender {gender!r}; expected one of {GENDERS}")
+    target = model_file(gender, root)
+    if _is_current(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / ".standin.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _is_current(target):
+            return target
+        neutral = build_neutral()
+        for g in GENDERS:
+            data = for_gender(neutral, g)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".npz.tmp")
+            os.close(fd)
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, **data)
+            os.replace(tmp, model_file(g, root))
+    return target

@@ -1,0 +1,119 @@
+"""Diagnostic job kinds: ``system.info`` (what this backend has) and ``system.sleep`` (a cheap,
+cancellable job that exercises progress, cancel and artifacts end to end)."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from .api import JobContext, JobInputError, JobResult
+
+SLEEP_MAX_S = 3600.0
+SLEEP_TICK_S = 0.1
+
+
+def _torch_info() -> dict[str, Any]:
+    try:
+        import torch  # lazily: only worker processes pay for it
+    except Exception as exc:  # a broken torch install is a fact to report, not a crash
+        return {"torch": None, "torch_error": f"{type(exc).__name__}: {exc}", "device": "cpu",
+                "device_name": platform.processor() or platform.machine()}
+    info: dict[str, Any] = {"torch": torch.__version__, "cuda_available": torch.cuda.is_available()}
+    if torch.cuda.is_available():
+        info.update(device="cuda", device_name=torch.cuda.get_device_name(0),
+                    cuda_devices=torch.cuda.device_count(), cuda_version=torch.version.cuda)
+    else:
+        info.update(device="cpu", device_name=platform.processor() or platform.machine())
+    return info
+
+
+def system_info(params: dict[str, Any], ctx: JobContext) -> JobResult:
+    """Versions, device, CPU count and which model roles are present."""
+    from backend.models.registry import ModelRegistry
+
+    ctx.progress(0.0, "collecting versions", stage="versions")
+    data: dict[str, Any] = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "pid": os.getpid(),
+    }
+    try:
+        import zmq
+        data["pyzmq"] = zmq.__version__
+    except ImportError:
+        data["pyzmq"] = None
+    data.update(_torch_info())
+    ctx.check_cancelled()
+    ctx.progress(0.5, "checking models", stage="models")
+    registry = ModelRegistry.load()
+    checks = registry.check()
+    data["models"] = {r.spec.role: {"present": r.present, "source": r.source,
+                                    "location": str(r.location) if r.location else None}
+                      for r in checks}
+    smplx = registry.resolve("smplx")
+    data["body_model"] = (
+        {"kind": "licensed", "path": str(smplx.location)} if smplx.present else
+        {"kind": "stand-in", "path": None, "how_to": smplx.how_to}
+    )
+    data["executable"] = sys.executable
+    ctx.progress(1.0, "done", stage="done")
+    return JobResult(data=data)
+
+
+def _sleep_params(params: dict[str, Any]) -> tuple[float, bool, bool, str | None]:
+    unknown = set(params) - {"seconds", "ignore_cancel", "silent", "fail"}
+    if unknown:
+        raise JobInputError(f"system.sleep: unknown params {sorted(unknown)}")
+    seconds = params.get("seconds", 1.0)
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds):
+        raise JobInputError(f"system.sleep: 'seconds' must be a finite number, got {seconds!r}")
+    if not 0 <= seconds <= SLEEP_MAX_S:
+        raise JobInputError(f"system.sleep: 'seconds' must be in [0, {SLEEP_MAX_S:g}], got {seconds!r}")
+    flags = []
+    for name in ("ignore_cancel", "silent"):
+        value = params.get(name, False)
+        if not isinstance(value, bool):
+            raise JobInputError(f"system.sleep: {name!r} must be true or false, got {value!r}")
+        flags.append(value)
+    fail = params.get("fail")
+    if fail is not None and not isinstance(fail, str):
+        raise JobInputError(f"system.sleep: 'fail' must be a string message, got {fail!r}")
+    return float(seconds), flags[0], flags[1], fail
+
+
+def system_sleep(params: dict[str, Any], ctx: JobContext) -> JobResult:
+    """Sleep ``seconds`` in 0.1 s ticks, reporting progress and honouring cancel at each tick.
+
+    Diagnostic switches for tests: ``ignore_cancel`` (never checks the cancel flag, so the server
+    must kill it), ``silent`` (sends no progress, so the watchdog must fire), ``fail`` (raises
+    ``RuntimeError(fail)`` at the end, to check how errors cross the process boundary).
+    Returns ``data = {"seconds", "ticks"}`` and the array artifact ``ticks`` = 0..ticks-1 (float32).
+    """
+    seconds, ignore_cancel, silent, fail = _sleep_params(params)
+    ticks = max(1, math.ceil(seconds / SLEEP_TICK_S - 1e-9))
+    start = time.monotonic()
+    for tick in range(ticks):
+        if not ignore_cancel:
+            ctx.check_cancelled()
+        if not silent:
+            ctx.progress(tick / ticks, f"tick {tick + 1}/{ticks}", stage="sleep")
+        # Sleep to the tick's absolute deadline so the total does not drift with overheads.
+        time.sleep(max(0.0, start + min(seconds, (tick + 1) * SLEEP_TICK_S) - time.monotonic()))
+    if not ignore_cancel:
+        ctx.check_cancelled()
+    if fail is not None:
+        raise RuntimeError(fail)
+    if not silent:
+        ctx.progress(1.0, "done", stage="sleep")
+    return JobResult(
+        data={"seconds": seconds, "ticks": ticks, "slept_s": round(time.monotonic() - start, 4)},
+        arrays={"ticks": np.arange(ticks, dtype=np.float32)},
+    )

@@ -1,0 +1,36 @@
+"""Rasterisation core: visibility backends + differentiable per-pixel ops + camera helpers.
+
+    from backend.render import get_rasterizer, interpolate, texture, antialias, world_to_clip
+    rast = get_rasterizer("auto")            # nvdiffrast on CUDA if importable, else the numba CPU one
+    r = rast.rasterize(verts_clip, faces, resolution=(H, W))
+    rgb = texture(tex, interpolate(uv, r, faces))
+
+Conventions and the backend comparison live in ``docs/rendering.md``.
+"""
+
+from backend.render.api import (
+    BACKENDS,
+    Raster,
+    Rasterizer,
+    available_backends,
+    backend_available,
+    get_rasterizer,
+)
+from backend.render.camera import opencv_to_clip, project_points, world_to_camera, world_to_clip
+from backend.render.ops import antialias, interpolate, texture
+
+__all__ = [
+    "BACKENDS",
+    "Raster",
+    "Rasterizer",
+    "antialias",
+    "available_backends",
+    "backend_available",
+    "get_rasterizer",
+    "interpolate",
+    "opencv_to_clip",
+    "project_points",
+    "texture",
+    "world_to_camera",
+    "world_to_clip",
+]

@@ -1,0 +1,146 @@
+"""Rasterizer interface: the :class:`Raster` result and the backend registry.
+
+The split follows nvdiffrast: a backend only decides *visibility* (which triangle covers each pixel
+centre), which is discrete and not differentiable. Barycentrics and depth are then recomputed in
+plain torch from the winning triangle ids (:mod:`backend.render.barycentric`), so every backend gives
+the same gradients w.r.t. the clip-space positions, and everything downstream (interpolation,
+texturing, shading) is ordinary autograd.
+
+Conventions (see ``docs/rendering.md``): image row 0 is the top of the image; pixel (x, y) is sampled
+at its centre; clip space is OpenGL-like (x right, y *up*, w = camera depth), produced by
+:func:`backend.render.camera.opencv_to_clip`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Raster:
+    """Per-pixel visibility of one rasterisation (B images).
+
+    ``tri_id`` (B,H,W) int64, -1 where no triangle covers the pixel centre.
+    ``bary``   (B,H,W,2) float32: perspective-correct barycentrics (b1, b2) of the covering triangle
+               at the pixel centre (b0 = 1 - b1 - b2); 0 on background. Differentiable w.r.t. the
+               clip-space positions when those require grad.
+    ``depth``  (B,H,W) float32: camera-space depth (clip w; metres for our cameras), +inf background.
+    ``mask``   (B,H,W) bool: ``tri_id >= 0``.
+    """
+
+    tri_id: Tensor
+    bary: Tensor
+    depth: Tensor
+    mask: Tensor = field(init=False)
+    _flat_index: Tensor | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.mask = self.tri_id >= 0
+
+    @property
+    def batch(self) -> int:
+        return int(self.tri_id.shape[0])
+
+    @property
+    def resolution(self) -> tuple[int, int]:
+        return int(self.tri_id.shape[1]), int(self.tri_id.shape[2])
+
+    def covered_pixels(self) -> Tensor:
+        """Flat indices (into B*H*W) of covered pixels, computed once and cached.
+
+        Every op only touches covered pixels (a body covers ~20-40% of a frame), so this gather list
+        is shared by interpolation, texturing and the passes.
+        """
+        if self._flat_index is None:
+            self._flat_index = torch.nonzero(self.tri_id.reshape(-1) >= 0).squeeze(1)
+        return self._flat_index
+
+
+class Rasterizer(Protocol):
+    """A visibility backend. ``rasterize`` accepts (B,V,4) or (V,4) clip positions and (F,3) faces."""
+
+    name: str
+
+    def rasterize(self, verts_clip: Tensor, faces: Tensor, resolution: tuple[int, int]) -> Raster: ...
+
+
+def normalize_inputs(verts_clip: Tensor, faces: Tensor) -> tuple[Tensor, Tensor]:
+    """Validate and bring inputs to (B,V,4) float and (F,3) int64 on the positions' device."""
+    if verts_clip.dim() == 2:
+        verts_clip = verts_clip.unsqueeze(0)
+    if verts_clip.dim() != 3 or verts_clip.shape[-1] != 4:
+        raise ValueError(f"verts_clip must be (B,V,4) or (V,4), got {tuple(verts_clip.shape)}")
+    if not verts_clip.is_floating_point():
+        raise TypeError("verts_clip must be a floating point tensor")
+    if faces.dim() != 2 or faces.shape[-1] != 3:
+        raise ValueError(f"faces must be (F,3), got {tuple(faces.shape)}")
+    if faces.is_floating_point():
+        raise TypeError("faces must be an integer tensor")
+    faces = faces.to(device=verts_clip.device, dtype=torch.int64)
+    if faces.numel() and (int(faces.min()) < 0 or int(faces.max()) >= verts_clip.shape[1]):
+        raise ValueError("faces index outside the vertex array")
+    return verts_clip, faces
+
+
+def check_resolution(resolution: tuple[int, int]) -> tuple[int, int]:
+    height, width = (int(v) for v in resolution)
+    if height <= 0 or width <= 0:
+        raise ValueError(f"resolution must be positive (H, W), got {resolution}")
+    return height, width
+
+
+BACKENDS = ("cpu", "torch_ref", "nvdiffrast", "pytorch3d")
+
+
+def backend_available(name: str) -> bool:
+    """Whether a backend can run here (the GPU ones need CUDA and their package)."""
+    if name in ("cpu", "torch_ref"):
+        return True
+    if name in ("nvdiffrast", "pytorch3d"):
+        module = "nvdiffrast" if name == "nvdiffrast" else "pytorch3d"
+        return torch.cuda.is_available() and importlib.util.find_spec(module) is not None
+    return False
+
+
+def available_backends() -> list[str]:
+    return [name for name in BACKENDS if backend_available(name)]
+
+
+_CACHE: dict[str, Rasterizer] = {}
+
+
+def get_rasterizer(name: str = "auto") -> Rasterizer:
+    """Return a rasterizer backend by name; ``auto`` = nvdiffrast on CUDA if importable, else cpu."""
+    if name == "auto":
+        name = "nvdiffrast" if backend_available("nvdiffrast") else "cpu"
+    if name not in BACKENDS:
+        raise ValueError(f"unknown rasterizer {name!r}; known: auto, {', '.join(BACKENDS)}")
+    if not backend_available(name):
+        raise RuntimeError(f"rasterizer {name!r} needs CUDA and the {name} package, not available here")
+    if name not in _CACHE:
+        _CACHE[name] = _construct(name)
+    return _CACHE[name]
+
+
+def _construct(name: str) -> Rasterizer:
+    # Imported lazily: the numba kernel compiles on first use and the GPU packages are optional.
+    if name == "cpu":
+        from backend.render.cpu_numba import NumbaRasterizer
+
+        return NumbaRasterizer()
+    if name == "torch_ref":
+        from backend.render.torch_ref import TorchRefRasterizer
+
+        return TorchRefRasterizer()
+    if name == "nvdiffrast":
+        from backend.render.nvdiffrast_backend import NvdiffrastRasterizer
+
+        return NvdiffrastRasterizer()
+    from backend.render.pytorch3d_backend import Pytorch3dRasterizer
+
+    return Pytorch3dRasterizer()

@@ -1,0 +1,618 @@
+"""The job server: one ROUTER socket, one thread, never blocked by a job.
+
+Each loop iteration polls the socket together with the executor's worker pipes and process
+sentinels, handles every request that is waiting, turns executor events into job-store state
+changes and messages for the subscribed clients, and retries replies that met back-pressure.
+
+Delivery rules (docs/protocol.md §4, §8):
+- Replies and terminal events are sent without blocking; if a peer's queue is full they wait in an
+  outbox and are retried each iteration (for :data:`OUTBOX_TTL_S`; after that the client's
+  re-``attach`` gets the terminal event again from the job store, which is the real guarantee).
+- Progress events are sent with ``NOBLOCK`` and simply dropped when the peer is slow.
+- ``ROUTER_MANDATORY`` makes a send to a vanished peer fail at once (``EHOSTUNREACH``), and that peer's
+  subscriptions are forgotten. ZMTP heartbeats on the socket notice dead TCP peers.
+- A malformed message is logged and answered with an ``error`` (at most a few per second per peer);
+  a bug while handling a request is answered with ``InternalError``. Neither stops the loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import mmap
+import os
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+import backend
+from backend.jobs.api import JOB_KINDS
+from protocol import (
+    DEFAULT_LIMITS,
+    PROTOCOL_VERSION,
+    ConnectionInfo,
+    Limits,
+    Message,
+    ProtocolError,
+    Session,
+    new_key,
+    parse_version,
+    write_connection_file,
+    write_private_file,
+)
+from protocol import messages as M
+
+from .artifacts import ArtifactStore
+from .curve_auth import CurveKeys, is_loopback_address, start_authenticator
+from .executor import (
+    Executor,
+    ExecutorEvent,
+    JobCancelledEvent,
+    JobFailed,
+    JobProgressed,
+    JobStarted,
+    JobSucceeded,
+)
+from .jobstore import IdempotencyConflict, InvalidTransition, Job, JobStore
+from .params import externalize
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_INTERVAL_S = 1.0
+OUTBOX_TTL_S = 30.0
+PROGRESS_DB_INTERVAL_S = 0.25  # progress is written to SQLite at most this often per job
+ERROR_REPLIES_PER_S = 5.0  # per peer, for malformed input (a garbage flood gets few answers)
+MAX_REQUESTS_PER_ITERATION = 200
+LIST_JOBS_DEFAULT_LIMIT = 1000
+# Headroom under the message limit for the JSON frames of a get_artifact reply.
+ARTIFACT_REPLY_MARGIN = 1 << 20
+
+
+class ServerStartError(RuntimeError):
+    """The server refuses to start (unsafe bind, data dir in use...). The message says why."""
+
+
+class BadRequest(Exception):
+    """A request we understood but cannot serve; becomes an ``error`` reply with this ``ename``."""
+
+    def __init__(self, ename: str, evalue: str) -> None:
+        super().__init__(evalue)
+        self.ename = ename
+        self.evalue = evalue
+
+
+@dataclass
+class ServerConfig:
+    data_dir: Path
+    bind: str = "tcp://127.0.0.1:0"
+    curve: bool = False
+    workers: int = 2
+    heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S
+    cancel_grace_s: float = 0.5
+    limits: Limits = DEFAULT_LIMITS
+
+
+@dataclass
+class _Outgoing:
+    identity: bytes
+    message: Message
+    expires: float
+
+
+@dataclass
+class _JobRuntime:
+    """In-memory state of a live job: who listens, progress sequence, last DB write."""
+
+    subscribers: dict[bytes, dict[str, Any]] = field(default_factory=dict)  # identity -> parent header
+    seq: int = 0
+    last_db_write: float = 0.0
+
+
+def _normalize_bind(address: str) -> str:
+    # ZeroMQ's own spelling of "any free port" is '*'; accept the familiar ':0' too.
+    return address[:-2] + ":*" if address.startswith("tcp://") and address.endswith(":0") else address
+
+
+class Server:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.data_dir = Path(config.data_dir).expanduser().resolve()
+        self.connection_file = self.data_dir / "connection.json"
+        self.context: zmq.Context[Any] | None = None
+        self.socket: zmq.Socket[Any] | None = None
+        self.session: Session | None = None
+        self.store: JobStore | None = None
+        self.artifacts: ArtifactStore | None = None
+        self.executor: Executor | None = None
+        self.info: ConnectionInfo | None = None
+        self._auth: Any = None
+        self._lock_fd: int | None = None
+        self._stopping = False
+        self._jobs: dict[str, _JobRuntime] = {}
+        self._outbox: deque[_Outgoing] = deque()
+        self._error_budget: dict[bytes, tuple[float, float]] = {}  # identity -> (tokens, time)
+        self.stats = {"requests": 0, "malformed": 0, "internal_errors": 0, "dropped_progress": 0}
+
+    # --- start / stop ----------------------------------------------------------------------------
+
+    def start(self) -> ConnectionInfo:
+        """Lock the data dir, open the store, start workers, bind, then write the connection file."""
+        bind = _normalize_bind(self.config.bind)
+        if not is_loopback_address(bind) and not self.config.curve:
+            raise ServerStartError(
+                f"refusing to bind {self.config.bind} without CURVE encryption: a non-loopback address "
+                f"can be reached from other machines. Start with --curve and give each client a key "
+                f"(`avatar-studio keys create NAME`), or bind tcp://127.0.0.1:PORT."
+            )
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._lock_data_dir()
+        self.store = JobStore(self.data_dir / "jobs.sqlite3")
+        lost = self.store.fail_unfinished(
+            "the server stopped while this job was queued or running (its worker is gone); resubmit it"
+        )
+        if lost:
+            log.warning("marked %d job(s) of a previous server failed: %s", len(lost), ", ".join(lost))
+        self.artifacts = ArtifactStore(self.data_dir / "artifacts")
+        key = self._hmac_key()
+        self.session = Session(key.encode("utf-8"), limits=self.config.limits)
+        self.executor = Executor(self.data_dir, workers=self.config.workers,
+                                 cancel_grace_s=self.config.cancel_grace_s)
+        self.executor.start()
+        self.context = zmq.Context()
+        server_public: str | None = None
+        socket = self.context.socket(zmq.ROUTER)
+        socket.linger = 0
+        socket.router_mandatory = True
+        socket.sndhwm = 1000
+        socket.rcvhwm = 1000
+        socket.heartbeat_ivl = int(self.config.heartbeat_interval_s * 1000)
+        socket.heartbeat_timeout = int(self.config.heartbeat_interval_s * 5000)
+        self.config.limits.configure_socket(socket)
+        if self.config.curve:
+            keys = CurveKeys(self.data_dir)
+            public, secret = keys.server_keypair()
+            self._auth = start_authenticator(self.context, keys)  # before bind: no unchecked handshake
+            socket.curve_server = True
+            socket.curve_publickey = public
+            socket.curve_secretkey = secret
+            server_public = public.decode("ascii")
+            if not keys.client_public_keys():
+                log.warning("CURVE is on but no client key is listed: create one with "
+                            "`avatar-studio keys create NAME --data-dir %s`", self.data_dir)
+        address = self._bind(socket, bind)
+        self.socket = socket
+        self.info = ConnectionInfo(address=address, key=key, curve=self.config.curve,
+                                   server_public_key=server_public, server_pid=os.getpid())
+        # Written last: a client that sees the file finds a server ready to answer.
+        write_connection_file(self.connection_file, self.info)
+        log.info("serving on %s (data dir %s, %d worker(s))", address, self.data_dir, self.config.workers)
+        return self.info
+
+    def _lock_data_dir(self) -> None:
+        path = self.data_dir / "server.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            other = path.read_text().strip() or "?"
+            raise ServerStartError(f"another server (pid {other}) is using the data dir {self.data_dir}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd  # held until this process exits; the kernel drops it even on SIGKILL
+
+    def _hmac_key(self) -> str:
+        """The signing key, kept in the data dir so clients can reconnect after a server restart."""
+        path = self.data_dir / "hmac.key"
+        if path.exists():
+            key = path.read_text(encoding="utf-8").strip()
+            if len(key) >= 32:
+                return key
+        key = new_key()
+        write_private_file(path, key.encode("utf-8"))
+        return key
+
+    def _bind(self, socket: zmq.Socket[Any], bind: str) -> str:
+        """Bind; for a free-port request prefer the port of the previous run (clients reconnect)."""
+        if bind.startswith("tcp://") and bind.endswith(":*") and self.connection_file.exists():
+            with contextlib.suppress(Exception):
+                from protocol import read_connection_file
+
+                previous = read_connection_file(self.connection_file)
+                if previous.port and previous.ip == bind[len("tcp://"):-2].strip("[]"):
+                    try:
+                        socket.bind(f"{bind[:-2]}:{previous.port}")
+                        return socket.getsockopt_string(zmq.LAST_ENDPOINT)
+                    except zmq.ZMQError:
+                        pass  # taken by something else: any free port will do
+        socket.bind(bind)
+        return socket.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def request_stop(self, *_: Any) -> None:
+        self._stopping = True
+
+    def close(self) -> None:
+        """Stop workers, fail what was running (clearly), close sockets, remove our connection file."""
+        if self.executor is not None and self.store is not None:
+            unfinished = [*self.executor.running, *self.executor.queued]
+            self.executor.shutdown()
+            for job_id in unfinished:
+                self._finish(job_id, M.FAILED, error={
+                    "ename": "ServerStopped", "evalue": "the server was stopped while the job was unfinished",
+                    "traceback": ""})
+            self.executor = None
+        if self.socket is not None:
+            self.socket.close(linger=0)
+            self.socket = None
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+        if self.context is not None:
+            self.context.term()
+            self.context = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        with contextlib.suppress(Exception):
+            from protocol import read_connection_file
+
+            if read_connection_file(self.connection_file).server_pid == os.getpid():
+                self.connection_file.unlink()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def serve_forever(self) -> None:
+        """Run until SIGINT/SIGTERM (or :meth:`request_stop`), then :meth:`close`."""
+        previous = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while not self._stopping:
+                self.run_once(0.2)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.close()
+
+    # --- the loop ----------------------------------------------------------------------------------
+
+    def run_once(self, max_wait_s: float) -> None:
+        assert self.socket is not None and self.executor is not None
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        for fd in self.executor.poll_fds():
+            poller.register(fd, zmq.POLLIN)
+        wait = max_wait_s
+        deadline = self.executor.next_deadline()
+        if deadline is not None:
+            wait = min(wait, max(0.0, deadline - time.monotonic()))
+        if self._outbox:
+            wait = min(wait, 0.02)
+        poller.poll(int(wait * 1000))
+        for _ in range(MAX_REQUESTS_PER_ITERATION):
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            self._on_frames(frames)
+        for event in self.executor.service():
+            self._on_executor_event(event)
+        self._flush_outbox()
+
+    # --- incoming -------------------------------------------------------------------------------
+
+    def _on_frames(self, frames: list[Any]) -> None:
+        assert self.session is not None
+        identity = bytes(frames[0].bytes) if frames else b""
+        try:
+            message = self.session.deserialize(frames)
+        except ProtocolError as exc:
+            self.stats["malformed"] += 1
+            log.warning("rejected a message from peer %s: %s: %s", identity.hex()[:16], type(exc).__name__, exc)
+            if identity and self._may_send_error(identity):
+                self._send(identity, M.ERROR, M.error_content(getattr(exc, "ename", M.E_PROTOCOL), str(exc)[:500]),
+                           parent={})
+            return
+        self.stats["requests"] += 1
+        try:
+            self._on_request(identity, message)
+        except BadRequest as exc:
+            self._send(identity, M.ERROR, M.error_content(exc.ename, exc.evalue), parent=message)
+        except Exception as exc:  # a bug must cost one request, not the server
+            self.stats["internal_errors"] += 1
+            log.exception("internal error while handling %s", message.header.get("msg_type"))
+            self._send(identity, M.ERROR, M.error_content(M.E_INTERNAL, f"{type(exc).__name__}: {exc}"),
+                       parent=message)
+
+    def _may_send_error(self, identity: bytes) -> bool:
+        """Token bucket per peer, so a flood of garbage does not turn into a flood of replies."""
+        now = time.monotonic()
+        tokens, last = self._error_budget.get(identity, (ERROR_REPLIES_PER_S, now))
+        tokens = min(ERROR_REPLIES_PER_S, tokens + (now - last) * ERROR_REPLIES_PER_S)
+        allowed = tokens >= 1.0
+        self._error_budget[identity] = (tokens - 1.0 if allowed else tokens, now)
+        if len(self._error_budget) > 10_000:  # bound memory against many short-lived peers
+            self._error_budget.clear()
+        return allowed
+
+    def _on_request(self, identity: bytes, message: Message) -> None:
+        msg_type = message.msg_type
+        if msg_type == M.HELLO:
+            self._on_hello(identity, message)
+            return
+        remote = message.header.get("version")
+        if parse_version(remote)[0] != parse_version(PROTOCOL_VERSION)[0]:
+            self._send(identity, M.ERROR, M.version_mismatch_content(PROTOCOL_VERSION, remote), parent=message)
+            return
+        handler = {
+            M.SUBMIT: self._on_submit,
+            M.CANCEL: self._on_cancel,
+            M.LIST_JOBS: self._on_list_jobs,
+            M.ATTACH: self._on_attach,
+            M.GET_ARTIFACT: self._on_get_artifact,
+            M.HEARTBEAT: self._on_heartbeat,
+        }.get(msg_type)
+        if handler is None:
+            raise BadRequest(M.E_UNKNOWN_TYPE, f"unknown request type {msg_type[:64]!r}")
+        handler(identity, message)
+
+    def _reply(self, identity: bytes, request: Message, content: dict[str, Any]) -> None:
+        self._send(identity, M.reply_type(request.msg_type), content, parent=request)
+
+    def _on_hello(self, identity: bytes, message: Message) -> None:
+        client_version = message.content.get("protocol_version", message.header.get("version"))
+        try:
+            compatible = parse_version(client_version)[0] == parse_version(PROTOCOL_VERSION)[0]
+        except ProtocolError:
+            compatible = False
+        if not compatible:
+            self._send(identity, M.ERROR, M.version_mismatch_content(PROTOCOL_VERSION, client_version),
+                       parent=message)
+            return
+        assert self.session is not None
+        self._reply(identity, message, {
+            "protocol_version": PROTOCOL_VERSION,
+            "server_version": backend.__version__,
+            "session": self.session.session_id,
+            "job_kinds": [{"name": k.name, "description": k.description} for k in JOB_KINDS.values()],
+            "heartbeat_interval_s": self.config.heartbeat_interval_s,
+            "curve": self.config.curve,
+        })
+
+    def _on_heartbeat(self, identity: bytes, message: Message) -> None:
+        self._reply(identity, message, {"time": message.content.get("time"), "server_time": time.time()})
+
+    def _job_or_error(self, message: Message) -> Job:
+        assert self.store is not None
+        job_id = message.content.get("job_id")
+        if not isinstance(job_id, str) or not job_id:
+            raise BadRequest(M.E_BAD_REQUEST, f"{message.msg_type} needs a string 'job_id'")
+        job = self.store.get(job_id)
+        if job is None:
+            raise BadRequest(M.E_UNKNOWN_JOB, f"no job with id {job_id[:64]!r}")
+        return job
+
+    def _on_submit(self, identity: bytes, message: Message) -> None:
+        assert self.store is not None and self.artifacts is not None and self.executor is not None
+        content = message.content
+        kind = content.get("kind")
+        params = content.get("params", {})
+        key = content.get("idempotency_key")
+        if not isinstance(kind, str):
+            raise BadRequest(M.E_BAD_REQUEST, "submit needs a string 'kind'")
+        if kind not in JOB_KINDS:
+            raise BadRequest(M.E_UNKNOWN_KIND, f"unknown job kind {kind[:64]!r}; known: {', '.join(sorted(JOB_KINDS))}")
+        if not isinstance(params, dict):
+            raise BadRequest(M.E_BAD_REQUEST, "submit 'params' must be an object")
+        if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 256):
+            raise BadRequest(M.E_BAD_REQUEST, "'idempotency_key' must be a string of 1-256 characters")
+        try:
+            job, duplicate = self.store.create(kind, externalize(params, self.artifacts), key)
+        except IdempotencyConflict as exc:
+            raise BadRequest(M.E_BAD_REQUEST, str(exc)) from None
+        self._subscribe(job.job_id, identity, message)
+        self._reply(identity, message, {"job_id": job.job_id, "state": job.state, "duplicate": duplicate})
+        if duplicate:
+            self._send_current_state(identity, job, message)
+        else:
+            self.executor.submit(job.job_id, kind, job.params)
+            log.info("job %s (%s) queued", job.job_id, kind)
+
+    def _on_attach(self, identity: bytes, message: Message) -> None:
+        job = self._job_or_error(message)
+        if not job.terminal:
+            self._subscribe(job.job_id, identity, message)
+        self._reply(identity, message, {"job": job.to_wire()})
+        self._send_current_state(identity, job, message)
+
+    def _send_current_state(self, identity: bytes, job: Job, parent: Message) -> None:
+        """After attach (or a duplicate submit): the terminal event again, or the live state."""
+        if job.terminal:
+            self._send(identity, M.STATE_TERMINAL_EVENT[job.state], self._terminal_content(job), parent=parent)
+        else:
+            self._send(identity, M.JOB_STATE, {"job_id": job.job_id, "state": job.state}, parent=parent)
+
+    def _on_cancel(self, identity: bytes, message: Message) -> None:
+        assert self.executor is not None
+        job = self._job_or_error(message)
+        if not job.terminal:
+            if self.executor.cancel(job.job_id):
+                # A queued job is cancelled at once: let the reply carry the final state.
+                self._apply_events(self.executor.service())
+            else:  # in the store but unknown to the executor (should not happen): end it here
+                self._finish(job.job_id, M.CANCELLED)
+            job = self._job_or_error(message)
+        self._reply(identity, message, {"job_id": job.job_id, "state": job.state})
+
+    def _on_list_jobs(self, identity: bytes, message: Message) -> None:
+        assert self.store is not None
+        states = message.content.get("states")
+        limit = message.content.get("limit", LIST_JOBS_DEFAULT_LIMIT)
+        if states is not None and (not isinstance(states, list) or not all(s in M.JOB_STATES for s in states)):
+            raise BadRequest(M.E_BAD_REQUEST, f"'states' must be a list of {', '.join(M.JOB_STATES)}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise BadRequest(M.E_BAD_REQUEST, "'limit' must be a non-negative integer")
+        jobs = self.store.list(states, limit)
+        self._reply(identity, message, {"jobs": [job.to_wire() for job in jobs]})
+
+    def _on_get_artifact(self, identity: bytes, message: Message) -> None:
+        assert self.store is not None and self.artifacts is not None
+        job = self._job_or_error(message)
+        name = message.content.get("name")
+        if not isinstance(name, str):
+            raise BadRequest(M.E_BAD_REQUEST, "get_artifact needs a string 'name'")
+        record = self.store.artifact(job.job_id, name) if job.state == M.SUCCEEDED else None
+        if record is None:
+            raise BadRequest(M.E_UNKNOWN_ARTIFACT, f"job {job.job_id} has no artifact {name[:200]!r}")
+        content: dict[str, Any] = {"job_id": job.job_id, "name": name, "artifact": record.to_wire()}
+        budget = self.config.limits.max_message_bytes - ARTIFACT_REPLY_MARGIN
+        if record.kind == "array":
+            if record.size > budget:
+                raise BadRequest(M.E_BAD_REQUEST, f"array artifact {name!r} ({record.size} bytes) exceeds the "
+                                                  f"message limit; fetch it as a file in ranges")
+            content["array"] = self.artifacts.load_array(record.sha256)
+        else:
+            offset = message.content.get("offset")
+            length = message.content.get("length")
+            if offset is None and record.size > budget:
+                raise BadRequest(M.E_BAD_REQUEST, f"file artifact {name!r} has {record.size} bytes, more than "
+                                                  f"one message may carry: ask for ranges (offset, length)")
+            if offset is not None:
+                if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= record.size:
+                    raise BadRequest(M.E_BAD_REQUEST, f"'offset' must be an int in [0, {record.size}]")
+                if length is None:
+                    length = record.size - offset
+                if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+                    raise BadRequest(M.E_BAD_REQUEST, "'length' must be a non-negative int")
+                length = min(length, budget, record.size - offset)
+                content["offset"] = offset
+            else:
+                offset, length = 0, record.size
+            content["data"] = self._file_slice(record.sha256, offset, length)
+        self._reply(identity, message, content)
+
+    def _file_slice(self, sha256: str, offset: int, length: int) -> memoryview:
+        """A zero-copy view of part of a stored file (memory-mapped; the mapping lives with the view)."""
+        assert self.artifacts is not None
+        if length == 0:
+            return memoryview(b"")
+        with open(self.artifacts.path(sha256), "rb") as handle:
+            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        return memoryview(mapped)[offset:offset + length]
+
+    # --- subscriptions and outgoing ----------------------------------------------------------------
+
+    def _subscribe(self, job_id: str, identity: bytes, message: Message) -> None:
+        self._jobs.setdefault(job_id, _JobRuntime()).subscribers[identity] = message.header
+
+    def _forget_peer(self, identity: bytes) -> None:
+        for runtime in self._jobs.values():
+            runtime.subscribers.pop(identity, None)
+        self._error_budget.pop(identity, None)
+
+    def _send(self, identity: bytes, msg_type: str, content: dict[str, Any], *,
+              parent: Message | dict[str, Any], droppable: bool = False) -> None:
+        """Send to one peer without blocking; keep non-droppable messages for a retry if it is slow."""
+        assert self.session is not None and self.socket is not None
+        message = self.session.msg(msg_type, content, parent)
+        message.identities = [identity]
+        self._try_send(_Outgoing(identity, message, time.monotonic() + OUTBOX_TTL_S), droppable)
+
+    def _try_send(self, item: _Outgoing, droppable: bool) -> bool:
+        assert self.session is not None and self.socket is not None
+        try:
+            self.socket.send_multipart(self.session.serialize(item.message), flags=zmq.NOBLOCK, copy=False)
+            return True
+        except zmq.Again:  # the peer's queue is full
+            if droppable:
+                self.stats["dropped_progress"] += 1
+            else:
+                self._outbox.append(item)
+            return False
+        except zmq.ZMQError as exc:
+            if exc.errno == errno.EHOSTUNREACH:  # the peer is gone: stop sending it anything
+                self._forget_peer(item.identity)
+                return False
+            raise
+
+    def _flush_outbox(self) -> None:
+        now = time.monotonic()
+        for _ in range(len(self._outbox)):
+            item = self._outbox.popleft()
+            if item.expires < now:
+                log.warning("gave up delivering %s to a peer that stopped reading", item.message.msg_type)
+                continue
+            if not self._try_send(item, droppable=False):
+                if self._outbox and self._outbox[-1] is item:
+                    # Still blocked: later messages to the same peer must stay behind it.
+                    continue
+
+    def _emit(self, job_id: str, msg_type: str, content: dict[str, Any], *, droppable: bool = False) -> None:
+        runtime = self._jobs.get(job_id)
+        if runtime is None:
+            return
+        for identity, parent in list(runtime.subscribers.items()):
+            self._send(identity, msg_type, content, parent=parent, droppable=droppable)
+
+    # --- executor events --------------------------------------------------------------------------
+
+    def _apply_events(self, events: list[ExecutorEvent]) -> None:
+        for event in events:
+            self._on_executor_event(event)
+
+    def _on_executor_event(self, event: ExecutorEvent) -> None:
+        assert self.store is not None
+        try:
+            if isinstance(event, JobStarted):
+                self.store.transition(event.job_id, M.RUNNING)
+                log.info("job %s running in worker pid %d", event.job_id, event.pid)
+                # worker_pid: an extra field (tolerated by clients) for diagnostics and kill tests.
+                self._emit(event.job_id, M.JOB_STATE,
+                           {"job_id": event.job_id, "state": M.RUNNING, "worker_pid": event.pid})
+            elif isinstance(event, JobProgressed):
+                self._on_progress(event)
+            elif isinstance(event, JobSucceeded):
+                self._finish(event.job_id, M.SUCCEEDED, result=event.data, artifacts=event.artifacts)
+            elif isinstance(event, JobFailed):
+                self._finish(event.job_id, M.FAILED, error=event.error)
+            elif isinstance(event, JobCancelledEvent):
+                self._finish(event.job_id, M.CANCELLED)
+        except InvalidTransition as exc:  # e.g. a result that raced a cancel: the first end stands
+            log.info("ignored executor event: %s", exc)
+
+    def _on_progress(self, event: JobProgressed) -> None:
+        assert self.store is not None
+        runtime = self._jobs.setdefault(event.job_id, _JobRuntime())
+        runtime.seq += 1
+        now = time.monotonic()
+        if now - runtime.last_db_write >= PROGRESS_DB_INTERVAL_S or event.fraction >= 1.0:
+            self.store.set_progress(event.job_id, event.fraction, event.stage, event.message)
+            runtime.last_db_write = now
+        content = M.progress_content(event.job_id, runtime.seq, event.fraction, event.stage, event.message,
+                                     event.preview if isinstance(event.preview, np.ndarray) else None)
+        self._emit(event.job_id, M.JOB_PROGRESS, content, droppable=True)
+
+    def _terminal_content(self, job: Job) -> dict[str, Any]:
+        if job.state == M.SUCCEEDED:
+            return {"job_id": job.job_id, "data": job.result or {}, "artifacts": [a.to_wire() for a in job.artifacts]}
+        if job.state == M.FAILED:
+            return {"job_id": job.job_id, "error": job.error or {"ename": "Unknown", "evalue": "", "traceback": ""}}
+        return {"job_id": job.job_id}
+
+    def _finish(self, job_id: str, state: str, **fields: Any) -> None:
+        """Record the terminal state (artifacts are already in the store), then tell subscribers."""
+        assert self.store is not None
+        job = self.store.transition(job_id, state, **fields)
+        if state == M.FAILED and job.error:
+            log.info("job %s failed: %s: %s", job_id, job.error.get("ename"), job.error.get("evalue"))
+        else:
+            log.info("job %s %s", job_id, state)
+        self._emit(job_id, M.STATE_TERMINAL_EVENT[state], self._terminal_content(job))
+        self._jobs.pop(job_id, None)

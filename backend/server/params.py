@@ -1,0 +1,47 @@
+"""Job params that hold arrays or bytes (e.g. reference images sent with ``submit``).
+
+The job table stores params as JSON, and the worker gets them through a pipe. Arrays and raw
+bytes in the received params are therefore put in the artifact store once, and replaced in the
+stored params by small descriptors naming their content hash; the worker turns the descriptors
+back into (memory-mapped, read-only) arrays and bytes. Because the descriptor holds the hash, the
+idempotency check (same key + same params) works for params with arrays too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .artifacts import ArtifactStore
+
+STORED_ARRAY = "__stored_array__"
+STORED_BYTES = "__stored_bytes__"
+
+
+def externalize(params: Any, store: ArtifactStore) -> Any:
+    """A JSON-able copy of ``params`` with arrays/bytes stored and replaced by descriptors."""
+    if isinstance(params, dict):
+        return {key: externalize(value, store) for key, value in params.items()}
+    if isinstance(params, list | tuple):
+        return [externalize(value, store) for value in params]
+    if isinstance(params, np.ndarray):
+        sha256, size = store.put_array(params)
+        return {STORED_ARRAY: {"sha256": sha256, "dtype": params.dtype.str, "shape": list(params.shape)}}
+    if isinstance(params, bytes | bytearray | memoryview):
+        sha256, size = store.put_bytes(memoryview(params))
+        return {STORED_BYTES: {"sha256": sha256, "size": size}}
+    return params
+
+
+def internalize(params: Any, store: ArtifactStore) -> Any:
+    """Inverse of :func:`externalize` (in the worker): descriptors become arrays and bytes."""
+    if isinstance(params, dict):
+        if len(params) == 1 and STORED_ARRAY in params:
+            return store.load_array(params[STORED_ARRAY]["sha256"])
+        if len(params) == 1 and STORED_BYTES in params:
+            return store.read_bytes(params[STORED_BYTES]["sha256"])
+        return {key: internalize(value, store) for key, value in params.items()}
+    if isinstance(params, list):
+        return [internalize(value, store) for value in params]
+    return params

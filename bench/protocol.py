@@ -1,0 +1,180 @@
+"""Protocol benchmark: our signed, zero-copy messages against raw pyzmq sending the same frames.
+
+    .venv/bin/python bench/protocol.py            # full run (1, 16, 256 MiB; ~1 min on 2 cores)
+    .venv/bin/python bench/protocol.py --quick    # smaller counts
+
+Both sides run over real TCP on 127.0.0.1, DEALER -> ROUTER, in the same run:
+- *raw*: ``send_multipart(frames, copy=False)`` of the exact frames our protocol produced (delimiter,
+  signature, 4 JSON frames, the array buffer), received with ``recv_multipart(copy=False)`` and
+  wrapped with ``np.frombuffer``: the floor any protocol on ZeroMQ can reach.
+- *protocol*: ``Session.send`` (serialize + sign: hashes the buffer) and ``Session.recv``
+  (verify: hashes it again, replay check, JSON parse, array restore).
+Two throughput modes: *sequential* (send one, receive it, repeat: latency-bound, one thread) and
+*streaming* (a sender thread keeps sending while the main thread receives: sender hashing,
+transfer and receiver hashing overlap). Round trip: a small request and its reply, p50/p99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from protocol import Session
+from protocol.signing import _hash_threads
+
+KEY = os.urandom(32)
+MiB = 1 << 20
+
+
+def socket_pair(context: zmq.Context[Any]) -> tuple[zmq.Socket[Any], zmq.Socket[Any]]:
+    router = context.socket(zmq.ROUTER)
+    dealer = context.socket(zmq.DEALER)
+    for sock in (router, dealer):
+        sock.linger = 0
+        sock.sndhwm = sock.rcvhwm = 4  # streaming: bound the memory held in flight
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    dealer.connect(f"tcp://127.0.0.1:{port}")
+    return router, dealer
+
+
+def warm(router: zmq.Socket[Any], dealer: zmq.Socket[Any]) -> None:
+    dealer.send(b"warm")
+    router.recv_multipart()
+
+
+def best_of(repeats: int, run: Callable[[], float]) -> float:
+    return min(run() for _ in range(repeats))
+
+
+def throughput(size_mib: int, count: int, repeats: int, streaming: bool) -> tuple[float, float]:
+    """GiB/s for (raw, protocol)."""
+    context = zmq.Context()
+    router, dealer = socket_pair(context)
+    warm(router, dealer)
+    sender, receiver = Session(KEY), Session(KEY)
+    array = np.random.default_rng(0).standard_normal(size_mib * MiB // 4, dtype=np.float32)
+    frames = sender.serialize(sender.msg("blob", {"a": array}))
+    template = [bytes(f) for f in frames[:6]] + frames[6:]  # the buffer stays a zero-copy view
+
+    def raw_send() -> None:
+        dealer.send_multipart(template, copy=False)
+
+    def raw_recv() -> None:
+        frames = router.recv_multipart(copy=False)
+        np.frombuffer(frames[-1].buffer, dtype=np.float32)
+
+    def proto_send() -> None:
+        sender.send(dealer, "blob", {"a": array})
+
+    def proto_recv() -> None:
+        message = receiver.recv(router)
+        assert message.content["a"].nbytes == array.nbytes
+
+    def measure(send: Callable[[], None], recv: Callable[[], None]) -> float:
+        start = time.perf_counter()
+        if streaming:
+            thread = threading.Thread(target=lambda: [send() for _ in range(count)])
+            thread.start()
+            for _ in range(count):
+                recv()
+            thread.join()
+        else:
+            for _ in range(count):
+                send()
+                recv()
+        return time.perf_counter() - start
+
+    raw = best_of(repeats, lambda: measure(raw_send, raw_recv))
+    proto = best_of(repeats, lambda: measure(proto_send, proto_recv))
+    router.close()
+    dealer.close()
+    context.term()
+    gib = size_mib * count / 1024
+    return gib / raw, gib / proto
+
+
+def round_trip(count: int) -> tuple[list[float], list[float]]:
+    """Microsecond round trips of a small request + reply, (raw, protocol)."""
+    context = zmq.Context()
+    router, dealer = socket_pair(context)
+    warm(router, dealer)
+    client, server = Session(KEY), Session(KEY)
+    request = [bytes(f) for f in client.serialize(client.msg("heartbeat", {"time": 1.0}))]
+    reply_frames = [bytes(f) for f in server.serialize(server.msg("heartbeat_reply", {"time": 1.0}))]
+
+    def raw_once() -> float:
+        start = time.perf_counter()
+        dealer.send_multipart(request)
+        frames = router.recv_multipart(copy=False)
+        router.send_multipart([frames[0], *reply_frames])
+        dealer.recv_multipart(copy=False)
+        return time.perf_counter() - start
+
+    def proto_once() -> float:
+        start = time.perf_counter()
+        client.send(dealer, "heartbeat", {"time": 1.0})
+        message = server.recv(router)
+        server.send(router, "heartbeat_reply", {"time": message.content["time"]}, parent=message,
+                    identities=message.identities)
+        client.recv(dealer)
+        return time.perf_counter() - start
+
+    raw: list[float] = []
+    proto: list[float] = []
+    for _ in range(200):  # warm-up
+        raw_once()
+        proto_once()
+    for _ in range(count):  # interleaved so both see the same machine load
+        raw.append(raw_once() * 1e6)
+        proto.append(proto_once() * 1e6)
+    router.close()
+    dealer.close()
+    context.term()
+    return raw, proto
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument("--sizes", default="1,16,256", help="array sizes in MiB, comma separated")
+    args = parser.parse_args()
+    plan = {1: (200, 3), 16: (24, 3), 256: (4, 2)}
+    if args.quick:
+        plan = {1: (50, 2), 16: (8, 2), 256: (2, 1)}
+    print(f"# avatar-studio protocol bench: Python {platform.python_version()}, pyzmq {zmq.__version__}, "
+          f"libzmq {zmq.zmq_version()}, {os.cpu_count()} CPUs, {_hash_threads()} hash threads")
+    print(f"{'mode':<11} {'size':>8} {'raw GiB/s':>10} {'ours GiB/s':>11} {'ratio':>6}")
+    for streaming in (False, True):
+        for size in (int(s) for s in args.sizes.split(",")):
+            count, repeats = plan.get(size, (max(2, 256 // size), 2))
+            raw, ours = throughput(size, count, repeats, streaming)
+            mode = "streaming" if streaming else "sequential"
+            print(f"{mode:<11} {size:>5} MiB {raw:>10.2f} {ours:>11.2f} {ours / raw:>6.2f}", flush=True)
+    raw_rt, ours_rt = round_trip(500 if args.quick else 3000)
+    print(f"\n{'round trip':<11} {'p50 us':>8} {'p99 us':>8}")
+    for name, values in (("raw", raw_rt), ("ours", ours_rt)):
+        print(f"{name:<11} {percentile(values, 50):>8.1f} {percentile(values, 99):>8.1f}")
+    print(f"{'overhead':<11} {percentile(ours_rt, 50) - percentile(raw_rt, 50):>8.1f} "
+          f"{percentile(ours_rt, 99) - percentile(raw_rt, 99):>8.1f}")
+
+
+if __name__ == "__main__":
+    main()

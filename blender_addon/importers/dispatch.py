@@ -1,0 +1,92 @@
+"""Job kind -> importer. A kind without an importer only reports where its files were saved."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import bpy
+import numpy as np
+
+from .arrays import ResultFormatError
+
+
+class ImportFailed(RuntimeError):
+    """An importer could not turn a result into Blender data; the message says why."""
+
+
+def _meta(item: Any) -> dict[str, Any]:
+    try:
+        meta = json.loads(item.meta or "{}")
+    except ValueError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def import_body_mesh_result(
+    scene: bpy.types.Scene,
+    item: Any,
+    data: dict[str, Any],
+    arrays: Mapping[str, np.ndarray],
+    files: Mapping[str, Path],
+) -> str:
+    from .body_mesh import import_body_mesh
+
+    meta = _meta(item)
+    data = {**data, "params": {**meta, **(data.get("params") or {})}}
+    target = scene.objects.get(item.target) if item.target else None
+    name = meta.get("name") if isinstance(meta.get("name"), str) else "SMPLX"
+    arm_obj, mesh_obj = import_body_mesh(
+        arrays,
+        data,
+        name=name,
+        target=target,
+        collection=scene.collection,
+        frame_start=item.frame_start,
+        import_motion=bool(meta.get("import_motion")),
+    )
+    item.target = arm_obj.name
+    return f"{arm_obj.name}: {len(mesh_obj.data.vertices)} vertices, {len(arm_obj.data.bones)} bones"
+
+
+def import_preview_result(
+    scene: bpy.types.Scene,
+    item: Any,
+    data: dict[str, Any],
+    arrays: Mapping[str, np.ndarray],
+    files: Mapping[str, Path],
+) -> str:
+    from .preview import import_preview
+
+    label = _meta(item).get("camera")
+    strips = import_preview(
+        files, scene=scene, job_id=item.job_id, frame_start=item.frame_start,
+        label=label if isinstance(label, str) else "",
+    )
+    return (
+        f"{len(strips)} strips from frame {item.frame_start}, {len(strips[0].elements)} frames"
+    )
+
+
+IMPORTERS = {
+    "body.mesh": import_body_mesh_result,
+    "body.preview": import_preview_result,
+}
+
+
+def import_result(
+    scene: bpy.types.Scene,
+    item: Any,
+    data: dict[str, Any],
+    arrays: Mapping[str, np.ndarray],
+    files: Mapping[str, Path],
+) -> str:
+    importer = IMPORTERS.get(item.kind)
+    if importer is None:
+        return f"{len(arrays) + len(files)} result(s) saved in {item.result_dir}"
+    try:
+        return importer(scene, item, data, arrays, files)
+    except (ResultFormatError, ValueError, KeyError, RuntimeError, OSError) as exc:
+        raise ImportFailed(str(exc)) from exc

@@ -1,0 +1,7 @@
+"""Operators: one per user action, each gated by ``poll()``; failures are reported in the info area."""
+
+from __future__ import annotations
+
+from . import body, connection, jobs
+
+CLASSES = (*connection.CLASSES, *body.CLASSES, *jobs.CLASSES)

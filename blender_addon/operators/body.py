@@ -1,0 +1,174 @@
+"""Body operators: add an SMPL-X body, apply its shape, load an AMASS motion, pose it on the backend."""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+from bpy.props import BoolProperty, EnumProperty, StringProperty
+from bpy_extras.io_utils import ImportHelper
+
+from .. import axes, bridge, job_params, motion_io, scene_export
+from ..importers.action import apply_pose_action, bone_joint_map
+
+
+def _connected() -> bool:
+    return bridge.get_bridge().connected
+
+
+class AVS_OT_add_body(bpy.types.Operator):
+    """Add an SMPL-X body (mesh + armature of the 55 joints + skinning weights) made by the backend"""
+
+    bl_idname = "avatar_studio.add_body"
+    bl_label = "Add SMPL-X Body"
+    bl_options = {"REGISTER"}  # noqa: RUF012 - Blender reads a plain set
+
+    name: StringProperty(name="Name", default="SMPLX")
+    gender: EnumProperty(
+        name="Gender",
+        items=[("neutral", "Neutral", ""), ("male", "Male", ""), ("female", "Female", "")],
+        default="neutral",
+    )
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if not _connected():
+            cls.poll_message_set("connect to a backend first")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        shape = {"betas": [0.0] * 10, "expression": [0.0] * 10, "gender": self.gender}
+        item = bridge.get_bridge().submit(
+            context.scene,
+            "body.mesh",
+            job_params.body_mesh_params(shape),
+            meta={**shape, "name": self.name},
+            auto_import=True,
+        )
+        self.report({"INFO"}, f"requested a {self.gender} body from the backend ({item.request_key[:8]})")
+        return {"FINISHED"}
+
+
+class AVS_OT_apply_shape(bpy.types.Operator):
+    """Rebuild the active body's mesh and joints for its shape and expression sliders"""
+
+    bl_idname = "avatar_studio.apply_shape"
+    bl_label = "Apply Shape"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if not _connected():
+            cls.poll_message_set("connect to a backend first")
+            return False
+        if scene_export.find_smplx_armature(context) is None:
+            cls.poll_message_set("select an SMPL-X body")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        arm_obj = scene_export.find_smplx_armature(context)
+        shape = job_params.shape_params(arm_obj.avatar_studio_body)
+        bridge.get_bridge().submit(
+            context.scene,
+            "body.mesh",
+            job_params.body_mesh_params(shape),
+            target=arm_obj.name,
+            meta={**shape, "name": arm_obj.name},
+            auto_import=True,
+        )
+        return {"FINISHED"}
+
+
+class AVS_OT_pose_on_backend(bpy.types.Operator):
+    """Send the active body's animation over the frame range; the backend's posed body comes back
+    as a new body with that motion as an action (a check of the rig against the backend)"""
+
+    bl_idname = "avatar_studio.pose_on_backend"
+    bl_label = "Pose on Backend"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if not _connected():
+            cls.poll_message_set("connect to a backend first")
+            return False
+        if scene_export.find_smplx_armature(context) is None:
+            cls.poll_message_set("select an SMPL-X body")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        arm_obj = scene_export.find_smplx_armature(context)
+        try:
+            motion = scene_export.export_smplx_motion(context.scene, arm_obj)
+        except scene_export.ExportError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        shape = job_params.shape_params(arm_obj.avatar_studio_body)
+        bridge.get_bridge().submit(
+            context.scene,
+            "body.mesh",
+            job_params.body_mesh_params(shape, motion),
+            frame_start=int(motion["frame_start"]),
+            meta={**shape, "name": f"{arm_obj.name} posed", "import_motion": True},
+        )
+        return {"FINISHED"}
+
+
+class AVS_OT_load_amass(bpy.types.Operator, ImportHelper):
+    """Load an AMASS .npz motion (SMPL-X or SMPL+H) onto the active body as an action"""
+
+    bl_idname = "avatar_studio.load_amass"
+    bl_label = "Load AMASS Motion"
+    bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 - Blender reads a plain set
+
+    filename_ext = ".npz"
+    filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})
+    z_up: BoolProperty(
+        name="Z-Up World",
+        default=True,
+        description="The file's world is Z up (true for AMASS); off for Y-up motions",
+    )
+    use_shape: BoolProperty(
+        name="Use File's Shape",
+        default=False,
+        description="Copy the file's betas to the body (then Apply Shape)",
+    )
+    set_frame_range: BoolProperty(name="Set Frame Range", default=True)
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if scene_export.find_smplx_armature(context) is None:
+            cls.poll_message_set("select an SMPL-X body")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        arm_obj = scene_export.find_smplx_armature(context)
+        try:
+            motion = motion_io.load_amass(self.filepath)
+        except motion_io.MotionFileError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        scene = context.scene
+        scene_fps = scene.render.fps / scene.render.fps_base
+        keep = motion_io.resample_indices(len(motion.pose), motion.fps, scene_fps)
+        rest_pelvis = axes.to_protocol(np.array(bone_joint_map(arm_obj)[0].head_local))
+        local, transl = motion_io.to_protocol_frame(motion, rest_pelvis, self.z_up)
+        apply_pose_action(
+            arm_obj,
+            local[keep],
+            transl[keep],
+            frame_start=scene.frame_current,
+            name=bpy.path.display_name_from_filepath(self.filepath),
+        )
+        if self.use_shape:
+            settings = arm_obj.avatar_studio_body
+            count = min(len(settings.betas), len(motion.betas))
+            settings.betas[:count] = motion.betas[:count].tolist()
+        if self.set_frame_range:
+            scene.frame_start, scene.frame_end = scene.frame_current, scene.frame_current + len(keep) - 1
+        self.report({"INFO"}, f"loaded {len(keep)} frames at {scene_fps:g} fps (file: {motion.fps:g} fps)")
+        return {"FINISHED"}
+
+
+CLASSES = (AVS_OT_add_body, AVS_OT_apply_shape, AVS_OT_pose_on_backend, AVS_OT_load_amass)

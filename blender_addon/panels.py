@@ -1,0 +1,187 @@
+"""Sidebar panels in the 3D View (tab "Avatar Studio"): Connection, Body, Avatar, Clips, Footage, Jobs."""
+
+from __future__ import annotations
+
+import bpy
+
+from . import bridge, local_backend, props, scene_export
+
+STATE_ICONS = {
+    "submitting": "EXPORT",
+    "queued": "SORTTIME",
+    "running": "PLAY",
+    "succeeded": "CHECKMARK",
+    "failed": "ERROR",
+    "cancelled": "CANCEL",
+    "unknown": "QUESTION",
+}
+
+
+class _SidebarPanel:
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "Avatar Studio"
+
+
+class AVS_PT_connection(_SidebarPanel, bpy.types.Panel):
+    bl_idname = "AVS_PT_connection"
+    bl_label = "Connection"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        the_bridge = bridge.get_bridge()
+        layout.label(text=the_bridge.status_text(), icon=the_bridge.status_icon())
+        row = layout.row(align=True)
+        if the_bridge.want_connection:
+            row.operator("avatar_studio.disconnect", icon="UNLINKED")
+        else:
+            row.operator("avatar_studio.connect", icon="LINKED")
+        row = layout.row(align=True)
+        if local_backend.is_running():
+            row.label(text=f"Local backend pid {local_backend.pid()}")
+            row.operator("avatar_studio.stop_backend", text="", icon="PAUSE")
+        else:
+            row.operator("avatar_studio.start_backend", icon="PLAY")
+        if the_bridge.client is not None and the_bridge.client.server_info:
+            info = the_bridge.client.server_info
+            layout.label(
+                text=f"Server {info.get('server_version', '?')}, protocol {info.get('protocol_version', '?')}"
+            )
+
+
+class AVS_PT_body(_SidebarPanel, bpy.types.Panel):
+    bl_idname = "AVS_PT_body"
+    bl_label = "Body"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.operator("avatar_studio.add_body", icon="ARMATURE_DATA")
+        arm_obj = scene_export.find_smplx_armature(context)
+        if arm_obj is None:
+            layout.label(text="Select an SMPL-X body to shape and animate it", icon="INFO")
+            return
+        settings = arm_obj.avatar_studio_body
+        layout.label(text=arm_obj.name, icon="OUTLINER_OB_ARMATURE")
+        layout.prop(settings, "gender")
+        column = layout.column(align=True)
+        column.label(text="Shape")
+        for index in range(len(settings.betas)):
+            column.prop(settings, "betas", index=index, text=f"Beta {index}", slider=True)
+        column = layout.column(align=True)
+        column.label(text="Expression")
+        for index in range(len(settings.expression)):
+            column.prop(settings, "expression", index=index, text=f"Expression {index}", slider=True)
+        layout.operator("avatar_studio.apply_shape", icon="MOD_MESHDEFORM")
+        layout.operator("avatar_studio.load_amass", icon="ANIM")
+        layout.operator("avatar_studio.pose_on_backend", icon="POSE_HLT")
+
+
+class AVS_PT_preview(_SidebarPanel, bpy.types.Panel):
+    bl_idname = "AVS_PT_preview"
+    bl_label = "Preview Render"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        settings = context.scene.avatar_studio
+        layout.prop(settings, "preview_width")
+        layout.prop(settings, "use_selected_cameras")
+        row = layout.row(align=True)
+        for name in ("preview_mask", "preview_depth", "preview_normals", "preview_pose"):
+            row.prop(settings, name, toggle=True)
+        layout.label(text=f"Frames {context.scene.frame_start}-{context.scene.frame_end}")
+        layout.operator("avatar_studio.render_preview", icon="RENDER_ANIMATION")
+
+
+class _ComingPanel(_SidebarPanel):
+    bl_options = {"DEFAULT_CLOSED"}  # noqa: RUF012 - Blender reads a plain set
+    coming = ""
+
+    def draw(self, context: bpy.types.Context) -> None:
+        column = self.layout.column(align=True)
+        for line in self.coming.split("\n"):
+            column.label(text=line)
+
+
+class AVS_PT_avatar(_ComingPanel, bpy.types.Panel):
+    bl_idname = "AVS_PT_avatar"
+    bl_label = "Avatar"
+    coming = (
+        "Coming with avatar.from_views:\ntext or image to a textured,\nrigged SMPL-X avatar (UV + material)."
+    )
+
+
+class AVS_PT_clips(_ComingPanel, bpy.types.Panel):
+    bl_idname = "AVS_PT_clips"
+    bl_label = "Clips"
+    coming = "Coming: multi-view training clips\nwith SMPL-X, K/extrinsics, depth,\nmasks and keypoints."
+
+
+class AVS_PT_footage(_ComingPanel, bpy.types.Panel):
+    bl_idname = "AVS_PT_footage"
+    bl_label = "Footage"
+    coming = "Coming: insert an avatar into\nfootage with depth-aware occlusion\n(layers as strips)."
+
+
+class AVS_UL_jobs(bpy.types.UIList):
+    bl_idname = "AVS_UL_jobs"
+
+    def draw_item(
+        self,
+        context: bpy.types.Context,
+        layout: bpy.types.UILayout,
+        data: object,
+        item: props.AVS_JobItem,
+        icon: int,
+        active_data: object,
+        active_property: str,
+        index: int = 0,
+        flt_flag: int = 0,
+    ) -> None:
+        row = layout.row(align=True)
+        row.label(text=item.kind, icon=STATE_ICONS.get(item.state, "QUESTION"))
+        if item.state in ("queued", "running", "unknown"):
+            row.progress(factor=item.fraction, type="BAR", text=f"{item.fraction * 100:.0f}%")
+            cancel = row.operator("avatar_studio.cancel_job", text="", icon="X")
+            cancel.job_id = item.job_id
+        else:
+            row.label(text=item.state)
+
+
+class AVS_PT_jobs(_SidebarPanel, bpy.types.Panel):
+    bl_idname = "AVS_PT_jobs"
+    bl_label = "Jobs"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        settings = context.scene.avatar_studio
+        layout.template_list("AVS_UL_jobs", "", settings, "jobs", settings, "active_job_index", rows=4)
+        layout.prop(settings, "auto_import")
+        if not 0 <= settings.active_job_index < len(settings.jobs):
+            return
+        item = settings.jobs[settings.active_job_index]
+        box = layout.box()
+        box.label(text=f"{item.kind}  {item.job_id[:12] or '(not accepted yet)'}")
+        box.label(text=f"State: {item.state}  {item.stage}")
+        if item.message:
+            box.label(text=item.message)
+        if item.error:
+            box.label(text=item.error, icon="ERROR")
+        row = box.row(align=True)
+        row.operator("avatar_studio.cancel_job", text="Cancel", icon="X").job_id = item.job_id
+        row.operator("avatar_studio.reattach_job", text="Re-attach", icon="FILE_REFRESH").job_id = item.job_id
+        row.operator("avatar_studio.import_job", text="Open Result", icon="IMPORT").job_id = item.job_id
+        row = layout.row(align=True)
+        row.operator("avatar_studio.remove_job", icon="REMOVE").index = settings.active_job_index
+        row.operator("avatar_studio.clear_finished_jobs", icon="TRASH")
+
+
+CLASSES = (
+    AVS_PT_connection,
+    AVS_PT_body,
+    AVS_PT_preview,
+    AVS_PT_avatar,
+    AVS_PT_clips,
+    AVS_PT_footage,
+    AVS_UL_jobs,
+    AVS_PT_jobs,
+)

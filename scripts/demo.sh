@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The main job end to end on the embedded defaults (no GPU, no downloaded weights):
+# a backend process, diagnostics over the wire, a body preview, an avatar from synthetic views,
+# and a headless Blender session that drives the add-on and writes a .blend with the results.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT="${1:-out/demo}"
+bash scripts/bootstrap.sh
+mkdir -p "$OUT"
+OUT="$(cd "$OUT" && pwd)"
+DATA="$OUT/backend"
+CLI=(.venv/bin/avatar-studio)
+CONN="$DATA/connection.json"
+export AVATAR_STUDIO_DATA_DIR="$DATA"
+export AVATAR_STUDIO_BACKEND_PYTHON="$PWD/.venv/bin/python"
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "start the backend (data dir $DATA)"
+rm -f "$CONN"
+"${CLI[@]}" serve --data-dir "$DATA" > "$OUT/backend.log" 2>&1 &
+BACKEND_PID=$!
+trap 'kill $BACKEND_PID 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do [ -s "$CONN" ] && break; sleep 0.1; done
+[ -s "$CONN" ] || { cat "$OUT/backend.log"; echo "backend did not start" >&2; exit 1; }
+
+step "system.info over the wire"
+"${CLI[@]}" submit system.info --connection "$CONN" --wait --out "$OUT/system-info"
+
+step "system.sleep with progress"
+"${CLI[@]}" submit system.sleep --connection "$CONN" --params '{"seconds": 1.0}' --wait --out "$OUT/system-sleep"

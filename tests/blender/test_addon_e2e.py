@@ -1,0 +1,271 @@
+"""The vertical slice against a real backend subprocess on 127.0.0.1, driven through the add-on's
+operators with the bridge's pump called from the test (timers do not run in bpy-as-a-module).
+
+- add a body (body.mesh), reshape it, animate it, add two cameras, render a preview (body.preview)
+  and pose the body on the backend; assert on the imported Blender data;
+- SIGKILL the backend during a system.sleep job: the bridge reports it, every pump returns within
+  50 ms, and a backend restarted on the same data dir is re-attached and shows the job's final state;
+- a job saved in a .blend is re-attached after the file is opened again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+from blender_addon import bridge as bridge_mod  # noqa: E402
+from blender_addon import smplx_rig  # noqa: E402
+from blender_addon.importers.action import apply_pose_action  # noqa: E402
+from blender_addon.wire import client_module  # noqa: E402
+
+C = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])  # protocol -> Blender
+PUMP_LIMIT_S = 0.05
+
+pytestmark = pytest.mark.timeout(900)
+
+
+class Pumper:
+    """Drives the bridge like Blender's timer would, timing every call."""
+
+    def __init__(self, bridge: bridge_mod.Bridge) -> None:
+        self.bridge = bridge
+        self.durations: list[float] = []
+
+    def until(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            started = time.perf_counter()
+            self.bridge.pump()
+            self.durations.append(time.perf_counter() - started)
+            if predicate():
+                return
+            if time.monotonic() > deadline:
+                log = "\n".join(f"{level}: {text}" for level, text in self.bridge.log)
+                raise AssertionError(
+                    f"timed out waiting for {what}; bridge: {self.bridge.status_text()}\n{log}"
+                )
+            time.sleep(0.01)
+
+
+def connect(tmp_path: Path, connection_file: Path) -> tuple[bridge_mod.Bridge, Pumper]:
+    the_bridge = bridge_mod.get_bridge()
+    the_bridge.download_root_override = tmp_path / "downloads"
+    the_bridge.connect(connection_file)
+    pumper = Pumper(the_bridge)
+    pumper.until(lambda: the_bridge.connected, 30, "the connection")
+    return the_bridge, pumper
+
+
+def last_job(scene: bpy.types.Scene):
+    return scene.avatar_studio.jobs[len(scene.avatar_studio.jobs) - 1]
+
+
+def run_jobs(pumper: Pumper, scene: bpy.types.Scene, operator: Callable[[], set[str]], count: int = 1,
+             timeout: float = 300) -> list:
+    """Run an operator that submits ``count`` jobs; pump until all are imported."""
+    before = len(scene.avatar_studio.jobs)
+    assert operator() == {"FINISHED"}
+    assert len(scene.avatar_studio.jobs) == before + count
+    items = [scene.avatar_studio.jobs[i] for i in range(before, before + count)]
+
+    def finished() -> bool:
+        return all(i.state in ("failed", "cancelled") or i.imported for i in items)
+
+    pumper.until(finished, timeout, ", ".join(i.kind for i in items))
+    for item in items:
+        assert item.state == "succeeded", f"{item.kind}: {item.error}"
+    return items
+
+
+def run_job(pumper: Pumper, scene: bpy.types.Scene, operator: Callable[[], set[str]], timeout: float = 300):
+    return run_jobs(pumper, scene, operator, 1, timeout)[0]
+
+
+def vertex_weights(mesh_obj: bpy.types.Object) -> np.ndarray:
+    weights = np.zeros((len(mesh_obj.data.vertices), len(mesh_obj.vertex_groups)))
+    for vertex in mesh_obj.data.vertices:
+        for element in vertex.groups:
+            weights[vertex.index, element.group] = element.weight
+    return weights
+
+
+def evaluated_vertices(mesh_obj: bpy.types.Object) -> np.ndarray:
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    evaluated = mesh_obj.evaluated_get(depsgraph)
+    mesh = evaluated.to_mesh()
+    try:
+        co = np.empty(len(mesh.vertices) * 3, dtype=np.float32)
+        mesh.vertices.foreach_get("co", co)
+    finally:
+        evaluated.to_mesh_clear()
+    world = np.array(mesh_obj.matrix_world)
+    return co.reshape(-1, 3).astype(np.float64) @ world[:3, :3].T + world[:3, 3]
+
+
+def body_objects(scene: bpy.types.Scene, name: str) -> tuple[bpy.types.Object, bpy.types.Object]:
+    arm_obj = scene.objects[name]
+    mesh_obj = next(c for c in arm_obj.children if c.type == "MESH")
+    return arm_obj, mesh_obj
+
+
+def add_camera(scene: bpy.types.Scene, name: str, location: tuple[float, float, float]) -> bpy.types.Object:
+    cam = bpy.data.objects.new(name, bpy.data.cameras.new(name))
+    scene.collection.objects.link(cam)
+    cam.location = location
+    # Aim at the body's chest (Blender world, Z up).
+    direction = np.array([0.0, 0.0, 1.0]) - np.array(location)
+    cam.rotation_mode = "QUATERNION"
+    from mathutils import Vector
+
+    cam.rotation_quaternion = Vector(direction.tolist()).to_track_quat("-Z", "Y")
+    return cam
+
+
+def test_slice_end_to_end(clean_scene, backend_server, tmp_path: Path) -> None:
+    scene = clean_scene
+    _bridge, pumper = connect(tmp_path, backend_server.connection_file)
+
+    # --- add a body ------------------------------------------------------------------------------
+    item = run_job(pumper, scene, lambda: bpy.ops.avatar_studio.add_body(name="Body"))
+    arm_obj, mesh_obj = body_objects(scene, "Body")
+    assert len(mesh_obj.data.vertices) == 10475
+    assert len(arm_obj.data.bones) == 55
+    for j, parent in enumerate(smplx_rig.PARENTS):
+        bone = next(b for b in arm_obj.data.bones if b[smplx_rig.JOINT_PROPERTY] == j)
+        assert (bone.parent[smplx_rig.JOINT_PROPERTY] if bone.parent else -1) == parent
+    weights = vertex_weights(mesh_obj)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-5)
+    rest_height = np.ptp(evaluated_vertices(mesh_obj)[:, 2])
+    assert 1.0 < rest_height < 2.5, rest_height  # a standing human in Blender's Z-up world
+    assert item.result_dir and Path(item.result_dir).is_dir()
+
+    # --- set a shape -------------------------------------------------------------------------------
+    bpy.context.view_layer.objects.active = arm_obj
+    arm_obj.avatar_studio_body.betas[0] = 2.0
+    head_before = np.array(arm_obj.data.bones["head"].head_local)
+    run_job(pumper, scene, lambda: bpy.ops.avatar_studio.apply_shape())
+    arm_obj, mesh_obj = body_objects(scene, "Body")  # same objects, reshaped
+    assert len(arm_obj.data.bones) == 55 and len(mesh_obj.data.vertices) == 10475
+    assert np.linalg.norm(np.array(arm_obj.data.bones["head"].head_local) - head_before) > 1e-3
+    assert abs(np.ptp(evaluated_vertices(mesh_obj)[:, 2]) - rest_height) > 1e-3
+
+    # --- animate it (keys on the rig, like an animator) -----------------------------------------
+    frames = 4
+    rng = np.random.default_rng(7)
+    pose = rng.normal(scale=0.25, size=(frames, 55, 3))
+    transl = np.cumsum(rng.normal(scale=0.05, size=(frames, 3)), axis=0)
+    apply_pose_action(arm_obj, pose.reshape(frames, -1), transl, frame_start=1, name="Test Motion")
+    scene.frame_start, scene.frame_end = 1, frames
+
+    # --- two cameras, both selected ------------------------------------------------------------------
+    cams = [add_camera(scene, "CamFront", (0.0, -4.0, 1.0)), add_camera(scene, "CamSide", (4.0, 0.0, 1.2))]
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 160, 120, 100
+    scene.avatar_studio.preview_width = 80
+    for obj in scene.objects:
+        obj.select_set(obj in cams or obj == arm_obj)
+    bpy.context.view_layer.objects.active = arm_obj
+
+    # --- preview: strips at the right frames, pixels from the backend's files --------------------
+    items = run_jobs(pumper, scene, lambda: bpy.ops.avatar_studio.render_preview(), count=2)
+    job_ids = {i.job_id for i in items}
+    strips = [s for s in scene.sequence_editor.strips if s.get("avatar_studio_job") in job_ids]
+    passes = sorted(s["avatar_studio_pass"] for s in strips)
+    assert len(strips) == 2 * 5, passes  # rgb, mask, depth, normal, pose for each camera
+    assert {s.name.split()[2] for s in strips} == {"CamFront", "CamSide"}
+    assert len({s.channel for s in strips}) == len(strips)  # one channel per pass and camera
+    for strip in strips:
+        assert strip.frame_start == 1 and strip.frame_final_duration == frames, strip.name
+        assert len(strip.elements) == frames
+    checker = client_module().Client.from_connection_file(backend_server.connection_file)
+    try:
+        result_dirs = {i.job_id: i.result_dir for i in items}
+        for strip in strips:
+            job_id = strip["avatar_studio_job"]
+            checker.attach(job_id)
+            for element in (strip.elements[0], strip.elements[frames - 1]):
+                local = Path(strip.directory) / element.filename
+                name = local.relative_to(result_dirs[job_id]).as_posix()
+                remote = checker.get_artifact(job_id, name)
+                assert hashlib.sha256(local.read_bytes()).digest() == hashlib.sha256(remote).digest()
+    finally:
+        checker.close()
+    rgb = next(s for s in strips if s["avatar_studio_pass"].endswith("rgb"))
+    mask = next(s for s in strips if s["avatar_studio_pass"].endswith("mask"))
+    for strip, check in (
+        (rgb, lambda p: np.ptp(p[..., :3]) > 0.05),
+        (mask, lambda p: 0 < (p[..., 0] > 0.5).mean() < 1),
+    ):
+        image = bpy.data.images.load(str(Path(strip.directory) / strip.elements[frames - 1].filename))
+        pixels = np.empty(image.size[0] * image.size[1] * 4, dtype=np.float32)
+        image.pixels.foreach_get(pixels)
+        assert image.size[0] == 80, tuple(image.size)
+        assert check(pixels.reshape(image.size[1], image.size[0], 4)), strip.name
+
+    # --- pose on the backend: Blender's deformation equals the backend's posed vertices ------------
+    item = run_job(pumper, scene, lambda: bpy.ops.avatar_studio.pose_on_backend())
+    posed = np.load(next(Path(item.result_dir).glob("posed_vertices*.npy")))
+    assert posed.shape == (frames, 10475, 3)
+    posed_arm, posed_mesh = body_objects(scene, item.target)
+    assert posed_arm != arm_obj and posed_arm.animation_data.action is not None
+    for frame in (1, 3, frames):
+        scene.frame_set(frame)
+        expected = posed[frame - 1] @ C.T
+        np.testing.assert_allclose(evaluated_vertices(mesh_obj), expected, atol=1e-4)  # the user's rig
+        np.testing.assert_allclose(evaluated_vertices(posed_mesh), expected, atol=1e-4)  # imported action
+
+    assert max(pumper.durations) < 1.0  # imports included; the plain pump bound is tested below
+
+
+def test_backend_killed_mid_job_then_restarted(clean_scene, backend_server, tmp_path: Path) -> None:
+    scene = clean_scene
+    the_bridge, pumper = connect(tmp_path, backend_server.connection_file)
+    item = the_bridge.submit(scene, "system.sleep", {"seconds": 30.0})
+    pumper.until(lambda: item.state == "running" and item.fraction > 0, 60, "the sleep job to run")
+    job_id = item.job_id
+    pumper.durations.clear()
+
+    backend_server.kill()
+    pumper.until(lambda: the_bridge.status == "lost", bridge_mod.DEAD_AFTER_S + 3, "the backend to be lost")
+    assert item.state == "unknown"
+    assert any(level == "ERROR" and "lost the backend" in text for level, text in the_bridge.log)
+    # Blender stays responsive: no pump blocks on the dead socket.
+    pumper.until(lambda: len(pumper.durations) >= 200, 30, "200 pumps")
+    assert max(pumper.durations) < PUMP_LIMIT_S, max(pumper.durations)
+
+    backend_server.start()  # same data dir; new port and key in a new connection file
+    pumper.until(
+        lambda: the_bridge.connected and item.state in ("failed", "succeeded", "cancelled"),
+        60,
+        "re-attachment after the restart",
+    )
+    assert item.job_id == job_id and item.state == "failed"  # the server marks interrupted jobs failed
+    assert item.error
+    assert max(pumper.durations) < PUMP_LIMIT_S, max(pumper.durations)
+
+
+def test_jobs_are_reattached_after_a_file_reload(clean_scene, backend_server, tmp_path: Path) -> None:
+    scene = clean_scene
+    the_bridge, pumper = connect(tmp_path, backend_server.connection_file)
+    item = the_bridge.submit(scene, "system.sleep", {"seconds": 1.5})
+    pumper.until(lambda: bool(item.job_id), 30, "the job id")
+    job_id = item.job_id
+    blend = tmp_path / "saved.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    # A new Blender session in spirit: forget the client, then open the file.
+    the_bridge.disconnect()
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    scene = bpy.context.scene
+    the_bridge = bridge_mod.get_bridge()
+    the_bridge.connect(backend_server.connection_file)
+    pumper = Pumper(the_bridge)
+    reloaded = next(i for i in scene.avatar_studio.jobs if i.job_id == job_id)
+    assert reloaded.state in ("queued", "running")
+    pumper.until(lambda: reloaded.state == "succeeded", 60, "the re-attached job to finish")
+    assert reloaded.fraction == pytest.approx(1.0)
