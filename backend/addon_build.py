@@ -241,8 +241,15 @@ def build_addon(
     cache_dir: Path | None = None,
     allow_download: bool = True,
     pyzmq_version: str | None = None,
-) -> Path:
-    """Build ``<out_dir>/avatar_studio-<version>.zip`` and return its path."""
+) -> list[Path]:
+    """Build the extension zip(s) and return their paths.
+
+    One zip per Blender Python (``avatar_studio-<version>-py311.zip``, ``...-py313.zip``), each with
+    the wheels of every platform for that Python. One zip for both would be refused by Blender:
+    its installer derives the supported Pythons from the wheel tags, and pyzmq publishes
+    ``cp311-cp311`` wheels next to ``cp312-abi3`` ones, which Blender reads as "3.11 only".
+    With ``no_wheels``: a single ``avatar_studio-<version>.zip``.
+    """
     if not (ADDON_SOURCE / "blender_manifest.toml").is_file():
         raise AddonBuildError(f"no add-on sources at {ADDON_SOURCE}")
     pyzmq_version = pyzmq_version or default_pyzmq_version()
@@ -250,17 +257,23 @@ def build_addon(
         targets = [WheelTarget(p, py) for p in WHEEL_PLATFORMS for py in BLENDER_PYTHONS]
     if cache_dir is None:
         cache_dir = _default_cache_dir()
-    wheels = (
-        []
-        if no_wheels
-        else collect_wheels(
-            targets,
+    if no_wheels:
+        return [_build_one(Path(out_dir) / f"{EXTENSION_ID}-{PACKAGE_VERSION}.zip", [])]
+    zips = []
+    for python in sorted({t.python for t in targets}, key=lambda v: tuple(int(x) for x in v.split("."))):
+        wheels = collect_wheels(
+            [t for t in targets if t.python == python],
             pyzmq_version=pyzmq_version,
             cache_dir=cache_dir,
             wheel_dir=wheel_dir,
             allow_download=allow_download,
         )
-    )
+        tag = "py" + python.replace(".", "")
+        zips.append(_build_one(Path(out_dir) / f"{EXTENSION_ID}-{PACKAGE_VERSION}-{tag}.zip", wheels))
+    return zips
+
+
+def _build_one(zip_path: Path, wheels: list[Path]) -> Path:
     with tempfile.TemporaryDirectory(prefix="avs-addon-") as tmp:
         staging = Path(tmp) / EXTENSION_ID
         _copy_tree(ADDON_SOURCE, staging)
@@ -275,7 +288,6 @@ def build_addon(
             PACKAGE_VERSION,
         )
         (staging / "blender_manifest.toml").write_text(manifest, encoding="utf-8")
-        zip_path = Path(out_dir) / f"{EXTENSION_ID}-{PACKAGE_VERSION}.zip"
         _write_zip(staging, zip_path)
     return zip_path
 
@@ -345,7 +357,7 @@ def _add_build_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_build(args: argparse.Namespace) -> int:
     try:
-        zip_path = build_addon(
+        zip_paths = build_addon(
             args.out,
             targets=_parse_targets(args.platform, args.python),
             no_wheels=args.no_wheels,
@@ -357,14 +369,18 @@ def run_build(args: argparse.Namespace) -> int:
     except AddonBuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    with zipfile.ZipFile(zip_path) as archive:
-        wheels = sorted(n for n in archive.namelist() if n.startswith("wheels/"))
+    built = []
+    for zip_path in zip_paths:
+        with zipfile.ZipFile(zip_path) as archive:
+            wheels = sorted(n for n in archive.namelist() if n.startswith("wheels/"))
+        built.append({"zip": str(zip_path), "wheels": wheels})
     if args.json:
-        print(json.dumps({"zip": str(zip_path), "wheels": wheels}))
+        print(json.dumps({"zips": built}))
     else:
-        print(f"built {zip_path} ({len(wheels)} wheels)")
-        for name in wheels:
-            print(f"  {name}")
+        for entry in built:
+            print(f"built {entry['zip']} ({len(entry['wheels'])} wheels)")
+            for name in entry["wheels"]:
+                print(f"  {name}")
     return 0
 
 

@@ -19,6 +19,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ EXIT_OK, EXIT_JOB_FAILED, EXIT_ERROR = 0, 1, 2
 
 
 # --- shared helpers ---------------------------------------------------------------------------------
+
 
 def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, default=str))
@@ -41,17 +43,32 @@ def _add_json(parser: argparse.ArgumentParser) -> None:
 def _add_connection(parser: argparse.ArgumentParser) -> None:
     from protocol import default_connection_file
 
-    parser.add_argument("--connection", type=Path, default=None, metavar="FILE",
-                        help=f"connection file of the backend (default: {default_connection_file()})")
-    parser.add_argument("--timeout", type=float, default=10.0, metavar="S",
-                        help="seconds to wait for the backend to answer a request (default: 10)")
+    parser.add_argument(
+        "--connection",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help=f"connection file of the backend (default: {default_connection_file()})",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds to wait for the backend to answer a request (default: 10)",
+    )
 
 
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
     from protocol import default_data_dir
 
-    parser.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
-                        help=f"backend data directory (default: $AVATAR_STUDIO_DATA_DIR or {default_data_dir()})")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help=f"backend data directory (default: $AVATAR_STUDIO_DATA_DIR or {default_data_dir()})",
+    )
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
@@ -63,8 +80,7 @@ def _data_dir(args: argparse.Namespace) -> Path:
 def _client(args: argparse.Namespace) -> Any:
     from protocol.client import Client
 
-    return Client.from_connection_file(args.connection, timeout=args.timeout,
-                                       request_timeout_s=args.timeout)
+    return Client.from_connection_file(args.connection, timeout=args.timeout, request_timeout_s=args.timeout)
 
 
 def _fail(args: argparse.Namespace, exc: BaseException) -> int:
@@ -95,16 +111,22 @@ def _follow(client: Any, job_id: str, args: argparse.Namespace) -> int:
     from protocol import messages as M
 
     bar = None
-    if not args.json and sys.stderr.isatty() or getattr(args, "progress", False):
+    if (not args.json and sys.stderr.isatty()) or getattr(args, "progress", False):
         from tqdm import tqdm
 
-        bar = tqdm(total=1000, desc=job_id[:8], unit="‰", file=sys.stderr, leave=True,
-                   bar_format="{desc} {percentage:3.0f}%|{bar}| {postfix}")
+        bar = tqdm(
+            total=1000,
+            desc=job_id[:8],
+            file=sys.stderr,
+            leave=True,
+            bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}",
+        )
 
     def on_progress(view: Any) -> None:
         if bar is not None:
             bar.n = int(view.fraction * 1000)
-            bar.set_postfix_str(f"{view.state} {view.stage} {view.message}".strip()[:60], refresh=True)
+            text = f"{view.state} {view.stage}: {view.message}" if view.stage else view.state
+            bar.set_description_str(f"{job_id[:8]} {text[:48]:48}", refresh=True)
 
     try:
         view = client.wait(job_id, on_progress=on_progress, timeout=args.wait_timeout)
@@ -132,11 +154,15 @@ def _follow(client: Any, job_id: str, args: argparse.Namespace) -> int:
 
 # --- serve --------------------------------------------------------------------------------------
 
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from backend.server.app import Server, ServerConfig, ServerStartError
 
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     config = ServerConfig(data_dir=_data_dir(args), bind=args.bind, curve=args.curve, workers=args.workers)
     server = Server(config)
     try:
@@ -144,29 +170,49 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ServerStartError as exc:
         server.close()
         return _fail(args, exc)
-    ready = {"event": "ready", "address": info.address, "connection_file": str(server.connection_file),
-             "data_dir": str(server.data_dir), "pid": info.server_pid, "curve": info.curve,
-             "server_public_key": info.server_public_key, "protocol_version": info.protocol_version,
-             "workers": config.workers}
+    ready = {
+        "event": "ready",
+        "address": info.address,
+        "connection_file": str(server.connection_file),
+        "data_dir": str(server.data_dir),
+        "pid": info.server_pid,
+        "curve": info.curve,
+        "server_public_key": info.server_public_key,
+        "protocol_version": info.protocol_version,
+        "workers": config.workers,
+    }
     if args.json:
         print(json.dumps(ready), flush=True)
     else:
-        print(f"avatar-studio backend serving on {info.address}\n  connection file: {server.connection_file}"
-              f"\n  stop with Ctrl-C", flush=True)
+        print(
+            f"avatar-studio backend serving on {info.address}\n  connection file: {server.connection_file}"
+            f"\n  stop with Ctrl-C",
+            flush=True,
+        )
     server.serve_forever()
     return EXIT_OK
 
 
 def _register_serve(sub: Any) -> None:
-    p = sub.add_parser("serve", help="run the backend job server",
-                       description="Run the job server: binds a ZeroMQ ROUTER socket, writes "
-                                   "<data-dir>/connection.json (mode 0600), runs jobs in worker processes.")
+    p = sub.add_parser(
+        "serve",
+        help="run the backend job server",
+        description="Run the job server: binds a ZeroMQ ROUTER socket, writes "
+        "<data-dir>/connection.json (mode 0600), runs jobs in worker processes.",
+    )
     _add_data_dir(p)
-    p.add_argument("--bind", default="tcp://127.0.0.1:0", metavar="ADDRESS",
-                   help="ZeroMQ address to bind (default tcp://127.0.0.1:0, port 0 = a free port). "
-                        "A non-loopback address requires --curve.")
-    p.add_argument("--curve", action="store_true",
-                   help="encrypt with CurveZMQ and admit only client keys made by `keys create`")
+    p.add_argument(
+        "--bind",
+        default="tcp://127.0.0.1:0",
+        metavar="ADDRESS",
+        help="ZeroMQ address to bind (default tcp://127.0.0.1:0, port 0 = a free port). "
+        "A non-loopback address requires --curve.",
+    )
+    p.add_argument(
+        "--curve",
+        action="store_true",
+        help="encrypt with CurveZMQ and admit only client keys made by `keys create`",
+    )
     p.add_argument("--workers", type=int, default=2, metavar="N", help="jobs run at once (default 2)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     _add_json(p)
@@ -174,6 +220,7 @@ def _register_serve(sub: Any) -> None:
 
 
 # --- client commands ----------------------------------------------------------------------------
+
 
 def cmd_submit(args: argparse.Namespace) -> int:
     try:
@@ -231,8 +278,10 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"{'JOB ID':32}  {'KIND':18} {'STATE':10} {'PROGRESS':>8}  CREATED")
     for job in jobs:
-        print(f"{job.get('job_id', ''):32}  {job.get('kind', ''):18} {job.get('state', ''):10} "
-              f"{100 * float(job.get('fraction') or 0):7.0f}%  {job.get('created', '')}")
+        print(
+            f"{job.get('job_id', ''):32}  {job.get('kind', ''):18} {job.get('state', ''):10} "
+            f"{100 * float(job.get('fraction') or 0):7.0f}%  {job.get('created', '')}"
+        )
     return EXIT_OK
 
 
@@ -260,33 +309,62 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 def _register_client_commands(sub: Any) -> None:
     p = sub.add_parser("submit", help="submit a job", description="Submit a job to the backend.")
     p.add_argument("kind", help="job kind, e.g. system.info or system.sleep")
-    p.add_argument("--params", default="{}", metavar="JSON", help='job parameters as a JSON object, e.g. \'{"seconds": 2}\'')
+    p.add_argument(
+        "--params",
+        default="{}",
+        metavar="JSON",
+        help="job parameters as a JSON object, e.g. '{\"seconds\": 2}'",
+    )
     p.add_argument("--wait", action="store_true", help="wait for the job (progress bar on stderr)")
-    p.add_argument("--out", type=Path, default=None, metavar="DIR",
-                   help="with --wait: download the artifacts into DIR (arrays as .npy)")
-    p.add_argument("--idempotency-key", default=None, metavar="K",
-                   help="submitting the same key again returns the same job instead of running it twice")
-    p.add_argument("--wait-timeout", type=float, default=None, metavar="S", help="give up waiting after S seconds")
-    p.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a tty")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="with --wait: download the artifacts into DIR (arrays as .npy)",
+    )
+    p.add_argument(
+        "--idempotency-key",
+        default=None,
+        metavar="K",
+        help="submitting the same key again returns the same job instead of running it twice",
+    )
+    p.add_argument(
+        "--wait-timeout", type=float, default=None, metavar="S", help="give up waiting after S seconds"
+    )
+    p.add_argument(
+        "--progress", action="store_true", help="show the progress bar even when stderr is not a tty"
+    )
     _add_connection(p)
     _add_json(p)
     p.set_defaults(func=cmd_submit)
 
-    p = sub.add_parser("attach", help="follow a job until it ends",
-                       description="Re-attach to a job by id (e.g. after a reconnect), wait for its end, "
-                                   "optionally download its artifacts.")
+    p = sub.add_parser(
+        "attach",
+        help="follow a job until it ends",
+        description="Re-attach to a job by id (e.g. after a reconnect), wait for its end, "
+        "optionally download its artifacts.",
+    )
     p.add_argument("job_id")
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="download the artifacts into DIR")
-    p.add_argument("--wait-timeout", type=float, default=None, metavar="S", help="give up waiting after S seconds")
-    p.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a tty")
+    p.add_argument(
+        "--wait-timeout", type=float, default=None, metavar="S", help="give up waiting after S seconds"
+    )
+    p.add_argument(
+        "--progress", action="store_true", help="show the progress bar even when stderr is not a tty"
+    )
     _add_connection(p)
     _add_json(p)
     p.set_defaults(func=cmd_attach)
 
     p = sub.add_parser("jobs", help="list jobs", description="List the backend's jobs, newest first.")
-    p.add_argument("--state", action="append", default=None,
-                   choices=["queued", "running", "succeeded", "failed", "cancelled"],
-                   help="only jobs in this state (repeatable)")
+    p.add_argument(
+        "--state",
+        action="append",
+        default=None,
+        choices=["queued", "running", "succeeded", "failed", "cancelled"],
+        help="only jobs in this state (repeatable)",
+    )
     p.add_argument("--limit", type=int, default=100, help="at most this many jobs (default 100)")
     _add_connection(p)
     _add_json(p)
@@ -300,6 +378,7 @@ def _register_client_commands(sub: Any) -> None:
 
 
 # --- keys ---------------------------------------------------------------------------------------
+
 
 def _server_address_for_clients(data_dir: Path) -> str | None:
     """The address clients should use: the running server's, with a wildcard host replaced."""
@@ -318,7 +397,8 @@ def _server_address_for_clients(data_dir: Path) -> str | None:
 
 def cmd_keys(args: argparse.Namespace) -> int:
     from backend.server.curve_auth import CurveKeys
-    from protocol import ProtocolError, read_connection_file
+    from backend.server.datadir import load_or_create_hmac_key
+    from protocol import ProtocolError
 
     data_dir = _data_dir(args)
     keys = CurveKeys(data_dir)
@@ -345,37 +425,59 @@ def cmd_keys(args: argparse.Namespace) -> int:
     # create
     address = args.address or _server_address_for_clients(data_dir)
     if address is None:
-        return _fail(args, ValueError("no running server found in the data dir to take the address from; "
-                                      "pass --address tcp://HOST:PORT"))
+        return _fail(
+            args,
+            ValueError(
+                "no running server found in the data dir to take the address from; "
+                "pass --address tcp://HOST:PORT"
+            ),
+        )
     try:
-        hmac_key = (data_dir / "hmac.key").read_text().strip() if (data_dir / "hmac.key").exists() else None
-        if hmac_key is None:
-            hmac_key = read_connection_file(data_dir / "connection.json").key
+        hmac_key = load_or_create_hmac_key(data_dir)
         issued = keys.create_client(args.name, address, hmac_key, args.out)
     except (ValueError, FileExistsError, ProtocolError) as exc:
         return _fail(args, exc)
-    result = {"name": issued.name, "public_key": issued.public_key, "address": address,
-              "secret_key_file": str(issued.secret_key_file), "connection_file": str(issued.connection_file)}
+    result = {
+        "name": issued.name,
+        "public_key": issued.public_key,
+        "address": address,
+        "secret_key_file": str(issued.secret_key_file),
+        "connection_file": str(issued.connection_file),
+    }
     if args.json:
         _print_json(result)
     else:
-        print(f"created client key {issued.name!r}\n  connection file: {issued.connection_file}\n"
-              f"  secret key file: {issued.secret_key_file}\n"
-              f"Copy both to the client machine; there, point `--connection` at the connection file and, if the "
-              f"secret key file moved, set $AVATAR_STUDIO_CLIENT_KEY to its new path.")
+        print(
+            f"created client key {issued.name!r}\n  connection file: {issued.connection_file}\n"
+            f"  secret key file: {issued.secret_key_file}\n"
+            f"Copy both to the client machine; there, point `--connection` at the connection file and, "
+            f"if the secret key file moved, set $AVATAR_STUDIO_CLIENT_KEY to its new path."
+        )
     return EXIT_OK
 
 
 def _register_keys(sub: Any) -> None:
-    p = sub.add_parser("keys", help="CURVE client keys for remote mode",
-                       description="Create, list and revoke the per-client CURVE keys of a --curve server.")
+    p = sub.add_parser(
+        "keys",
+        help="CURVE client keys for remote mode",
+        description="Create, list and revoke the per-client CURVE keys of a --curve server.",
+    )
     keys_sub = p.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create a key pair and a connection file for a client")
     create.add_argument("name", help="client name (letters, digits, _ . -)")
-    create.add_argument("--address", default=None, metavar="tcp://HOST:PORT",
-                        help="address the client connects to (default: the running server's)")
-    create.add_argument("--out", type=Path, default=None, metavar="DIR",
-                        help="where to write the client's files (default <data-dir>/curve/issued/NAME)")
+    create.add_argument(
+        "--address",
+        default=None,
+        metavar="tcp://HOST:PORT",
+        help="address the client connects to (default: the running server's)",
+    )
+    create.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where to write the client's files (default <data-dir>/curve/issued/NAME)",
+    )
     list_ = keys_sub.add_parser("list", help="list the allowed client keys")
     revoke = keys_sub.add_parser("revoke", help="remove a client's key (it can no longer connect)")
     revoke.add_argument("name")
@@ -386,6 +488,7 @@ def _register_keys(sub: Any) -> None:
 
 
 # --- models -------------------------------------------------------------------------------------
+
 
 def cmd_models_check(args: argparse.Namespace) -> int:
     from backend.models.registry import ModelConfigError, ModelRegistry
@@ -398,7 +501,8 @@ def cmd_models_check(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"config": str(registry.config_path), "models": [r.to_json() for r in results]})
         return EXIT_OK
-    print(f"model config: {registry.config_path}{'' if registry.config_path.exists() else ' (absent: defaults)'}")
+    absent = "" if registry.config_path.exists() else " (absent: defaults)"
+    print(f"model config: {registry.config_path}{absent}")
     for r in results:
         status = f"present ({r.source}: {r.location})" if r.present else "missing"
         print(f"{r.spec.role:20} {r.spec.label:48} {status}")
@@ -408,10 +512,15 @@ def cmd_models_check(args: argparse.Namespace) -> int:
 
 
 def _register_models(sub: Any) -> None:
-    p = sub.add_parser("models", help="model weights registry",
-                       description="Which model weights (by role) are present on this machine.")
+    p = sub.add_parser(
+        "models",
+        help="model weights registry",
+        description="Which model weights (by role) are present on this machine.",
+    )
     models_sub = p.add_subparsers(dest="models_command", required=True)
-    check = models_sub.add_parser("check", help="list model roles, present or missing, and how to provide them")
+    check = models_sub.add_parser(
+        "check", help="list model roles, present or missing, and how to provide them"
+    )
     _add_data_dir(check)
     _add_json(check)
     check.set_defaults(func=cmd_models_check)
@@ -419,6 +528,7 @@ def _register_models(sub: Any) -> None:
 
 
 # --- entry point --------------------------------------------------------------------------------
+
 
 def _load_plugins(sub: Any) -> None:
     for name in PLUGIN_MODULES:
@@ -431,11 +541,11 @@ def _load_plugins(sub: Any) -> None:
         module.register(sub)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="avatar-studio",
         description="avatar-studio backend: job server, job client and tools. "
-                    "Start a server with `avatar-studio serve`, then `avatar-studio submit system.info --wait`.",
+        "Start a server with `avatar-studio serve`, then `avatar-studio submit system.info --wait`.",
     )
     from backend import __version__
 
@@ -445,13 +555,25 @@ def build_parser() -> argparse.ArgumentParser:
     _register_client_commands(sub)
     _register_keys(sub)
     _register_models(sub)
-    _load_plugins(sub)
+    if plugins:
+        _load_plugins(sub)
     return parser
 
 
+BUILTIN_COMMANDS = frozenset({"serve", "submit", "attach", "jobs", "cancel", "keys", "models"})
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # A built-in command does not need the plug-ins: skipping them keeps `serve` free of whatever
+    # they import (a plug-in that imports torch at module level would land torch in the server).
+    command = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(plugins=command not in BUILTIN_COMMANDS).parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except BrokenPipeError:  # e.g. `avatar-studio jobs | head`: stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

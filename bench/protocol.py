@@ -17,6 +17,7 @@ transfer and receiver hashing overlap). Round trip: a small request and its repl
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import platform
 import statistics
@@ -33,7 +34,7 @@ import zmq
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from protocol import Session
-from protocol.signing import _hash_threads
+from protocol.signing import _hash_threads, buffer_digests, set_hash_threads
 
 KEY = os.urandom(32)
 MiB = 1 << 20
@@ -44,7 +45,9 @@ def socket_pair(context: zmq.Context[Any]) -> tuple[zmq.Socket[Any], zmq.Socket[
     dealer = context.socket(zmq.DEALER)
     for sock in (router, dealer):
         sock.linger = 0
-        sock.sndhwm = sock.rcvhwm = 4  # streaming: bound the memory held in flight
+    # Streaming: bound the big messages held in flight. Only on the DEALER->ROUTER direction: a ROUTER
+    # silently drops what exceeds its send HWM, and the reader's HWM credit comes back in batches.
+    dealer.sndhwm = router.rcvhwm = 4
     port = router.bind_to_random_port("tcp://127.0.0.1")
     dealer.connect(f"tcp://127.0.0.1:{port}")
     return router, dealer
@@ -119,7 +122,7 @@ def round_trip(count: int) -> tuple[list[float], list[float]]:
         start = time.perf_counter()
         dealer.send_multipart(request)
         frames = router.recv_multipart(copy=False)
-        router.send_multipart([frames[0], *reply_frames])
+        router.send_multipart([frames[0].bytes, *reply_frames])
         dealer.recv_multipart(copy=False)
         return time.perf_counter() - start
 
@@ -146,6 +149,27 @@ def round_trip(count: int) -> tuple[list[float], list[float]]:
     return raw, proto
 
 
+def hash_speeds(size_mib: int = 64) -> dict[str, float]:
+    """GiB/s of the candidate buffer digests on one buffer (best of 3)."""
+    data = memoryview(np.random.default_rng(1).integers(0, 255, size_mib * MiB, dtype=np.uint8))
+    candidates: dict[str, Callable[[], object]] = {
+        "sha256": lambda: hashlib.sha256(data).digest(),
+        "blake2b": lambda: hashlib.blake2b(data).digest(),
+        "sha512": lambda: hashlib.sha512(data).digest(),
+        "sha3_256": lambda: hashlib.sha3_256(data).digest(),
+        f"ours (sha256 tree, {_hash_threads()} threads)": lambda: buffer_digests([data]),
+    }
+    speeds = {}
+    for name, run in candidates.items():
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            run()
+            best = min(best, time.perf_counter() - start)
+        speeds[name] = size_mib / 1024 / best
+    return speeds
+
+
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
@@ -155,12 +179,21 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--sizes", default="1,16,256", help="array sizes in MiB, comma separated")
+    parser.add_argument("--hash-threads", type=int, default=None,
+                        help="threads hashing big buffers (default: min(8, CPUs))")
+    parser.add_argument("--skip-hashes", action="store_true", help="skip the digest speed table")
     args = parser.parse_args()
+    set_hash_threads(args.hash_threads)
     plan = {1: (200, 3), 16: (24, 3), 256: (4, 2)}
     if args.quick:
         plan = {1: (50, 2), 16: (8, 2), 256: (2, 1)}
     print(f"# avatar-studio protocol bench: Python {platform.python_version()}, pyzmq {zmq.__version__}, "
           f"libzmq {zmq.zmq_version()}, {os.cpu_count()} CPUs, {_hash_threads()} hash threads")
+    if not args.skip_hashes:
+        print(f"{'digest (64 MiB, 1 buffer)':<34} {'GiB/s':>6}")
+        for name, speed in hash_speeds().items():
+            print(f"{name:<34} {speed:>6.2f}")
+        print()
     print(f"{'mode':<11} {'size':>8} {'raw GiB/s':>10} {'ours GiB/s':>11} {'ratio':>6}")
     for streaming in (False, True):
         for size in (int(s) for s in args.sizes.split(",")):

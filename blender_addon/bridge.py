@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import bpy
+import zmq  # for its error type only: all traffic goes through protocol.client
 from bpy.app.handlers import persistent
 
 from . import props
@@ -68,12 +69,19 @@ class Bridge:
         self._cancelling: dict[str, Any] = {}
         self._downloads: dict[str, DownloadTask] = {}
         self._import_when_known: set[str] = set()
+        self._listing: tuple[str, Any] | None = None  # (scene name, pending list_jobs request)
         self._needs_reattach = False
+        self._last_internal_error = ""
 
     # --- status ------------------------------------------------------------------------------------
     @property
     def connected(self) -> bool:
         return self.client is not None and bool(self.client.backend_alive)
+
+    def has_job_kind(self, kind: str) -> bool:
+        """Whether the connected backend offers ``kind`` (from its hello reply)."""
+        kinds = self.client.server_info.get("job_kinds") if self.client is not None else None
+        return isinstance(kinds, list) and any(isinstance(k, dict) and k.get("name") == kind for k in kinds)
 
     def status_text(self) -> str:
         text = {
@@ -162,7 +170,7 @@ class Bridge:
                 client_version=_addon_version(),
             )
             self.client.start()
-        except (protocol.ProtocolError, OSError) as exc:  # zmq.ZMQError is an OSError
+        except (protocol.ProtocolError, zmq.ZMQError, OSError) as exc:  # e.g. a malformed address
             self.client = None
             self.status, self.status_detail = "error", f"{info.address}: {exc}"
             return
@@ -176,9 +184,12 @@ class Bridge:
         started = time.perf_counter()
         try:
             self._pump(budget_s)
-        except Exception as exc:
-            self.report("ERROR", f"internal error in the bridge: {exc!r}")
-            traceback.print_exc()
+        except Exception as exc:  # a timer that raises is dropped by Blender: keep the bridge alive
+            text = f"internal error in the bridge: {exc!r}"
+            if text != self._last_internal_error:  # once per distinct error, not ten times a second
+                self._last_internal_error = text
+                self.report("ERROR", text)
+                traceback.print_exc()
         self.last_pump_s = time.perf_counter() - started
         self.max_pump_s = max(self.max_pump_s, self.last_pump_s)
 
@@ -205,6 +216,7 @@ class Bridge:
             self._collect_submits()
             self._collect_attaches()
             self._collect_cancels()
+            self._collect_listing()
             # Only while connected: a lost backend's last known states are stale ("unknown").
             self._sync_jobs()
         self._step_downloads()
@@ -306,6 +318,45 @@ class Bridge:
                 del self._cancelling[job_id]
                 if request.error is not None:
                     self.report("ERROR", f"cancel of job {job_id[:8]} failed: {request.error}")
+
+    def fetch_jobs(self, scene: bpy.types.Scene, limit: int = 200) -> None:
+        """Add the backend's jobs (submitted from anywhere: the CLI, another Blender) to the
+        scene's list; unfinished ones are followed from then on."""
+        if not self.connected:
+            raise RuntimeError("not connected to a backend")
+        self._listing = (scene.name, self.client.request_nowait(messages.LIST_JOBS, {"limit": limit}))
+
+    def _collect_listing(self) -> None:
+        if self._listing is None or not self._listing[1].done:
+            return
+        scene_name, request = self._listing
+        self._listing = None
+        scene = bpy.data.scenes.get(scene_name)
+        if request.error is not None or scene is None:
+            self.report("ERROR", f"could not list the backend's jobs: {request.error}")
+            return
+        records = request.reply.content.get("jobs")
+        known = {item.job_id for item in scene.avatar_studio.jobs}
+        added = 0
+        for record in records if isinstance(records, list) else []:
+            job_id = record.get("job_id") if isinstance(record, dict) else None
+            if not isinstance(job_id, str) or job_id in known:
+                continue
+            item = scene.avatar_studio.jobs.add()
+            item.job_id = job_id
+            item.kind = str(record.get("kind", ""))
+            state = record.get("state")
+            item.state = state if state in ("queued", "running", *props.TERMINAL_STATES) else "unknown"
+            fraction = record.get("fraction")
+            item.fraction = float(fraction) if isinstance(fraction, int | float) else 0.0
+            item.message = str(record.get("message") or "")
+            error = record.get("error")
+            if isinstance(error, dict):
+                item.error = f"{error.get('ename', 'Error')}: {error.get('evalue', '')}"
+            item.auto_import = False  # found, not asked for: import only on request
+            added += 1
+        self._needs_reattach = True
+        self.report("INFO", f"{added} job(s) added from the backend")
 
     def reattach(self, job_id: str) -> None:
         """Follow ``job_id`` again (its final state and results come back if it already ended)."""

@@ -102,12 +102,24 @@ class _ComingPanel(_SidebarPanel):
             column.label(text=line)
 
 
-class AVS_PT_avatar(_ComingPanel, bpy.types.Panel):
+class AVS_PT_avatar(_SidebarPanel, bpy.types.Panel):
     bl_idname = "AVS_PT_avatar"
     bl_label = "Avatar"
-    coming = (
-        "Coming with avatar.from_views:\ntext or image to a textured,\nrigged SMPL-X avatar (UV + material)."
-    )
+    bl_options = {"DEFAULT_CLOSED"}  # noqa: RUF012 - Blender reads a plain set
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        if bridge.get_bridge().has_job_kind("avatar.from_views"):
+            layout.label(text="Textured, rigged SMPL-X avatar")
+            layout.operator("avatar_studio.generate_avatar", icon="OUTLINER_OB_ARMATURE")
+        else:
+            column = layout.column(align=True)
+            for line in (
+                "Needs a backend with avatar.from_views:",
+                "text or image to a textured,",
+                "rigged SMPL-X avatar (UV + material).",
+            ):
+                column.label(text=line)
 
 
 class AVS_PT_clips(_ComingPanel, bpy.types.Panel):
@@ -155,7 +167,9 @@ class AVS_PT_jobs(_SidebarPanel, bpy.types.Panel):
         layout = self.layout
         settings = context.scene.avatar_studio
         layout.template_list("AVS_UL_jobs", "", settings, "jobs", settings, "active_job_index", rows=4)
-        layout.prop(settings, "auto_import")
+        row = layout.row(align=True)
+        row.prop(settings, "auto_import")
+        row.operator("avatar_studio.fetch_jobs", text="Fetch", icon="IMPORT")
         if not 0 <= settings.active_job_index < len(settings.jobs):
             return
         item = settings.jobs[settings.active_job_index]

@@ -56,8 +56,11 @@ def wave_motion(frames: int) -> tuple[np.ndarray, np.ndarray]:
     names = addon_module().smplx_rig.JOINT_NAMES
     for f in range(frames):
         phase = 2 * math.pi * f / max(frames - 1, 1)
-        pose[f, names.index("right_shoulder")] = (0.0, 0.0, 1.2)  # arm up (about the body's z)
-        pose[f, names.index("right_elbow")] = (0.0, 0.6 * math.sin(phase), 0.0)  # forearm swings
+        # Rotations about the body's z (forward) axis: the right arm lies along -x in the rest T pose,
+        # so a negative angle lifts it; the left arm (+x) comes down by the same sign.
+        pose[f, names.index("right_shoulder")] = (0.0, 0.0, -0.9)
+        pose[f, names.index("left_shoulder")] = (0.0, 0.0, -1.2)
+        pose[f, names.index("right_elbow")] = (0.0, 0.0, -0.5 - 0.4 * math.sin(phase))  # the wave
         pose[f, names.index("spine2")] = (0.1 * math.sin(phase), 0.0, 0.0)
         pose[f, names.index("left_knee")] = (0.3 * (1 - math.cos(phase)), 0.0, 0.0)
     transl = np.zeros((frames, 3))

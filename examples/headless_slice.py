@@ -22,9 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "examples"))
 
-import bpy  # noqa: E402  (first: it puts Blender's own modules such as addon_utils on the path)
-
-import addon_utils  # noqa: E402
+import bpy  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -56,6 +54,8 @@ def main() -> int:
     args = parse_args()
     out = args.out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
+    import addon_utils  # Blender's own module: importable once bpy is
+
     bpy.ops.wm.read_homefile(use_empty=True)
     if addon_utils.enable("blender_addon", default_set=True, handle_error=None) is None:
         print("could not enable the add-on", file=sys.stderr)
@@ -101,7 +101,7 @@ def main() -> int:
         "blend": str(out),
         "bodies": [o.name for o in scene.objects if o.type == "ARMATURE"],
         "meshes": {o.name: len(o.data.vertices) for o in scene.objects if o.type == "MESH"},
-        "strips": [{"name": s.name, "channel": s.channel, "frames": s.frame_final_duration} for s in strips],
+        "strips": [{"name": s.name, "channel": s.channel, "frames": len(s.elements)} for s in strips],
         "jobs": [{"kind": j.kind, "state": j.state, "job_id": j.job_id} for j in scene.avatar_studio.jobs],
         "max_pump_ms": round(the_bridge.max_pump_s * 1000, 2),
     }

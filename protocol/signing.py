@@ -41,10 +41,26 @@ PARALLEL_MIN_BYTES = 4 << 20
 
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
+_threads: int | None = None
+HASH_THREADS_ENV = "AVATAR_STUDIO_HASH_THREADS"
 
 
 def _hash_threads() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
+    if _threads is not None:
+        return _threads
+    env = os.environ.get(HASH_THREADS_ENV, "")
+    return int(env) if env.isdigit() and int(env) > 0 else max(1, min(8, os.cpu_count() or 1))
+
+
+def set_hash_threads(count: int | None) -> None:
+    """How many threads hash big buffers (None: ``$AVATAR_STUDIO_HASH_THREADS`` or min(8, CPUs)).
+    The digest is the same whatever the count; only the speed changes."""
+    global _pool, _threads
+    with _pool_lock:
+        if _pool is not None:
+            _pool.shutdown(wait=True)
+            _pool = None
+        _threads = count
 
 
 def _executor() -> ThreadPoolExecutor:
@@ -90,17 +106,19 @@ class Signer:
     def __init__(self, key: bytes) -> None:
         if not isinstance(key, bytes) or len(key) < 16:
             raise ValueError("the signing key must be at least 16 bytes")
-        self._key = key
+        # Keyed once; copy() per message skips re-deriving the HMAC pads (matters for small messages).
+        self._base = hmac.new(key, _SIG_DOMAIN, hashlib.sha256)
 
     def sign(self, parts: Sequence[bytes], buffers: Sequence[memoryview]) -> bytes:
         """``parts`` = the four JSON frames; returns the 64 lowercase hex digits as bytes."""
-        mac = hmac.new(self._key, _SIG_DOMAIN, hashlib.sha256)
+        mac = self._base.copy()
+        pieces: list[bytes] = []
         for part in parts:
-            mac.update(struct.pack(">Q", len(part)))
-            mac.update(part)
-        mac.update(struct.pack(">I", len(buffers)))
-        for digest in buffer_digests(buffers):
-            mac.update(digest)
+            pieces += (len(part).to_bytes(8, "big"), part)
+        pieces.append(len(buffers).to_bytes(4, "big"))
+        if buffers:
+            pieces += buffer_digests(buffers)
+        mac.update(b"".join(pieces))  # one call: small messages are dominated by per-call overhead
         return mac.hexdigest().encode("ascii")
 
     def verify(self, signature: bytes, parts: Sequence[bytes], buffers: Sequence[memoryview]) -> None:

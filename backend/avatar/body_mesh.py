@@ -28,60 +28,50 @@ class BodyMesh:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def body_from_params(smplx_params: dict[str, Any]) -> BodyMesh:
+def body_from_params(smplx_params: dict[str, Any], model_path: str | None = None) -> BodyMesh:
     """Posed body for protocol SMPL-X parameters (one frame; missing fields default to zero)."""
+    from pathlib import Path
+
     import torch
 
-    from backend.body import BodyModel  # owned by the body helper
-    from backend.body.joints import JOINT_NAMES, PART_NAMES, parents_array
+    from backend.body import BodyModelConfig, BodyParams
 
     gender = str(smplx_params.get("gender", "neutral"))
-    model = BodyModel(gender=gender) if _accepts_gender(BodyModel) else BodyModel()
-    kwargs: dict[str, torch.Tensor] = {}
-    for key in (
-        "betas",
-        "expression",
-        "global_orient",
-        "body_pose",
-        "left_hand_pose",
-        "right_hand_pose",
-        "jaw_pose",
-        "leye_pose",
-        "reye_pose",
-        "transl",
-    ):
-        if key in smplx_params and smplx_params[key] is not None:
-            arr = np.asarray(smplx_params[key], dtype=np.float32)
-            kwargs[key] = torch.as_tensor(arr.reshape(1, -1))
-    out = model.forward(**kwargs)
-    verts = _np(out.vertices)[0].astype(np.float64)
-    joints = _np(out.joints)[0, : len(JOINT_NAMES)].astype(np.float64)
-    rest = None
-    if hasattr(model, "rest_joints"):
-        rest = np.asarray(model.rest_joints(kwargs.get("betas")), dtype=np.float64)
-    transforms = getattr(out, "joint_transforms", None)
+    config = BodyModelConfig(model_path=Path(model_path) if model_path else None, gender=gender)
+    model = _cached_model(config)
+    arrays = {k: v for k, v in smplx_params.items() if k != "gender" and v is not None}
+    params = BodyParams.from_arrays(
+        arrays, n_frames=1, num_betas=model.num_betas, num_expression=model.num_expression
+    )
+    with torch.no_grad():
+        out = model(params)
+    world = out.transforms[0].double().numpy()
+    rest_joints = out.rest_joints.double().numpy()
+    # Skinning transform of joint j: its posed world frame times the inverse of its rest frame (a
+    # pure translation to the rest joint: SMPL-X bones carry no rest orientation).
+    skin = world.copy()
+    skin[:, :3, 3] = world[:, :3, 3] - np.einsum("jab,jb->ja", world[:, :3, :3], rest_joints)
     return BodyMesh(
-        vertices=verts,
-        faces=np.asarray(model.faces, dtype=np.int64),
-        joints=joints,
-        parents=parents_array(),
-        joint_names=list(JOINT_NAMES),
-        weights=np.asarray(model.weights, dtype=np.float64),
-        part_labels=np.asarray(model.part_labels, dtype=np.int64),
-        part_names=list(PART_NAMES),
-        joint_transforms=None if transforms is None else _np(transforms)[0].astype(np.float64),
-        rest_joints=rest,
+        vertices=out.vertices[0].double().numpy(),
+        faces=model.faces,
+        joints=out.joints[0].double().numpy(),
+        parents=model.parents,
+        joint_names=list(model.joint_names),
+        weights=model.skinning_weights.detach().double().numpy(),
+        part_labels=model.part_labels().astype(np.int64),
+        part_names=list(model.part_names),
+        joint_transforms=skin,
+        rest_joints=rest_joints,
+        extra={"standin": config.is_standin},
     )
 
 
-def _np(x: Any) -> np.ndarray:
-    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+_MODELS: dict[Any, Any] = {}
 
 
-def _accepts_gender(cls: type) -> bool:
-    import inspect
+def _cached_model(config: Any) -> Any:
+    from backend.body import BodyModel
 
-    try:
-        return "gender" in inspect.signature(cls).parameters
-    except (TypeError, ValueError):
-        return False
+    if config not in _MODELS:
+        _MODELS[config] = BodyModel(config)
+    return _MODELS[config]

@@ -49,6 +49,7 @@ class SculptConfig:
     refine_iters: int = 300
     refine_lr: float = 3e-3
     render_scale: float = 0.5  # optimisation renders at this fraction of the views' resolution
+    mask_scale: float = 0.5  # the silhouette term renders at this fraction of render_scale
     views_per_iter: int = 2
     normal_source: str = "auto"  # "auto" (views' maps, else the estimator) | "views" | "estimator" | "none"
     w_mask: float = 2.0
@@ -70,6 +71,8 @@ class SculptResult:
     losses: list[float]
     grid: TetGrid
     normal_source: str
+    init_vertices: np.ndarray | None = None  # the mesh right after the body-SDF fit (diagnostics)
+    init_faces: np.ndarray | None = None
 
 
 def resolve_normal_source(views: list[View], config: SculptConfig) -> str:
@@ -229,12 +232,14 @@ class Sculptor:
         targets = []
         for v in views:
             size = scaled_size(v.camera, cfg.render_scale)
-            mask = torch.as_tensor(resize_image(v.rgba[..., 3:4], size))
+            mask_size = scaled_size(v.camera, cfg.render_scale * cfg.mask_scale)
+            mask = torch.as_tensor(resize_image(v.rgba[..., 3:4], mask_size))
+            inner = torch.as_tensor(resize_image(v.rgba[..., 3:4], size))[..., 0] > 0.99
             normal = None
             if normal_source == "views" and v.normal is not None:
                 n = resize_image(v.normal * v.rgba[..., 3:4], size)
                 normal = F.normalize(torch.as_tensor(n), dim=-1, eps=1e-6)
-            targets.append((size, mask, normal))
+            targets.append((size, mask_size, mask, inner, normal))
         opt = torch.optim.Adam(self.net.parameters(), lr=cfg.refine_lr)
         losses: list[float] = []
         for it in range(cfg.refine_iters):
@@ -247,16 +252,20 @@ class Sculptor:
             loss = torch.zeros(())
             pick = self.rng.choice(len(views), size=min(cfg.views_per_iter, len(views)), replace=False)
             for k in pick:
-                size, mask_t, normal_t = targets[k]
-                clip = camera_clip(v, views[k].camera, cfg.render_scale)
-                r = rast.rasterize(clip, f.int(), resolution=size)
+                size, mask_size, mask_t, inner_t, normal_t = targets[k]
+                # Silhouette term at a lower resolution: antialias is the costly op and the mask
+                # only needs to place edges; the normal term works at the full optimisation size.
+                clip = camera_clip(v, views[k].camera, cfg.render_scale * cfg.mask_scale)
+                r = rast.rasterize(clip, f.int(), resolution=mask_size)
                 ones = torch.ones_like(v[:, :1])
-                attrs = interpolate(torch.cat([ones, vn], 1), r, f)[0]
-                cover = antialias(attrs[..., :1].unsqueeze(0), r, clip, f)[0]
+                cover = antialias(interpolate(ones, r, f), r, clip, f)[0]
                 loss = loss + cfg.w_mask * F.mse_loss(cover, mask_t)
                 if normal_t is not None:
-                    both = (r.mask[0] & (mask_t[..., 0] > 0.99)).unsqueeze(-1).float()
-                    pred_n = F.normalize(attrs[..., 1:], dim=-1, eps=1e-6)
+                    clip = camera_clip(v, views[k].camera, cfg.render_scale)
+                    r = rast.rasterize(clip, f.int(), resolution=size)
+                    normals = interpolate(vn, r, f)[0]
+                    both = (r.mask[0] & inner_t).unsqueeze(-1).float()
+                    pred_n = F.normalize(normals, dim=-1, eps=1e-6)
                     diff = (pred_n - normal_t).abs().sum(-1, keepdim=True) * both
                     loss = loss + cfg.w_normal * diff.sum() / both.sum().clamp(min=1)
             loss = loss / len(pick)
@@ -306,6 +315,7 @@ def sculpt(
     t0 = time.perf_counter()
     sculptor.fit_body(progress)
     t1 = time.perf_counter()
+    init_v, init_f = sculptor.extract()
     losses = sculptor.refine(views, normal_source, progress)
     t2 = time.perf_counter()
     v, f = sculptor.extract()
@@ -317,4 +327,6 @@ def sculpt(
         losses=losses,
         grid=sculptor.grid,
         normal_source=normal_source,
+        init_vertices=init_v,
+        init_faces=init_f,
     )

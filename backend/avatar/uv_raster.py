@@ -72,3 +72,36 @@ def coverage_count(uv: np.ndarray, resolution: int) -> np.ndarray:
     Strict inside test, so texels exactly on an edge shared by two faces are not double counted.
     """
     return _run(uv, resolution, None, strict=True)[1]
+
+
+@numba.njit(cache=True)
+def _losers(uv: np.ndarray, res: int, tri_id: np.ndarray, count: np.ndarray, out: np.ndarray) -> None:
+    for f in range(uv.shape[0]):
+        x0, y0 = uv[f, 0, 0] * res, (1.0 - uv[f, 0, 1]) * res
+        x1, y1 = uv[f, 1, 0] * res, (1.0 - uv[f, 1, 1]) * res
+        x2, y2 = uv[f, 2, 0] * res, (1.0 - uv[f, 2, 1]) * res
+        area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+        if abs(area) < 1e-12:
+            continue
+        xmin = max(int(np.floor(min(x0, x1, x2))), 0)
+        xmax = min(int(np.ceil(max(x0, x1, x2))), res - 1)
+        ymin = max(int(np.floor(min(y0, y1, y2))), 0)
+        ymax = min(int(np.ceil(max(y0, y1, y2))), res - 1)
+        for py in range(ymin, ymax + 1):
+            cy = py + 0.5
+            for px in range(xmin, xmax + 1):
+                cx = px + 0.5
+                w0 = ((x1 - cx) * (y2 - cy) - (x2 - cx) * (y1 - cy)) / area
+                w1 = ((x2 - cx) * (y0 - cy) - (x0 - cx) * (y2 - cy)) / area
+                w2 = 1.0 - w0 - w1
+                if w0 > 1e-9 and w1 > 1e-9 and w2 > 1e-9 and count[py, px] > 1 and tri_id[py, px] != f:
+                    out[f] = True
+
+
+def overlap_losers(uv: np.ndarray, depth: np.ndarray, resolution: int) -> np.ndarray:
+    """Faces (bool) that strictly cover a texel another face also covers and lose its depth test there."""
+    uv = np.ascontiguousarray(uv, dtype=np.float64)
+    tri_id, count = _run(uv, resolution, depth, strict=True)
+    out = np.zeros(len(uv), dtype=np.bool_)
+    _losers(uv, resolution, tri_id, count, out)
+    return out

@@ -24,8 +24,8 @@ from scipy.sparse.csgraph import connected_components
 
 # Semantic components: name -> body parts (backend.body.joints.PART_NAMES) in it.
 COMPONENT_PARTS: dict[str, tuple[str, ...]] = {
-    "head": ("head", "neck"),
-    "torso": ("torso",),
+    "head": ("head",),
+    "torso": ("torso", "neck"),  # the neck folds under the chin: it unwraps with the torso
     "arm_l": ("upper_arm_l", "lower_arm_l"),
     "arm_r": ("upper_arm_r", "lower_arm_r"),
     "hand_l": ("hand_l",),
@@ -58,7 +58,7 @@ class Chart:
 @dataclass
 class UnwrapConfig:
     method: str = "cylinder"  # "cylinder" | "xatlas"
-    residual_max_fraction: float = 0.35  # above this, the cylinder failed: use xatlas for the component
+    residual_max_fraction: float = 0.5  # above this the cylinder failed: xatlas takes the whole component
     min_uv_area_ratio: float = 0.05  # faces whose UV area shrinks below this * 3D area count as folded
     extra: dict[str, float] = field(default_factory=dict)
 
@@ -98,23 +98,23 @@ def face_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
 
 
-def occluded_in_uv(uv: np.ndarray, depth: np.ndarray, resolution: int = 512) -> np.ndarray:
-    """Faces (bool per face) that lose a UV-space depth test against another face of the same chart.
+def occluded_in_uv(uv: np.ndarray, depth: np.ndarray, resolution: int = 1024) -> np.ndarray:
+    """Faces (bool) that overlap another face of the same chart in UV space and lose to it.
 
-    ``depth`` is per corner; smaller wins (we pass minus the radius: the outer layer keeps the chart).
-    A face is occluded if most of the texels its area covers are won by other faces.
+    ``depth`` is per corner; smaller wins (callers pass minus the radius: the outer layer of a fold
+    keeps the chart). Two passes: removing the losers can uncover nothing new, but faces that only
+    overlapped a loser are re-checked so no face is moved needlessly.
     """
-    from backend.avatar.uv_raster import rasterize_uv
+    from backend.avatar.uv_raster import overlap_losers
 
     lo = uv.reshape(-1, 2).min(0)
     size = float((uv.reshape(-1, 2).max(0) - lo).max()) + 1e-9
     norm = (uv - lo) / size
-    tri_id = rasterize_uv(norm, resolution, depth=depth)
-    n = len(uv)
-    won = np.bincount(tri_id[tri_id >= 0], minlength=n)
-    expected = np.abs(uv_signed_area(norm)) * resolution * resolution
-    # Faces smaller than a few texels are judged by nothing: keep them (they cannot hide much).
-    return (expected > 4) & (won < 0.5 * expected)
+    out = overlap_losers(norm, depth, resolution)
+    keep = np.nonzero(~out)[0]
+    if len(keep):
+        out[keep[overlap_losers(norm[keep], depth[keep], resolution)]] = True
+    return out
 
 
 def unwrap_components(

@@ -157,7 +157,10 @@ def _side_primitives(side: str) -> list[Primitive]:
     )
     # buttock
     prims.insert(
-        0, Ellipsoid(JOINT_INDEX["pelvis"], 0.05, center=m((0.065, -0.34, -0.05)), radii=(0.075, 0.085, 0.07))
+        0,
+        Ellipsoid(
+            JOINT_INDEX["pelvis"], 0.05, center=m((0.062, -0.345, -0.056)), radii=(0.072, 0.088, 0.072)
+        ),
     )
     # ear
     prims.append(
@@ -175,9 +178,14 @@ def _centre_primitives() -> list[Primitive]:
     neck, head, jaw = JOINT_INDEX["neck"], JOINT_INDEX["head"], JOINT_INDEX["jaw"]
     return [
         Ellipsoid(pelvis, 0.05, center=(0.0, -0.28, -0.005), radii=(0.165, 0.115, 0.105)),
-        Ellipsoid(spine1, 0.06, center=(0.0, -0.14, 0.005), radii=(0.138, 0.105, 0.097)),
-        Ellipsoid(spine2, 0.06, center=(0.0, -0.03, 0.0), radii=(0.14, 0.12, 0.094)),
-        Ellipsoid(spine3, 0.06, center=(0.0, 0.10, -0.005), radii=(0.158, 0.13, 0.102)),
+        Ellipsoid(spine1, 0.06, center=(0.0, -0.14, 0.012), radii=(0.132, 0.105, 0.095)),
+        Ellipsoid(spine2, 0.06, center=(0.0, -0.03, 0.0), radii=(0.128, 0.12, 0.09)),
+        Ellipsoid(spine3, 0.06, center=(0.0, 0.10, -0.005), radii=(0.158, 0.13, 0.1)),
+        # pectorals and shoulder blades give the chest its front and back relief
+        Ellipsoid(spine3, 0.04, center=(0.07, 0.105, 0.04), radii=(0.07, 0.055, 0.05)),
+        Ellipsoid(spine3, 0.04, center=(-0.07, 0.105, 0.04), radii=(0.07, 0.055, 0.05)),
+        Ellipsoid(spine3, 0.04, center=(0.075, 0.12, -0.05), radii=(0.075, 0.085, 0.055)),
+        Ellipsoid(spine3, 0.04, center=(-0.075, 0.12, -0.05), radii=(0.075, 0.085, 0.055)),
         RoundCone(neck, 0.035, a=(0.0, 0.215, -0.025), b=(0.0, 0.36, -0.01), ra=0.056, rb=0.05),
         # head: cranium, face, jaw/chin, brow, nose, lips
         Ellipsoid(head, 0.03, center=(0.0, 0.445, -0.012), radii=(0.077, 0.097, 0.096)),

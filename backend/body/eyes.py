@@ -57,3 +57,17 @@ def eye_cap(
         [np.sin(polar) * np.cos(azimuth), np.sin(polar) * np.sin(azimuth), np.cos(polar)], axis=1
     )
     return np.asarray(center) + radius * direction, faces
+
+
+def mirrored_cap(
+    vertices: np.ndarray, faces: np.ndarray, pupil_index: int, new_pupil_index: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The other eye: the cap reflected through x = 0, its pole moved to ``new_pupil_index``.
+
+    Reflecting (rather than building a second cap) keeps the two eyes exact mirror images.
+    """
+    order = np.arange(len(vertices))
+    order[[pupil_index, new_pupil_index]] = order[[new_pupil_index, pupil_index]]
+    inverse = np.argsort(order)
+    reflected = vertices[order] * np.array([-1.0, 1.0, 1.0])
+    return reflected, inverse[faces][:, ::-1]  # reflection flips the winding

@@ -111,12 +111,29 @@ def static_face_landmark_targets() -> np.ndarray:
     return np.asarray(pts)
 
 
-def contour_targets() -> np.ndarray:
-    """(17, 3) jaw line from the right ear over the chin to the left ear."""
+def contour_targets(yaw_bin_angle: float = 0.0) -> np.ndarray:
+    """(17, 3) jaw line from the right ear over the chin to the left ear, for one yaw bin.
+
+    ``yaw_bin_angle`` (degrees) is smplx's bin angle: -(head yaw about +y), so a positive value
+    means the camera sees more of the head's left (+x) side. The contour on the side turning away
+    slides round to where that side's silhouette is; the near side stays on its jaw line (a
+    ramp in between, the chin moving half way).
+    """
     theta = np.linspace(-np.pi / 2, np.pi / 2, 17)
+    alpha = np.radians(yaw_bin_angle)
+    towards_left = (theta + np.pi / 2) / np.pi  # 0 at the right ear, 1 at the left ear
+    ramp = 1.0 - towards_left if alpha >= 0 else towards_left
+    theta = np.clip(theta + alpha * ramp, -np.pi / 2, np.pi / 2)
     return np.stack(
         [0.075 * np.sin(theta), 0.305 + 0.105 * (1 - np.cos(theta)), 0.01 + 0.085 * np.cos(theta)], axis=1
     )
+
+
+def yaw_bin_angles(n_bins: int = 79) -> np.ndarray:
+    """smplx's bin b holds angle b for b <= 39 and 39 - b above (40 -> -1 ... 78 -> -39)."""
+    half = (n_bins - 1) // 2
+    bins = np.arange(n_bins)
+    return np.where(bins <= half, bins, half - bins).astype(np.float64)
 
 
 def project_to_faces(

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import smplx
 import torch
+from scipy.spatial import cKDTree
 from smplx.lbs import batch_rigid_transform, batch_rodrigues, blend_shapes, vertices2joints
 
 from .joints import EXTRA_VERTEX_IDS, JOINT_NAMES, NUM_JOINTS, PART_NAMES
@@ -177,6 +178,7 @@ class BodyModel(torch.nn.Module):
             persistent=False,
         )
         self._part_labels: np.ndarray | None = None
+        self._mirror: np.ndarray | None = None
 
     @staticmethod
     def _resolve_path(config: BodyModelConfig) -> Path:
@@ -228,6 +230,18 @@ class BodyModel(torch.nn.Module):
         if self._part_labels is None:
             self._part_labels = part_labels(self.skinning_weights.detach().cpu().numpy())
         return self._part_labels
+
+    def mirror_vertex_index(self) -> np.ndarray:
+        """(V,) index of each vertex's left/right mirror image (x -> -x) in the rest pose.
+
+        Found geometrically (nearest mirrored vertex), so it also works for a licensed model; on
+        the stand-in, whose mesh is exactly mirror-symmetric, it is an exact involution.
+        """
+        if self._mirror is None:
+            rest = self.smplx.v_template.detach().cpu().numpy().astype(np.float64)
+            _, index = cKDTree(rest).query(rest * np.array([-1.0, 1.0, 1.0]))
+            self._mirror = np.asarray(index, dtype=np.int64)
+        return self._mirror
 
     # ---- shape -------------------------------------------------------------------------------
     def _coefficients(self, betas: torch.Tensor | None, expression: torch.Tensor | None) -> torch.Tensor:

@@ -149,3 +149,21 @@ def procedural_motion(name: str, n_frames: int | None = None, fps: float = 30.0)
         known = ", ".join(n.replace("_", "-") for n in PROCEDURAL_MOTIONS)
         raise KeyError(f"unknown motion {name!r}; known: {known}")
     return PROCEDURAL_MOTIONS[key](n_frames if n_frames is not None else DEFAULT_FRAMES[key], fps)
+
+
+def load_motion(spec: str, fps: float | None = None, n_frames: int | None = None) -> Motion:
+    """What ``--motion SPEC`` means: an AMASS ``.npz`` or a ``.bvh`` file path, else a procedural
+    motion name. ``fps`` resamples a file (and sets a procedural motion's rate); ``n_frames``
+    applies to procedural motions only."""
+    lowered = spec.lower()
+    if lowered.endswith((".npz", ".bvh")):
+        from .motion import load_amass, resample
+
+        if lowered.endswith(".npz"):
+            motion = load_amass(spec)
+        else:
+            from .bvh import load_bvh
+
+            motion = load_bvh(spec)[0]
+        return resample(motion, fps) if fps is not None and fps != motion.fps else motion
+    return procedural_motion(spec, n_frames=n_frames, fps=fps if fps is not None else 30.0)

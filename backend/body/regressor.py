@@ -10,6 +10,7 @@ the convex hull of the flesh around it.
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import logsumexp
 
 from .joints import NUM_JOINTS, PARENTS
 
@@ -17,36 +18,33 @@ from .joints import NUM_JOINTS, PARENTS
 def tilted_weights(points: np.ndarray, prior: np.ndarray, target: np.ndarray, iters: int = 60) -> np.ndarray:
     """Weights ∝ prior * exp(a·p) whose weighted mean of ``points`` is ``target`` (Newton on a).
 
-    Minimises the convex log-partition log Σ prior exp(a·(p - target)); its gradient is the
+    Minimises the convex log-partition F(a) = log Σ prior exp(a·(p - target)); its gradient is the
     weighted mean minus the target, its Hessian the weighted covariance.
     """
     q = points - target
     scale = max(float(np.abs(q).max()), 1e-9)
     q = q / scale  # well-conditioned steps whatever the limb size
-    a = np.zeros(3)
     log_prior = np.log(prior)
+
+    def objective(a: np.ndarray) -> float:
+        return float(logsumexp(log_prior + q @ a))
+
+    a = np.zeros(3)
     for _ in range(iters):
         logits = log_prior + q @ a
-        w = np.exp(logits - logits.max())
-        w /= w.sum()
+        w = np.exp(logits - logsumexp(logits))
         mean = w @ q
         if np.linalg.norm(mean) * scale < 1e-7:
             break
         cov = (q * w[:, None]).T @ q - np.outer(mean, mean)
         step = np.linalg.solve(cov + 1e-9 * np.eye(3), mean)
-        # damped Newton: halve until the objective decreases
-        f0 = np.log(np.exp(log_prior + q @ a - (log_prior + q @ a).max()).sum()) + (log_prior + q @ a).max()
-        t = 1.0
-        while t > 1e-4:
-            cand = a - t * step
-            lc = log_prior + q @ cand
-            if np.log(np.exp(lc - lc.max()).sum()) + lc.max() <= f0:
-                break
+        # damped Newton: halve the step until the objective decreases
+        f0, t = objective(a), 1.0
+        while t > 1e-4 and objective(a - t * step) > f0:
             t *= 0.5
         a = a - t * step
     logits = log_prior + q @ a
-    w = np.exp(logits - logits.max())
-    return w / w.sum()
+    return np.exp(logits - logsumexp(logits))
 
 
 def build_regressor(vertices: np.ndarray, weights: np.ndarray, joints: np.ndarray) -> np.ndarray:

@@ -17,11 +17,10 @@ import numpy as np
 
 from . import anatomy
 from .blendshapes import BodyPoints, bone_ends, build_directions
-from .eyes import CAP_VERTICES, eye_cap
+from .eyes import CAP_VERTICES, eye_cap, mirrored_cap
 from .joints import (
     EXTRA_VERTEX_IDS,
     JOINT_INDEX,
-    NUM_CONTOUR_YAW_BINS,
     NUM_FACES,
     NUM_JOINTS,
     NUM_VERTICES,
@@ -33,6 +32,7 @@ from .landmarks import (
     project_to_faces,
     renumber_for_keypoints,
     static_face_landmark_targets,
+    yaw_bin_angles,
 )
 from .paths import standin_dir
 from .regressor import build_regressor
@@ -41,7 +41,7 @@ from .skinning import body_skinning_weights
 from .surface import mesh_implicit
 
 # Bump whenever the generated data changes, so cached files are rebuilt.
-STANDIN_VERSION = 5
+STANDIN_VERSION = 10
 GENDERS = ("neutral", "male", "female")
 
 NUM_BODY_VERTICES = NUM_VERTICES - 2 * CAP_VERTICES  # 9383, eyeballs follow as in SMPL-X
@@ -90,15 +90,12 @@ def _hand_pca(side: str) -> tuple[np.ndarray, np.ndarray]:
     curl[:, 2] = sign
     curl[12:, :] = [0.0, sign * 0.5, 0.0]  # thumb joints (last three) fold across the palm
     spread = np.zeros((15, 3))
+    # hand joints come as index, middle, pinky, ring, thumb (3 each); the pinky spreads most
     spread[:, 1] = np.repeat([1.0, 0.0, -1.0, -0.5, 0.0], 3) * sign
     seed = np.random.default_rng(7 if side == "left" else 8).normal(size=(45, 43))
-    basis, _ = np.linalg.qr(np.concatenate([curl.reshape(45, 1), spread.reshape(45, 1), seed], axis=1))
-    basis = (
-        basis.T
-        * np.sign(
-            np.diag(basis.T @ np.concatenate([curl.reshape(45, 1), spread.reshape(45, 1), seed], axis=1))
-        )[:, None]
-    )
+    columns = np.concatenate([curl.reshape(45, 1), spread.reshape(45, 1), seed], axis=1)
+    q, r = np.linalg.qr(columns)
+    basis = (q * np.sign(np.diag(r))).T  # rows; row 0 points along +curl, row 1 along +spread
     mean = 0.15 * curl.reshape(45)
     return basis, mean
 
@@ -117,7 +114,7 @@ def build_neutral() -> dict[str, np.ndarray]:
     pupil_l = EXTRA_VERTEX_IDS["leye"] - LEFT_EYE_START
     pupil_r = EXTRA_VERTEX_IDS["reye"] - RIGHT_EYE_START
     cap_l_v, cap_l_f = eye_cap(eyes[0], EYEBALL_RADIUS, EYE_CAP_HALF_ANGLE, pupil_l)
-    cap_r_v, cap_r_f = eye_cap(eyes[1], EYEBALL_RADIUS, EYE_CAP_HALF_ANGLE, pupil_r)
+    cap_r_v, cap_r_f = mirrored_cap(cap_l_v, cap_l_f, pupil_l, pupil_r)
     vertices = np.concatenate([body_v, cap_l_v, cap_r_v])
     faces = np.concatenate([body_f, cap_l_f + LEFT_EYE_START, cap_r_f + RIGHT_EYE_START])
     assert vertices.shape == (NUM_VERTICES, 3) and faces.shape == (NUM_FACES, 3)
@@ -148,7 +145,7 @@ def build_neutral() -> dict[str, np.ndarray]:
     face_region = (head_w > 0.5) & (vertices[:, 2] > 0.02)
     face_region[NUM_BODY_VERTICES:] = False
     lmk_faces, lmk_bary = project_to_faces(vertices, faces, static_face_landmark_targets(), face_region)
-    contour_faces, contour_bary = project_to_faces(vertices, faces, contour_targets(), face_region)
+    contour = [project_to_faces(vertices, faces, contour_targets(a), face_region) for a in yaw_bin_angles()]
 
     hands_l, mean_l = _hand_pca("left")
     hands_r, mean_r = _hand_pca("right")
@@ -167,9 +164,9 @@ def build_neutral() -> dict[str, np.ndarray]:
         "hands_meanr": mean_r,
         "lmk_faces_idx": lmk_faces,
         "lmk_bary_coords": lmk_bary,
-        # The contour does not follow head yaw on the stand-in: one contour for all 79 yaw bins.
-        "dynamic_lmk_faces_idx": np.repeat(contour_faces[None], NUM_CONTOUR_YAW_BINS, axis=0),
-        "dynamic_lmk_bary_coords": np.repeat(contour_bary[None], NUM_CONTOUR_YAW_BINS, axis=0),
+        # one 17-point jaw contour per head-yaw bin, as smplx's use_face_contour expects
+        "dynamic_lmk_faces_idx": np.stack([c[0] for c in contour]),
+        "dynamic_lmk_bary_coords": np.stack([c[1] for c in contour]),
         "standin_version": np.array(STANDIN_VERSION),
         "standin_note": np.array("avatar-studio stand-in body, not the licensed SMPL-X model"),
     }

@@ -8,6 +8,8 @@ closed genus-0 surface every edge split adds one vertex and two faces, so the fa
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import fast_simplification
 import numpy as np
 import scipy.sparse as sp
@@ -16,6 +18,7 @@ from scipy import ndimage
 from skimage.measure import marching_cubes
 
 from .sdf import Grid, Primitive, evaluate_union
+from .symmetry import SymmetryError, boundary_edges, check_half, cut_left_half, mirror_and_weld, symmetrize
 
 
 class SurfaceError(RuntimeError):
@@ -36,26 +39,37 @@ def _check_sphere_like(mesh: trimesh.Trimesh, what: str) -> None:
         )
 
 
-def split_longest_edges(vertices: np.ndarray, faces: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split the currently longest edge ``count`` times (midpoint split, orientation kept)."""
+EdgeFilter = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def split_longest_edges(
+    vertices: np.ndarray, faces: np.ndarray, count: int, allowed: EdgeFilter | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split the currently longest edge ``count`` times (midpoint split, orientation kept).
+
+    ``allowed(vertices, edges)`` may restrict which (E, 2) edges are candidates. An edge with one
+    face (a rim edge of an open mesh) or two faces can be split.
+    """
     v = [*vertices]
     f = faces.copy()
     for _ in range(count):
         vv = np.asarray(v)
         edges = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
         lengths = np.linalg.norm(vv[edges[:, 0]] - vv[edges[:, 1]], axis=1)
+        if allowed is not None:
+            lengths[~allowed(vv, edges)] = -1.0
+        if lengths.max() < 0:
+            raise SurfaceError("no edge may be split")
         a, b = edges[int(lengths.argmax())]
         new = len(v)
         v.append(0.5 * (vv[a] + vv[b]))
-        # faces containing the directed edge a->b or b->a
-        has_ab = ((f == a).any(axis=1)) & ((f == b).any(axis=1))
-        idx = np.nonzero(has_ab)[0]
-        if len(idx) != 2:
-            raise SurfaceError(f"edge ({a},{b}) is not shared by exactly two faces")
+        idx = np.nonzero(((f == a).any(axis=1)) & ((f == b).any(axis=1)))[0]
+        if len(idx) not in (1, 2):
+            raise SurfaceError(f"edge ({a},{b}) is shared by {len(idx)} faces")
         added = []
         for fi in idx:
-            tri = list(f[fi])
-            # rotate so that the triangle reads (a', b', c) with {a', b'} = {a, b}
+            tri = [int(x) for x in f[fi]]
+            # rotate so that the triangle reads (p, q, c) with {p, q} = {a, b}
             while {tri[0], tri[1]} != {a, b}:
                 tri = tri[1:] + tri[:1]
             p, q, c = tri
@@ -83,7 +97,12 @@ def project_to_level_set(points: np.ndarray, field_: np.ndarray, grid: Grid, ste
 
 
 def relax(
-    vertices: np.ndarray, faces: np.ndarray, field_: np.ndarray, grid: Grid, iterations: int
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    field_: np.ndarray,
+    grid: Grid,
+    iterations: int,
+    mirror: np.ndarray | None = None,
 ) -> np.ndarray:
     """Tangential Laplacian smoothing, re-projected onto the implicit surface after each step.
 
@@ -96,35 +115,57 @@ def relax(
     a = (a + a.T).tocsr()
     degree = np.asarray(a.sum(axis=1)).ravel()
     v = vertices.copy()
+    initial = _face_normals(vertices, faces)
     for _ in range(iterations):
         normals = trimesh.Trimesh(v, faces, process=False).vertex_normals
         delta = (a @ v) / degree[:, None] - v
         delta -= (delta * normals).sum(axis=1, keepdims=True) * normals
-        v = project_to_level_set(v + 0.5 * delta, field_, grid, steps=2)
+        moved = project_to_level_set(v + 0.5 * delta, field_, grid, steps=2)
+        if mirror is not None:
+            moved = symmetrize(moved, mirror)
+        v = _undo_folds(v, moved, faces, initial)
     return v
 
 
-def mesh_implicit(
-    primitives: list[Primitive],
-    n_vertices: int,
-    spacing: float = 0.003,
-    relax_iterations: int = 10,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Mesh the smooth union of ``primitives`` into exactly ``n_vertices`` (faces = 2V - 4)."""
+def _face_normals(v: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    n = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
+    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-20)
+
+
+def _undo_folds(
+    before: np.ndarray, after: np.ndarray, faces: np.ndarray, reference: np.ndarray
+) -> np.ndarray:
+    """Keep ``before`` positions for the vertices of any face that smoothing turned away from its
+    ``reference`` normal (the unsmoothed mesh's), so relaxation never folds the surface.
+
+    Both inputs are mirror-symmetric when symmetry is wanted, so the set of faces put back is too.
+    """
+    out = after.copy()
+    for _ in range(10):
+        folded = (_face_normals(out, faces) * reference).sum(axis=1) < 0.3
+        if not folded.any():
+            break
+        stuck = np.unique(faces[folded])
+        out[stuck] = before[stuck]
+    return out
+
+
+def implicit_field(primitives: list[Primitive], spacing: float) -> tuple[np.ndarray, Grid]:
+    """Sample the union on a grid that is mirror-symmetric in x with a sample plane at x = 0."""
     lo = np.min([p.bounds()[0] for p in primitives if not p.subtract], axis=0)
     hi = np.max([p.bounds()[1] for p in primitives if not p.subtract], axis=0)
     grid = Grid.around(lo, hi, spacing, margin=4 * spacing)
-    field_ = evaluate_union(primitives, grid)
-    # A tiny iso offset keeps marching cubes off exact-zero samples (flat faces on grid planes).
-    verts, faces, _, _ = marching_cubes(field_, level=1e-7, spacing=(spacing,) * 3)
-    dense = _largest_component(verts + grid.origin, faces)
-    _check_sphere_like(dense, "marching cubes")
+    half_x = int(np.ceil((max(abs(lo[0]), abs(hi[0])) + 4 * spacing) / spacing))
+    origin = grid.origin.copy()
+    origin[0] = -half_x * spacing
+    grid = Grid(origin=origin, spacing=spacing, shape=(2 * half_x + 1, grid.shape[1], grid.shape[2]))
+    return evaluate_union(primitives, grid), grid
 
-    # Decimate a little below the budget, then split edges up to the exact count.
-    target_faces = 2 * (n_vertices - 60) - 4
+
+def decimate(dense: trimesh.Trimesh, target_faces: int) -> trimesh.Trimesh:
+    """Quadric decimation that keeps the surface a closed genus-0 sphere."""
     # Fast quadric decimation occasionally pinches two sheets together at its default
     # aggressiveness; gentler settings are tried until the result is still a sphere.
-    coarse = None
     for aggressiveness in (3.0, 2.0, 1.0, 5.0):
         v, f = fast_simplification.simplify(
             np.asarray(dense.vertices, np.float64),
@@ -134,15 +175,69 @@ def mesh_implicit(
         )
         candidate = trimesh.Trimesh(v, f, process=False)
         if candidate.is_watertight and candidate.euler_number == 2:
-            coarse = candidate
-            break
-    if coarse is None:
-        raise SurfaceError("quadric decimation did not keep the surface closed and genus 0")
-    missing = n_vertices - len(coarse.vertices)
+            return candidate
+    raise SurfaceError("quadric decimation did not keep the surface closed and genus 0")
+
+
+def _mirror_symmetric(
+    coarse: trimesh.Trimesh, n_vertices: int, snap: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Left half of ``coarse``, padded to the vertex budget, mirrored and welded."""
+    half_v, half_f = cut_left_half(np.asarray(coarse.vertices), np.asarray(coarse.faces), snap)
+    check_half(half_v, half_f)
+    seam = int((half_v[:, 0] == 0.0).sum())
+    missing = n_vertices - (2 * (len(half_v) - seam) + seam)
     if missing < 0:
-        raise SurfaceError(f"decimation left {len(coarse.vertices)} vertices, budget {n_vertices}")
-    v, f = split_longest_edges(np.asarray(coarse.vertices), np.asarray(coarse.faces), missing)
-    v = relax(v, f, field_, grid, relax_iterations)
+        raise SymmetryError(f"the mirrored mesh has {n_vertices - missing} vertices, budget {n_vertices}")
+    if missing % 2:
+        # a rim split adds one vertex on the midplane: the only way to change the parity
+        rim = {tuple(sorted(e)) for e in boundary_edges(half_f).tolist()}
+
+        def on_rim(_: np.ndarray, edges: np.ndarray) -> np.ndarray:
+            return np.array([tuple(sorted(e)) in rim for e in edges.tolist()])
+
+        half_v, half_f = split_longest_edges(half_v, half_f, 1, on_rim)
+    # every other split adds a vertex off the plane, i.e. a mirrored pair in the full mesh
+    half_v, half_f = split_longest_edges(
+        half_v, half_f, missing // 2, lambda vv, e: (vv[e[:, 0], 0] > 0) | (vv[e[:, 1], 0] > 0)
+    )
+    return mirror_and_weld(half_v, half_f)
+
+
+def mesh_implicit(
+    primitives: list[Primitive],
+    n_vertices: int,
+    spacing: float = 0.003,
+    relax_iterations: int = 10,
+    symmetric: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mesh the smooth union of ``primitives`` into exactly ``n_vertices`` (faces = 2V - 4).
+
+    With ``symmetric`` (and mirror-symmetric primitives) the right half is the exact mirror of the
+    left; should the midplane cut fail, the unsymmetric mesh is used instead.
+    """
+    field_, grid = implicit_field(primitives, spacing)
+    # A tiny iso offset keeps marching cubes off exact-zero samples (flat faces on grid planes).
+    verts, faces, _, _ = marching_cubes(field_, level=1e-7, spacing=(spacing,) * 3)
+    dense = _largest_component(verts + grid.origin, faces)
+    _check_sphere_like(dense, "marching cubes")
+
+    mirror = None
+    if symmetric:
+        try:
+            coarse = decimate(dense, 2 * (n_vertices - 150) - 4)
+            v, f, mirror = _mirror_symmetric(coarse, n_vertices, snap=0.3 * spacing * 2)
+            _check_sphere_like(trimesh.Trimesh(v, f, process=False), "mirrored surface")
+        except (SymmetryError, SurfaceError):
+            mirror = None
+    if mirror is None:
+        # Decimate a little below the budget, then split edges up to the exact count.
+        coarse = decimate(dense, 2 * (n_vertices - 60) - 4)
+        missing = n_vertices - len(coarse.vertices)
+        if missing < 0:
+            raise SurfaceError(f"decimation left {len(coarse.vertices)} vertices, budget {n_vertices}")
+        v, f = split_longest_edges(np.asarray(coarse.vertices), np.asarray(coarse.faces), missing)
+    v = relax(v, f, field_, grid, relax_iterations, mirror)
     result = trimesh.Trimesh(v, f, process=False)
     _check_sphere_like(result, "final surface")
     return v, f.astype(np.int64)

@@ -8,6 +8,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -16,18 +17,27 @@ from .api import JobContext, JobInputError, JobResult
 
 SLEEP_MAX_S = 3600.0
 SLEEP_TICK_S = 0.1
+FILE_MAX_BYTES = 1 << 30
 
 
 def _torch_info() -> dict[str, Any]:
     try:
         import torch  # lazily: only worker processes pay for it
     except Exception as exc:  # a broken torch install is a fact to report, not a crash
-        return {"torch": None, "torch_error": f"{type(exc).__name__}: {exc}", "device": "cpu",
-                "device_name": platform.processor() or platform.machine()}
+        return {
+            "torch": None,
+            "torch_error": f"{type(exc).__name__}: {exc}",
+            "device": "cpu",
+            "device_name": platform.processor() or platform.machine(),
+        }
     info: dict[str, Any] = {"torch": torch.__version__, "cuda_available": torch.cuda.is_available()}
     if torch.cuda.is_available():
-        info.update(device="cuda", device_name=torch.cuda.get_device_name(0),
-                    cuda_devices=torch.cuda.device_count(), cuda_version=torch.version.cuda)
+        info.update(
+            device="cuda",
+            device_name=torch.cuda.get_device_name(0),
+            cuda_devices=torch.cuda.device_count(),
+            cuda_version=torch.version.cuda,
+        )
     else:
         info.update(device="cpu", device_name=platform.processor() or platform.machine())
     return info
@@ -47,6 +57,7 @@ def system_info(params: dict[str, Any], ctx: JobContext) -> JobResult:
     }
     try:
         import zmq
+
         data["pyzmq"] = zmq.__version__
     except ImportError:
         data["pyzmq"] = None
@@ -55,21 +66,37 @@ def system_info(params: dict[str, Any], ctx: JobContext) -> JobResult:
     ctx.progress(0.5, "checking models", stage="models")
     registry = ModelRegistry.load()
     checks = registry.check()
-    data["models"] = {r.spec.role: {"present": r.present, "source": r.source,
-                                    "location": str(r.location) if r.location else None}
-                      for r in checks}
+    data["models"] = {
+        r.spec.role: {
+            "present": r.present,
+            "source": r.source,
+            "location": str(r.location) if r.location else None,
+        }
+        for r in checks
+    }
     smplx = registry.resolve("smplx")
     data["body_model"] = (
-        {"kind": "licensed", "path": str(smplx.location)} if smplx.present else
-        {"kind": "stand-in", "path": None, "how_to": smplx.how_to}
+        {"kind": "licensed", "path": str(smplx.location)}
+        if smplx.present
+        else {"kind": "stand-in", "path": None, "how_to": smplx.how_to}
     )
     data["executable"] = sys.executable
     ctx.progress(1.0, "done", stage="done")
     return JobResult(data=data)
 
 
-def _sleep_params(params: dict[str, Any]) -> tuple[float, bool, bool, str | None]:
-    unknown = set(params) - {"seconds", "ignore_cancel", "silent", "fail"}
+@dataclass(frozen=True)
+class SleepParams:
+    seconds: float = 1.0
+    ignore_cancel: bool = False
+    silent: bool = False
+    fail: str | None = None
+    preview: bool = False
+    file_bytes: int = 0
+
+
+def _sleep_params(params: dict[str, Any]) -> SleepParams:
+    unknown = set(params) - {f.name for f in fields(SleepParams)}
     if unknown:
         raise JobInputError(f"system.sleep: unknown params {sorted(unknown)}")
     seconds = params.get("seconds", 1.0)
@@ -77,43 +104,67 @@ def _sleep_params(params: dict[str, Any]) -> tuple[float, bool, bool, str | None
         raise JobInputError(f"system.sleep: 'seconds' must be a finite number, got {seconds!r}")
     if not 0 <= seconds <= SLEEP_MAX_S:
         raise JobInputError(f"system.sleep: 'seconds' must be in [0, {SLEEP_MAX_S:g}], got {seconds!r}")
-    flags = []
-    for name in ("ignore_cancel", "silent"):
+    flags = {}
+    for name in ("ignore_cancel", "silent", "preview"):
         value = params.get(name, False)
         if not isinstance(value, bool):
             raise JobInputError(f"system.sleep: {name!r} must be true or false, got {value!r}")
-        flags.append(value)
+        flags[name] = value
     fail = params.get("fail")
     if fail is not None and not isinstance(fail, str):
         raise JobInputError(f"system.sleep: 'fail' must be a string message, got {fail!r}")
-    return float(seconds), flags[0], flags[1], fail
+    file_bytes = params.get("file_bytes", 0)
+    if (
+        isinstance(file_bytes, bool)
+        or not isinstance(file_bytes, int)
+        or not 0 <= file_bytes <= FILE_MAX_BYTES
+    ):
+        raise JobInputError(
+            f"system.sleep: 'file_bytes' must be an int in [0, {FILE_MAX_BYTES}], got {file_bytes!r}"
+        )
+    return SleepParams(float(seconds), fail=fail, file_bytes=file_bytes, **flags)
+
+
+def sleep_file_content(size: int) -> bytes:
+    """The bytes of the ``files/data.bin`` artifact: a fixed pattern, so tests can check it."""
+    return (np.arange(size, dtype=np.uint64) * 2654435761 % 251).astype(np.uint8).tobytes()
 
 
 def system_sleep(params: dict[str, Any], ctx: JobContext) -> JobResult:
     """Sleep ``seconds`` in 0.1 s ticks, reporting progress and honouring cancel at each tick.
 
-    Diagnostic switches for tests: ``ignore_cancel`` (never checks the cancel flag, so the server
-    must kill it), ``silent`` (sends no progress, so the watchdog must fire), ``fail`` (raises
-    ``RuntimeError(fail)`` at the end, to check how errors cross the process boundary).
-    Returns ``data = {"seconds", "ticks"}`` and the array artifact ``ticks`` = 0..ticks-1 (float32).
+    Returns ``data = {"seconds", "ticks", "slept_s"}`` and the array artifact ``ticks`` =
+    0..ticks-1 (float32). Diagnostic switches, for tests of the server and of clients:
+    ``ignore_cancel`` (never checks the cancel flag, so the server must kill it), ``silent`` (no
+    progress, so the watchdog must fire), ``fail`` (raises ``RuntimeError(fail)`` at the end, to see
+    how errors cross the process boundary), ``preview`` (a small RGB uint8 preview with each
+    progress event), ``file_bytes`` (also returns a file artifact ``files/data.bin`` of that size,
+    content :func:`sleep_file_content`).
     """
-    seconds, ignore_cancel, silent, fail = _sleep_params(params)
-    ticks = max(1, math.ceil(seconds / SLEEP_TICK_S - 1e-9))
+    p = _sleep_params(params)
+    ticks = max(1, math.ceil(p.seconds / SLEEP_TICK_S - 1e-9))
     start = time.monotonic()
     for tick in range(ticks):
-        if not ignore_cancel:
+        if not p.ignore_cancel:
             ctx.check_cancelled()
-        if not silent:
-            ctx.progress(tick / ticks, f"tick {tick + 1}/{ticks}", stage="sleep")
+        if not p.silent:
+            preview = np.full((8, 8, 3), int(255 * tick / ticks), dtype=np.uint8) if p.preview else None
+            ctx.progress(tick / ticks, f"tick {tick + 1}/{ticks}", stage="sleep", preview=preview)
         # Sleep to the tick's absolute deadline so the total does not drift with overheads.
-        time.sleep(max(0.0, start + min(seconds, (tick + 1) * SLEEP_TICK_S) - time.monotonic()))
-    if not ignore_cancel:
+        time.sleep(max(0.0, start + min(p.seconds, (tick + 1) * SLEEP_TICK_S) - time.monotonic()))
+    if not p.ignore_cancel:
         ctx.check_cancelled()
-    if fail is not None:
-        raise RuntimeError(fail)
-    if not silent:
+    if p.fail is not None:
+        raise RuntimeError(p.fail)
+    if not p.silent:
         ctx.progress(1.0, "done", stage="sleep")
+    files = {}
+    if p.file_bytes:
+        path = ctx.work_dir / "data.bin"
+        path.write_bytes(sleep_file_content(p.file_bytes))
+        files["files/data.bin"] = path
     return JobResult(
-        data={"seconds": seconds, "ticks": ticks, "slept_s": round(time.monotonic() - start, 4)},
+        data={"seconds": p.seconds, "ticks": ticks, "slept_s": round(time.monotonic() - start, 4)},
         arrays={"ticks": np.arange(ticks, dtype=np.float32)},
+        files=files,
     )

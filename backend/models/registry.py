@@ -48,18 +48,30 @@ class ModelRole:
 ROLES: dict[str, ModelRole] = {
     r.name: r
     for r in [
-        ModelRole("base-diffusion", "base text-to-image diffusion model (SD 1.5 family, diffusers layout)",
-                  "stable-diffusion-v1-5/stable-diffusion-v1-5"),
-        ModelRole("controlnet-openpose", "ControlNet conditioned on OpenPose skeletons",
-                  "lllyasviel/control_v11p_sd15_openpose"),
+        ModelRole(
+            "base-diffusion",
+            "base text-to-image diffusion model (SD 1.5 family, diffusers layout)",
+            "stable-diffusion-v1-5/stable-diffusion-v1-5",
+        ),
+        ModelRole(
+            "controlnet-openpose",
+            "ControlNet conditioned on OpenPose skeletons",
+            "lllyasviel/control_v11p_sd15_openpose",
+        ),
         ModelRole("vae", "image autoencoder (VAE) of the diffusion model", "stabilityai/sd-vae-ft-mse"),
-        ModelRole("clip-image-encoder", "CLIP image encoder for reference-image conditioning",
-                  "openai/clip-vit-large-patch14"),
-        ModelRole("depth-estimator", "monocular depth estimator", "depth-anything/Depth-Anything-V2-Small-hf"),
+        ModelRole(
+            "clip-image-encoder",
+            "CLIP image encoder for reference-image conditioning",
+            "openai/clip-vit-large-patch14",
+        ),
+        ModelRole(
+            "depth-estimator", "monocular depth estimator", "depth-anything/Depth-Anything-V2-Small-hf"
+        ),
         ModelRole("normal-estimator", "monocular surface-normal estimator", "prs-eth/marigold-normals-v1-1"),
         ModelRole("mimo-unet", "MIMO denoising/reference UNets for character insertion", "menyifang/MIMO"),
-        ModelRole("smplx", "SMPL-X body model files (licensed; a generated stand-in body is used when absent)",
-                  None),
+        ModelRole(
+            "smplx", "SMPL-X body model files (licensed; a generated stand-in body is used when absent)", None
+        ),
     ]
 }
 
@@ -105,11 +117,15 @@ class Resolution:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "role": self.spec.role, "description": ROLES[self.spec.role].description,
-            "present": self.present, "source": self.source,
+            "role": self.spec.role,
+            "description": ROLES[self.spec.role].description,
+            "present": self.present,
+            "source": self.source,
             "location": str(self.location) if self.location else None,
-            "hub_id": self.spec.hub_id, "revision": self.spec.revision,
-            "path": str(self.spec.path) if self.spec.path else None, "how_to": self.how_to,
+            "hub_id": self.spec.hub_id,
+            "revision": self.spec.revision,
+            "path": str(self.spec.path) if self.spec.path else None,
+            "how_to": self.how_to,
         }
 
 
@@ -132,8 +148,9 @@ def find_in_hf_cache(hub_id: str, revision: str = "main", cache_dir: Path | None
         snapshot_download = None
     if snapshot_download is not None:
         try:
-            return Path(snapshot_download(hub_id, revision=revision, cache_dir=cache_dir,
-                                          local_files_only=True))
+            return Path(
+                snapshot_download(hub_id, revision=revision, cache_dir=cache_dir, local_files_only=True)
+            )
         except Exception:  # LocalEntryNotFoundError and friends: not in the cache
             return None
     repo = (cache_dir or hf_cache_dir()) / f"models--{hub_id.replace('/', '--')}"
@@ -154,16 +171,22 @@ def _smplx_present(path: Path) -> bool:
 
 def how_to_provide(spec: ModelSpec, config_path: Path) -> str:
     if spec.role == "smplx":
-        return (f"download SMPL-X (licensed) from https://smpl-x.is.tue.mpg.de and set "
-                f"[models.smplx] path = \"/folder/with/SMPLX_NEUTRAL.npz\" in {config_path}")
+        return (
+            f"download SMPL-X (licensed) from https://smpl-x.is.tue.mpg.de and set "
+            f'[models.smplx] path = "/folder/with/SMPLX_NEUTRAL.npz" in {config_path}'
+        )
     if spec.hub_id:
-        return (f"run `huggingface-cli download {spec.hub_id}` (pip install huggingface-hub), or set "
-                f"[models.{spec.role}] path = \"/local/folder\" in {config_path}")
+        return (
+            f"run `huggingface-cli download {spec.hub_id}` (pip install huggingface-hub), or set "
+            f'[models.{spec.role}] path = "/local/folder" in {config_path}'
+        )
     return f"set [models.{spec.role}] path or hub_id in {config_path}"
 
 
 class ModelRegistry:
-    def __init__(self, specs: Mapping[str, ModelSpec], config_path: Path, hf_cache: Path | None = None) -> None:
+    def __init__(
+        self, specs: Mapping[str, ModelSpec], config_path: Path, hf_cache: Path | None = None
+    ) -> None:
         self.specs = dict(specs)
         self.config_path = config_path
         self.hf_cache = hf_cache
@@ -183,7 +206,9 @@ class ModelRegistry:
             raise ModelConfigError(f"{config_path}: [models] must be a table")
         unknown = set(models) - set(ROLES)
         if unknown:
-            raise ModelConfigError(f"{config_path}: unknown model roles {sorted(unknown)}; known: {sorted(ROLES)}")
+            raise ModelConfigError(
+                f"{config_path}: unknown model roles {sorted(unknown)}; known: {sorted(ROLES)}"
+            )
         specs = {name: cls._spec(name, models.get(name, {}), config_path) for name in ROLES}
         return cls(specs, config_path, hf_cache)
 
@@ -205,9 +230,9 @@ class ModelRegistry:
             raise KeyError(f"unknown model role {role!r}; known: {', '.join(sorted(self.specs))}")
         spec = self.specs[role]
         how_to = how_to_provide(spec, self.config_path)
-        if spec.path is not None and spec.path.exists():
-            if role != "smplx" or _smplx_present(spec.path):
-                return Resolution(spec, spec.path, "path", how_to)
+        usable_path = spec.path is not None and spec.path.exists()
+        if usable_path and (role != "smplx" or _smplx_present(spec.path)):  # type: ignore[arg-type]
+            return Resolution(spec, spec.path, "path", how_to)
         if spec.hub_id:
             snapshot = find_in_hf_cache(spec.hub_id, spec.revision, self.hf_cache)
             if snapshot is not None:

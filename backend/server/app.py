@@ -21,6 +21,7 @@ import contextlib
 import errno
 import fcntl
 import logging
+import math
 import mmap
 import os
 import signal
@@ -43,15 +44,14 @@ from protocol import (
     Message,
     ProtocolError,
     Session,
-    new_key,
     parse_version,
     write_connection_file,
-    write_private_file,
 )
 from protocol import messages as M
 
 from .artifacts import ArtifactStore
-from .curve_auth import CurveKeys, is_loopback_address, start_authenticator
+from .curve_auth import LOCAL_CLIENT_NAME, CurveKeys, is_loopback_address, start_authenticator
+from .datadir import load_or_create_hmac_key
 from .executor import (
     Executor,
     ExecutorEvent,
@@ -72,6 +72,7 @@ PROGRESS_DB_INTERVAL_S = 0.25  # progress is written to SQLite at most this ofte
 ERROR_REPLIES_PER_S = 5.0  # per peer, for malformed input (a garbage flood gets few answers)
 MAX_REQUESTS_PER_ITERATION = 200
 LIST_JOBS_DEFAULT_LIMIT = 1000
+LIST_JOBS_MAX_LIMIT = 1_000_000
 # Headroom under the message limit for the JSON frames of a get_artifact reply.
 ARTIFACT_REPLY_MARGIN = 1 << 20
 
@@ -138,6 +139,7 @@ class Server:
         self._stopping = False
         self._jobs: dict[str, _JobRuntime] = {}
         self._outbox: deque[_Outgoing] = deque()
+        self._blocked: set[bytes] = set()  # peers with messages waiting in the outbox
         self._error_budget: dict[bytes, tuple[float, float]] = {}  # identity -> (tokens, time)
         self.stats = {"requests": 0, "malformed": 0, "internal_errors": 0, "dropped_progress": 0}
 
@@ -161,13 +163,15 @@ class Server:
         if lost:
             log.warning("marked %d job(s) of a previous server failed: %s", len(lost), ", ".join(lost))
         self.artifacts = ArtifactStore(self.data_dir / "artifacts")
-        key = self._hmac_key()
+        key = load_or_create_hmac_key(self.data_dir)
         self.session = Session(key.encode("utf-8"), limits=self.config.limits)
-        self.executor = Executor(self.data_dir, workers=self.config.workers,
-                                 cancel_grace_s=self.config.cancel_grace_s)
+        self.executor = Executor(
+            self.data_dir, workers=self.config.workers, cancel_grace_s=self.config.cancel_grace_s
+        )
         self.executor.start()
         self.context = zmq.Context()
         server_public: str | None = None
+        local_client_key: str | None = None
         socket = self.context.socket(zmq.ROUTER)
         socket.linger = 0
         socket.router_mandatory = True
@@ -184,13 +188,29 @@ class Server:
             socket.curve_publickey = public
             socket.curve_secretkey = secret
             server_public = public.decode("ascii")
-            if not keys.client_public_keys():
-                log.warning("CURVE is on but no client key is listed: create one with "
-                            "`avatar-studio keys create NAME --data-dir %s`", self.data_dir)
-        address = self._bind(socket, bind)
-        self.socket = socket
-        self.info = ConnectionInfo(address=address, key=key, curve=self.config.curve,
-                                   server_public_key=server_public, server_pid=os.getpid())
+            local_client_key = str(keys.ensure_local_client())
+            remote = set(keys.client_public_keys()) - {LOCAL_CLIENT_NAME}
+            if not remote:
+                log.warning(
+                    "CURVE is on but only this machine's own key is listed: give each remote client "
+                    "a key with `avatar-studio keys create NAME --data-dir %s`",
+                    self.data_dir,
+                )
+        self.socket = socket  # closed by close() even if the bind fails
+        if bind.startswith("tcp://["):
+            socket.ipv6 = True
+        try:
+            address = self._bind(socket, bind)
+        except zmq.ZMQError as exc:
+            raise ServerStartError(f"cannot bind {self.config.bind}: {exc}") from None
+        self.info = ConnectionInfo(
+            address=address,
+            key=key,
+            curve=self.config.curve,
+            server_public_key=server_public,
+            client_key_file=local_client_key,
+            server_pid=os.getpid(),
+        )
         # Written last: a client that sees the file finds a server ready to answer.
         write_connection_file(self.connection_file, self.info)
         log.info("serving on %s (data dir %s, %d worker(s))", address, self.data_dir, self.config.workers)
@@ -204,21 +224,12 @@ class Server:
         except BlockingIOError:
             os.close(fd)
             other = path.read_text().strip() or "?"
-            raise ServerStartError(f"another server (pid {other}) is using the data dir {self.data_dir}") from None
+            raise ServerStartError(
+                f"another server (pid {other}) is using the data dir {self.data_dir}"
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd  # held until this process exits; the kernel drops it even on SIGKILL
-
-    def _hmac_key(self) -> str:
-        """The signing key, kept in the data dir so clients can reconnect after a server restart."""
-        path = self.data_dir / "hmac.key"
-        if path.exists():
-            key = path.read_text(encoding="utf-8").strip()
-            if len(key) >= 32:
-                return key
-        key = new_key()
-        write_private_file(path, key.encode("utf-8"))
-        return key
 
     def _bind(self, socket: zmq.Socket[Any], bind: str) -> str:
         """Bind; for a free-port request prefer the port of the previous run (clients reconnect)."""
@@ -227,7 +238,7 @@ class Server:
                 from protocol import read_connection_file
 
                 previous = read_connection_file(self.connection_file)
-                if previous.port and previous.ip == bind[len("tcp://"):-2].strip("[]"):
+                if previous.port and previous.ip == bind[len("tcp://") : -2].strip("[]"):
                     try:
                         socket.bind(f"{bind[:-2]}:{previous.port}")
                         return socket.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -245,9 +256,15 @@ class Server:
             unfinished = [*self.executor.running, *self.executor.queued]
             self.executor.shutdown()
             for job_id in unfinished:
-                self._finish(job_id, M.FAILED, error={
-                    "ename": "ServerStopped", "evalue": "the server was stopped while the job was unfinished",
-                    "traceback": ""})
+                self._finish(
+                    job_id,
+                    M.FAILED,
+                    error={
+                        "ename": "ServerStopped",
+                        "evalue": "the server was stopped while the job was unfinished",
+                        "traceback": "",
+                    },
+                )
             self.executor = None
         if self.socket is not None:
             self.socket.close(linger=0)
@@ -295,7 +312,7 @@ class Server:
             wait = min(wait, max(0.0, deadline - time.monotonic()))
         if self._outbox:
             wait = min(wait, 0.02)
-        poller.poll(int(wait * 1000))
+        poller.poll(math.ceil(wait * 1000))  # ceil: never spin on a sub-millisecond wait
         for _ in range(MAX_REQUESTS_PER_ITERATION):
             try:
                 frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
@@ -315,21 +332,36 @@ class Server:
             message = self.session.deserialize(frames)
         except ProtocolError as exc:
             self.stats["malformed"] += 1
-            log.warning("rejected a message from peer %s: %s: %s", identity.hex()[:16], type(exc).__name__, exc)
-            if identity and self._may_send_error(identity):
-                self._send(identity, M.ERROR, M.error_content(getattr(exc, "ename", M.E_PROTOCOL), str(exc)[:500]),
-                           parent={})
+            # One budget for the log line and the reply: a flood of garbage costs little of either.
+            answer = bool(identity) and self._may_send_error(identity)
+            log.log(
+                logging.WARNING if answer else logging.DEBUG,
+                "rejected a message from peer %s: %s: %s",
+                identity.hex()[:16],
+                type(exc).__name__,
+                exc,
+            )
+            if answer:
+                ename = getattr(exc, "ename", M.E_PROTOCOL)
+                self._send(identity, M.ERROR, M.error_content(ename, str(exc)[:500]), parent={})
             return
         self.stats["requests"] += 1
         try:
             self._on_request(identity, message)
         except BadRequest as exc:
             self._send(identity, M.ERROR, M.error_content(exc.ename, exc.evalue), parent=message)
+        except UnicodeEncodeError:  # JSON may carry lone surrogates ("\ud800"); SQLite refuses them
+            text = "strings in the request must be valid Unicode (no lone surrogates)"
+            self._send(identity, M.ERROR, M.error_content(M.E_BAD_REQUEST, text), parent=message)
         except Exception as exc:  # a bug must cost one request, not the server
             self.stats["internal_errors"] += 1
             log.exception("internal error while handling %s", message.header.get("msg_type"))
-            self._send(identity, M.ERROR, M.error_content(M.E_INTERNAL, f"{type(exc).__name__}: {exc}"),
-                       parent=message)
+            self._send(
+                identity,
+                M.ERROR,
+                M.error_content(M.E_INTERNAL, f"{type(exc).__name__}: {exc}"),
+                parent=message,
+            )
 
     def _may_send_error(self, identity: bytes) -> bool:
         """Token bucket per peer, so a flood of garbage does not turn into a flood of replies."""
@@ -349,7 +381,9 @@ class Server:
             return
         remote = message.header.get("version")
         if parse_version(remote)[0] != parse_version(PROTOCOL_VERSION)[0]:
-            self._send(identity, M.ERROR, M.version_mismatch_content(PROTOCOL_VERSION, remote), parent=message)
+            self._send(
+                identity, M.ERROR, M.version_mismatch_content(PROTOCOL_VERSION, remote), parent=message
+            )
             return
         handler = {
             M.SUBMIT: self._on_submit,
@@ -373,18 +407,26 @@ class Server:
         except ProtocolError:
             compatible = False
         if not compatible:
-            self._send(identity, M.ERROR, M.version_mismatch_content(PROTOCOL_VERSION, client_version),
-                       parent=message)
+            self._send(
+                identity,
+                M.ERROR,
+                M.version_mismatch_content(PROTOCOL_VERSION, client_version),
+                parent=message,
+            )
             return
         assert self.session is not None
-        self._reply(identity, message, {
-            "protocol_version": PROTOCOL_VERSION,
-            "server_version": backend.__version__,
-            "session": self.session.session_id,
-            "job_kinds": [{"name": k.name, "description": k.description} for k in JOB_KINDS.values()],
-            "heartbeat_interval_s": self.config.heartbeat_interval_s,
-            "curve": self.config.curve,
-        })
+        self._reply(
+            identity,
+            message,
+            {
+                "protocol_version": PROTOCOL_VERSION,
+                "server_version": backend.__version__,
+                "session": self.session.session_id,
+                "job_kinds": [{"name": k.name, "description": k.description} for k in JOB_KINDS.values()],
+                "heartbeat_interval_s": self.config.heartbeat_interval_s,
+                "curve": self.config.curve,
+            },
+        )
 
     def _on_heartbeat(self, identity: bytes, message: Message) -> None:
         self._reply(identity, message, {"time": message.content.get("time"), "server_time": time.time()})
@@ -408,7 +450,9 @@ class Server:
         if not isinstance(kind, str):
             raise BadRequest(M.E_BAD_REQUEST, "submit needs a string 'kind'")
         if kind not in JOB_KINDS:
-            raise BadRequest(M.E_UNKNOWN_KIND, f"unknown job kind {kind[:64]!r}; known: {', '.join(sorted(JOB_KINDS))}")
+            raise BadRequest(
+                M.E_UNKNOWN_KIND, f"unknown job kind {kind[:64]!r}; known: {', '.join(sorted(JOB_KINDS))}"
+            )
         if not isinstance(params, dict):
             raise BadRequest(M.E_BAD_REQUEST, "submit 'params' must be an object")
         if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 256):
@@ -435,7 +479,9 @@ class Server:
     def _send_current_state(self, identity: bytes, job: Job, parent: Message) -> None:
         """After attach (or a duplicate submit): the terminal event again, or the live state."""
         if job.terminal:
-            self._send(identity, M.STATE_TERMINAL_EVENT[job.state], self._terminal_content(job), parent=parent)
+            self._send(
+                identity, M.STATE_TERMINAL_EVENT[job.state], self._terminal_content(job), parent=parent
+            )
         else:
             self._send(identity, M.JOB_STATE, {"job_id": job.job_id, "state": job.state}, parent=parent)
 
@@ -455,10 +501,12 @@ class Server:
         assert self.store is not None
         states = message.content.get("states")
         limit = message.content.get("limit", LIST_JOBS_DEFAULT_LIMIT)
-        if states is not None and (not isinstance(states, list) or not all(s in M.JOB_STATES for s in states)):
+        if states is not None and (
+            not isinstance(states, list) or not all(s in M.JOB_STATES for s in states)
+        ):
             raise BadRequest(M.E_BAD_REQUEST, f"'states' must be a list of {', '.join(M.JOB_STATES)}")
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise BadRequest(M.E_BAD_REQUEST, "'limit' must be a non-negative integer")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= LIST_JOBS_MAX_LIMIT:
+            raise BadRequest(M.E_BAD_REQUEST, f"'limit' must be an integer in [0, {LIST_JOBS_MAX_LIMIT}]")
         jobs = self.store.list(states, limit)
         self._reply(identity, message, {"jobs": [job.to_wire() for job in jobs]})
 
@@ -475,15 +523,21 @@ class Server:
         budget = self.config.limits.max_message_bytes - ARTIFACT_REPLY_MARGIN
         if record.kind == "array":
             if record.size > budget:
-                raise BadRequest(M.E_BAD_REQUEST, f"array artifact {name!r} ({record.size} bytes) exceeds the "
-                                                  f"message limit; fetch it as a file in ranges")
+                raise BadRequest(
+                    M.E_BAD_REQUEST,
+                    f"array artifact {name!r} ({record.size} bytes) exceeds the "
+                    f"message limit; fetch it as a file in ranges",
+                )
             content["array"] = self.artifacts.load_array(record.sha256)
         else:
             offset = message.content.get("offset")
             length = message.content.get("length")
             if offset is None and record.size > budget:
-                raise BadRequest(M.E_BAD_REQUEST, f"file artifact {name!r} has {record.size} bytes, more than "
-                                                  f"one message may carry: ask for ranges (offset, length)")
+                raise BadRequest(
+                    M.E_BAD_REQUEST,
+                    f"file artifact {name!r} has {record.size} bytes, more than "
+                    f"one message may carry: ask for ranges (offset, length)",
+                )
             if offset is not None:
                 if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= record.size:
                     raise BadRequest(M.E_BAD_REQUEST, f"'offset' must be an int in [0, {record.size}]")
@@ -505,7 +559,7 @@ class Server:
             return memoryview(b"")
         with open(self.artifacts.path(sha256), "rb") as handle:
             mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-        return memoryview(mapped)[offset:offset + length]
+        return memoryview(mapped)[offset : offset + length]
 
     # --- subscriptions and outgoing ----------------------------------------------------------------
 
@@ -517,42 +571,61 @@ class Server:
             runtime.subscribers.pop(identity, None)
         self._error_budget.pop(identity, None)
 
-    def _send(self, identity: bytes, msg_type: str, content: dict[str, Any], *,
-              parent: Message | dict[str, Any], droppable: bool = False) -> None:
+    def _send(
+        self,
+        identity: bytes,
+        msg_type: str,
+        content: dict[str, Any],
+        *,
+        parent: Message | dict[str, Any],
+        droppable: bool = False,
+    ) -> None:
         """Send to one peer without blocking; keep non-droppable messages for a retry if it is slow."""
-        assert self.session is not None and self.socket is not None
+        assert self.session is not None
         message = self.session.msg(msg_type, content, parent)
         message.identities = [identity]
-        self._try_send(_Outgoing(identity, message, time.monotonic() + OUTBOX_TTL_S), droppable)
-
-    def _try_send(self, item: _Outgoing, droppable: bool) -> bool:
-        assert self.session is not None and self.socket is not None
-        try:
-            self.socket.send_multipart(self.session.serialize(item.message), flags=zmq.NOBLOCK, copy=False)
-            return True
-        except zmq.Again:  # the peer's queue is full
+        item = _Outgoing(identity, message, time.monotonic() + OUTBOX_TTL_S)
+        if identity in self._blocked:  # messages to a slow peer keep their order behind the queue
             if droppable:
                 self.stats["dropped_progress"] += 1
             else:
                 self._outbox.append(item)
-            return False
+            return
+        outcome = self._try_send(item)
+        if outcome == "again":
+            if droppable:
+                self.stats["dropped_progress"] += 1
+            else:
+                self._outbox.append(item)
+                self._blocked.add(identity)
+
+    def _try_send(self, item: _Outgoing) -> str:
+        """``"sent"``, ``"again"`` (the peer's queue is full) or ``"gone"`` (the peer disconnected)."""
+        assert self.session is not None and self.socket is not None
+        try:
+            self.socket.send_multipart(self.session.serialize(item.message), flags=zmq.NOBLOCK, copy=False)
+            return "sent"
+        except zmq.Again:
+            return "again"
         except zmq.ZMQError as exc:
             if exc.errno == errno.EHOSTUNREACH:  # the peer is gone: stop sending it anything
                 self._forget_peer(item.identity)
-                return False
+                return "gone"
             raise
 
     def _flush_outbox(self) -> None:
+        if not self._outbox:
+            return
         now = time.monotonic()
+        still_blocked: set[bytes] = set()
         for _ in range(len(self._outbox)):
             item = self._outbox.popleft()
             if item.expires < now:
                 log.warning("gave up delivering %s to a peer that stopped reading", item.message.msg_type)
-                continue
-            if not self._try_send(item, droppable=False):
-                if self._outbox and self._outbox[-1] is item:
-                    # Still blocked: later messages to the same peer must stay behind it.
-                    continue
+            elif item.identity in still_blocked or self._try_send(item) == "again":
+                self._outbox.append(item)
+                still_blocked.add(item.identity)
+        self._blocked = {item.identity for item in self._outbox}
 
     def _emit(self, job_id: str, msg_type: str, content: dict[str, Any], *, droppable: bool = False) -> None:
         runtime = self._jobs.get(job_id)
@@ -574,8 +647,11 @@ class Server:
                 self.store.transition(event.job_id, M.RUNNING)
                 log.info("job %s running in worker pid %d", event.job_id, event.pid)
                 # worker_pid: an extra field (tolerated by clients) for diagnostics and kill tests.
-                self._emit(event.job_id, M.JOB_STATE,
-                           {"job_id": event.job_id, "state": M.RUNNING, "worker_pid": event.pid})
+                self._emit(
+                    event.job_id,
+                    M.JOB_STATE,
+                    {"job_id": event.job_id, "state": M.RUNNING, "worker_pid": event.pid},
+                )
             elif isinstance(event, JobProgressed):
                 self._on_progress(event)
             elif isinstance(event, JobSucceeded):
@@ -586,6 +662,9 @@ class Server:
                 self._finish(event.job_id, M.CANCELLED)
         except InvalidTransition as exc:  # e.g. a result that raced a cancel: the first end stands
             log.info("ignored executor event: %s", exc)
+        except Exception:  # e.g. a full disk under SQLite: log it, keep serving the others
+            self.stats["internal_errors"] += 1
+            log.exception("could not apply executor event %r", event)
 
     def _on_progress(self, event: JobProgressed) -> None:
         assert self.store is not None
@@ -595,15 +674,28 @@ class Server:
         if now - runtime.last_db_write >= PROGRESS_DB_INTERVAL_S or event.fraction >= 1.0:
             self.store.set_progress(event.job_id, event.fraction, event.stage, event.message)
             runtime.last_db_write = now
-        content = M.progress_content(event.job_id, runtime.seq, event.fraction, event.stage, event.message,
-                                     event.preview if isinstance(event.preview, np.ndarray) else None)
+        content = M.progress_content(
+            event.job_id,
+            runtime.seq,
+            event.fraction,
+            event.stage,
+            event.message,
+            event.preview if isinstance(event.preview, np.ndarray) else None,
+        )
         self._emit(event.job_id, M.JOB_PROGRESS, content, droppable=True)
 
     def _terminal_content(self, job: Job) -> dict[str, Any]:
         if job.state == M.SUCCEEDED:
-            return {"job_id": job.job_id, "data": job.result or {}, "artifacts": [a.to_wire() for a in job.artifacts]}
+            return {
+                "job_id": job.job_id,
+                "data": job.result or {},
+                "artifacts": [a.to_wire() for a in job.artifacts],
+            }
         if job.state == M.FAILED:
-            return {"job_id": job.job_id, "error": job.error or {"ename": "Unknown", "evalue": "", "traceback": ""}}
+            return {
+                "job_id": job.job_id,
+                "error": job.error or {"ename": "Unknown", "evalue": "", "traceback": ""},
+            }
         return {"job_id": job.job_id}
 
     def _finish(self, job_id: str, state: str, **fields: Any) -> None:

@@ -149,14 +149,21 @@ class ArtifactStore:
         array = np.asarray(array)
         sha256, size = self.put_array(array)
         return ArtifactRecord(
-            check_artifact_name(name), "array", sha256, size, NPY_MEDIA_TYPE, array.dtype.str, tuple(array.shape)
+            check_artifact_name(name),
+            "array",
+            sha256,
+            size,
+            NPY_MEDIA_TYPE,
+            array.dtype.str,
+            tuple(array.shape),
         )
 
     def store_file(self, name: str, source: Path | str) -> ArtifactRecord:
         sha256, size = self.put_file(source)
         media_type = mimetypes.guess_type(name)[0] or mimetypes.guess_type(str(source))[0]
-        return ArtifactRecord(check_artifact_name(name), "file", sha256, size,
-                              media_type or "application/octet-stream")
+        return ArtifactRecord(
+            check_artifact_name(name), "file", sha256, size, media_type or "application/octet-stream"
+        )
 
     def read_bytes(self, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()

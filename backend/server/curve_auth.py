@@ -6,6 +6,8 @@ Layout under ``<data-dir>/curve/``::
     clients/NAME.key                       public keys of the clients allowed in (one per client)
     issued/NAME/NAME.key(_secret)          what ``keys create NAME`` made for that client, plus
     issued/NAME/connection.json            a connection file for it (address, HMAC key, server key)
+    ../client.key(_secret)                 the key of clients on the server machine itself, listed
+                                           as clients/local.key (see ensure_local_client)
 
 The authenticator asks :class:`ClientKeyDirectory` at every CURVE handshake, and that reads the
 ``clients`` folder afresh when it changed, so ``keys create``/``keys revoke`` take effect for new
@@ -34,6 +36,7 @@ from protocol.curve import PUBLIC_SUFFIX, SECRET_SUFFIX, load_keypair, load_publ
 log = logging.getLogger(__name__)
 
 SERVER_KEY_NAME = "server"
+LOCAL_CLIENT_NAME = "local"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -59,8 +62,10 @@ def is_loopback_address(address: str) -> bool:
 
 def check_client_name(name: str) -> str:
     if not _NAME_RE.match(name) or name == SERVER_KEY_NAME:
-        raise ValueError(f"client name must be 1-64 of [A-Za-z0-9_.-], not starting with '.' or '-', "
-                         f"and not {SERVER_KEY_NAME!r}: {name!r}")
+        raise ValueError(
+            f"client name must be 1-64 of [A-Za-z0-9_.-], not starting with '.' or '-', "
+            f"and not {SERVER_KEY_NAME!r}: {name!r}"
+        )
     return name
 
 
@@ -99,7 +104,9 @@ class CurveKeys:
                     log.warning("ignoring unreadable client key %s: %s", path, exc)
         return keys
 
-    def create_client(self, name: str, address: str, hmac_key: str, out_dir: Path | None = None) -> IssuedClient:
+    def create_client(
+        self, name: str, address: str, hmac_key: str, out_dir: Path | None = None
+    ) -> IssuedClient:
         """Make a key pair for client ``name``, allow its public key, write its connection file."""
         check_client_name(name)
         if (self.clients_dir / (name + PUBLIC_SUFFIX)).exists():
@@ -111,11 +118,34 @@ class CurveKeys:
         self.clients_dir.mkdir(parents=True, exist_ok=True)
         # Written last: the client is allowed only once everything it needs exists.
         (self.clients_dir / (name + PUBLIC_SUFFIX)).write_bytes(public_path.read_bytes())
-        info = ConnectionInfo(address=address, key=hmac_key, curve=True,
-                              server_public_key=server_public.decode("ascii"),
-                              client_key_file=str(secret_path.resolve()))
+        info = ConnectionInfo(
+            address=address,
+            key=hmac_key,
+            curve=True,
+            server_public_key=server_public.decode("ascii"),
+            client_key_file=str(secret_path.resolve()),
+        )
         connection = write_connection_file(folder / "connection.json", info)
         return IssuedClient(name, public_key.decode("ascii"), secret_path, connection)
+
+    def ensure_local_client(self) -> Path:
+        """A client key for this machine's own use, listed as ``local``; returns its secret key file.
+
+        It lives in the data dir (``client.key_secret``, where clients look by default), so CLI
+        commands on the server machine work against a ``--curve`` server with the server's own
+        connection file. Whoever can read the data dir can read the HMAC key too, so this grants
+        nothing new; ``keys revoke local`` removes it (it is re-made at the next start).
+        """
+        data_dir = self.root.parent
+        secret = data_dir / ("client" + SECRET_SUFFIX)
+        if not secret.exists():
+            write_keypair(data_dir, "client", role="client")
+        listed = self.clients_dir / (LOCAL_CLIENT_NAME + PUBLIC_SUFFIX)
+        public = load_keypair(secret)[0]
+        if not listed.exists() or load_public_key(listed) != public:
+            self.clients_dir.mkdir(parents=True, exist_ok=True)
+            listed.write_bytes((data_dir / ("client" + PUBLIC_SUFFIX)).read_bytes())
+        return secret
 
     def revoke_client(self, name: str) -> bool:
         """Remove the client's public key (it can no longer connect). False if it was not listed."""
@@ -149,7 +179,9 @@ class ClientKeyDirectory:
         self._refresh()
         name = self._allowed.get(key)
         if name is None:
-            log.warning("CURVE: refused a client key that is not listed (%s...)", key[:8].decode("ascii", "replace"))
+            log.warning(
+                "CURVE: refused a client key that is not listed (%s...)", key[:8].decode("ascii", "replace")
+            )
             return False
         log.info("CURVE: client %r connected", name)
         return True

@@ -14,19 +14,21 @@ Pipe messages, worker -> server (tuples): ``("ready", pid)``, ``("loaded", job_i
 ``("progress", job_id, fraction, stage, message, preview | None)``,
 ``("succeeded", job_id, data, [ArtifactRecord])``, ``("failed", job_id, {ename, evalue,
 traceback})``, ``("cancelled", job_id)``. Server -> worker: ``("run", job_id, module, function,
-params, work_dir)`` (the job function is imported lazily, in the worker) and ``("exit",)``. Cancel is a ``multiprocessing.Event`` per worker, so the job sees it
-without the worker having to read its pipe while busy.
+params, work_dir)`` (the job function is imported lazily, in the worker) and ``("exit",)``.
+Cancel is a ``multiprocessing.Event`` per worker, so the job sees it without the worker having to
+read its pipe while busy.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import shutil
 import signal
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnProcess
@@ -45,9 +47,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CANCEL_GRACE_S = 0.5  # a job that ignores a cancel this long is killed
 RESPAWN_BACKOFF_S = 1.0  # a worker that keeps dying at start is not respawned in a hot loop
+MAX_START_FAILURES = 3  # then queued jobs fail instead of waiting forever (respawning goes on)
 
 
 # --- events returned by Executor.service() -------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class JobStarted:
@@ -114,6 +118,8 @@ class _Slot:
     ready: bool = False
     job: _Assignment | None = None
     spawned_at: float = -1e9
+    start_failures: int = 0  # workers in a row that died before saying "ready"
+    last_exit: str = ""
 
 
 @dataclass
@@ -129,6 +135,7 @@ class Executor:
     workers: int = 2
     cancel_grace_s: float = DEFAULT_CANCEL_GRACE_S
     kinds: Mapping[str, JobKind] = field(default_factory=lambda: JOB_KINDS)
+    worker_entry: Callable[..., None] = worker_main  # the child's entry point (tests swap it)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -148,13 +155,16 @@ class Executor:
         for slot in self._slots:
             self._spawn(slot)
 
-    def shutdown(self, timeout: float = 2.0) -> None:
+    def shutdown(self, timeout: float = 0.5) -> None:
+        """Ask idle workers to exit, then kill whatever is left (busy or slow) after ``timeout``.
+
+        Killing is safe: a worker holds nothing that is not either in the store already or lost
+        with its unfinished job anyway.
+        """
         for slot in self._slots:
-            if slot.conn is not None and slot.process is not None and slot.process.is_alive():
-                try:
+            if slot.conn is not None and slot.process is not None and slot.ready and slot.job is None:
+                with contextlib.suppress(OSError):
                     slot.conn.send(("exit",))
-                except OSError:
-                    pass
         deadline = time.monotonic() + timeout
         for slot in self._slots:
             if slot.process is not None:
@@ -165,7 +175,7 @@ class Executor:
         parent_conn, child_conn = self._mp.Pipe(duplex=True)
         cancel = self._mp.Event()
         process = self._mp.Process(
-            target=worker_main,
+            target=self.worker_entry,
             args=(child_conn, cancel, str(self.data_dir), str(self.artifacts_root)),
             name=f"avatar-studio-worker-{slot.index}",
             daemon=True,
@@ -220,8 +230,11 @@ class Executor:
     @property
     def running(self) -> dict[str, int]:
         """job_id -> worker pid of the jobs running now."""
-        return {s.job.job_id: s.process.pid for s in self._slots
-                if s.job is not None and s.process is not None and s.process.pid is not None}
+        return {
+            s.job.job_id: s.process.pid
+            for s in self._slots
+            if s.job is not None and s.process is not None and s.process.pid is not None
+        }
 
     @property
     def queued(self) -> list[str]:
@@ -261,8 +274,28 @@ class Executor:
             self._check_deadlines(slot, events, now)
             if slot.process is None and now - slot.spawned_at >= RESPAWN_BACKOFF_S:
                 self._spawn(slot)
+        self._fail_queue_if_workers_cannot_start(events)
         self._dispatch(events)
         return events
+
+    def _fail_queue_if_workers_cannot_start(self, events: list[ExecutorEvent]) -> None:
+        """Queued jobs must not wait forever for workers that die at start (broken install...)."""
+        if not self._queue or not all(s.start_failures >= MAX_START_FAILURES for s in self._slots):
+            return
+        how = self._slots[0].last_exit
+        while self._queue:
+            queued = self._queue.popleft()
+            events.append(
+                JobFailed(
+                    queued.job_id,
+                    {
+                        "ename": "WorkerStartFailed",
+                        "evalue": f"no worker process could start ({MAX_START_FAILURES} attempts per "
+                        f"worker, last: {how}); see the server log",
+                        "traceback": "",
+                    },
+                )
+            )
 
     # --- internals -------------------------------------------------------------------------------
 
@@ -284,6 +317,7 @@ class Executor:
         tag = message[0]
         if tag == "ready":
             slot.ready = True
+            slot.start_failures = 0
             return
         job = slot.job
         if job is None or message[1] != job.job_id:
@@ -319,12 +353,20 @@ class Executor:
             if job.cancel_deadline is not None:  # it died while being cancelled: that is a cancel
                 events.append(JobCancelledEvent(job.job_id))
             else:
-                events.append(JobFailed(job.job_id, {
-                    "ename": "WorkerDied",
-                    "evalue": f"the worker process (pid {process.pid}) died with {how} while running "
-                              f"the job (crash, out-of-memory kill or external kill)",
-                    "traceback": "",
-                }))
+                events.append(
+                    JobFailed(
+                        job.job_id,
+                        {
+                            "ename": "WorkerDied",
+                            "evalue": f"the worker process (pid {process.pid}) died with {how} while running "
+                            f"the job (crash, out-of-memory kill or external kill)",
+                            "traceback": "",
+                        },
+                    )
+                )
+        if not slot.ready:
+            slot.start_failures += 1
+            slot.last_exit = how
         log.warning("worker %d (pid %s) exited with %s", slot.index, process.pid, how)
         self._discard(slot)
 
@@ -333,17 +375,26 @@ class Executor:
         if job is None or slot.process is None:
             return
         if job.cancel_deadline is not None and now >= job.cancel_deadline:
-            log.warning("job %s ignored its cancel for %.1f s; killing worker %d",
-                        job.job_id, self.cancel_grace_s, slot.index)
+            log.warning(
+                "job %s ignored its cancel for %.1f s; killing worker %d",
+                job.job_id,
+                self.cancel_grace_s,
+                slot.index,
+            )
             events.append(JobCancelledEvent(job.job_id))
             self._discard(slot)
         elif now >= job.last_seen + job.kind.watchdog_s:
-            events.append(JobFailed(job.job_id, {
-                "ename": "WatchdogTimeout",
-                "evalue": f"no progress from the job for {job.kind.watchdog_s:g} s (the watchdog of "
-                          f"{job.kind.name!r}); its worker was killed",
-                "traceback": "",
-            }))
+            events.append(
+                JobFailed(
+                    job.job_id,
+                    {
+                        "ename": "WatchdogTimeout",
+                        "evalue": f"no progress from the job for {job.kind.watchdog_s:g} s (the watchdog of "
+                        f"{job.kind.name!r}); its worker was killed",
+                        "traceback": "",
+                    },
+                )
+            )
             self._discard(slot)
 
     def _dispatch(self, events: list[ExecutorEvent]) -> None:
@@ -355,8 +406,16 @@ class Executor:
             queued = self._queue.popleft()
             work_dir = self.work_root / queued.job_id
             try:
-                slot.conn.send(("run", queued.job_id, queued.kind.module, queued.kind.function, queued.params,
-                                str(work_dir)))
+                slot.conn.send(
+                    (
+                        "run",
+                        queued.job_id,
+                        queued.kind.module,
+                        queued.kind.function,
+                        queued.params,
+                        str(work_dir),
+                    )
+                )
             except OSError:  # died between ready and now: put the job back, respawn the worker
                 self._queue.appendleft(queued)
                 slot.process.kill()
@@ -364,4 +423,3 @@ class Executor:
             slot.job = _Assignment(queued.job_id, queued.kind, work_dir, time.monotonic())
             assert slot.process.pid is not None
             events.append(JobStarted(queued.job_id, slot.process.pid))
-

@@ -95,9 +95,16 @@ class Job:
     def to_wire(self) -> dict[str, Any]:
         """The job record of docs/protocol.md §4."""
         record: dict[str, Any] = {
-            "job_id": self.job_id, "kind": self.kind, "state": self.state, "fraction": self.fraction,
-            "stage": self.stage, "message": self.message, "created": self.created,
-            "updated": self.updated, "idempotency_key": self.idempotency_key, "params": self.params,
+            "job_id": self.job_id,
+            "kind": self.kind,
+            "state": self.state,
+            "fraction": self.fraction,
+            "stage": self.stage,
+            "message": self.message,
+            "created": self.created,
+            "updated": self.updated,
+            "idempotency_key": self.idempotency_key,
+            "params": self.params,
         }
         if self.state == m.SUCCEEDED:
             record["artifacts"] = [a.to_wire() for a in self.artifacts]
@@ -109,16 +116,18 @@ class Job:
 
 def _artifact_from_row(row: sqlite3.Row) -> ArtifactRecord:
     shape = tuple(json.loads(row["shape"])) if row["shape"] is not None else None
-    return ArtifactRecord(row["name"], row["kind"], row["sha256"], row["size"], row["media_type"],
-                          row["dtype"], shape)
+    return ArtifactRecord(
+        row["name"], row["kind"], row["sha256"], row["size"], row["media_type"], row["dtype"], shape
+    )
 
 
 class JobStore:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         # isolation_level=None: we issue BEGIN/COMMIT ourselves so every change is one explicit
-        # transaction. check_same_thread stays on: only the event-loop thread touches the store.
-        self.db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+        # transaction. One thread uses the store at a time (the server's loop), but that need not be
+        # the thread that opened it (a server started in one thread and run in another).
+        self.db = sqlite3.connect(self.path, isolation_level=None, timeout=10.0, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # a reported result survives power loss
@@ -144,9 +153,16 @@ class JobStore:
 
     def _job_from_row(self, row: sqlite3.Row) -> Job:
         job = Job(
-            job_id=row["job_id"], kind=row["kind"], params=json.loads(row["params"]), state=row["state"],
-            fraction=row["fraction"], stage=row["stage"], message=row["message"],
-            idempotency_key=row["idempotency_key"], created=row["created"], updated=row["updated"],
+            job_id=row["job_id"],
+            kind=row["kind"],
+            params=json.loads(row["params"]),
+            state=row["state"],
+            fraction=row["fraction"],
+            stage=row["stage"],
+            message=row["message"],
+            idempotency_key=row["idempotency_key"],
+            created=row["created"],
+            updated=row["updated"],
             error=json.loads(row["error"]) if row["error"] else None,
             result=json.loads(row["result"]) if row["result"] else None,
         )
@@ -186,7 +202,9 @@ class JobStore:
 
     # --- writing ---------------------------------------------------------------------------------
 
-    def create(self, kind: str, params: dict[str, Any], idempotency_key: str | None = None) -> tuple[Job, bool]:
+    def create(
+        self, kind: str, params: dict[str, Any], idempotency_key: str | None = None
+    ) -> tuple[Job, bool]:
         """Insert a queued job; with a known idempotency key return the existing job instead.
 
         Returns ``(job, duplicate)``. Raises :class:`IdempotencyConflict` when the key is reused for
@@ -196,7 +214,9 @@ class JobStore:
         params_json = json.dumps(params, sort_keys=True, separators=(",", ":"))
         with self.transaction() as db:
             if idempotency_key is not None:
-                row = db.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
+                row = db.execute(
+                    "SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,)
+                ).fetchone()
                 if row is not None:
                     if row["kind"] != kind or json.loads(row["params"]) != json.loads(params_json):
                         raise IdempotencyConflict(
@@ -237,14 +257,32 @@ class JobStore:
             db.execute(
                 f"UPDATE jobs SET state = ?, updated = ?, error = ?, result = ?,"
                 f" message = COALESCE(?, message){fraction_sql} WHERE job_id = ?",
-                (new_state, utc_now(), json.dumps(error) if error is not None else None,
-                 json.dumps(result) if result is not None else None, message, job_id),
+                (
+                    new_state,
+                    utc_now(),
+                    json.dumps(error) if error is not None else None,
+                    json.dumps(result) if result is not None else None,
+                    message,
+                    job_id,
+                ),
             )
             db.executemany(
-                "INSERT OR REPLACE INTO artifacts (job_id, name, sha256, size, kind, media_type, dtype, shape)"
+                "INSERT OR REPLACE INTO artifacts"
+                " (job_id, name, sha256, size, kind, media_type, dtype, shape)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(job_id, a.name, a.sha256, a.size, a.kind, a.media_type, a.dtype,
-                  json.dumps(list(a.shape)) if a.shape is not None else None) for a in artifacts],
+                [
+                    (
+                        job_id,
+                        a.name,
+                        a.sha256,
+                        a.size,
+                        a.kind,
+                        a.media_type,
+                        a.dtype,
+                        json.dumps(list(a.shape)) if a.shape is not None else None,
+                    )
+                    for a in artifacts
+                ],
             )
         job = self.get(job_id)
         assert job is not None
@@ -254,14 +292,17 @@ class JobStore:
         """Record the latest progress of a running job (no state change)."""
         with self.transaction() as db:
             db.execute(
-                "UPDATE jobs SET fraction = ?, stage = ?, message = ?, updated = ? WHERE job_id = ? AND state = ?",
+                "UPDATE jobs SET fraction = ?, stage = ?, message = ?, updated = ?"
+                " WHERE job_id = ? AND state = ?",
                 (fraction, stage, message, utc_now(), job_id, m.RUNNING),
             )
 
     def fail_unfinished(self, reason: str, ename: str = "ServerRestarted") -> list[str]:
         """Mark every queued/running job failed (their server is gone). Returns their ids."""
         with self.transaction() as db:
-            rows = db.execute("SELECT job_id FROM jobs WHERE state IN (?, ?)", (m.QUEUED, m.RUNNING)).fetchall()
+            rows = db.execute(
+                "SELECT job_id FROM jobs WHERE state IN (?, ?)", (m.QUEUED, m.RUNNING)
+            ).fetchall()
             error = json.dumps({"ename": ename, "evalue": reason, "traceback": ""})
             db.executemany(
                 "UPDATE jobs SET state = ?, error = ?, updated = ? WHERE job_id = ?",

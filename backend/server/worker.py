@@ -52,7 +52,9 @@ def _clean_error_types() -> tuple[type[BaseException], ...]:
     return (*_CLEAN_ERRORS, ModelMissingError)
 
 
-def error_record(exc: BaseException, clean: tuple[type[BaseException], ...] = _CLEAN_ERRORS) -> dict[str, str]:
+def error_record(
+    exc: BaseException, clean: tuple[type[BaseException], ...] = _CLEAN_ERRORS
+) -> dict[str, str]:
     """``{ename, evalue, traceback}``: how an exception crosses the process and the wire."""
     tb = "" if isinstance(exc, clean) else "".join(traceback.format_exception(exc))
     return {"ename": type(exc).__name__, "evalue": str(exc), "traceback": tb}
@@ -73,10 +75,11 @@ class WorkerContext:
         self, fraction: float, message: str = "", *, stage: str = "", preview: np.ndarray | None = None
     ) -> None:
         now = time.monotonic()
-        # A new stage or a preview always goes through; plain ticks are throttled.
-        if now - self._last_sent < PROGRESS_INTERVAL_S and stage == self._last_stage and preview is None:
-            return
         fraction = min(max(float(fraction), 0.0), 1.0) if math.isfinite(float(fraction)) else 0.0
+        # A new stage, a preview or the final 100 % always goes through; plain ticks are throttled.
+        throttled = now - self._last_sent < PROGRESS_INTERVAL_S
+        if throttled and stage == self._last_stage and preview is None and fraction < 1.0:
+            return
         if preview is not None:
             preview = np.ascontiguousarray(preview)
         self._conn.send(("progress", self.job_id, fraction, str(stage), str(message), preview))
@@ -104,8 +107,13 @@ def _store_result(result: object, store: ArtifactStore) -> tuple[dict[str, Any],
 
 
 def _run_one(
-    conn: Connection, cancel_event: Event, store: ArtifactStore, job_id: str, target: tuple[str, str],
-    params: dict[str, Any], work_dir: Path,
+    conn: Connection,
+    cancel_event: Event,
+    store: ArtifactStore,
+    job_id: str,
+    target: tuple[str, str],
+    params: dict[str, Any],
+    work_dir: Path,
 ) -> None:
     clean = _clean_error_types()
     work_dir.mkdir(parents=True, exist_ok=True)

@@ -67,8 +67,10 @@ def _skin_material() -> bpy.types.Material:
 def _build_armature_bones(
     arm_obj: bpy.types.Object, heads: np.ndarray, tails: np.ndarray, parents: np.ndarray, names: list[str]
 ) -> None:
-    """(Re)create the bones in edit mode; existing bones with the same names are moved, not replaced,
-    so an action on the armature keeps working after a shape change."""
+    """(Re)create the bones in edit mode. Existing bones (a shape change) move to the new joints but
+    keep their rest orientation (direction and roll; only the length follows the new tail): the
+    keys of an action are relative to that orientation, so the same keys still mean the same
+    SMPL-X pose after a reshape."""
     view_layer = bpy.context.view_layer
     previous_active = view_layer.objects.active
     view_layer.objects.active = arm_obj
@@ -78,15 +80,24 @@ def _build_armature_bones(
     bpy.ops.object.mode_set(mode="EDIT")
     try:
         edit_bones = arm_obj.data.edit_bones
+        existing = {b.name for b in edit_bones}
         for name in names:
             bone = edit_bones.get(name) or edit_bones.new(name)
             bone.use_connect = False
             bone.use_deform = True
         for joint, name in enumerate(names):
             bone = edit_bones[name]
-            bone.head = heads[joint].tolist()
-            bone.tail = tails[joint].tolist()
-            bone.roll = 0.0
+            if name in existing and bone.length > 0:
+                direction = np.array(bone.vector) / bone.length
+                roll = bone.roll
+                length = max(float(np.linalg.norm(tails[joint] - heads[joint])), MIN_BONE_LENGTH)
+                bone.head = heads[joint].tolist()
+                bone.tail = (heads[joint] + direction * length).tolist()
+                bone.roll = roll
+            else:
+                bone.head = heads[joint].tolist()
+                bone.tail = tails[joint].tolist()
+                bone.roll = 0.0
             parent = int(parents[joint])
             bone.parent = edit_bones[names[parent]] if parent >= 0 else None
     finally:
@@ -133,11 +144,14 @@ def import_body_mesh(
     collection: bpy.types.Collection | None = None,
     frame_start: int = 1,
     import_motion: bool = False,
+    place_on_ground: bool = False,
 ) -> tuple[bpy.types.Object, bpy.types.Object]:
     """Create (or reshape ``target``'s) body; returns ``(armature_object, mesh_object)``.
 
     With ``import_motion`` the result's per-frame ``joint_transforms`` become an action starting at
     ``frame_start`` (a rest-pose result has one frame of zero rotations: nothing worth keying).
+    ``place_on_ground`` moves a new body's armature object so its feet touch Blender's ground
+    (SMPL-X's origin is near the pelvis); the exporter folds that object offset into ``transl``.
     """
     vertices = check_shape(
         pick(arrays, "rest_vertices", "vertices", "v_shaped").astype(np.float64), (None, 3), "rest vertices"
@@ -203,11 +217,14 @@ def import_body_mesh(
     if isinstance(params.get("gender"), str) and params["gender"] in ("neutral", "male", "female"):
         settings.gender = params["gender"]
     mesh_obj.avatar_studio_body.is_body = True
+    if place_on_ground and target is None:
+        arm_obj.location = (0.0, 0.0, -float(axes.to_blender(vertices)[:, 2].min()))
 
     transforms = pick(arrays, "joint_transforms", required=False)
     if import_motion and transforms is not None and transforms.ndim == 4 and transforms.shape[0] > 0:
-        apply_joint_transforms_action(arm_obj, transforms, parents, rest_root=joints[0],
-                                      frame_start=frame_start, name=f"{name} Motion")
+        apply_joint_transforms_action(
+            arm_obj, transforms, parents, rest_root=joints[0], frame_start=frame_start, name=f"{name} Motion"
+        )
     return arm_obj, mesh_obj
 
 

@@ -46,6 +46,7 @@ def import_body_mesh_result(
         collection=scene.collection,
         frame_start=item.frame_start,
         import_motion=bool(meta.get("import_motion")),
+        place_on_ground=not meta.get("import_motion"),
     )
     item.target = arm_obj.name
     return f"{arm_obj.name}: {len(mesh_obj.data.vertices)} vertices, {len(arm_obj.data.bones)} bones"
@@ -62,15 +63,36 @@ def import_preview_result(
 
     label = _meta(item).get("camera")
     strips = import_preview(
-        files, scene=scene, job_id=item.job_id, frame_start=item.frame_start,
+        files,
+        scene=scene,
+        job_id=item.job_id,
+        frame_start=item.frame_start,
         label=label if isinstance(label, str) else "",
     )
+    return f"{len(strips)} strips from frame {item.frame_start}, {len(strips[0].elements)} frames"
+
+
+def import_avatar_result(
+    scene: bpy.types.Scene,
+    item: Any,
+    data: dict[str, Any],
+    arrays: Mapping[str, np.ndarray],
+    files: Mapping[str, Path],
+) -> str:
+    from .avatar import import_avatar
+
+    name = _meta(item).get("name")
+    arm_obj, mesh_obj = import_avatar(
+        arrays, data, files, name=name if isinstance(name, str) else "Avatar", collection=scene.collection
+    )
+    item.target = arm_obj.name
     return (
-        f"{len(strips)} strips from frame {item.frame_start}, {len(strips[0].elements)} frames"
+        f"{arm_obj.name}: {len(mesh_obj.data.vertices)} vertices, textured, {len(arm_obj.data.bones)} bones"
     )
 
 
 IMPORTERS = {
+    "avatar.from_views": import_avatar_result,
     "body.mesh": import_body_mesh_result,
     "body.preview": import_preview_result,
 }

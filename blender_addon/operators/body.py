@@ -114,6 +114,66 @@ class AVS_OT_pose_on_backend(bpy.types.Operator):
         return {"FINISHED"}
 
 
+# Quality presets for avatar.from_views (backend/jobs/avatar.py knobs); "DRAFT" runs in about a
+# minute on a laptop CPU, "STANDARD" uses the backend's defaults.
+AVATAR_QUALITY = {
+    "DRAFT": {"grid": 36, "init_iters": 40, "refine_iters": 40, "texture_size": 256, "texture_iters": 20},
+    "STANDARD": {},
+}
+AVATAR_VIEW_RESOLUTION = {"DRAFT": 128, "STANDARD": 512}
+
+
+class AVS_OT_generate_avatar(bpy.types.Operator):
+    """Sculpt, texture and rig an avatar on the backend (avatar.from_views, from the views of a
+    synthetic character); it comes back as a textured mesh with an SMPL-X armature"""
+
+    bl_idname = "avatar_studio.generate_avatar"
+    bl_label = "Generate Avatar"
+    bl_options = {"REGISTER"}  # noqa: RUF012 - Blender reads a plain set
+
+    name: StringProperty(name="Name", default="Avatar")
+    shape: EnumProperty(
+        name="Character",
+        items=[("average", "Average", ""), ("tall", "Tall", ""), ("broad", "Broad", "")],
+        default="average",
+    )
+    skirt: BoolProperty(name="Skirt", default=True)
+    hair: BoolProperty(name="Hair", default=True)
+    quality: EnumProperty(
+        name="Quality",
+        items=[
+            ("DRAFT", "Draft", "Small grid and few iterations"),
+            ("STANDARD", "Standard", "Backend defaults"),
+        ],
+        default="DRAFT",
+    )
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        the_bridge = bridge.get_bridge()
+        if not the_bridge.connected:
+            cls.poll_message_set("connect to a backend first")
+            return False
+        if not the_bridge.has_job_kind("avatar.from_views"):
+            cls.poll_message_set("this backend has no avatar.from_views job")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        params = {
+            **AVATAR_QUALITY[self.quality],
+            "synthetic": {
+                "shape": self.shape,
+                "skirt": self.skirt,
+                "hair": self.hair,
+                "resolution": AVATAR_VIEW_RESOLUTION[self.quality],
+            },
+        }
+        bridge.get_bridge().submit(context.scene, "avatar.from_views", params, meta={"name": self.name})
+        self.report({"INFO"}, "avatar requested; it takes minutes on a CPU (see the Jobs panel)")
+        return {"FINISHED"}
+
+
 class AVS_OT_load_amass(bpy.types.Operator, ImportHelper):
     """Load an AMASS .npz motion (SMPL-X or SMPL+H) onto the active body as an action"""
 
@@ -171,4 +231,10 @@ class AVS_OT_load_amass(bpy.types.Operator, ImportHelper):
         return {"FINISHED"}
 
 
-CLASSES = (AVS_OT_add_body, AVS_OT_apply_shape, AVS_OT_pose_on_backend, AVS_OT_load_amass)
+CLASSES = (
+    AVS_OT_generate_avatar,
+    AVS_OT_add_body,
+    AVS_OT_apply_shape,
+    AVS_OT_pose_on_backend,
+    AVS_OT_load_amass,
+)

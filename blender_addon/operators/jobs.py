@@ -135,6 +135,21 @@ class AVS_OT_import_job(_JobOperator, bpy.types.Operator):
         return {"FINISHED"}
 
 
+class AVS_OT_fetch_jobs(bpy.types.Operator):
+    """Add the backend's jobs (also those submitted from the command line or another Blender)"""
+
+    bl_idname = "avatar_studio.fetch_jobs"
+    bl_label = "Fetch Backend Jobs"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return _connected()
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        bridge.get_bridge().fetch_jobs(context.scene)
+        return {"FINISHED"}
+
+
 class AVS_OT_remove_job(bpy.types.Operator):
     """Remove a job from this list (it stays on the backend)"""
 
@@ -173,6 +188,7 @@ CLASSES = (
     AVS_OT_cancel_job,
     AVS_OT_reattach_job,
     AVS_OT_import_job,
+    AVS_OT_fetch_jobs,
     AVS_OT_remove_job,
     AVS_OT_clear_finished_jobs,
 )

@@ -68,11 +68,13 @@ class BackendProcess:
             self.process.wait(timeout=10)
 
     def stop(self) -> None:
+        import subprocess
+
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(timeout=10)
-            except Exception:  # noqa: BLE001 - a stuck server is killed below
+            except subprocess.TimeoutExpired:  # a stuck server is killed
                 self.process.kill()
                 self.process.wait(timeout=10)
 

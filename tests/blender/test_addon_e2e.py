@@ -67,8 +67,13 @@ def last_job(scene: bpy.types.Scene):
     return scene.avatar_studio.jobs[len(scene.avatar_studio.jobs) - 1]
 
 
-def run_jobs(pumper: Pumper, scene: bpy.types.Scene, operator: Callable[[], set[str]], count: int = 1,
-             timeout: float = 300) -> list:
+def run_jobs(
+    pumper: Pumper,
+    scene: bpy.types.Scene,
+    operator: Callable[[], set[str]],
+    count: int = 1,
+    timeout: float = 300,
+) -> list:
     """Run an operator that submits ``count`` jobs; pump until all are imported."""
     before = len(scene.avatar_studio.jobs)
     assert operator() == {"FINISHED"}
@@ -109,6 +114,55 @@ def evaluated_vertices(mesh_obj: bpy.types.Object) -> np.ndarray:
     return co.reshape(-1, 3).astype(np.float64) @ world[:3, :3].T + world[:3, 3]
 
 
+def image_pixels(path: Path) -> np.ndarray:
+    """(H, W, 4) float pixels, top row first."""
+    image = bpy.data.images.load(str(path))
+    try:
+        pixels = np.empty(image.size[0] * image.size[1] * 4, dtype=np.float32)
+        image.pixels.foreach_get(pixels)
+        return pixels.reshape(image.size[1], image.size[0], 4)[::-1]
+    finally:
+        bpy.data.images.remove(image)
+
+
+def workbench_silhouette(
+    scene: bpy.types.Scene, camera: bpy.types.Object, frame: int, size: tuple[int, int], out: Path
+) -> np.ndarray:
+    """Blender's own render (Workbench, transparent film) of the scene's meshes: alpha > 0.5."""
+    render = scene.render
+    saved = (
+        scene.camera,
+        render.engine,
+        render.resolution_x,
+        render.resolution_y,
+        render.film_transparent,
+        render.use_sequencer,
+        render.filepath,
+        scene.frame_current,
+    )
+    try:
+        scene.camera = camera
+        render.engine = "BLENDER_WORKBENCH"
+        render.resolution_x, render.resolution_y = size
+        render.film_transparent, render.use_sequencer = True, False
+        render.filepath = str(out)
+        scene.frame_set(frame)
+        bpy.ops.render.render(write_still=True)
+    finally:
+        (
+            scene.camera,
+            render.engine,
+            render.resolution_x,
+            render.resolution_y,
+            render.film_transparent,
+            render.use_sequencer,
+            render.filepath,
+            current,
+        ) = saved
+        scene.frame_set(current)
+    return image_pixels(out)[..., 3] > 0.5
+
+
 def body_objects(scene: bpy.types.Scene, name: str) -> tuple[bpy.types.Object, bpy.types.Object]:
     arm_obj = scene.objects[name]
     mesh_obj = next(c for c in arm_obj.children if c.type == "MESH")
@@ -144,6 +198,7 @@ def test_slice_end_to_end(clean_scene, backend_server, tmp_path: Path) -> None:
     np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-5)
     rest_height = np.ptp(evaluated_vertices(mesh_obj)[:, 2])
     assert 1.0 < rest_height < 2.5, rest_height  # a standing human in Blender's Z-up world
+    assert abs(evaluated_vertices(mesh_obj)[:, 2].min()) < 1e-4  # feet on Blender's ground
     assert item.result_dir and Path(item.result_dir).is_dir()
 
     # --- set a shape -------------------------------------------------------------------------------
@@ -166,8 +221,8 @@ def test_slice_end_to_end(clean_scene, backend_server, tmp_path: Path) -> None:
 
     # --- two cameras, both selected ------------------------------------------------------------------
     cams = [add_camera(scene, "CamFront", (0.0, -4.0, 1.0)), add_camera(scene, "CamSide", (4.0, 0.0, 1.2))]
-    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 160, 120, 100
-    scene.avatar_studio.preview_width = 80
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 320, 240, 100
+    scene.avatar_studio.preview_width = 160
     for obj in scene.objects:
         obj.select_set(obj in cams or obj == arm_obj)
     bpy.context.view_layer.objects.active = arm_obj
@@ -205,8 +260,18 @@ def test_slice_end_to_end(clean_scene, backend_server, tmp_path: Path) -> None:
         image = bpy.data.images.load(str(Path(strip.directory) / strip.elements[frames - 1].filename))
         pixels = np.empty(image.size[0] * image.size[1] * 4, dtype=np.float32)
         image.pixels.foreach_get(pixels)
-        assert image.size[0] == 80, tuple(image.size)
+        assert tuple(image.size) == (160, 120), tuple(image.size)
         assert check(pixels.reshape(image.size[1], image.size[0], 4)), strip.name
+
+    # The backend saw what Blender sees: Blender's own render of the rig through CamFront covers the
+    # backend's mask (exported motion + exported camera, both through the protocol's conventions).
+    front_mask = next(s for s in strips if s["avatar_studio_pass"] == "mask" and "CamFront" in s.name)
+    blender_mask = workbench_silhouette(scene, cams[0], frames, (160, 120), tmp_path / "front.png")
+    backend_mask = (
+        image_pixels(Path(front_mask.directory) / front_mask.elements[frames - 1].filename)[..., 0] > 0.5
+    )
+    iou = (blender_mask & backend_mask).sum() / (blender_mask | backend_mask).sum()
+    assert iou > 0.95, iou
 
     # --- pose on the backend: Blender's deformation equals the backend's posed vertices ------------
     item = run_job(pumper, scene, lambda: bpy.ops.avatar_studio.pose_on_backend())
@@ -238,6 +303,8 @@ def test_backend_killed_mid_job_then_restarted(clean_scene, backend_server, tmp_
     # Blender stays responsive: no pump blocks on the dead socket.
     pumper.until(lambda: len(pumper.durations) >= 200, 30, "200 pumps")
     assert max(pumper.durations) < PUMP_LIMIT_S, max(pumper.durations)
+    slowest_ms = max(pumper.durations) * 1e3
+    print(f"pumps while the backend was dead: {len(pumper.durations)}, max {slowest_ms:.2f} ms")
 
     backend_server.start()  # same data dir; new port and key in a new connection file
     pumper.until(
@@ -248,24 +315,115 @@ def test_backend_killed_mid_job_then_restarted(clean_scene, backend_server, tmp_
     assert item.job_id == job_id and item.state == "failed"  # the server marks interrupted jobs failed
     assert item.error
     assert max(pumper.durations) < PUMP_LIMIT_S, max(pumper.durations)
+    print(f"pumps until re-attached: {len(pumper.durations)}, max {max(pumper.durations) * 1e3:.2f} ms")
 
 
 def test_jobs_are_reattached_after_a_file_reload(clean_scene, backend_server, tmp_path: Path) -> None:
+    """A .blend holding a job this Blender's client has never seen: opening it (the persistent
+    load_post handler) is what makes the bridge attach the job and follow it to its end."""
     scene = clean_scene
     the_bridge, pumper = connect(tmp_path, backend_server.connection_file)
-    item = the_bridge.submit(scene, "system.sleep", {"seconds": 1.5})
-    pumper.until(lambda: bool(item.job_id), 30, "the job id")
-    job_id = item.job_id
+    pumper.until(lambda: not the_bridge.busy(), 10, "an idle bridge")
+    other = client_module().Client.from_connection_file(backend_server.connection_file)
+    try:
+        job_id = other.submit("system.sleep", {"seconds": 1.5})
+    finally:
+        other.close()
+    item = scene.avatar_studio.jobs.add()
+    item.job_id, item.kind, item.state, item.auto_import = job_id, "system.sleep", "running", False
     blend = tmp_path / "saved.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
-    # A new Blender session in spirit: forget the client, then open the file.
-    the_bridge.disconnect()
+    for _ in range(20):  # nothing tells the bridge about this job until the file is loaded
+        the_bridge.pump()
+    assert job_id not in the_bridge.client.jobs
+
     bpy.ops.wm.open_mainfile(filepath=str(blend))
-    scene = bpy.context.scene
-    the_bridge = bridge_mod.get_bridge()
-    the_bridge.connect(backend_server.connection_file)
-    pumper = Pumper(the_bridge)
-    reloaded = next(i for i in scene.avatar_studio.jobs if i.job_id == job_id)
-    assert reloaded.state in ("queued", "running")
+    assert bridge_mod.on_load_post in bpy.app.handlers.load_post
+    reloaded = next(i for i in bpy.context.scene.avatar_studio.jobs if i.job_id == job_id)
     pumper.until(lambda: reloaded.state == "succeeded", 60, "the re-attached job to finish")
     assert reloaded.fraction == pytest.approx(1.0)
+
+
+def test_start_and_stop_a_local_backend_from_the_preferences(clean_scene, tmp_path: Path) -> None:
+    from conftest import backend_python
+
+    from blender_addon import local_backend
+    from blender_addon.preferences import get_preferences
+
+    prefs = get_preferences()
+    saved = (prefs.data_dir, prefs.backend_python)
+    prefs.data_dir, prefs.backend_python = str(tmp_path / "local-data"), backend_python()
+    try:
+        assert bpy.ops.avatar_studio.start_backend() == {"FINISHED"}
+        assert local_backend.is_running() and not bpy.ops.avatar_studio.start_backend.poll()
+        the_bridge = bridge_mod.get_bridge()
+        deadline = time.monotonic() + 60
+        while not the_bridge.connected:  # what Blender's timer does
+            assert bridge_mod.timer_callback() == bridge_mod.PUMP_INTERVAL_S
+            assert time.monotonic() < deadline, the_bridge.status_text()
+            time.sleep(0.05)
+        assert (tmp_path / "local-data" / "connection.json").is_file()
+        assert bpy.ops.avatar_studio.stop_backend() == {"FINISHED"}
+        assert not local_backend.is_running()
+    finally:
+        local_backend.stop()
+        prefs.data_dir, prefs.backend_python = saved
+
+
+def test_cancel_and_fetch_jobs_from_the_backend(clean_scene, backend_server, tmp_path: Path) -> None:
+    scene = clean_scene
+    the_bridge, pumper = connect(tmp_path, backend_server.connection_file)
+    item = the_bridge.submit(scene, "system.sleep", {"seconds": 30.0})
+    pumper.until(lambda: item.state == "running", 60, "the sleep job to run")
+    assert bpy.ops.avatar_studio.cancel_job(job_id=item.job_id) == {"FINISHED"}
+    started = time.monotonic()
+    pumper.until(lambda: item.state == "cancelled", 10, "the cancel")
+    assert time.monotonic() - started < 2.0
+    cancelled_id = item.job_id  # item references die when the collection grows: keep the id
+
+    # A job submitted elsewhere (a script with the blocking client) shows up after a fetch.
+    other = client_module().Client.from_connection_file(backend_server.connection_file)
+    try:
+        job_id = other.submit("system.sleep", {"seconds": 0.2})
+        assert other.wait(job_id, timeout=60).state == "succeeded"
+    finally:
+        other.close()
+    assert bpy.ops.avatar_studio.fetch_jobs() == {"FINISHED"}
+    pumper.until(lambda: any(i.job_id == job_id for i in scene.avatar_studio.jobs), 10, "the fetched job")
+    fetched = next(i for i in scene.avatar_studio.jobs if i.job_id == job_id)
+    assert fetched.kind == "system.sleep" and fetched.state == "succeeded" and not fetched.auto_import
+    assert sum(1 for i in scene.avatar_studio.jobs if i.job_id == cancelled_id) == 1  # no duplicate
+
+
+def test_unreachable_or_malformed_backends_are_reported(clean_scene, tmp_path: Path) -> None:
+    """No backend: the status says why, operators that need one are disabled, nothing raises."""
+    from blender_addon.preferences import get_preferences
+
+    the_bridge = bridge_mod.get_bridge()
+    the_bridge.connect(tmp_path / "missing" / "connection.json")
+    for _ in range(5):
+        the_bridge.pump()
+    assert the_bridge.status == "error" and "no connection file" in the_bridge.status_text()
+    assert not bpy.ops.avatar_studio.add_body.poll() and not bpy.ops.avatar_studio.render_preview.poll()
+
+    prefs = get_preferences()
+    saved = (prefs.connection_mode, prefs.address, prefs.key)
+    try:
+        prefs.connection_mode, prefs.address, prefs.key = "ADDRESS", "not an address", "k" * 32
+        the_bridge.connection_override = None
+        assert bpy.ops.avatar_studio.connect() == {"FINISHED"}
+        the_bridge.pump()
+        assert the_bridge.status == "error" and "not an address" in the_bridge.status_text()
+
+        # A well-formed address where nobody listens: "connecting", never "connected", pumps stay fast.
+        prefs.address = "tcp://127.0.0.1:9"
+        assert bpy.ops.avatar_studio.connect() == {"FINISHED"}
+        durations = []
+        for _ in range(50):
+            started = time.perf_counter()
+            the_bridge.pump()
+            durations.append(time.perf_counter() - started)
+        assert the_bridge.status == "connecting" and not the_bridge.connected
+        assert max(durations) < PUMP_LIMIT_S
+    finally:
+        prefs.connection_mode, prefs.address, prefs.key = saved

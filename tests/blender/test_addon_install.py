@@ -67,7 +67,7 @@ def build_zip(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def install(zip_path: Path, user_dir: Path) -> dict:
+def install(zip_path: Path, user_dir: Path, expect_refusal: bool = False) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     env["BLENDER_USER_RESOURCES"] = str(user_dir)
     script = user_dir.parent / "install_script.py"
@@ -81,6 +81,9 @@ def install(zip_path: Path, user_dir: Path) -> dict:
         text=True,
         timeout=300,
     )
+    if expect_refusal:
+        assert done.returncode != 0
+        return {"output": done.stdout + done.stderr}
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     assert done.returncode == 0 and lines, f"install failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return json.loads(lines[-1][len("RESULT ") :])
@@ -114,7 +117,9 @@ def check_installed(result: dict) -> None:
 def test_zip_installs_registers_and_unregisters(tmp_path: Path) -> None:
     built = build_zip(tmp_path / "dist", "--no-wheels")
     assert built.returncode == 0, built.stderr
-    zip_path = Path(json.loads(built.stdout)["zip"])
+    (entry,) = json.loads(built.stdout)["zips"]
+    zip_path = Path(entry["zip"])
+    assert entry["wheels"] == [] and zip_path.name == "avatar_studio-0.1.0.zip"
     with zipfile.ZipFile(zip_path) as archive:
         names = set(archive.namelist())
     assert {"blender_manifest.toml", "__init__.py", "protocol/client.py", "protocol/cameras.py"} <= names
@@ -122,29 +127,33 @@ def test_zip_installs_registers_and_unregisters(tmp_path: Path) -> None:
     check_installed(install(zip_path, tmp_path / "user"))
 
 
-def test_zip_with_the_linux_wheel_for_this_python(tmp_path: Path) -> None:
-    """Bundles the pyzmq wheel Blender's installer extracts on this machine (needs PyPI or a cache)."""
+def test_zips_with_the_linux_wheels(tmp_path: Path) -> None:
+    """The zip for this Python bundles the pyzmq wheel that Blender's installer extracts here; the
+    zip for the other Blender Python is refused with Blender's own message (needs PyPI or a cache)."""
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    other = "3.11" if python != "3.11" else "3.13"
     built = build_zip(
         tmp_path / "dist",
-        "--platform",
-        "linux-x64",
-        "--python",
-        python,
-        "--data-dir",
-        str(Path(os.environ.get("AVATAR_STUDIO_TEST_CACHE", tmp_path / "cache"))),
+        *("--platform", "linux-x64", "--python", python, "--python", other),
+        *("--data-dir", str(Path(os.environ.get("AVATAR_STUDIO_TEST_CACHE", tmp_path / "cache")))),
     )
     if built.returncode != 0 and "pip could not fetch" in built.stderr:
         pytest.skip(f"no network for pip download: {built.stderr[-300:]}")
     assert built.returncode == 0, built.stderr
-    output = json.loads(built.stdout)
-    assert len(output["wheels"]) == 1 and "manylinux" in output["wheels"][0]
-    with zipfile.ZipFile(output["zip"]) as archive:
+    zips = {Path(z["zip"]).stem.rsplit("-", 1)[-1]: z for z in json.loads(built.stdout)["zips"]}
+    assert set(zips) == {"py311", "py313"}
+    mine = zips["py" + python.replace(".", "")]
+    assert len(mine["wheels"]) == 1 and "manylinux" in mine["wheels"][0]
+    with zipfile.ZipFile(mine["zip"]) as archive:
         manifest = archive.read("blender_manifest.toml").decode()
-    assert f'"./{output["wheels"][0]}"' in manifest
-    result = install(Path(output["zip"]), tmp_path / "user")
+    assert f'"./{mine["wheels"][0]}"' in manifest
+    result = install(Path(mine["zip"]), tmp_path / "user")
     check_installed(result)
     assert result["wheel_extracted"], "Blender's installer did not extract the bundled pyzmq wheel"
+    refused = install(
+        Path(zips["py" + other.replace(".", "")]["zip"]), tmp_path / "user2", expect_refusal=True
+    )
+    assert "isn't compatible" in refused["output"]
 
 
 def test_wheel_selection_and_manifest_rendering() -> None:
@@ -167,7 +176,17 @@ def test_wheel_selection_and_manifest_rendering() -> None:
 
 
 def test_offline_build_without_a_wheel_fails_clearly(tmp_path: Path) -> None:
-    built = build_zip(tmp_path / "dist", "--offline", "--platform", "windows-x64", "--python", "3.11",
-                      "--data-dir", str(tmp_path / "empty-cache"), "--wheel-dir", str(tmp_path))
+    built = build_zip(
+        tmp_path / "dist",
+        "--offline",
+        "--platform",
+        "windows-x64",
+        "--python",
+        "3.11",
+        "--data-dir",
+        str(tmp_path / "empty-cache"),
+        "--wheel-dir",
+        str(tmp_path),
+    )
     assert built.returncode == 2
     assert "no pyzmq" in built.stderr and "windows-x64/cp311" in built.stderr

@@ -149,6 +149,33 @@ def test_pose_action_deforms_like_smplx_and_exports_back(clean_scene) -> None:
     np.testing.assert_allclose(motion["transl"], transl, atol=1e-5)
 
 
+def test_reshape_keeps_the_meaning_of_existing_keys(clean_scene) -> None:
+    body = synthetic_body(seed=8)
+    arm_obj, mesh_obj = import_body_mesh(body, {}, name="Reshaped")
+    pose, transl = random_motion(2, seed=9)
+    apply_pose_action(arm_obj, pose.reshape(2, -1), transl, frame_start=1)
+    rest_before = {b.name: np.array(b.matrix_local.to_3x3()) for b in arm_obj.data.bones}
+    # Another shape: joints move (proportions change), the rig and its action stay.
+    other = synthetic_body(seed=8)
+    scale = np.array([1.1, 0.9, 1.05])
+    other["rest_joints"] = other["rest_joints"] * scale
+    other["rest_vertices"] = other["rest_vertices"] * scale
+    arm_after, mesh_after = import_body_mesh(other, {}, name="Reshaped", target=arm_obj)
+    assert arm_after == arm_obj and mesh_after == mesh_obj and len(mesh_obj.data.vertices) == 660
+    for bone in arm_obj.data.bones:
+        np.testing.assert_allclose(np.array(bone.matrix_local.to_3x3()), rest_before[bone.name], atol=1e-5)
+        np.testing.assert_allclose(
+            np.array(bone.head_local), C @ other["rest_joints"][bone[smplx_rig.JOINT_PROPERTY]], atol=1e-6
+        )
+    scene = clean_scene
+    scene.frame_start, scene.frame_end = 1, 2
+    scene.frame_set(2)
+    expected = smplx_lbs(
+        other["rest_vertices"], other["rest_joints"], other["weights"].astype(np.float64), pose[1], transl[1]
+    )
+    np.testing.assert_allclose(evaluated_vertices(mesh_obj), expected @ C.T, atol=2e-5)
+
+
 def test_export_folds_the_object_transform_into_the_root(clean_scene) -> None:
     body = synthetic_body(seed=3)
     arm_obj, mesh_obj = import_body_mesh(body, {}, name="Moved")
@@ -210,3 +237,32 @@ def test_bad_results_and_files_are_reported(clean_scene, tmp_path) -> None:
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
     with pytest.raises(motion_io.MotionFileError):
         motion_io.load_amass(tmp_path / "bad.npz")
+
+
+def test_camera_export_projects_like_blender(clean_scene) -> None:
+    """An animated camera exported over the frame range projects world points to the pixels
+    Blender's own world_to_camera_view gives, frame by frame (also at a preview width)."""
+    from bpy_extras.object_utils import world_to_camera_view
+    from mathutils import Vector
+
+    scene = clean_scene
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 640, 360, 50
+    cam = bpy.data.objects.new("Cam", bpy.data.cameras.new("Cam"))
+    scene.collection.objects.link(cam)
+    cam.data.lens, cam.data.shift_x, cam.data.shift_y = 35.0, 0.1, -0.05
+    cam.rotation_euler = (1.3, 0.0, 0.2)
+    for frame, x in ((1, 0.0), (3, 1.0)):
+        cam.location = (x, -6.0, 1.5)
+        cam.keyframe_insert("location", frame=frame)
+    scene.frame_start, scene.frame_end = 1, 3
+    points = np.array([[0.0, 0.0, 1.0], [0.3, 0.5, 1.7], [-0.4, -0.2, 0.1]])
+    for width in (None, 160):
+        (path,) = scene_export.export_camera_paths(scene, [cam], width=width)
+        assert len(path) == 3 and path.width == (width or 320)
+        for index, frame in enumerate(range(1, 4)):
+            scene.frame_set(frame)
+            pixels, _depth = path.subset([index]).project(axes.to_protocol(points))
+            for point, pixel in zip(points, pixels[0], strict=True):
+                ndc = world_to_camera_view(scene, cam, Vector(point.tolist()))
+                expected = (ndc.x * path.width, (1.0 - ndc.y) * path.height)
+                np.testing.assert_allclose(pixel, expected, atol=1e-3)

@@ -209,3 +209,32 @@ def test_params_from_payload_broadcast_and_validation() -> None:
     assert float(p.betas[2]) == 1.0 and float(p.betas[3]) == 0.0
     with pytest.raises(ValueError, match="frames"):
         BodyParams.from_arrays({"body_pose": np.zeros((5, 63)), "global_orient": np.zeros((4, 3))})
+
+
+def test_command_line_info_reports_the_stand_in(
+    standin_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from backend.body.__main__ import main
+
+    assert main(["--data-dir", str(standin_root), "--json", "info"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["stand_in"] is True and info["vertices"] == 10475 and info["faces"] == 20908
+    assert 1.65 < info["height_m"] < 1.8 and "hand_l" in info["parts"]
+
+
+def test_stand_in_is_exactly_mirror_symmetric(body_model: BodyModel) -> None:
+    mirror = body_model.mirror_vertex_index()
+    rest = body_model.rest_vertices().numpy().astype(np.float64)
+    np.testing.assert_array_equal(mirror[mirror], np.arange(len(rest)))  # an involution
+    np.testing.assert_allclose(rest[mirror] * [-1.0, 1.0, 1.0], rest, atol=1e-6)
+    labels = body_model.part_labels()
+    swapped = {
+        n: n[:-1] + ("r" if n.endswith("l") else "l") if n[-2:] in ("_l", "_r") else n for n in PART_NAMES
+    }
+    mirrored = np.array([PART_NAMES.index(swapped[PART_NAMES[k]]) for k in labels[mirror]])
+    assert (mirrored == labels).mean() > 0.99  # weights are symmetric too
+    ids = {name: i for name, i in __import__("backend.body.joints", fromlist=["x"]).EXTRA_VERTEX_IDS.items()}
+    assert mirror[ids["lthumb"]] == ids["rthumb"] and mirror[ids["LHeel"]] == ids["RHeel"]
+    assert mirror[ids["nose"]] == ids["nose"]

@@ -161,3 +161,42 @@ def test_payload_round_trip() -> None:
     back = Motion.from_payload(m.to_payload())
     assert back.fps == 24.0 and back.gender == "female"
     np.testing.assert_allclose(back.full_pose(), m.full_pose(), atol=1e-6)
+
+
+def test_bvh_round_trip_keeps_skeleton_and_motion(body_model: BodyModel, tmp_path: Path) -> None:
+    from backend.body.bvh import load_bvh, save_bvh
+
+    m = procedural_motion("walk", n_frames=20)
+    rest = body_model.rest_joints().numpy()
+    path = save_bvh(m, tmp_path / "walk.bvh", rest)
+    text = path.read_text()
+    assert text.startswith("HIERARCHY\nROOT pelvis") and "JOINT right_thumb3" in text
+    assert "Frames: 20" in text
+    back, rest_back = load_bvh(path)
+    np.testing.assert_allclose(rest_back, rest, atol=1e-6)
+    assert back.n_frames == 20 and np.isclose(back.fps, 30.0)
+    np.testing.assert_allclose(_rotations(back), _rotations(m), atol=1e-5)
+    np.testing.assert_allclose(back.transl, m.transl, atol=1e-6)
+
+
+def test_load_motion_takes_a_file_or_a_name(tmp_path: Path) -> None:
+    from backend.body.procedural import load_motion
+
+    path = save_amass(random_motion(n=121, fps=120.0), tmp_path / "m.npz")
+    assert load_motion(str(path)).fps == 120.0
+    assert load_motion(str(path), fps=30.0).n_frames == 31
+    walk = load_motion("walk", fps=24.0, n_frames=10)
+    assert walk.n_frames == 10 and walk.fps == 24.0
+    with pytest.raises(FileNotFoundError):
+        load_motion(str(tmp_path / "missing.npz"))
+
+
+def test_motion_modules_do_not_pull_in_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, backend.body.motion, backend.body.procedural, backend.body.bvh; "
+        "sys.exit(1 if 'torch' in sys.modules else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -159,8 +160,9 @@ def test_weights_blend_smoothly_across_a_joint(
     mine = w[:, JOINT_INDEX[child]] + sum(w[:, c] for c, p in enumerate(PARENTS) if p == JOINT_INDEX[child])
     bins = np.arange(-0.1, 0.1001, 0.01)
     profile = []
-    for lo, hi in zip(bins[:-1], bins[1:], strict=True):
-        sel = near_axis & (along >= lo) & (along < hi) & (w[:, [parent, JOINT_INDEX[child]]].sum(axis=1) > 0.5)
+    on_limb = near_axis & (w[:, [parent, JOINT_INDEX[child]]].sum(axis=1) > 0.5)
+    for lo, hi in itertools.pairwise(bins):
+        sel = on_limb & (along >= lo) & (along < hi)
         if sel.any():
             profile.append(float(mine[sel].mean()))
     profile_arr = np.asarray(profile)
@@ -246,3 +248,49 @@ def test_hand_pca_basis_is_orthonormal(standin_npz: dict[str, np.ndarray]) -> No
 def test_posedirs_are_zero_by_design(standin_npz: dict[str, np.ndarray]) -> None:
     assert not standin_npz["posedirs"].any()
     assert NUM_JOINTS * 0 + standin_npz["posedirs"].shape[2] == 54 * 9
+
+
+def test_outdated_or_broken_cache_files_are_not_trusted(tmp_path: Path) -> None:
+    from backend.body.standin import STANDIN_VERSION, _is_current
+
+    old = tmp_path / "old.npz"
+    np.savez(old, standin_version=np.array(STANDIN_VERSION - 1))
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"not a zip")
+    current = tmp_path / "current.npz"
+    np.savez(current, standin_version=np.array(STANDIN_VERSION))
+    assert not _is_current(old) and not _is_current(broken) and not _is_current(tmp_path / "none.npz")
+    assert _is_current(current)
+
+
+def test_unknown_gender_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="gender"):
+        ensure_standin("robot", tmp_path)
+
+
+def test_required_part_names_exist() -> None:
+    from backend.body.joints import PART_NAMES
+
+    limbs = ("upper_arm", "lower_arm", "hand", "upper_leg", "lower_leg", "foot")
+    required = {"head", "torso"} | {f"{limb}_{side}" for limb in limbs for side in "lr"}
+    assert required <= set(PART_NAMES)
+
+
+def test_face_contour_follows_head_yaw(standin_npz: dict[str, np.ndarray], standin_root: Path) -> None:
+    v, f = standin_npz["v_template"], standin_npz["f"].astype(np.int64)
+
+    def contour(b: int) -> np.ndarray:
+        idx, bary = standin_npz["dynamic_lmk_faces_idx"][b], standin_npz["dynamic_lmk_bary_coords"][b]
+        return np.einsum("lk,lkj->lj", bary, v[f[idx]])
+
+    front = contour(0)
+    np.testing.assert_allclose(front[:, 0], -front[::-1, 0], atol=0.006)  # symmetric when frontal
+    assert front[0, 0] < 0 < front[-1, 0]  # from the right ear (-x) to the left ear (+x)
+    turned_left = contour(39 + 30)  # bin of a head turned 30 degrees towards its left (+x)
+    assert turned_left[-1, 2] > front[-1, 2] + 0.02  # the far (left) side slides to the silhouette
+    np.testing.assert_allclose(turned_left[0], front[0], atol=1e-9)  # the near side stays
+    model = smplx.create(str(standin_root / "body"), model_type="smplx", use_face_contour=True)
+    neck_yaw = torch.zeros(1, 63)
+    neck_yaw[0, 3 * (JOINT_INDEX["neck"] - 1) + 1] = np.radians(30.0)
+    rest, turned = model().joints[0, 127:], model(body_pose=neck_yaw).joints[0, 127:]
+    assert (rest - turned).abs().max() > 0.02

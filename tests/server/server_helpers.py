@@ -41,8 +41,18 @@ class ServerProcess:
         return self.process.pid
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "backend", "serve", "--data-dir", str(self.data_dir), "--json",
-                "--workers", str(self.workers), *self.extra]
+        return [
+            sys.executable,
+            "-m",
+            "backend",
+            "serve",
+            "--data-dir",
+            str(self.data_dir),
+            "--json",
+            "--workers",
+            str(self.workers),
+            *self.extra,
+        ]
 
     def start(self, timeout: float = 30.0) -> ServerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it open

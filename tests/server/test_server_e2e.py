@@ -152,8 +152,11 @@ def test_garbage_does_not_stop_the_server(server: ServerProcess, client: Any) ->
         replies = []
         while socket.poll(1000):
             replies.append(good.recv(socket))
-        assert any(r.msg_type == M.ERROR and r.content["ename"] in ("ProtocolError", "SignatureError",
-                                                                       "LimitExceeded") for r in replies)
+        assert any(
+            r.msg_type == M.ERROR
+            and r.content["ename"] in ("ProtocolError", "SignatureError", "LimitExceeded")
+            for r in replies
+        )
     finally:
         socket.close()
     assert server.alive()
@@ -343,3 +346,84 @@ def test_non_loopback_bind_without_curve_refuses(tmp_path: Path) -> None:
     assert server.process is not None and server.process.returncode == 2
     assert "without CURVE" in str(err.value) and "--curve" in str(err.value)
     assert not (tmp_path / "data" / "connection.json").exists()
+
+
+def test_file_artifacts_whole_and_in_ranges(client: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    from backend.jobs.system import sleep_file_content
+
+    size = 5000
+    job_id = client.submit("system.sleep", {"seconds": 0, "file_bytes": size})
+    view = client.wait(job_id, timeout=30)
+    assert view.state == M.SUCCEEDED, view.error
+    record = next(a for a in view.artifacts if a["name"] == "files/data.bin")
+    expected = sleep_file_content(size)
+    assert record["kind"] == "file" and record["size"] == size
+    assert record["sha256"] == hashlib.sha256(expected).hexdigest()
+    assert client.get_artifact(job_id, "files/data.bin") == expected
+
+    reply = client.request(
+        M.GET_ARTIFACT, {"job_id": job_id, "name": "files/data.bin", "offset": 100, "length": 300}
+    ).content
+    assert reply["offset"] == 100 and bytes(reply["data"]) == expected[100:400]
+    reply = client.request(
+        M.GET_ARTIFACT, {"job_id": job_id, "name": "files/data.bin", "offset": size}
+    ).content
+    assert bytes(reply["data"]) == b""
+    with pytest.raises(ServerError) as err:
+        client.request(M.GET_ARTIFACT, {"job_id": job_id, "name": "files/data.bin", "offset": size + 1})
+    assert err.value.remote_ename == M.E_BAD_REQUEST
+    with pytest.raises(ServerError) as err:
+        client.get_artifact(job_id, "nope")
+    assert err.value.remote_ename == M.E_UNKNOWN_ARTIFACT
+
+    # The client switches to ranged fetches above its threshold; the result is the same bytes.
+    import protocol.client
+
+    monkeypatch.setattr(protocol.client, "ARTIFACT_RANGE_BYTES", 1000)
+    written = client.download(job_id, tmp_path / "dl")
+    assert sorted(p.relative_to(tmp_path / "dl").as_posix() for p in written) == [
+        "files/data.bin",
+        "ticks.npy",
+    ]
+    assert (tmp_path / "dl" / "files" / "data.bin").read_bytes() == expected
+
+
+def test_previews_and_heartbeat(server: ServerProcess, client: Any) -> None:
+    job_id = client.submit("system.sleep", {"seconds": 0.5, "preview": True})
+    previews: list[Any] = []
+    client.wait(job_id, on_progress=lambda v: previews.append(v.preview), timeout=30)
+    arrays = [p for p in previews if isinstance(p, np.ndarray)]
+    assert arrays and arrays[-1].shape == (8, 8, 3) and arrays[-1].dtype == np.uint8
+    # The client library treats heartbeat replies as liveness only; check the reply on a raw socket.
+    info = read_connection_file(server.connection_file)
+    session = Session(info.key_bytes)
+    socket = _raw_dealer(info.address)
+    try:
+        request = session.send(socket, M.HEARTBEAT, {"time": 12.5})
+        reply = _recv(session, socket)
+        assert reply.msg_type == "heartbeat_reply" and reply.parent_header["msg_id"] == request.msg_id
+        assert reply.content["time"] == 12.5 and abs(reply.content["server_time"] - time.time()) < 5
+    finally:
+        socket.close()
+
+
+def test_bind_to_a_taken_port_is_a_clear_error(server: ServerProcess, tmp_path: Path) -> None:
+    other = ServerProcess(tmp_path / "other", "--bind", server.ready["address"])
+    with pytest.raises(RuntimeError, match="cannot bind"):
+        other.start()
+    assert other.process is not None and other.process.returncode == 2
+    assert server.alive()
+
+
+def test_same_client_keeps_working_across_a_server_restart(server_factory: Any) -> None:
+    server = server_factory()
+    with server.client() as client:
+        first = client.submit("system.sleep", {"seconds": 0.1})
+        assert client.wait(first, timeout=30).state == M.SUCCEEDED
+        server.kill()
+        restarted = server_factory(data_dir=server.data_dir)
+        # Same address and key as before: the old connection file and client stay valid.
+        assert restarted.ready["address"] == server.ready["address"]
+        second = client.submit("system.sleep", {"seconds": 0.1}, timeout=15)
+        assert client.wait(second, timeout=30).state == M.SUCCEEDED
+        assert {j["job_id"] for j in client.list_jobs()} == {first, second}

@@ -1,0 +1,266 @@
+"""The avatar pipeline: views -> sculpted mesh -> semantic UVs -> texture -> rig -> files.
+
+``build_avatar`` chains the stages with one typed config per stage and reports progress per stage
+and iteration through a callback that may raise to cancel (the job passes one that raises
+``JobCancelled``). ``write_outputs`` writes the glb, the OBJ+MTL+PNG and a JSON summary.
+
+Mesh layout of the result: *split vertices* (a vertex per distinct position+UV, duplicated along UV
+seams), so ``uvs``, ``weights`` and ``part_labels`` are per vertex, ready for the add-on and glTF.
+The avatar is bound in the pose of the views' SMPL-X parameters: ``joints_rest`` are the joints at
+that shape and pose, bones carry no rest rotation (as SMPL-X's), so the bind pose is the input pose.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backend.avatar.atlas import Atlas
+from backend.avatar.body_mesh import BodyMesh, body_from_params
+from backend.avatar.mesh_query import vertex_normals
+from backend.avatar.mesh_split import split_by_uv
+from backend.avatar.parts_transfer import closest_body_points, transfer_part_labels
+from backend.avatar.progress import ProgressFn, no_progress
+from backend.avatar.rig import RigConfig, rig_mesh
+from backend.avatar.sculpt import SculptConfig, sculpt
+from backend.avatar.texture_opt import TextureConfig, optimise_texture
+from backend.avatar.uv_layout import UVConfig, make_uv_layout
+from backend.avatar.views import ViewSet
+
+# Share of the whole run each stage gets in the overall progress fraction.
+STAGE_SPANS: dict[str, tuple[float, float]] = {
+    "body": (0.0, 0.02),
+    "sculpt.init": (0.02, 0.15),
+    "sculpt.refine": (0.15, 0.65),
+    "parts": (0.65, 0.67),
+    "uv": (0.67, 0.72),
+    "texture": (0.72, 0.95),
+    "rig": (0.95, 1.0),
+    "export": (1.0, 1.0),  # files are written after build_avatar returns
+}
+
+
+@dataclass
+class AvatarConfig:
+    sculpt: SculptConfig = field(default_factory=SculptConfig)
+    uv: UVConfig = field(default_factory=UVConfig)
+    texture: TextureConfig = field(default_factory=TextureConfig)
+    rig: RigConfig = field(default_factory=RigConfig)
+    body_model_path: str | None = None  # licensed SMPL-X file; None = the stand-in
+
+    def __post_init__(self) -> None:
+        self.uv.atlas.texture_size = self.texture.texture_size
+
+
+@dataclass
+class AvatarResult:
+    vertices: np.ndarray  # (N,3) split vertices, world, metres
+    faces: np.ndarray  # (F,3)
+    uvs: np.ndarray  # (N,2), v = 0 at the texture's bottom row
+    normals: np.ndarray  # (N,3)
+    texture: np.ndarray  # (S,S,3) uint8, row 0 = top
+    weights: np.ndarray  # (N,55), rows sum to 1
+    parents: np.ndarray  # (55,)
+    joints_rest: np.ndarray  # (55,3) bind-pose joint positions
+    joint_names: list[str]
+    part_labels: np.ndarray  # (N,) index into part_names
+    part_names: list[str]
+    source_vertex: np.ndarray  # (N,) index of the watertight mesh vertex each split vertex copies
+    mesh_vertices: np.ndarray  # watertight sculpted mesh (unsplit)
+    mesh_faces: np.ndarray
+    atlas: Atlas
+    timings: dict[str, float]
+    info: dict[str, Any]
+    init_mesh: tuple[np.ndarray, np.ndarray] | None = None  # GS mesh before refinement (diagnostics)
+
+
+def overall_progress(report: ProgressFn) -> ProgressFn:
+    """Wrap a per-stage callback so ``fraction`` becomes the fraction of the whole run."""
+
+    def inner(stage: str, fraction: float, message: str) -> None:
+        lo, hi = STAGE_SPANS.get(stage, (0.0, 1.0))
+        report(stage, lo + (hi - lo) * min(max(fraction, 0.0), 1.0), message)
+
+    return inner
+
+
+def build_avatar(
+    views: ViewSet, config: AvatarConfig, progress: ProgressFn = no_progress, body: BodyMesh | None = None
+) -> AvatarResult:
+    report = overall_progress(progress)
+    timings: dict[str, float] = {}
+    train = views.split("train")
+    if not train:
+        raise ValueError("the views set has no training views (split 'train')")
+    t = time.perf_counter()
+    report("body", 0.0, "posing the SMPL-X body")
+    if body is None:
+        body = body_from_params(views.smplx, config.body_model_path)
+    timings["body"] = time.perf_counter() - t
+
+    gs = sculpt(train, body.vertices, body.faces, config.sculpt, report)
+    timings["sculpt_init"], timings["sculpt_refine"] = gs.init_seconds, gs.refine_seconds
+    timings["sculpt"] = gs.init_seconds + gs.refine_seconds
+    v, f = gs.vertices, gs.faces
+
+    t = time.perf_counter()
+    report("parts", 0.0, "transferring body-part labels")
+    cp = closest_body_points(body, v)
+    labels = transfer_part_labels(body, cp)
+    timings["parts"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    report("uv", 0.0, f"unwrapping ({config.uv.unwrap.method})")
+    atlas = make_uv_layout(v, f, labels, body, config.uv)
+    split = split_by_uv(v, f, atlas.uv)
+    timings["uv"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    tex = optimise_texture(split.vertices, split.faces, split.uvs, train, config.texture, report)
+    timings["texture"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    report("rig", 0.0, "transferring skinning weights")
+    rig = rig_mesh(body, f, cp, labels, config.rig)
+    timings["rig"] = time.perf_counter() - t
+    report("rig", 1.0, "rigged")
+
+    normals = vertex_normals(v, f)[split.source]
+    return AvatarResult(
+        vertices=split.vertices,
+        faces=split.faces,
+        uvs=split.uvs,
+        normals=normals,
+        texture=np.clip(np.round(tex.texture * 255), 0, 255).astype(np.uint8),
+        weights=rig.weights[split.source],
+        parents=rig.parents,
+        joints_rest=rig.joints,
+        joint_names=rig.joint_names,
+        part_labels=labels[split.source],
+        part_names=list(body.part_names),
+        source_vertex=split.source,
+        mesh_vertices=v,
+        mesh_faces=f,
+        atlas=atlas,
+        timings=timings,
+        info={
+            "normal_source": gs.normal_source,
+            "grid_shape": list(gs.grid.shape),
+            "grid_cell_m": gs.grid.cell_size,
+            "charts": len(atlas.chart_names),
+            "atlas_utilisation": atlas.utilisation,
+            "texels_seen": float(tex.seen.mean()),
+            "body_standin": bool(body.extra.get("standin", True)),
+            "unwrap": config.uv.unwrap.method,
+        },
+        init_mesh=None if gs.init_vertices is None else (gs.init_vertices, gs.init_faces),
+    )
+
+
+def write_outputs(
+    result: AvatarResult, out_dir: str | Path, config: AvatarConfig | None = None
+) -> dict[str, Path]:
+    """avatar.glb, avatar.obj/.mtl/.png, avatar_arrays.npz and avatar.json in ``out_dir``."""
+    from backend.avatar.export_gltf import SkinnedMesh, write_glb
+    from backend.avatar.export_obj import write_obj
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "avatar.glb": write_glb(
+            out / "avatar.glb",
+            SkinnedMesh(
+                vertices=result.vertices,
+                faces=result.faces,
+                uvs=result.uvs,
+                normals=result.normals,
+                weights=result.weights,
+                joints=result.joints_rest,
+                parents=result.parents,
+                joint_names=result.joint_names,
+                texture=result.texture,
+            ),
+        )
+    }
+    obj = write_obj(
+        out / "avatar.obj", result.vertices, result.faces, result.uvs, result.texture, result.normals
+    )
+    files.update({"avatar.obj": obj["obj"], "avatar.mtl": obj["mtl"], "avatar.png": obj["png"]})
+    arrays = out / "avatar_arrays.npz"
+    np.savez_compressed(arrays, **result_arrays(result))
+    files["avatar_arrays.npz"] = arrays
+    summary = out / "avatar.json"
+    payload = {
+        "vertices": len(result.vertices),
+        "faces": len(result.faces),
+        "timings_s": result.timings,
+        **result.info,
+        "joint_names": result.joint_names,
+        "part_names": result.part_names,
+    }
+    if config is not None:
+        payload["config"] = asdict(config)
+    summary.write_text(json.dumps(payload, indent=1, default=str))
+    files["avatar.json"] = summary
+    return files
+
+
+def result_arrays(result: AvatarResult) -> dict[str, np.ndarray]:
+    """The protocol arrays the add-on's importer reads (see docs/avatar.md)."""
+    return {
+        "vertices": result.vertices.astype(np.float32),
+        "faces": result.faces.astype(np.int32),
+        "uvs": result.uvs.astype(np.float32),
+        "normals": result.normals.astype(np.float32),
+        "texture": result.texture,
+        "weights": result.weights.astype(np.float32),
+        "parents": result.parents.astype(np.int32),
+        "joints_rest": result.joints_rest.astype(np.float32),
+        "part_labels": result.part_labels.astype(np.int32),
+    }
+
+
+def config_from_options(
+    grid: int | None = None,
+    init_iters: int | None = None,
+    refine_iters: int | None = None,
+    texture_size: int | None = None,
+    texture_iters: int | None = None,
+    unwrap: str | None = None,
+    normals: str | None = None,
+    render_scale: float | None = None,
+    body_model_path: str | None = None,
+) -> AvatarConfig:
+    """An :class:`AvatarConfig` from the few knobs the CLI and the job expose (None = default)."""
+    cfg = AvatarConfig(body_model_path=body_model_path)
+    if grid is not None:
+        if not 8 <= grid <= 512:
+            raise ValueError(f"grid must be in [8, 512], got {grid}")
+        cfg.sculpt.grid_resolution = grid
+    if init_iters is not None:
+        cfg.sculpt.init_iters = int(init_iters)
+    if refine_iters is not None:
+        cfg.sculpt.refine_iters = int(refine_iters)
+    if render_scale is not None:
+        cfg.sculpt.render_scale = float(render_scale)
+    if texture_size is not None:
+        if not 16 <= texture_size <= 2048:
+            raise ValueError(f"texture size must be in [16, 2048], got {texture_size}")
+        cfg.texture.texture_size = int(texture_size)
+        cfg.uv.atlas.texture_size = int(texture_size)
+    if texture_iters is not None:
+        cfg.texture.iterations = int(texture_iters)
+    if unwrap is not None:
+        if unwrap not in ("cylinder", "xatlas"):
+            raise ValueError(f"unwrap must be 'cylinder' or 'xatlas', got {unwrap!r}")
+        cfg.uv.unwrap.method = unwrap
+    if normals is not None:
+        if normals not in ("auto", "views", "estimator", "none"):
+            raise ValueError(f"normals must be auto|views|estimator|none, got {normals!r}")
+        cfg.sculpt.normal_source = normals
+    return cfg

@@ -1,0 +1,23 @@
+"""Shared fixtures: the stand-in body in an A-pose and a small synthetic character (128 px views)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def a_pose_body():
+    from backend.avatar.body_mesh import body_from_params
+    from backend.avatar.synthetic import SHAPE_PRESETS, a_pose_params
+
+    return body_from_params(a_pose_params(SHAPE_PRESETS["average"], 45.0))
+
+
+@pytest.fixture(scope="session")
+def small_character(a_pose_body, tmp_path_factory):
+    """(views folder, ViewSet, Character) at 128x128: 8 training + 4 held-out views."""
+    from backend.avatar.synthetic import SyntheticConfig, make_synthetic
+
+    folder = tmp_path_factory.mktemp("views")
+    views, char = make_synthetic(SyntheticConfig(resolution=128, supersample=2), folder, body=a_pose_body)
+    return folder, views, char
