@@ -163,7 +163,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    config = ServerConfig(data_dir=_data_dir(args), bind=args.bind, curve=args.curve, workers=args.workers)
+    config = ServerConfig(
+        data_dir=_data_dir(args),
+        bind=args.bind,
+        curve=args.curve,
+        workers=args.workers,
+        cancel_grace_s=args.cancel_grace,
+    )
     server = Server(config)
     try:
         info = server.start()
@@ -214,6 +220,13 @@ def _register_serve(sub: Any) -> None:
         help="encrypt with CurveZMQ and admit only client keys made by `keys create`",
     )
     p.add_argument("--workers", type=int, default=2, metavar="N", help="jobs run at once (default 2)")
+    p.add_argument(
+        "--cancel-grace",
+        type=float,
+        default=0.5,
+        metavar="S",
+        help="a cancelled job that has not stopped after S seconds is killed (default 0.5)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     _add_json(p)
     p.set_defaults(func=cmd_serve)

@@ -40,13 +40,21 @@ IDLE_INTERVAL_S = 0.5  # timer period with nothing to do
 PUMP_BUDGET_S = 0.01  # socket reads per pump
 DEAD_AFTER_S = 3.0  # silence before the backend is shown as lost
 CONNECTION_FILE_RECHECK_S = 1.0  # while lost: look for a restarted backend's new connection file
+SUBMIT_RETRY_S = 20.0  # a submit unanswered this long by a live backend is sent again (same key)
 
 
 @dataclass
 class PendingSubmit:
-    request: Any  # protocol.client.PendingRequest
+    """A submit not yet accepted. Kept (with its parameters) until the backend answers: if the
+    connection drops first, it is sent again after the reconnect with the same idempotency key,
+    so the backend runs it at most once."""
+
+    request: Any  # protocol.client.PendingRequest; None while waiting to be re-sent
     scene_name: str
     request_key: str
+    kind: str
+    params: dict[str, Any]
+    sent_at: float = 0.0
 
 
 class Bridge:
@@ -121,6 +129,9 @@ class Bridge:
     def disconnect(self) -> None:
         self.want_connection = False
         self._drop_client()
+        for pending in self._pending_submits:
+            self._fail_submit(pending, "disconnected before the backend accepted the job")
+        self._pending_submits.clear()
         self.status, self.status_detail = "disconnected", ""
 
     def _drop_client(self) -> None:
@@ -131,8 +142,7 @@ class Bridge:
         self._attaching.clear()
         self._cancelling.clear()
         for pending in self._pending_submits:
-            self._fail_submit(pending, "the connection was reset before the backend accepted the job")
-        self._pending_submits.clear()
+            pending.request = None  # re-sent (same idempotency key) once a backend answers
         for task in self._downloads.values():
             task.error = task.error or "the connection was reset during the download"
 
@@ -269,13 +279,16 @@ class Bridge:
         item.auto_import = scene.avatar_studio.auto_import if auto_import is None else auto_import
         item.meta = json.dumps(meta or {})
         scene.avatar_studio.active_job_index = len(scene.avatar_studio.jobs) - 1
-        request = self.client.submit_nowait(kind, params, idempotency_key=key)
-        pending = PendingSubmit(request, scene.name, key)
-        if request.done and request.error is not None:
-            self._fail_submit(pending, str(request.error))
-        else:
-            self._pending_submits.append(pending)
+        pending = PendingSubmit(None, scene.name, key, kind, params)
+        self._send_submit(pending)
+        self._pending_submits.append(pending)
         return item
+
+    def _send_submit(self, pending: PendingSubmit) -> None:
+        pending.sent_at = time.monotonic()
+        pending.request = self.client.submit_nowait(
+            pending.kind, pending.params, idempotency_key=pending.request_key
+        )
 
     def _item_by_request(self, pending: PendingSubmit) -> props.AVS_JobItem | None:
         scene = bpy.data.scenes.get(pending.scene_name)
@@ -294,7 +307,15 @@ class Bridge:
         still: list[PendingSubmit] = []
         for pending in self._pending_submits:
             request = pending.request
-            if not request.done:
+            if request is None:
+                self._send_submit(pending)  # connected again: same key, so never run twice
+                still.append(pending)
+            elif not request.done:
+                if time.monotonic() - pending.sent_at > SUBMIT_RETRY_S:
+                    self._send_submit(pending)  # no answer from a live backend: ask again, same key
+                still.append(pending)
+            elif isinstance(request.error, protocol.BackendUnavailable):
+                pending.request = None  # the connection dropped before the reply: send it again
                 still.append(pending)
             elif request.error is not None:
                 self._fail_submit(pending, str(request.error))
@@ -506,9 +527,15 @@ class Bridge:
         )
 
     def on_file_loaded(self) -> None:
-        """Jobs saved in the loaded file are re-attached on the next pump."""
+        """Jobs saved in the loaded file are re-attached on the next pump; jobs the file saved
+        while they were still being submitted never got an id and cannot be found again."""
         self._needs_reattach = True
         self._pending_submits.clear()
+        for scene in bpy.data.scenes:
+            for item in scene.avatar_studio.jobs:
+                if item.state == "submitting" and not item.job_id:
+                    item.state = "failed"
+                    item.error = "the file was saved before the backend accepted this job; submit it again"
 
 
 def _addon_version() -> str:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
+import math
 import os
 import time
 import uuid
@@ -65,6 +67,11 @@ class JobView:
     @property
     def succeeded(self) -> bool:
         return self.state == M.SUCCEEDED
+
+    @property
+    def result(self) -> dict[str, Any] | None:
+        """``{"data": ..., "artifacts": [...]}`` once succeeded, else None."""
+        return {"data": self.data or {}, "artifacts": self.artifacts} if self.succeeded else None
 
     def update_from_record(self, record: dict[str, Any]) -> None:
         if self.terminal:  # terminal is final; a stale record must not resurrect the job
@@ -120,6 +127,26 @@ class PendingRequest:
         if self.reply is None:
             raise BackendUnavailable(f"no reply yet to {self.message.msg_type}")
         return self.reply
+
+
+def _array_from_npy(data: bytearray) -> np.ndarray:
+    """Parse ``.npy`` bytes without copying the payload (``np.load`` would copy it once more)."""
+    try:
+        stream = io.BytesIO(bytes(data[: 1 << 20]))  # the header is small; only it is copied
+        version = np.lib.format.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(stream)
+        else:
+            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(stream)
+        if dtype.hasobject:
+            raise ValueError("object arrays are refused")
+        count = math.prod(shape)
+        array = np.frombuffer(data, dtype=dtype, count=count, offset=stream.tell())
+    except (ValueError, TypeError, OSError) as exc:
+        raise ProtocolError(f"artifact is not a valid .npy file: {exc}") from None
+    array = array.reshape(shape[::-1]).T if fortran_order else array.reshape(shape)
+    array.flags.writeable = False
+    return array
 
 
 def _safe_relative_path(name: str) -> PurePosixPath:
@@ -191,12 +218,17 @@ class Client:
         """
         client = cls(read_connection_file(path), **kwargs)
         if connect:
-            client.connect(timeout)
+            try:
+                client.connect(timeout)
+            except BaseException:
+                client.close()  # don't leave a socket behind for a client the caller never gets
+                raise
         return client
 
     # --- connection ------------------------------------------------------------------------------
     def start(self) -> None:
         """Open the socket and send ``hello`` without waiting (the add-on's way); see :meth:`pump`."""
+        self._closed = False
         if self._socket is None:
             self._open_socket()
 
@@ -233,7 +265,11 @@ class Client:
             if not self.info.server_public_key:
                 raise BackendUnavailable("connection file says curve but names no server key")
             apply_client_curve(socket, self.info.server_public_key, *self._curve_keys)
-        socket.connect(self.info.address)
+        try:
+            socket.connect(self.info.address)
+        except zmq.ZMQError as exc:  # e.g. a malformed address in the connection file
+            socket.close(linger=0)
+            raise BackendUnavailable(f"cannot connect to {self.info.address!r}: {exc}") from None
         self._socket = socket
         self._last_heard = time.monotonic()  # grace period for the handshake
         self._send_hello()
@@ -305,7 +341,7 @@ class Client:
         now = time.monotonic()
         if self.backend_alive:
             return max(0.0, min(self._last_heartbeat_sent + self.heartbeat_interval_s,
-                                self._last_heard + self.dead_after_s) - now)
+                                self._last_heard + self._silence_allowed()) - now)
         return max(0.0, self._last_hello_sent + self.reconnect_interval_s - now)
 
     def _drain(self, budget_s: float, max_messages: int) -> None:
@@ -330,7 +366,7 @@ class Client:
     def _housekeeping(self) -> None:
         now = time.monotonic()
         if self.backend_alive:
-            if now - self._last_heard > self.dead_after_s:
+            if now - self._last_heard > self._silence_allowed():
                 self.backend_alive = False
                 self._events.append(ClientEvent(BACKEND_LOST, None, {"silent_s": now - self._last_heard}))
                 self._close_socket()
@@ -347,6 +383,14 @@ class Client:
                 self._last_heard = now
             else:
                 self._send_hello()
+
+    def _silence_allowed(self) -> float:
+        """How long the backend may stay silent before we call it dead. A big artifact reply
+        arrives in one piece and holds back the heartbeat replies queued behind it, so while one
+        is expected the request timeout applies instead."""
+        if any(p.message.msg_type == M.GET_ARTIFACT for p in self._pending.values()):
+            return max(self.dead_after_s, self.request_timeout_s)
+        return self.dead_after_s
 
     # --- requests ------------------------------------------------------------------------------------
     def _send_request(self, msg_type: str, content: dict[str, Any], emit: bool = False) -> PendingRequest:
@@ -598,12 +642,16 @@ class Client:
         return self.jobs[job_id]
 
     def get_artifact(self, job_id: str, name: str, timeout: float | None = None) -> np.ndarray | bytes:
-        """An artifact: a read-only numpy array for ``array`` artifacts, ``bytes`` for files."""
-        record = next((a for a in self.jobs[job_id].artifacts if a.get("name") == name), None) \
-            if job_id in self.jobs else None
+        """An artifact: a read-only numpy array for ``array`` artifacts, ``bytes`` for files.
+
+        Artifacts above ``ARTIFACT_RANGE_BYTES`` (per the job's artifact record) are fetched in
+        ranges of their stored bytes (an array's ``.npy`` file), so no message nears the size limit.
+        """
+        view = self.jobs.get(job_id)
+        record = next((a for a in view.artifacts if a.get("name") == name), None) if view else None
         size = record.get("size") if record else None
-        if record and record.get("kind") == "file" and isinstance(size, int) and size > ARTIFACT_RANGE_BYTES:
-            return self._get_file_in_ranges(job_id, name, size, timeout)
+        if isinstance(size, int) and not isinstance(size, bool) and size > ARTIFACT_RANGE_BYTES:
+            return self._get_in_ranges(job_id, name, size, record.get("kind") == "array", timeout)
         content = self.request(M.GET_ARTIFACT, {"job_id": job_id, "name": name}, timeout).content
         if isinstance(content.get("array"), np.ndarray):
             return content["array"]
@@ -611,20 +659,23 @@ class Client:
             return bytes(content["data"])
         raise ProtocolError(f"get_artifact_reply for {name!r} holds neither an array nor data")
 
-    def _get_file_in_ranges(self, job_id: str, name: str, size: int, timeout: float | None) -> bytes:
+    def _get_in_ranges(self, job_id: str, name: str, size: int, is_array: bool,
+                       timeout: float | None) -> np.ndarray | bytes:
         out = bytearray()
         while len(out) < size:
             content = self.request(M.GET_ARTIFACT, {"job_id": job_id, "name": name, "offset": len(out),
                                                     "length": ARTIFACT_RANGE_BYTES}, timeout).content
+            if "offset" not in content:  # the server sent the whole artifact at once
+                if isinstance(content.get("array"), np.ndarray):
+                    return content["array"]
+                if isinstance(content.get("data"), memoryview):
+                    return bytes(content["data"])
+                raise ProtocolError(f"get_artifact_reply for {name!r} holds neither an array nor data")
             data = content.get("data")
-            if not isinstance(data, memoryview):
-                raise ProtocolError(f"get_artifact_reply for {name!r} holds no data")
-            if "offset" not in content:  # the server sent the whole file at once
-                return bytes(data)
-            if content.get("offset") != len(out) or not data.nbytes:
+            if not isinstance(data, memoryview) or content.get("offset") != len(out) or not data.nbytes:
                 raise ProtocolError(f"artifact {name!r}: bad range reply")
             out += data
-        return bytes(out)
+        return _array_from_npy(out) if is_array else bytes(out)
 
     def download(self, job_id: str, out_dir: str | os.PathLike[str],
                  timeout: float | None = None) -> list[Path]:

@@ -2,16 +2,19 @@
 
 A :class:`Session` holds the key, this peer's session id, the limits and the replay guard. It does
 no I/O of its own beyond :meth:`Session.send`/:meth:`Session.recv`, thin wrappers over
-``send_multipart(copy=False)`` / ``recv_multipart(copy=False)`` so buffers are never copied.
+``send_multipart`` (``copy=False`` when there are buffers) and ``recv_multipart(copy=False)``, so
+buffers are never copied. Thread-safe: the replay guard has its own lock.
 """
 
 from __future__ import annotations
 
 import json
+import json.encoder
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import zmq
@@ -46,7 +49,11 @@ DEFAULT_LIMITS = Limits()
 
 
 def utcnow_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    """Now, UTC, ISO 8601 with microseconds and a ``Z``. Built from ``time`` because that is half the
+    cost of ``datetime.now(UTC).isoformat()``, and this runs once per message."""
+    now = time.time()
+    seconds = int(now)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int((now - seconds) * 1e6):06d}Z"
 
 
 def new_id() -> str:
@@ -90,8 +97,26 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
+def _not_serializable(obj: Any) -> Any:
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+# The C encoder that JSONEncoder.encode builds afresh on every call, built once (saves ~2 us per
+# frame). No circular-reference markers: a cycle ends in RecursionError, which _dumps reports.
+# Falls back to JSONEncoder where the C accelerator is missing.
+_C_ENCODER = (
+    json.encoder.c_make_encoder(None, _not_serializable, json.encoder.encode_basestring_ascii, None,
+                                ":", ",", False, False, False)
+    if json.encoder.c_make_encoder is not None else None
+)
+
+
 def _dumps(obj: Any) -> bytes:
+    if isinstance(obj, dict) and not obj:  # the usual metadata / parent of a request
+        return b"{}"
     try:
+        if _C_ENCODER is not None and isinstance(obj, dict):
+            return "".join(_C_ENCODER(obj, 0)).encode("ascii")
         return _ENCODER.encode(obj).encode("ascii")
     except (TypeError, ValueError, RecursionError) as exc:
         raise ProtocolError(f"content is not JSON-serializable: {exc}") from exc
@@ -311,7 +336,10 @@ class Session:
             message = self.msg(message, content, parent, metadata)
         if identities is not None:
             message.identities = list(identities)
-        socket.send_multipart(self.serialize(message), flags=flags, copy=False)
+        frames = self.serialize(message)
+        # copy=False only pays off for big frames; a message without buffers goes the cheaper way.
+        has_buffers = len(frames) > len(message.identities) + N_FIXED_FRAMES
+        socket.send_multipart(frames, flags=flags, copy=not has_buffers)
         return message
 
     def send_tracked(self, socket: zmq.Socket[Any], message: Message, flags: int = 0) -> zmq.MessageTracker:

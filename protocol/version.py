@@ -8,11 +8,14 @@ from .errors import MalformedMessage, VersionMismatch
 
 PROTOCOL_VERSION = "1.0"
 
+_OWN_VERSION = (int(PROTOCOL_VERSION.split(".")[0]), int(PROTOCOL_VERSION.split(".")[1]))
 _VERSION_RE = re.compile(r"^(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})$")
 
 
 def parse_version(text: object) -> tuple[int, int]:
     """``"1.0"`` -> ``(1, 0)``; anything else raises :class:`MalformedMessage`."""
+    if text == PROTOCOL_VERSION:  # the usual case, once per received message
+        return _OWN_VERSION
     if not isinstance(text, str):
         raise MalformedMessage(f"protocol version must be a string 'MAJOR.MINOR', got {type(text).__name__}")
     match = _VERSION_RE.match(text)

@@ -40,13 +40,13 @@ class SculptConfig:
     grid_resolution: int = 64  # tet-grid cells along the longest side of the body's box
     margin: float = 0.08  # metres added around the body's box: room for hair and loose clothes
     net: SDFNetConfig = field(default_factory=SDFNetConfig)
-    init_iters: int = 300
+    init_iters: int = 150
     init_lr: float = 1e-2
-    init_samples: int = 16384  # near-surface points per init step (plus all grid vertices)
-    truncation: float = 0.1  # metres: SDF targets are clamped to +-this in the init fit
+    init_samples: int = 8192  # near-surface points per init step (and as many near grid vertices)
+    truncation: float = 0.06  # metres: SDF targets are clamped to +-this in the init fit
     band_cells: float = 3.0  # refine evaluates the field only this many cells around the surface
     band_interval: int = 20  # iterations between re-evaluations of the whole grid
-    refine_iters: int = 300
+    refine_iters: int = 150
     refine_lr: float = 3e-3
     render_scale: float = 0.5  # optimisation renders at this fraction of the views' resolution
     mask_scale: float = 0.5  # the silhouette term renders at this fraction of render_scale
@@ -168,10 +168,16 @@ class Sculptor:
         opt = torch.optim.Adam(self.net.parameters(), lr=cfg.init_lr)
         tr = cfg.truncation
         n_far = min(len(far), cfg.init_samples // 4)
+        n_near = min(len(near), cfg.init_samples)
         for it in range(cfg.init_iters):
+            # Random subsets each step: grid vertices near the surface (where marching tets will look),
+            # a few far ones (to keep the sign right everywhere) and the near-surface pool.
             pick = torch.as_tensor(self.rng.integers(0, len(pool), cfg.init_samples))
             far_pick = far[torch.as_tensor(self.rng.integers(0, max(len(far), 1), n_far))] if n_far else far
-            idx = torch.cat([near, far_pick])
+            near_pick = (
+                near[torch.as_tensor(self.rng.integers(0, max(len(near), 1), n_near))] if n_near else near
+            )
+            idx = torch.cat([near_pick, far_pick])
             x = torch.cat([self.grid_vertices[idx], pool_t[pick]])
             target = torch.cat([grid_sdf[idx], pool_sdf[pick]]).clamp(-tr, tr)
             sdf, offset = self.net(self.normalise(x))

@@ -107,7 +107,7 @@ def shape_fields(b: BodyPoints) -> list[Callable[[], np.ndarray]]:
     head = b.weight_of("head", "jaw", "left_eye_smplhf", "right_eye_smplhf")
     front = _smoothstep(0.0, 0.06, p[:, 2])
     # Thigh girth fades out towards the groin so it does not bulge the pelvis into "shorts".
-    hip_fade = _smoothstep(0.0, 0.12, hip_y - p[:, 1])
+    hip_fade = _smoothstep(-0.02, 0.22, hip_y - p[:, 1])
     limbs = _both(b, "shoulder", "elbow", "knee") + _both(b, "hip") * hip_fade
     # The torso grows horizontally away from the vertical body axis (its spine bones are vertical,
     # but distance-to-segment would also push the shoulders and groin up and down).
@@ -121,17 +121,23 @@ def shape_fields(b: BodyPoints) -> list[Callable[[], np.ndarray]]:
         return 0.15 * (torso[:, None] * horizontal + limb_like[:, None] * b.radial())
 
     def shoulders() -> np.ndarray:
-        lateral = _smoothstep(0.03, shoulder_x, np.abs(p[:, 0]))
-        upper = b.weight_of("left_collar", "right_collar", "spine3") * lateral
-        return 0.025 * _x_dir(p) * (upper + _both(b, *ARM))[:, None]
+        # arms move out rigidly; the upper torso follows, fading towards the midline and the waist
+        # (position-based ramps keep the field smooth where the arm's weights end)
+        arm = _both(b, *ARM)
+        # proportional to |x| near the midline: a lateral scaling, so no point crosses x = 0
+        ramp = np.clip(np.abs(p[:, 0]) / 0.14, 0.0, 1.0) * _smoothstep(-0.05, 0.15, p[:, 1])
+        keep = 1.0 - head - b.weight_of("neck")  # the neck keeps its width
+        return 0.025 * _x_dir(p) * (arm + (1.0 - arm) * ramp * keep)[:, None]
 
     def legs() -> np.ndarray:
         ramp = np.clip((hip_y - p[:, 1]) / (hip_y - floor_y), 0.0, 1.0)
         return _axis(p, 1, -0.06 * ramp * np.minimum(_both(b, *LEG) + b.weight_of("pelvis"), 1.0))
 
     def hips() -> np.ndarray:
-        wide = _both(b, *LEG) + b.weight_of("pelvis", "spine1") * _smoothstep(0.03, 0.14, np.abs(p[:, 0]))
-        return 0.02 * _x_dir(p) * wide[:, None]
+        # legs move out rigidly; the pelvis widens, fading out upwards to the waist
+        leg = _both(b, *LEG)
+        ramp = np.clip(np.abs(p[:, 0]) / 0.14, 0.0, 1.0) * (1.0 - _smoothstep(-0.3, -0.06, p[:, 1]))
+        return 0.02 * _x_dir(p) * (leg + (1.0 - leg) * ramp * (1.0 - _both(b, *ARM)))[:, None]
 
     def chest() -> np.ndarray:
         band = b.weight_of("spine3", "spine2") * front * _gauss(p, (0.0, 0.09, 0.1), 0.09)

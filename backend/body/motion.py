@@ -12,7 +12,8 @@ SMPL+H release
     (16,), ``dmpls`` (N,8), ``gender``, ``mocap_framerate``.
 
 The 21 body joints are the same in SMPL+H and SMPL-X, so SMPL+H poses map over directly (no jaw,
-eyes or expression). SMPL+H betas live in SMPL+H's shape space; they are carried over unchanged
+eyes or expression); plain SMPL ``poses`` (N,72) are read the same way, dropping SMPL's two hand
+joints. SMPL+H betas live in SMPL+H's shape space; they are carried over unchanged
 and ``Motion.source_model`` says where they came from. Hand poses are absolute axis-angle (a flat
 hand is zero), as AMASS stores them.
 """
@@ -36,6 +37,7 @@ PER_FRAME_FIELDS: dict[str, int] = {
 FULL_POSE_ORDER = ("global_orient", "body_pose", "jaw_pose", "leye_pose", "reye_pose",
                    "left_hand_pose", "right_hand_pose")  # fmt: skip
 SMPLH_POSE_ORDER = ("global_orient", "body_pose", "left_hand_pose", "right_hand_pose")
+SMPL_POSE_WIDTH = 72  # 24 joints: root, 21 body joints, left and right hand
 AMASS_SMPLH_BETAS = 16
 AMASS_DMPLS = 8
 
@@ -60,7 +62,7 @@ class Motion:
     expression: np.ndarray = field(default_factory=lambda: np.zeros(10))
     fps: float = 30.0
     gender: str = "neutral"
-    source_model: str = "smplx"  # body model the betas belong to ("smplx" or "smplh")
+    source_model: str = "smplx"  # body model the betas belong to ("smplx", "smplh" or "smpl")
 
     def __post_init__(self) -> None:
         n = None
@@ -221,6 +223,23 @@ def load_amass(path: str | Path, num_betas: int | None = None) -> Motion:
                 fps=fps,
                 gender=gender,
                 source_model="smplh",
+            )
+        if poses.shape[1] == SMPL_POSE_WIDTH:
+            # plain SMPL: root + the same 21 body joints, then two hand joints SMPL-X does not have
+            zeros3, zeros45 = np.zeros((len(poses), 3)), np.zeros((len(poses), 45))
+            return Motion(
+                global_orient=poses[:, :3],
+                body_pose=poses[:, 3:66],
+                left_hand_pose=zeros45,
+                right_hand_pose=zeros45,
+                jaw_pose=zeros3,
+                leye_pose=zeros3,
+                reye_pose=zeros3,
+                transl=trans,
+                betas=betas,
+                fps=fps,
+                gender=gender,
+                source_model="smpl",
             )
         raise MotionFormatError(f"{path}: unsupported poses width {poses.shape[1]} (model {model_type})")
 

@@ -40,10 +40,13 @@ def diffuse(values: np.ndarray, adjacency: sp.csr_matrix, steps: int, rate: floa
 
 def keep_strongest(weights: np.ndarray, k: int = 4, floor: float = 1e-3) -> np.ndarray:
     """Zero all but the ``k`` largest weights per row (and tiny ones), then renormalise to 1."""
-    w = weights.copy()
-    if w.shape[1] > k:
-        cutoff = np.partition(w, -k, axis=1)[:, -k][:, None]
-        w[w < cutoff] = 0.0
+    w = np.zeros_like(weights)
+    top = np.argpartition(weights, -k, axis=1)[:, -k:] if weights.shape[1] > k else None
+    if top is None:
+        w[:] = weights
+    else:
+        rows = np.arange(len(weights))[:, None]
+        w[rows, top] = weights[rows, top]  # exactly k, even when weights tie
     w[w < floor] = 0.0
     return w / w.sum(axis=1, keepdims=True)
 

@@ -41,7 +41,7 @@ from .skinning import body_skinning_weights
 from .surface import mesh_implicit
 
 # Bump whenever the generated data changes, so cached files are rebuilt.
-STANDIN_VERSION = 10
+STANDIN_VERSION = 16
 GENDERS = ("neutral", "male", "female")
 
 NUM_BODY_VERTICES = NUM_VERTICES - 2 * CAP_VERTICES  # 9383, eyeballs follow as in SMPL-X
@@ -54,7 +54,7 @@ NUM_POSE_BASIS = (NUM_JOINTS - 1) * 9  # 486: one 3x3 rotation minus identity pe
 # Fixed shape coefficients that turn the neutral body into the male / female stand-ins.
 GENDER_BETAS: dict[str, dict[int, float]] = {
     "neutral": {},
-    "male": {0: -0.7, 2: 1.0, 4: -0.6, 5: 0.2, 9: 0.8, 7: 0.2},
+    "male": {0: -0.7, 2: 1.0, 4: -0.6, 9: 0.8, 7: 0.2},
     "female": {0: 0.9, 1: -0.3, 2: -1.2, 4: 1.1, 5: 0.6, 7: -0.3, 9: -0.8},
 }
 
@@ -220,5 +220,6 @@ def ensure_standin(gender: str = "neutral", root: Path | None = None) -> Path:
             os.close(fd)
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, **data)
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is ordinary shared data
             os.replace(tmp, model_file(g, root))
     return target

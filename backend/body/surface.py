@@ -1,9 +1,11 @@
 """Implicit body -> triangle mesh with an exact vertex count.
 
 Marching cubes gives a dense, watertight, genus-0 surface; quadric decimation brings it just under
-the vertex budget, and splitting the longest edges one at a time lands on the exact count. On a
-closed genus-0 surface every edge split adds one vertex and two faces, so the face count follows
-(F = 2V - 4) and stays exactly what SMPL-X's topology needs.
+the vertex budget; the left half is kept, padded and mirrored (symmetry.py) so the body is exactly
+symmetric, and splitting the longest edges one at a time lands on the exact count. On a closed
+genus-0 surface every edge split adds one vertex and two faces, so the face count follows
+(F = 2V - 4) and stays exactly what SMPL-X's topology needs. A final tangential relaxation evens
+out the triangles without leaving the implicit surface or folding any triangle.
 """
 
 from __future__ import annotations
@@ -77,6 +79,69 @@ def split_longest_edges(
             added.append((new, q, c))
         f = np.concatenate([f, np.asarray(added, dtype=f.dtype)])
     return np.asarray(v), f
+
+
+def _min_angles(v: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Smallest corner angle (radians) of each triangle."""
+    a, b, c = (v[faces[:, k]] for k in range(3))
+    ab, bc, ca = b - a, c - b, a - c
+
+    def angle(u: np.ndarray, w: np.ndarray) -> np.ndarray:
+        cos = (u * w).sum(axis=1) / np.maximum(np.linalg.norm(u, axis=1) * np.linalg.norm(w, axis=1), 1e-30)
+        return np.arccos(np.clip(cos, -1.0, 1.0))
+
+    return np.minimum(np.minimum(angle(ab, -ca), angle(bc, -ab)), angle(ca, -bc))
+
+
+def flip_slivers(
+    vertices: np.ndarray, faces: np.ndarray, below_deg: float = 12.0, max_bend_deg: float = 15.0
+) -> np.ndarray:
+    """Flip the longest edge of thin triangles where that makes both triangles fatter.
+
+    Only edges between two nearly coplanar triangles are flipped (the shape does not change) and
+    rim edges of an open mesh are left alone. Vertex count and orientation are kept.
+    """
+    f = faces.copy()
+    cos_bend = np.cos(np.radians(max_bend_deg))
+    for _ in range(3):
+        angles = _min_angles(vertices, f)
+        owner: dict[tuple[int, int], list[int]] = {}
+        for fi, tri in enumerate(f.tolist()):
+            for k in range(3):
+                owner.setdefault((min(tri[k], tri[(k + 1) % 3]), max(tri[k], tri[(k + 1) % 3])), []).append(
+                    fi
+                )
+        touched: set[int] = set()
+        flips = 0
+        for fi in np.argsort(angles):
+            if angles[fi] >= np.radians(below_deg):
+                break
+            if fi in touched:
+                continue
+            tri = [int(x) for x in f[fi]]
+            lengths = [np.linalg.norm(vertices[tri[k]] - vertices[tri[(k + 1) % 3]]) for k in range(3)]
+            k = int(np.argmax(lengths))
+            a, b, c = tri[k], tri[(k + 1) % 3], tri[(k + 2) % 3]
+            across = [g for g in owner.get((min(a, b), max(a, b)), []) if g != fi]
+            if len(across) != 1 or across[0] in touched:
+                continue
+            g = across[0]
+            d = next(int(x) for x in f[g] if x not in (a, b))
+            if (min(c, d), max(c, d)) in owner:
+                continue  # the flipped edge already exists elsewhere
+            old = np.array([[a, b, c], [b, a, d]])
+            new = np.array([[a, d, c], [d, b, c]])
+            n_old, n_new = _face_normals(vertices, old), _face_normals(vertices, new)
+            if (n_old[0] @ n_old[1]) < cos_bend or (n_new @ n_old[0]).min() < cos_bend:
+                continue
+            if _min_angles(vertices, new).min() <= _min_angles(vertices, old).min():
+                continue
+            f[fi], f[g] = new
+            touched.update((int(fi), g))
+            flips += 1
+        if flips == 0:
+            break
+    return f
 
 
 def project_to_level_set(points: np.ndarray, field_: np.ndarray, grid: Grid, steps: int = 3) -> np.ndarray:
@@ -158,6 +223,9 @@ def implicit_field(primitives: list[Primitive], spacing: float) -> tuple[np.ndar
     half_x = int(np.ceil((max(abs(lo[0]), abs(hi[0])) + 4 * spacing) / spacing))
     origin = grid.origin.copy()
     origin[0] = -half_x * spacing
+    # Off-round y/z sample planes: flat primitive faces at round coordinates (the palm) would
+    # otherwise lie exactly on a sample plane and marching cubes would emit sliver triangles.
+    origin[1:] += np.array([0.37, 0.21]) * spacing
     grid = Grid(origin=origin, spacing=spacing, shape=(2 * half_x + 1, grid.shape[1], grid.shape[2]))
     return evaluate_union(primitives, grid), grid
 
@@ -201,7 +269,7 @@ def _mirror_symmetric(
     half_v, half_f = split_longest_edges(
         half_v, half_f, missing // 2, lambda vv, e: (vv[e[:, 0], 0] > 0) | (vv[e[:, 1], 0] > 0)
     )
-    return mirror_and_weld(half_v, half_f)
+    return mirror_and_weld(half_v, flip_slivers(half_v, half_f))
 
 
 def mesh_implicit(
@@ -223,11 +291,14 @@ def mesh_implicit(
     _check_sphere_like(dense, "marching cubes")
 
     mirror = None
-    if symmetric:
+    # The left half of a decimated body holds roughly, not exactly, half its vertices: aim lower
+    # and lower until the mirrored mesh fits the budget (the rest is made up by edge splits).
+    for margin in (250, 400, 600) if symmetric else ():
         try:
-            coarse = decimate(dense, 2 * (n_vertices - 150) - 4)
-            v, f, mirror = _mirror_symmetric(coarse, n_vertices, snap=0.3 * spacing * 2)
+            coarse = decimate(dense, 2 * (n_vertices - margin) - 4)
+            v, f, mirror = _mirror_symmetric(coarse, n_vertices, snap=0.6 * spacing)
             _check_sphere_like(trimesh.Trimesh(v, f, process=False), "mirrored surface")
+            break
         except (SymmetryError, SurfaceError):
             mirror = None
     if mirror is None:
@@ -237,6 +308,7 @@ def mesh_implicit(
         if missing < 0:
             raise SurfaceError(f"decimation left {len(coarse.vertices)} vertices, budget {n_vertices}")
         v, f = split_longest_edges(np.asarray(coarse.vertices), np.asarray(coarse.faces), missing)
+        f = flip_slivers(v, f)
     v = relax(v, f, field_, grid, relax_iterations, mirror)
     result = trimesh.Trimesh(v, f, process=False)
     _check_sphere_like(result, "final surface")

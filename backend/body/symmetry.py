@@ -22,6 +22,24 @@ def cut_left_half(vertices: np.ndarray, faces: np.ndarray, snap: float) -> tuple
     """
     v = vertices.astype(np.float64).copy()
     v[np.abs(v[:, 0]) < snap, 0] = 0.0
+    # A crossing edge whose cut point would land within ``snap`` of an end point would make a
+    # tiny edge: put that end point on the plane instead (it moves by less than ``snap``).
+    edges = np.unique(
+        np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1), axis=0
+    )
+    for _ in range(5):
+        xa, xb = v[edges[:, 0], 0], v[edges[:, 1], 0]
+        cross = xa * xb < 0
+        if not cross.any():
+            break
+        e, xa, xb = edges[cross], xa[cross], xb[cross]
+        length = np.linalg.norm(v[e[:, 0]] - v[e[:, 1]], axis=1)
+        t = xa / (xa - xb)
+        near_a, near_b = t * length < snap, (1 - t) * length < snap
+        if not (near_a.any() or near_b.any()):
+            break
+        v[e[near_a, 0], 0] = 0.0
+        v[e[near_b, 1], 0] = 0.0
     side = np.sign(v[:, 0]).astype(int)
     new_points: list[np.ndarray] = []
     crossing: dict[tuple[int, int], int] = {}

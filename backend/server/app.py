@@ -521,34 +521,25 @@ class Server:
             raise BadRequest(M.E_UNKNOWN_ARTIFACT, f"job {job.job_id} has no artifact {name[:200]!r}")
         content: dict[str, Any] = {"job_id": job.job_id, "name": name, "artifact": record.to_wire()}
         budget = self.config.limits.max_message_bytes - ARTIFACT_REPLY_MARGIN
-        if record.kind == "array":
-            if record.size > budget:
-                raise BadRequest(
-                    M.E_BAD_REQUEST,
-                    f"array artifact {name!r} ({record.size} bytes) exceeds the "
-                    f"message limit; fetch it as a file in ranges",
-                )
-            content["array"] = self.artifacts.load_array(record.sha256)
-        else:
-            offset = message.content.get("offset")
-            length = message.content.get("length")
-            if offset is None and record.size > budget:
-                raise BadRequest(
-                    M.E_BAD_REQUEST,
-                    f"file artifact {name!r} has {record.size} bytes, more than "
-                    f"one message may carry: ask for ranges (offset, length)",
-                )
-            if offset is not None:
-                if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= record.size:
-                    raise BadRequest(M.E_BAD_REQUEST, f"'offset' must be an int in [0, {record.size}]")
-                if length is None:
-                    length = record.size - offset
-                if isinstance(length, bool) or not isinstance(length, int) or length < 0:
-                    raise BadRequest(M.E_BAD_REQUEST, "'length' must be a non-negative int")
-                length = min(length, budget, record.size - offset)
-                content["offset"] = offset
-            else:
-                offset, length = 0, record.size
+        offset = message.content.get("offset")
+        if offset is None and record.size > budget:
+            raise BadRequest(
+                M.E_BAD_REQUEST,
+                f"artifact {name!r} has {record.size} bytes, more than one message may carry: ask for "
+                f"ranges (offset, length) of its stored bytes (for an array: its .npy file)",
+            )
+        if offset is None and record.kind == "array":
+            content["array"] = self.artifacts.load_array(record.sha256)  # memory-mapped, sent zero-copy
+        elif offset is None:
+            content["data"] = self._file_slice(record.sha256, 0, record.size)
+        else:  # a range of the stored bytes, for files and (as .npy bytes) arrays alike
+            length = message.content.get("length", record.size)
+            if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= record.size:
+                raise BadRequest(M.E_BAD_REQUEST, f"'offset' must be an int in [0, {record.size}]")
+            if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+                raise BadRequest(M.E_BAD_REQUEST, "'length' must be a non-negative int")
+            length = min(length, budget, record.size - offset)
+            content["offset"] = offset
             content["data"] = self._file_slice(record.sha256, offset, length)
         self._reply(identity, message, content)
 

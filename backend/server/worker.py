@@ -39,6 +39,7 @@ from .params import internalize
 # period and the client's progress bar a few per second; faster ones would only load the pipe.
 PROGRESS_INTERVAL_S = 0.05
 DATA_DIR_ENV = "AVATAR_STUDIO_DATA_DIR"
+_WIRE_DTYPE_KINDS = frozenset("biufc")  # what protocol/arrays.py can send as a buffer
 
 # Exceptions whose message is meant for the user: no traceback is sent with them.
 _CLEAN_ERRORS: tuple[type[BaseException], ...] = (JobInputError, ArtifactNameError)
@@ -101,6 +102,13 @@ def _store_result(result: object, store: ArtifactStore) -> tuple[dict[str, Any],
     clash = set(result.arrays) & set(result.files)
     if clash:
         raise ArtifactNameError(f"artifact names used both as array and file: {sorted(clash)}")
+    for name, array in result.arrays.items():
+        dtype = np.asarray(array).dtype
+        if dtype.kind not in _WIRE_DTYPE_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+            raise TypeError(
+                f"array artifact {name!r} has dtype {dtype}, which cannot travel on the wire "
+                f"(bool, int, uint, float and complex only); return it as a file instead"
+            )
     records = [store.store_array(name, array) for name, array in result.arrays.items()]
     records += [store.store_file(name, Path(path)) for name, path in result.files.items()]
     return data, records

@@ -318,6 +318,31 @@ def test_backend_killed_mid_job_then_restarted(clean_scene, backend_server, tmp_
     print(f"pumps until re-attached: {len(pumper.durations)}, max {max(pumper.durations) * 1e3:.2f} ms")
 
 
+def test_a_submit_lost_with_the_backend_is_sent_again(clean_scene, backend_server, tmp_path: Path) -> None:
+    """Submitted just as the backend died (the bridge has not noticed yet): no reply ever comes, so
+    the bridge re-sends it to the restarted backend with the same idempotency key; it runs once."""
+    scene = clean_scene
+    the_bridge, pumper = connect(tmp_path, backend_server.connection_file)
+    backend_server.kill()
+    assert the_bridge.connected  # not noticed yet
+    key = the_bridge.submit(scene, "system.sleep", {"seconds": 0.2}, auto_import=False).request_key
+
+    def item():
+        return next(i for i in scene.avatar_studio.jobs if i.request_key == key)
+
+    pumper.until(lambda: the_bridge.status == "lost", bridge_mod.DEAD_AFTER_S + 3, "the backend to be lost")
+    assert item().state == "submitting" and not item().job_id
+    backend_server.start()
+    pumper.until(lambda: item().state in ("succeeded", "failed"), 60, "the re-sent job")
+    assert item().state == "succeeded", item().error
+    checker = client_module().Client.from_connection_file(backend_server.connection_file)
+    try:
+        sleeps = [j for j in checker.list_jobs() if j.get("kind") == "system.sleep"]
+    finally:
+        checker.close()
+    assert [j["job_id"] for j in sleeps] == [item().job_id]
+
+
 def test_jobs_are_reattached_after_a_file_reload(clean_scene, backend_server, tmp_path: Path) -> None:
     """A .blend holding a job this Blender's client has never seen: opening it (the persistent
     load_post handler) is what makes the bridge attach the job and follow it to its end."""
@@ -427,3 +452,48 @@ def test_unreachable_or_malformed_backends_are_reported(clean_scene, tmp_path: P
         assert max(durations) < PUMP_LIMIT_S
     finally:
         prefs.connection_mode, prefs.address, prefs.key = saved
+
+
+@pytest.mark.slow
+def test_avatar_from_the_backend_imports_textured_and_rigged(
+    clean_scene, backend_server, tmp_path: Path
+) -> None:
+    """avatar.from_views on a tiny synthetic character (small grid, few iterations): the imported
+    avatar has the backend's vertices, UVs, texture (packed, rows in Blender's order) and rig."""
+    scene = clean_scene
+    the_bridge, pumper = connect(tmp_path, backend_server.connection_file)
+    assert the_bridge.has_job_kind("avatar.from_views")
+    params = {
+        "grid": 36,
+        "init_iters": 30,
+        "refine_iters": 10,
+        "texture_size": 64,
+        "texture_iters": 4,
+        "synthetic": {"shape": "average", "resolution": 96, "skirt": False, "hair": False},
+    }
+    item = the_bridge.submit(scene, "avatar.from_views", params, meta={"name": "Av"})
+    job_key = item.request_key
+    pumper.until(
+        lambda: (
+            next(i for i in scene.avatar_studio.jobs if i.request_key == job_key).state
+            in ("failed", "cancelled")
+            or next(i for i in scene.avatar_studio.jobs if i.request_key == job_key).imported
+        ),
+        600,
+        "the avatar",
+    )
+    item = next(i for i in scene.avatar_studio.jobs if i.request_key == job_key)
+    assert item.state == "succeeded", item.error
+    result = Path(item.result_dir)
+    vertices = np.load(result / "vertices.npy")
+    texture = np.load(result / "texture.npy")
+    arm_obj, mesh_obj = body_objects(scene, item.target)
+    assert len(mesh_obj.data.vertices) == len(vertices) and len(arm_obj.data.bones) == 55
+    np.testing.assert_allclose(vertex_weights(mesh_obj).sum(axis=1), 1.0, atol=1e-5)
+    image = next(n for n in mesh_obj.data.materials[0].node_tree.nodes if n.type == "TEX_IMAGE").image
+    assert image.packed_file is not None and tuple(image.size) == (texture.shape[1], texture.shape[0])
+    pixels = np.empty(image.size[0] * image.size[1] * 4, dtype=np.float32)
+    image.pixels.foreach_get(pixels)
+    pixels = pixels.reshape(image.size[1], image.size[0], 4)[::-1, :, :3]
+    np.testing.assert_allclose(pixels, texture[..., :3] / 255.0, atol=1 / 255)
+    assert "UVMap" in mesh_obj.data.uv_layers

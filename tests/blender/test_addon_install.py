@@ -26,7 +26,8 @@ INSTALL_SCRIPT = r"""
 import json, sys
 import bpy, addon_utils
 
-zip_path = sys.argv[-1]
+zip_path = sys.argv[1]
+connection = sys.argv[2] if len(sys.argv) > 2 else None
 result = {}
 repo = next(r for r in bpy.context.preferences.extensions.repos if r.module == "user_default")
 bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
@@ -44,6 +45,24 @@ result["handler_installed"] = any(getattr(h, "__module__", "").startswith(name)
                                   for h in bpy.app.handlers.load_post)
 result["timer"] = bpy.app.timers.is_registered(module.bridge.timer_callback)
 result["repo_dir"] = repo.directory
+if connection:
+    # The installed add-on (its vendored protocol) runs a job against a real backend.
+    import time
+    the_bridge = module.bridge.get_bridge()
+    the_bridge.download_root_override = connection + ".downloads"
+    the_bridge.connect(connection)
+    deadline = time.monotonic() + 60
+    item = None
+    while time.monotonic() < deadline:
+        the_bridge.pump()
+        if item is None and the_bridge.connected:
+            item = the_bridge.submit(bpy.context.scene, "system.sleep", {"seconds": 0.3})
+        if item is not None and (item.imported or item.state == "failed"):
+            break
+        time.sleep(0.02)
+    result["job_state"] = item.state if item is not None else the_bridge.status_text()
+    result["job_message"] = item.message if item is not None else ""
+    the_bridge.disconnect()
 import glob, os
 site = os.path.join(bpy.utils.user_resource("EXTENSIONS"), ".local", "lib", "python*", "site-packages")
 result["wheel_extracted"] = bool(glob.glob(os.path.join(site, "zmq", "__init__.py")))
@@ -67,14 +86,16 @@ def build_zip(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def install(zip_path: Path, user_dir: Path, expect_refusal: bool = False) -> dict:
+def install(
+    zip_path: Path, user_dir: Path, expect_refusal: bool = False, connection: Path | None = None
+) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
     env["BLENDER_USER_RESOURCES"] = str(user_dir)
     script = user_dir.parent / "install_script.py"
     script.write_text(INSTALL_SCRIPT)
     # cwd away from the checkout: the installed add-on must not see the repository's protocol.
     done = subprocess.run(
-        [sys.executable, str(script), str(zip_path)],
+        [sys.executable, str(script), str(zip_path), *([str(connection)] if connection else [])],
         cwd=user_dir.parent,
         env=env,
         capture_output=True,
@@ -114,7 +135,7 @@ def check_installed(result: dict) -> None:
     assert not result["after_disable_handler"] and not result["after_disable_timer"]
 
 
-def test_zip_installs_registers_and_unregisters(tmp_path: Path) -> None:
+def test_zip_installs_registers_and_unregisters(tmp_path: Path, backend_server) -> None:
     built = build_zip(tmp_path / "dist", "--no-wheels")
     assert built.returncode == 0, built.stderr
     (entry,) = json.loads(built.stdout)["zips"]
@@ -124,7 +145,9 @@ def test_zip_installs_registers_and_unregisters(tmp_path: Path) -> None:
         names = set(archive.namelist())
     assert {"blender_manifest.toml", "__init__.py", "protocol/client.py", "protocol/cameras.py"} <= names
     assert not any("__pycache__" in n for n in names)
-    check_installed(install(zip_path, tmp_path / "user"))
+    result = install(zip_path, tmp_path / "user", connection=backend_server.connection_file)
+    check_installed(result)
+    assert result["job_state"] == "succeeded" and "saved in" in result["job_message"]
 
 
 def test_zips_with_the_linux_wheels(tmp_path: Path) -> None:

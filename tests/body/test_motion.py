@@ -200,3 +200,20 @@ def test_motion_modules_do_not_pull_in_torch() -> None:
         "sys.exit(1 if 'torch' in sys.modules else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_reads_plain_smpl_poses_dropping_its_hand_joints(tmp_path: Path) -> None:
+    poses = np.zeros((4, 72))
+    poses[:, 3 * JOINT_INDEX["right_elbow"] + 1] = 0.7
+    poses[:, 66:] = 1.0  # SMPL's L_Hand / R_Hand: no SMPL-X counterpart
+    np.savez(tmp_path / "smpl.npz", poses=poses, trans=np.zeros((4, 3)), mocap_framerate=np.array(30.0))
+    m = load_amass(tmp_path / "smpl.npz")
+    assert m.source_model == "smpl" and m.full_pose()[0, JOINT_INDEX["right_elbow"], 1] == 0.7
+    assert not m.left_hand_pose.any() and not m.right_hand_pose.any()
+
+
+def test_frames_slices_and_divides_the_rate() -> None:
+    m = random_motion(n=121, fps=120.0)
+    sub = m.frames(0, None, 4)
+    assert sub.n_frames == 31 and sub.fps == 30.0
+    np.testing.assert_array_equal(sub.body_pose, m.body_pose[::4])

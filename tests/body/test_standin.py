@@ -294,3 +294,16 @@ def test_face_contour_follows_head_yaw(standin_npz: dict[str, np.ndarray], stand
     neck_yaw[0, 3 * (JOINT_INDEX["neck"] - 1) + 1] = np.radians(30.0)
     rest, turned = model().joints[0, 127:], model(body_pose=neck_yaw).joints[0, 127:]
     assert (rest - turned).abs().max() > 0.02
+
+
+def test_triangles_are_not_degenerate(standin_npz: dict[str, np.ndarray]) -> None:
+    v, f = standin_npz["v_template"], standin_npz["f"].astype(np.int64)
+    a, b, c = (v[f[:, k]] for k in range(3))
+    edges = np.stack(
+        [np.linalg.norm(b - a, axis=1), np.linalg.norm(c - b, axis=1), np.linalg.norm(a - c, axis=1)]
+    )
+    assert edges.min() > 1e-4  # no collapsed edges (0.1 mm)
+    area2 = np.linalg.norm(np.cross(b - a, c - a), axis=1)
+    # smallest angle via 2 * area = |e1| |e2| sin(angle) at each corner
+    sin_min = area2 / np.stack([edges[0] * edges[2], edges[0] * edges[1], edges[1] * edges[2]]).max(axis=0)
+    assert np.degrees(np.arcsin(np.clip(sin_min, 0, 1))).min() > 1.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import KEY, FakeServer
+from protocol_fakes import KEY, FakeServer
 
 from protocol import (
     BackendUnavailable,
@@ -66,6 +67,8 @@ def test_submit_wait_progress_artifacts_and_download(client: Client, tmp_path: P
     seen: list[float] = []
     view = client.wait(job_id, on_progress=lambda v: seen.append(v.fraction), timeout=10)
     assert view.state == "succeeded" and view.data == {"counted": 6} and view.fraction == 1.0
+    assert view.result is not None
+    assert [a["name"] for a in view.result["artifacts"]] == ["counts", "logs/log.txt"]
     assert seen == sorted(seen) and len(seen) >= 6 and seen[-1] == pytest.approx(1.0)
     counts = client.get_artifact(job_id, "counts")
     assert isinstance(counts, np.ndarray) and counts.tolist() == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
@@ -228,3 +231,64 @@ def test_curve_listed_key_works_unlisted_or_wrong_server_key_does_not(tmp_path: 
         assert server.received.count("hello") == 1 and server.received.count("submit") == 1
     finally:
         server.stop()
+
+
+def test_blocking_wait_survives_a_backend_restart(fake_server: FakeServer) -> None:
+    c = make_client(fake_server)
+    job_id = c.submit("test.forever")
+    jobs, port = fake_server.jobs, fake_server.port
+    restarted: list[FakeServer] = []
+
+    def restart_later() -> None:
+        time.sleep(0.3)
+        fake_server.stop()
+        time.sleep(1.5)  # longer than dead_after_s: the client gives the old socket up
+        jobs[job_id].state = messages.SUCCEEDED
+        jobs[job_id].data = {"after": "restart"}
+        restarted.append(FakeServer(port=port, jobs=jobs))
+
+    thread = threading.Thread(target=restart_later)
+    thread.start()
+    try:
+        view = c.wait(job_id, timeout=10)
+        assert view.succeeded and view.data == {"after": "restart"}
+    finally:
+        thread.join()
+        c.close()
+        for server in restarted:
+            server.stop()
+
+
+def test_big_artifacts_come_in_ranges(client: Client, fake_server: FakeServer, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above the range size the client asks for slices of the stored bytes (an array's .npy file);
+    the fake server caps each slice at 40 bytes so several round trips are needed."""
+    import protocol.client as client_module
+    monkeypatch.setattr(client_module, "ARTIFACT_RANGE_BYTES", 16)
+    job_id = client.submit("test.count", {"steps": 40})
+    client.wait(job_id, timeout=10)
+    counts = client.get_artifact(job_id, "counts")
+    assert isinstance(counts, np.ndarray) and not counts.flags.writeable
+    assert counts.dtype == np.float32 and counts.tolist() == [2.0 * i for i in range(40)]
+    assert client.get_artifact(job_id, "logs/log.txt") == f"job {job_id} counted 40\n".encode()
+    assert fake_server.range_requests >= 5
+    written = client.download(job_id, tmp_path)
+    assert np.load(tmp_path / "counts.npy").tolist() == counts.tolist() and len(written) == 2
+
+
+def test_npy_parsing_keeps_order_and_refuses_garbage() -> None:
+    import io
+
+    from protocol import ProtocolError
+    from protocol.client import _array_from_npy
+    for array in (np.arange(12, dtype=">i4").reshape(3, 4), np.asfortranarray(np.arange(6.0).reshape(2, 3))):
+        stream = io.BytesIO()
+        np.save(stream, array)
+        parsed = _array_from_npy(bytearray(stream.getvalue()))
+        assert parsed.dtype == array.dtype and np.array_equal(parsed, array)
+    with pytest.raises(ProtocolError):
+        _array_from_npy(bytearray(b"not an npy file at all"))
+    truncated = io.BytesIO()
+    np.save(truncated, np.arange(100))
+    with pytest.raises(ProtocolError):
+        _array_from_npy(bytearray(truncated.getvalue()[:-8]))

@@ -259,3 +259,17 @@ def test_recv_nonblocking_raises_again_when_empty(router_dealer) -> None:
     with pytest.raises(zmq.Again):
         Session(KEY).recv(router, zmq.NOBLOCK)
     assert time.monotonic() - start < 1.0
+
+
+def test_send_side_is_zero_copy_for_contiguous_arrays() -> None:
+    session = Session(KEY)
+    array = np.arange(1 << 16, dtype=np.float64)
+    frames = session.serialize(session.msg("x", {"a": array, "b": array[::2]}))
+    assert np.frombuffer(frames[6], dtype=np.uint8).ctypes.data == array.ctypes.data  # shares memory
+    assert np.frombuffer(frames[7], dtype=np.uint8).ctypes.data != array.ctypes.data  # strided: copied once
+
+
+@pytest.mark.parametrize("frames", [None, 5, "abc", b"abc", [None], [[b"x"]], {"a": b"b"}, [DELIMITER] * 7])
+def test_wrong_python_types_are_protocol_errors(frames: Any) -> None:
+    with pytest.raises(ProtocolError):
+        Session(KEY).deserialize(frames)

@@ -26,8 +26,18 @@ def server_factory(tmp_path: Path) -> Iterator[Any]:
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server per test module, for tests that do not depend on what else ran on it (a server
+    that keeps serving after other tests' kills, cancels and garbage is itself the point)."""
+    shared = ServerProcess(tmp_path_factory.mktemp("shared") / "data").start()
+    yield shared
+    shared.stop()
+
+
 @pytest.fixture
-def server(server_factory: Any) -> ServerProcess:
+def fresh_server(server_factory: Any) -> ServerProcess:
+    """A server of this test's own, for tests that count or list every job."""
     return server_factory()
 
 

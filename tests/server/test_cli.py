@@ -22,8 +22,8 @@ def _run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[st
     )
 
 
-def test_submit_wait_json_in_a_subprocess(server: ServerProcess, tmp_path: Path) -> None:
-    conn = str(server.connection_file)
+def test_submit_wait_json_in_a_subprocess(fresh_server: ServerProcess, tmp_path: Path) -> None:
+    conn = str(fresh_server.connection_file)
     result = _run_cli(
         "submit",
         "system.sleep",
@@ -52,8 +52,8 @@ def test_submit_wait_json_in_a_subprocess(server: ServerProcess, tmp_path: Path)
     assert [j["kind"] for j in jobs] == ["system.info", "system.sleep"]  # newest first
 
 
-def test_cli_commands_in_process(server: ServerProcess, tmp_path: Path, capsys: Any) -> None:
-    conn = ["--connection", str(server.connection_file)]
+def test_cli_commands_in_process(fresh_server: ServerProcess, tmp_path: Path, capsys: Any) -> None:
+    conn = ["--connection", str(fresh_server.connection_file)]
     assert cli.main(["submit", "system.sleep", "--params", '{"seconds": 30}', "--json", *conn]) == 0
     job_id = json.loads(capsys.readouterr().out)["job_id"]
     assert cli.main(["cancel", job_id, "--json", *conn]) == 0

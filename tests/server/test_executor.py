@@ -8,12 +8,13 @@ import time
 from collections.abc import Iterator
 from multiprocessing.connection import wait
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from server_helpers import pid_alive
 
-from backend.jobs.api import JOB_KINDS, JobKind
+from backend.jobs.api import JOB_KINDS, JobKind, JobResult
 from backend.server.artifacts import ArtifactStore
 from backend.server.executor import (
     Executor,
@@ -32,6 +33,8 @@ KINDS = {
         "test.watched_sleep", "backend.jobs.system", "system_sleep", "", watchdog_s=0.5
     ),
     "test.missing_module": JobKind("test.missing_module", "backend.jobs.no_such_module", "run", ""),
+    # Job functions defined below; the worker imports this module by name (pytest put it on sys.path).
+    "test.outputs": JobKind("test.outputs", "test_executor", "outputs_job", ""),
 }
 TERMINAL = (JobSucceeded, JobFailed, JobCancelledEvent)
 
@@ -182,3 +185,35 @@ def test_queued_jobs_fail_when_no_worker_can_start(tmp_path: Path) -> None:
         assert "exit code 7" in end.error["evalue"]
     finally:
         ex.shutdown()
+
+
+def outputs_job(params: dict[str, Any], ctx: Any) -> JobResult:
+    """Returns what ``params["case"]`` names: folders of files, or a dtype the wire cannot carry."""
+    if params["case"] == "strings":
+        return JobResult(arrays={"names": np.array(["a", "b"])})
+    if params["case"] == "escape":
+        (ctx.work_dir / "x").write_text("x")
+        return JobResult(files={"../x": ctx.work_dir / "x"})
+    for index in range(3):
+        (ctx.work_dir / f"{index}.png").write_bytes(bytes([index]) * 10)
+    return JobResult(
+        files={f"rgb/{i:04d}.png": ctx.work_dir / f"{i}.png" for i in range(3)},
+        data={"work_dir": str(ctx.work_dir)},
+    )
+
+
+def test_job_outputs_are_checked_and_stored(executor: Executor) -> None:
+    executor.submit("files", "test.outputs", {"case": "files"})
+    executor.submit("strings", "test.outputs", {"case": "strings"})
+    executor.submit("escape", "test.outputs", {"case": "escape"})
+    events = run_until_terminal(executor, {"files", "strings", "escape"})
+    files = events["files"][-1]
+    assert isinstance(files, JobSucceeded)
+    assert [r.name for r in files.artifacts] == ["rgb/0000.png", "rgb/0001.png", "rgb/0002.png"]
+    assert all(r.kind == "file" and r.media_type == "image/png" and r.size == 10 for r in files.artifacts)
+    store = ArtifactStore(executor.artifacts_root)
+    assert store.read_bytes(files.artifacts[1].sha256) == b"\x01" * 10
+    assert not Path(files.data["work_dir"]).exists()  # the scratch dir is gone, the artifacts stay
+    strings, escape = events["strings"][-1], events["escape"][-1]
+    assert isinstance(strings, JobFailed) and "cannot travel" in strings.error["evalue"]
+    assert isinstance(escape, JobFailed) and escape.error["ename"] == "ArtifactNameError"

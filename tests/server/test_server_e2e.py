@@ -288,7 +288,8 @@ def test_cancel_queued_job_is_immediate(server_factory: Any) -> None:
         assert client.wait(blocker, timeout=5).state == M.CANCELLED
 
 
-def test_many_concurrent_clients(server: ServerProcess) -> None:
+def test_many_concurrent_clients(fresh_server: ServerProcess) -> None:
+    server = fresh_server
     results: dict[int, list[str]] = {}
     errors: list[BaseException] = []
 
@@ -372,6 +373,9 @@ def test_file_artifacts_whole_and_in_ranges(client: Any, tmp_path: Path, monkeyp
     with pytest.raises(ServerError) as err:
         client.request(M.GET_ARTIFACT, {"job_id": job_id, "name": "files/data.bin", "offset": size + 1})
     assert err.value.remote_ename == M.E_BAD_REQUEST
+    # An array artifact can be fetched as ranges of its stored .npy bytes too.
+    npy = client.request(M.GET_ARTIFACT, {"job_id": job_id, "name": "ticks", "offset": 0}).content
+    assert bytes(npy["data"]).startswith(b"\x93NUMPY") and npy["artifact"]["kind"] == "array"
     with pytest.raises(ServerError) as err:
         client.get_artifact(job_id, "nope")
     assert err.value.remote_ename == M.E_UNKNOWN_ARTIFACT
