@@ -40,7 +40,7 @@ class SculptConfig:
     grid_resolution: int = 64  # tet-grid cells along the longest side of the body's box
     margin: float = 0.08  # metres added around the body's box: room for hair and loose clothes
     net: SDFNetConfig = field(default_factory=SDFNetConfig)
-    init_iters: int = 150
+    init_iters: int = 100
     init_lr: float = 1e-2
     init_samples: int = 8192  # near-surface points per init step (and as many near grid vertices)
     truncation: float = 0.06  # metres: SDF targets are clamped to +-this in the init fit

@@ -100,6 +100,29 @@ def _hand_pca(side: str) -> tuple[np.ndarray, np.ndarray]:
     return basis, mean
 
 
+def _eye_caps() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Left cap (vertices, faces) and its mirror image, pupils at smplx's eye keypoint indices."""
+    pupil_l = EXTRA_VERTEX_IDS["leye"] - LEFT_EYE_START
+    pupil_r = EXTRA_VERTEX_IDS["reye"] - RIGHT_EYE_START
+    cap_l_v, cap_l_f = eye_cap(anatomy.eye_centers()[0], EYEBALL_RADIUS, EYE_CAP_HALF_ANGLE, pupil_l)
+    cap_r_v, cap_r_f = mirrored_cap(cap_l_v, cap_l_f, pupil_l, pupil_r)
+    return cap_l_v, cap_l_f, cap_r_v, cap_r_f
+
+
+def _eyeball_groups(joints: np.ndarray, ends: np.ndarray) -> list[tuple[np.ndarray, BodyPoints]]:
+    """Each eyeball's vertex range with its centre, so shape changes move it rigidly."""
+    groups = []
+    for start, eye_joint, centre in (
+        (LEFT_EYE_START, "left_eye_smplhf", anatomy.eye_centers()[0]),
+        (RIGHT_EYE_START, "right_eye_smplhf", anatomy.eye_centers()[1]),
+    ):
+        w = np.zeros((1, NUM_JOINTS))
+        w[0, JOINT_INDEX[eye_joint]] = 1.0
+        centre_point = BodyPoints(centre[None], w, joints, ends, anatomy.FLOOR_Y)
+        groups.append((np.arange(start, start + CAP_VERTICES), centre_point))
+    return groups
+
+
 def build_neutral() -> dict[str, np.ndarray]:
     """All arrays of the neutral stand-in, keyed as in an SMPL-X npz."""
     prims = anatomy.body_primitives()
@@ -108,38 +131,21 @@ def build_neutral() -> dict[str, np.ndarray]:
     owner = np.array([prims[i].bone for i in nearest_primitive(prims, body_v)])
     joints = anatomy.rest_joints()
     ends = bone_ends(joints, _bone_tips(joints))
-    body_w = body_skinning_weights(body_v, body_f, owner, joints, ends)
 
-    eyes = anatomy.eye_centers()
-    pupil_l = EXTRA_VERTEX_IDS["leye"] - LEFT_EYE_START
-    pupil_r = EXTRA_VERTEX_IDS["reye"] - RIGHT_EYE_START
-    cap_l_v, cap_l_f = eye_cap(eyes[0], EYEBALL_RADIUS, EYE_CAP_HALF_ANGLE, pupil_l)
-    cap_r_v, cap_r_f = mirrored_cap(cap_l_v, cap_l_f, pupil_l, pupil_r)
+    cap_l_v, cap_l_f, cap_r_v, cap_r_f = _eye_caps()
     vertices = np.concatenate([body_v, cap_l_v, cap_r_v])
     faces = np.concatenate([body_f, cap_l_f + LEFT_EYE_START, cap_r_f + RIGHT_EYE_START])
-    assert vertices.shape == (NUM_VERTICES, 3) and faces.shape == (NUM_FACES, 3)
+    if vertices.shape != (NUM_VERTICES, 3) or faces.shape != (NUM_FACES, 3):
+        raise RuntimeError(f"stand-in has {len(vertices)} vertices / {len(faces)} faces")
 
     weights = np.zeros((NUM_VERTICES, NUM_JOINTS))
-    weights[:NUM_BODY_VERTICES] = body_w
+    weights[:NUM_BODY_VERTICES] = body_skinning_weights(body_v, body_f, owner, joints, ends)
     weights[LEFT_EYE_START:RIGHT_EYE_START, JOINT_INDEX["left_eye_smplhf"]] = 1.0
     weights[RIGHT_EYE_START:, JOINT_INDEX["right_eye_smplhf"]] = 1.0
 
     regressor = build_regressor(vertices, weights, joints)
     body = BodyPoints(vertices, weights, joints, ends, anatomy.FLOOR_Y)
-    rigid = []
-    for start, eye_joint, centre in (
-        (LEFT_EYE_START, "left_eye_smplhf", eyes[0]),
-        (RIGHT_EYE_START, "right_eye_smplhf", eyes[1]),
-    ):
-        w = np.zeros((1, NUM_JOINTS))
-        w[0, JOINT_INDEX[eye_joint]] = 1.0
-        rigid.append(
-            (
-                np.arange(start, start + CAP_VERTICES),
-                BodyPoints(centre[None], w, joints, ends, anatomy.FLOOR_Y),
-            )
-        )
-    shapedirs, exprdirs = build_directions(body, rigid)
+    shapedirs, exprdirs = build_directions(body, _eyeball_groups(joints, ends))
 
     head_w = weights[:, [JOINT_INDEX["head"], JOINT_INDEX["jaw"]]].sum(axis=1)
     face_region = (head_w > 0.5) & (vertices[:, 2] > 0.02)

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from backend.render.api import Raster, Rasterizer, get_rasterizer
 from backend.render.camera import CameraBatch
-from backend.render.ops import antialias, interpolate, texture
+from backend.render.ops import antialias, interpolate_packed, scatter_pixels, texture
 
 ALL_PASSES = ("rgb", "alpha", "depth", "normal_cam", "normal_world", "uv", "face_id", "part", "joints")
 
@@ -63,12 +63,16 @@ class Passes:
 def vertex_normals(verts: Tensor, faces: Tensor) -> Tensor:
     """Area-weighted unit vertex normals (B,V,3) of (B,V,3) vertices (counter-clockwise = outward)."""
     faces = faces.to(device=verts.device, dtype=torch.int64)
-    v0, v1, v2 = (verts[:, faces[:, k]] for k in range(3))
-    face_n = torch.linalg.cross(v1 - v0, v2 - v0)  # length = 2 * area, the weight we want
-    normals = torch.zeros_like(verts)
-    for k in range(3):
-        normals = normals.index_add(1, faces[:, k], face_n)
-    return F.normalize(normals, dim=-1, eps=1e-12)
+    batch, n_verts = verts.shape[0], verts.shape[1]
+    tri = verts[:, faces]  # (B,F,3,3)
+    face_n = torch.linalg.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0])  # |n| = 2 area
+    # One scatter over all (batch, corner) rows instead of three batched index_adds.
+    offsets = n_verts * torch.arange(batch, device=verts.device).view(-1, 1, 1)
+    target = (faces.unsqueeze(0) + offsets).reshape(-1)
+    source = face_n.unsqueeze(2).expand(-1, -1, 3, -1).reshape(-1, 3)
+    normals = torch.zeros(batch * n_verts, 3, dtype=verts.dtype, device=verts.device)
+    normals = normals.index_add(0, target, source)
+    return F.normalize(normals.reshape(batch, n_verts, 3), dim=-1, eps=1e-12)
 
 
 def lambert(albedo: Tensor, normal_cam: Tensor, light_dir_cam: Tensor, ambient: float) -> Tensor:
@@ -123,13 +127,15 @@ def render_passes(
     r = rasterizer.rasterize(clip, faces, cameras.resolution)
     out = Passes(raster=r)
     mask = r.mask
-    fmask = mask.to(torch.float32)
+    pix = r.covered_pixels()
+    n_pix = pix.numel()
 
     has_texture = mesh.texture is not None and mesh.uv is not None
     need_uv = "uv" in wanted or ("rgb" in wanted and has_texture)
     need_normals = bool({"normal_cam", "normal_world"} & wanted) or ("rgb" in wanted and shading == "lambert")
 
-    # One gather for all per-vertex attributes (normals, colours, per-vertex uv).
+    # Everything below works on the N covered pixels ("packed") and is scattered to images once:
+    # the background is most of a frame. One gather serves all per-vertex attributes.
     columns: list[Tensor] = []
     names: list[tuple[str, int]] = []
     if need_normals:
@@ -143,48 +149,56 @@ def render_passes(
         names.append(("uv", 2))
     attrs: dict[str, Tensor] = {}
     if columns:
-        packed = interpolate(torch.cat(columns, dim=-1), r, faces)
+        packed = interpolate_packed(torch.cat(columns, dim=-1), r, faces)
         start = 0
         for name, width in names:
-            attrs[name] = packed[..., start:start + width]
+            attrs[name] = packed[:, start:start + width]
             start += width
     if need_uv and mesh.uv is not None and mesh.uv_faces is not None:
-        attrs["uv"] = interpolate(mesh.uv.to(device=device, dtype=torch.float32), r,
-                                  mesh.uv_faces.to(device=device, dtype=torch.int64))
+        attrs["uv"] = interpolate_packed(mesh.uv.to(device=device, dtype=torch.float32), r,
+                                         mesh.uv_faces.to(device=device, dtype=torch.int64))
 
     normal_cam = None
     if need_normals:
         normal_world = F.normalize(attrs["normal"], dim=-1, eps=1e-12)
-        normal_cam = torch.einsum("bij,bhwj->bhwi", cameras.R, normal_world)
+        pixel_batch = torch.div(pix, mask.shape[1] * mask.shape[2], rounding_mode="floor")
+        rot = cameras.R[0] if batch == 1 else cameras.R[pixel_batch]
+        normal_cam = normal_world @ rot.T if batch == 1 else torch.einsum("nij,nj->ni", rot, normal_world)
         if "normal_world" in wanted:
-            out.normal_world = normal_world
+            out.normal_world = scatter_pixels(normal_world, r)
         if "normal_cam" in wanted:
-            out.normal_cam = normal_cam
+            out.normal_cam = scatter_pixels(normal_cam, r)
     if "uv" in wanted:
-        out.uv = attrs.get("uv", torch.zeros(*mask.shape, 2, device=device))
+        no_uv = torch.zeros(*mask.shape, 2, device=device)
+        out.uv = scatter_pixels(attrs["uv"], r) if "uv" in attrs else no_uv
 
     if "rgb" in wanted or "alpha" in wanted:
-        alpha = fmask.unsqueeze(-1)
+        alpha = mask.to(torch.float32).unsqueeze(-1)
         if smooth_edges:
             alpha = antialias(alpha, r, clip, faces)
         if "rgb" in wanted:
             if has_texture:
                 assert mesh.texture is not None
-                albedo = texture(mesh.texture.to(device=device, dtype=torch.float32), attrs["uv"])
+                tex = mesh.texture.to(device=device, dtype=torch.float32)
+                if tex.dim() == 3 or tex.shape[0] == 1:
+                    albedo = texture(tex, attrs["uv"].reshape(1, 1, n_pix, 2)).reshape(n_pix, -1)
+                else:  # a different texture per image: sample full images
+                    full = texture(tex, scatter_pixels(attrs["uv"], r))
+                    albedo = full.reshape(-1, full.shape[-1])[pix]
             elif "color" in attrs:
                 albedo = attrs["color"]
             else:
-                albedo = torch.tensor(base_color, device=device).expand(*mask.shape, 3)
+                albedo = torch.tensor(base_color, device=device).expand(n_pix, 3)
             color = albedo
             if shading == "lambert":
                 assert normal_cam is not None
                 color = lambert(albedo, normal_cam, torch.tensor(light_dir_cam, device=device), ambient)
-            color = color * fmask.unsqueeze(-1)
+            color_image = scatter_pixels(color, r, 0.0)
             if smooth_edges:
-                color = antialias(color, r, clip, faces)
+                color_image = antialias(color_image, r, clip, faces)
             bg = torch.tensor(background, device=device, dtype=torch.float32)
-            # Antialiased colour is already premultiplied by coverage; composite "over" the background.
-            out.rgb = color + (1.0 - alpha) * bg
+            # Colour is premultiplied by coverage (0 on background); composite "over" the background.
+            out.rgb = color_image + (1.0 - alpha) * bg if bool(bg.any()) else color_image
         if "alpha" in wanted:
             out.alpha = alpha.squeeze(-1)
 
