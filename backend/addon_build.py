@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backend import __version__ as PACKAGE_VERSION
+from protocol.connection import default_data_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ADDON_SOURCE = REPO_ROOT / "blender_addon"
@@ -293,10 +294,7 @@ def _build_one(zip_path: Path, wheels: list[Path]) -> Path:
 
 
 def _default_cache_dir(data_dir: Path | None = None) -> Path:
-    if data_dir is None:
-        env = os.environ.get("AVATAR_STUDIO_DATA_DIR")
-        data_dir = Path(env).expanduser() if env else Path.home() / ".local" / "share" / "avatar-studio"
-    return data_dir / "cache" / "addon-wheels"
+    return Path(data_dir if data_dir is not None else default_data_dir()) / "cache" / "addon-wheels"
 
 
 def _parse_targets(platforms: list[str] | None, pythons: list[str] | None) -> list[WheelTarget]:

@@ -1,17 +1,24 @@
 """Protocol benchmark: our signed, zero-copy messages against raw pyzmq sending the same frames.
 
-    .venv/bin/python bench/protocol.py            # full run (1, 16, 256 MiB; ~1 min on 2 cores)
+    .venv/bin/python bench/protocol.py            # full run (1, 16, 256 MiB; a few minutes on 2 cores)
     .venv/bin/python bench/protocol.py --quick    # smaller counts
 
-Both sides run over real TCP on 127.0.0.1, DEALER -> ROUTER, in the same run:
-- *raw*: ``send_multipart(frames, copy=False)`` of the exact frames our protocol produced (delimiter,
-  signature, 4 JSON frames, the array buffer), received with ``recv_multipart(copy=False)`` and
-  wrapped with ``np.frombuffer``: the floor any protocol on ZeroMQ can reach.
-- *protocol*: ``Session.send`` (serialize + sign: hashes the buffer) and ``Session.recv``
-  (verify: hashes it again, replay check, JSON parse, array restore).
+Both sides run over real TCP on 127.0.0.1, DEALER -> ROUTER, in the same run, for each link and
+buffer-integrity mode (docs/protocol.md §2.1):
+- *raw*: ``send_multipart(frames, copy=False)`` of the exact frames our protocol produced in that
+  mode (delimiter, signature, 4 JSON frames, the array buffer), received with
+  ``recv_multipart(copy=False)`` and wrapped with ``np.frombuffer``: the floor any protocol on
+  ZeroMQ can reach on that link.
+- *ours*: ``Session.send`` (serialize + sign) and ``Session.recv`` (verify, replay check, JSON parse,
+  array restore). In ``digest`` mode signing and verifying each hash the whole buffer; in
+  ``transport`` mode they sign its length only.
+Links: ``tcp`` (plain loopback TCP) and ``curve`` (CurveZMQ on both raw and ours: libzmq encrypts and
+authenticates every frame, so raw pays for that too). Rows: tcp+digest, tcp+transport,
+curve+transport (the defaults and the opt-in), plus curve+digest unless ``--no-curve-digest``.
 Two throughput modes: *sequential* (send one, receive it, repeat: latency-bound, one thread) and
-*streaming* (a sender thread keeps sending while the main thread receives: sender hashing,
-transfer and receiver hashing overlap). Round trip: a small request and its reply, p50/p99.
+*streaming* (a sender thread keeps sending while the main thread receives). Raw and ours are
+measured alternately, best of the repeats. Round trip: a small request and its reply, p50/p99
+(the same in both modes: messages without buffers are signed identically).
 """
 
 from __future__ import annotations
@@ -34,17 +41,24 @@ import zmq
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from protocol import Session
+from protocol.integrity import DIGEST, TRANSPORT
 from protocol.signing import _hash_threads, buffer_digests, set_hash_threads
 
 KEY = os.urandom(32)
 MiB = 1 << 20
 
 
-def socket_pair(context: zmq.Context[Any]) -> tuple[zmq.Socket[Any], zmq.Socket[Any]]:
+def socket_pair(context: zmq.Context[Any], curve: bool = False) -> tuple[zmq.Socket[Any], zmq.Socket[Any]]:
     router = context.socket(zmq.ROUTER)
     dealer = context.socket(zmq.DEALER)
     for sock in (router, dealer):
         sock.linger = 0
+    if curve:  # no ZAP handler: any client key is accepted, the frames are still encrypted + MACed
+        server_public, server_secret = zmq.curve_keypair()
+        router.curve_server = True
+        router.curve_publickey, router.curve_secretkey = server_public, server_secret
+        dealer.curve_serverkey = server_public
+        dealer.curve_publickey, dealer.curve_secretkey = zmq.curve_keypair()
     # Streaming: bound the big messages held in flight. Only on the DEALER->ROUTER direction: a ROUTER
     # silently drops what exceeds its send HWM, and the reader's HWM credit comes back in batches.
     dealer.sndhwm = router.rcvhwm = 4
@@ -58,16 +72,14 @@ def warm(router: zmq.Socket[Any], dealer: zmq.Socket[Any]) -> None:
     router.recv_multipart()
 
 
-def best_of(repeats: int, run: Callable[[], float]) -> float:
-    return min(run() for _ in range(repeats))
-
-
-def throughput(size_mib: int, count: int, repeats: int, streaming: bool) -> tuple[float, float]:
-    """GiB/s for (raw, protocol)."""
+def throughput(size_mib: int, count: int, repeats: int, streaming: bool, integrity: str = DIGEST,
+               curve: bool = False) -> tuple[float, float]:
+    """GiB/s for (raw, protocol) on one link, in one buffer-integrity mode."""
     context = zmq.Context()
-    router, dealer = socket_pair(context)
+    router, dealer = socket_pair(context, curve)
     warm(router, dealer)
-    sender, receiver = Session(KEY), Session(KEY)
+    sender = Session(KEY, buffer_integrity=integrity)
+    receiver = Session(KEY, buffer_integrity=integrity)
     array = np.random.default_rng(0).standard_normal(size_mib * MiB // 4, dtype=np.float32)
     frames = sender.serialize(sender.msg("blob", {"a": array}))
     template = [bytes(f) for f in frames[:6]] + frames[6:]  # the buffer stays a zero-copy view
@@ -100,8 +112,10 @@ def throughput(size_mib: int, count: int, repeats: int, streaming: bool) -> tupl
                 recv()
         return time.perf_counter() - start
 
-    raw = best_of(repeats, lambda: measure(raw_send, raw_recv))
-    proto = best_of(repeats, lambda: measure(proto_send, proto_recv))
+    raw = proto = float("inf")
+    for _ in range(repeats):  # alternate, so that both see the same (shared, noisy) machine
+        raw = min(raw, measure(raw_send, raw_recv))
+        proto = min(proto, measure(proto_send, proto_recv))
     router.close()
     dealer.close()
     context.term()
@@ -182,6 +196,8 @@ def main() -> None:
     parser.add_argument("--hash-threads", type=int, default=None,
                         help="threads hashing big buffers (default: min(8, CPUs))")
     parser.add_argument("--skip-hashes", action="store_true", help="skip the digest speed table")
+    parser.add_argument("--no-curve-digest", action="store_true",
+                        help="skip the curve+digest rows (CURVE with the redundant byte digest)")
     args = parser.parse_args()
     set_hash_threads(args.hash_threads)
     plan = {1: (200, 3), 16: (24, 3), 256: (4, 2)}
@@ -194,13 +210,19 @@ def main() -> None:
         for name, speed in hash_speeds().items():
             print(f"{name:<34} {speed:>6.2f}")
         print()
-    print(f"{'mode':<11} {'size':>8} {'raw GiB/s':>10} {'ours GiB/s':>11} {'ratio':>6}")
+    configs = [("tcp", DIGEST), ("tcp", TRANSPORT), ("curve", TRANSPORT)]
+    if not args.no_curve_digest:
+        configs.append(("curve", DIGEST))
+    print(f"{'mode':<11} {'link':<6} {'integrity':<10} {'size':>8} {'raw GiB/s':>10} {'ours GiB/s':>11} "
+          f"{'ratio':>6}")
     for streaming in (False, True):
         for size in (int(s) for s in args.sizes.split(",")):
             count, repeats = plan.get(size, (max(2, 256 // size), 2))
-            raw, ours = throughput(size, count, repeats, streaming)
-            mode = "streaming" if streaming else "sequential"
-            print(f"{mode:<11} {size:>5} MiB {raw:>10.2f} {ours:>11.2f} {ours / raw:>6.2f}", flush=True)
+            for link, integrity in configs:
+                raw, ours = throughput(size, count, repeats, streaming, integrity, curve=link == "curve")
+                mode = "streaming" if streaming else "sequential"
+                print(f"{mode:<11} {link:<6} {integrity:<10} {size:>5} MiB {raw:>10.2f} {ours:>11.2f} "
+                      f"{ours / raw:>6.2f}", flush=True)
     raw_rt, ours_rt = round_trip(500 if args.quick else 3000)
     print(f"\n{'round trip':<11} {'p50 us':>8} {'p99 us':>8}")
     for name, values in (("raw", raw_rt), ("ours", ours_rt)):

@@ -15,6 +15,9 @@ Usage (server side; the client side is :class:`protocol.client.Client`)::
                  identities=msg.identities)            # np arrays anywhere in content: zero-copy
     session.send(router, M.ERROR, M.error_content(M.E_UNKNOWN_JOB, "no such job"), parent=msg,
                  identities=msg.identities)
+Buffer integrity (docs/protocol.md §2.1): ``Session(key, buffer_integrity="transport")`` signs
+buffer lengths but not bytes; allowed only under CURVE or on loopback/IPC, chosen per connection
+with ``resolve_buffer_integrity`` / ``ConnectionInfo.effective_buffer_integrity``.
 Received arrays are read-only views of the frames (``.copy()`` to modify).
 Client: ``c = Client.from_connection_file(); jid = c.submit("system.sleep", {"seconds": 1});
 view = c.wait(jid)``; Blender: ``c = Client.from_connection_file(connect=False); c.start()`` then
@@ -36,6 +39,7 @@ from .connection import (
 )
 from .errors import (
     BackendUnavailable,
+    BufferIntegrityMismatch,
     ConnectionFileError,
     LimitExceeded,
     MalformedMessage,
@@ -45,14 +49,25 @@ from .errors import (
     SignatureError,
     VersionMismatch,
 )
+from .integrity import (
+    BUFFER_INTEGRITY_MODES,
+    DIGEST,
+    TRANSPORT,
+    is_loopback_address,
+    resolve_buffer_integrity,
+)
 from .session import DEFAULT_LIMITS, DELIMITER, Limits, Message, Session
 from .version import PROTOCOL_VERSION, check_compatible, is_compatible, parse_version
 
 __all__ = [
+    "BUFFER_INTEGRITY_MODES",
     "DEFAULT_LIMITS",
     "DELIMITER",
+    "DIGEST",
     "PROTOCOL_VERSION",
+    "TRANSPORT",
     "BackendUnavailable",
+    "BufferIntegrityMismatch",
     "Client",
     "ClientEvent",
     "ConnectionFileError",
@@ -73,10 +88,12 @@ __all__ = [
     "default_connection_file",
     "default_data_dir",
     "is_compatible",
+    "is_loopback_address",
     "messages",
     "new_key",
     "parse_version",
     "read_connection_file",
+    "resolve_buffer_integrity",
     "write_connection_file",
     "write_private_file",
 ]

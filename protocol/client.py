@@ -29,7 +29,8 @@ import zmq
 from . import messages as M
 from .connection import ConnectionInfo, read_connection_file, write_private_file
 from .curve import apply_client_curve, default_client_key_file, load_keypair
-from .errors import BackendUnavailable, ProtocolError, ServerError, VersionMismatch
+from .errors import BackendUnavailable, BufferIntegrityMismatch, ProtocolError, ServerError, VersionMismatch
+from .integrity import LEGACY_BUFFER_INTEGRITY
 from .session import DEFAULT_LIMITS, Limits, Message, Session
 from .version import PROTOCOL_VERSION, check_compatible
 
@@ -175,7 +176,9 @@ class Client:
         client_version: str = "0",
     ) -> None:
         self.info = info
-        self.session = Session(info.key_bytes, limits=limits)
+        # Resolved (and refused where the link does not protect unsigned bytes) before any socket.
+        self.buffer_integrity = info.effective_buffer_integrity
+        self.session = Session(info.key_bytes, limits=limits, buffer_integrity=self.buffer_integrity)
         self.limits = limits
         self._own_heartbeat = heartbeat_interval_s
         self.heartbeat_interval_s = heartbeat_interval_s or 1.0
@@ -285,7 +288,8 @@ class Client:
         self._hello = None
 
     def _send_hello(self) -> None:
-        content = M.hello_content(PROTOCOL_VERSION, self.client_name, self.client_version)
+        content = M.hello_content(PROTOCOL_VERSION, self.client_name, self.client_version,
+                                  self.buffer_integrity)
         self._hello = self._send_request(M.HELLO, content)
         self._last_hello_sent = time.monotonic()
 
@@ -451,6 +455,11 @@ class Client:
                 details = content.get("details") if isinstance(content.get("details"), dict) else {}
                 remote = str(details.get("server_version", reply.header.get("version", "?")))
                 pending.error = VersionMismatch(PROTOCOL_VERSION, remote, evalue)
+            elif ename == M.E_BUFFER_INTEGRITY:
+                details = content.get("details") if isinstance(content.get("details"), dict) else {}
+                server_mode = str(details.get("server_buffer_integrity", "?"))
+                pending.error = BufferIntegrityMismatch(self.buffer_integrity, server_mode,
+                                                        "refused by the server")
             else:
                 pending.error = ServerError(ename, evalue, content.get("details"))
         else:
@@ -470,9 +479,9 @@ class Client:
         if pending is not self._hello:
             return  # a late answer to an older hello: ignore
         if pending.error is not None:
-            if isinstance(pending.error, VersionMismatch):
-                self.fatal_error = pending.error
-                self._events.append(ClientEvent(M.ERROR, None, {"ename": M.E_VERSION,
+            if isinstance(pending.error, VersionMismatch | BufferIntegrityMismatch):
+                self.fatal_error = pending.error  # retrying cannot help: the configuration differs
+                self._events.append(ClientEvent(M.ERROR, None, {"ename": pending.error.ename,
                                                                 "evalue": str(pending.error)}))
             self.last_hello_error = pending.error
             return
@@ -483,6 +492,16 @@ class Client:
         except VersionMismatch as exc:
             self.fatal_error = exc
             pending.error, pending.reply = exc, None
+            return
+        # A server that states no mode predates the setting and hashes buffers (digest).
+        server_mode = content.get("buffer_integrity", LEGACY_BUFFER_INTEGRITY)
+        if server_mode != self.buffer_integrity:
+            mismatch = BufferIntegrityMismatch(self.buffer_integrity, str(server_mode)[:32],
+                                               "stated in the server's hello_reply")
+            self.fatal_error = mismatch
+            pending.error, pending.reply = mismatch, None
+            self._events.append(ClientEvent(M.ERROR, None, {"ename": mismatch.ename,
+                                                            "evalue": str(mismatch)}))
             return
         self.server_info = content
         interval = content.get("heartbeat_interval_s")

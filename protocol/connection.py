@@ -1,9 +1,10 @@
 """The connection file: where the backend listens and the secrets a client needs to talk to it.
 
 JSON with at least ``address``, ``key`` and ``protocol_version``, plus ``transport``, ``ip``,
-``port``, ``signature_scheme``, ``curve`` and, in remote mode, ``server_public_key`` (Z85). A
-client's own CURVE secret key is never in this file: it lives in a separate key file the user
-holds (see :mod:`protocol.curve`), named by ``client_key_file`` or passed explicitly.
+``port``, ``signature_scheme``, ``curve``, ``buffer_integrity`` (docs/protocol.md §2.1) and, in
+remote mode, ``server_public_key`` (Z85). A client's own CURVE secret key is never in this file:
+it lives in a separate key file the user holds (see :mod:`protocol.curve`), named by
+``client_key_file`` or passed explicitly.
 
 Written atomically with mode 0600 from the moment it exists: a temp file created with
 ``O_CREAT | O_EXCL`` and mode 0600 in the same directory, fsynced, then renamed over the target,
@@ -24,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConnectionFileError
+from .integrity import resolve_buffer_integrity
 from .version import PROTOCOL_VERSION
 
 DATA_DIR_ENV = "AVATAR_STUDIO_DATA_DIR"
@@ -58,11 +60,20 @@ class ConnectionInfo:
     server_public_key: str | None = None  # Z85, 40 characters; required when curve is True
     client_key_file: str | None = None  # optional hint: where this client's secret key file lives
     server_pid: int | None = None
+    # "digest" | "transport" (protocol/integrity.py); None: the default for this link (e.g. a file
+    # written before the setting existed). Written out resolved: see effective_buffer_integrity.
+    buffer_integrity: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # unknown fields, kept for round trips
 
     @property
     def key_bytes(self) -> bytes:
         return self.key.encode("utf-8")
+
+    @property
+    def effective_buffer_integrity(self) -> str:
+        """The mode this connection uses: the stated one, else the link's default. Raises
+        :class:`ConnectionFileError` for an unknown mode or ``transport`` where it is not allowed."""
+        return resolve_buffer_integrity(self.buffer_integrity, self.address, self.curve)
 
     @property
     def transport(self) -> str:
@@ -81,7 +92,8 @@ class ConnectionInfo:
 
     def to_json(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if k != "extra"}
-        data.update(transport=self.transport, ip=self.ip, port=self.port)
+        data.update(transport=self.transport, ip=self.ip, port=self.port,
+                    buffer_integrity=self.effective_buffer_integrity)  # always explicit once written
         return {**self.extra, **data}
 
     @classmethod
@@ -104,8 +116,12 @@ class ConnectionInfo:
             raise ConnectionFileError("curve is on but 'server_public_key' is not a 40-character Z85 key")
         client_key_file = data.get("client_key_file")
         pid = data.get("server_pid")
+        integrity = data.get("buffer_integrity")
+        # Validated now, so a connection file asking for unsigned buffers on a link that does not
+        # protect them is refused when read, before any socket exists.
+        resolve_buffer_integrity(integrity, data["address"], curve)
         known = {"address", "key", "protocol_version", "signature_scheme", "curve", "server_public_key",
-                 "client_key_file", "server_pid", "transport", "ip", "port"}
+                 "client_key_file", "server_pid", "transport", "ip", "port", "buffer_integrity"}
         return cls(
             address=data["address"],
             key=data["key"],
@@ -115,6 +131,7 @@ class ConnectionInfo:
             server_public_key=server_key if isinstance(server_key, str) else None,
             client_key_file=client_key_file if isinstance(client_key_file, str) else None,
             server_pid=pid if type(pid) is int else None,
+            buffer_integrity=integrity,
             extra={k: v for k, v in data.items() if k not in known},
         )
 

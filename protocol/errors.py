@@ -44,6 +44,24 @@ class ReplayError(SignatureError):
     ename = "ReplayError"
 
 
+class BufferIntegrityMismatch(SignatureError):
+    """The peers sign buffers differently (``digest`` vs ``transport``, docs/protocol.md §2.1).
+
+    Raised by the handshake when the two sides state different modes, and by verification when a
+    message with buffers carries a valid signature of the *other* mode: it is refused either way
+    (a subclass of :class:`SignatureError`, so code that rejects bad signatures rejects it too).
+    """
+
+    ename = "BufferIntegrityMismatch"
+
+    def __init__(self, local: str, remote: str, detail: str = "") -> None:
+        self.local = local
+        self.remote = remote
+        text = (f"buffer_integrity mismatch: this side uses {local!r}, the peer uses {remote!r}; "
+                "both must use the mode in the server's connection file")
+        super().__init__(f"{text}: {detail}" if detail else text)
+
+
 class VersionMismatch(ProtocolError):
     """The peer speaks an incompatible protocol major version. The message names both versions."""
 

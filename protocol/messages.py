@@ -54,6 +54,7 @@ STATE_TERMINAL_EVENT: Final = {state: event for event, state in TERMINAL_EVENT_S
 # --- error names used in ERROR replies ----------------------------------------------------------
 E_PROTOCOL: Final = "ProtocolError"
 E_VERSION: Final = "VersionMismatch"
+E_BUFFER_INTEGRITY: Final = "BufferIntegrityMismatch"
 E_BAD_REQUEST: Final = "BadRequest"
 E_UNKNOWN_JOB: Final = "UnknownJob"
 E_UNKNOWN_KIND: Final = "UnknownJobKind"
@@ -94,8 +95,23 @@ def version_mismatch_content(server_version: str, client_version: object) -> dic
     )
 
 
-def hello_content(protocol_version: str, client_name: str, client_version: str) -> dict[str, Any]:
-    return {"protocol_version": protocol_version, "client": {"name": client_name, "version": client_version}}
+def buffer_integrity_mismatch_content(server_mode: str, client_mode: object) -> dict[str, Any]:
+    """The ``error`` reply to a ``hello`` stating another buffer-integrity mode: names both."""
+    return error_content(
+        E_BUFFER_INTEGRITY,
+        f"buffer_integrity mismatch: server uses {server_mode!r}, client uses {client_mode!r}; use the "
+        "server's connection file (or set the same buffer_integrity in yours)",
+        {"server_buffer_integrity": server_mode, "client_buffer_integrity": client_mode},
+    )
+
+
+def hello_content(protocol_version: str, client_name: str, client_version: str,
+                  buffer_integrity: str | None = None) -> dict[str, Any]:
+    content: dict[str, Any] = {"protocol_version": protocol_version,
+                               "client": {"name": client_name, "version": client_version}}
+    if buffer_integrity is not None:
+        content["buffer_integrity"] = buffer_integrity
+    return content
 
 
 def submit_content(kind: str, params: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import zmq
 
 from .arrays import extract_buffers, restore_buffers
 from .errors import LimitExceeded, MalformedMessage, ProtocolError
+from .integrity import DIGEST
 from .signing import ReplayGuard, Signer
 from .version import PROTOCOL_VERSION, parse_version
 
@@ -214,6 +215,10 @@ class Session:
 
     ``key``: the shared HMAC key (bytes, >= 16). ``session_id``: this peer's id put in every header.
     ``replay_window_s``: accepted clock skew / how long seen signatures are remembered.
+    ``buffer_integrity``: ``digest`` (default: every buffer byte is hashed under the HMAC) or
+    ``transport`` (only buffer lengths are; see protocol/integrity.py). A Session does not know
+    which link it serves, so whoever builds one for a connection must choose the mode with
+    :func:`protocol.integrity.resolve_buffer_integrity` (the Client and the server do).
     """
 
     def __init__(
@@ -225,12 +230,17 @@ class Session:
         replay_window_s: float = 300.0,
         replay_max_entries: int = 100_000,
         protocol_version: str = PROTOCOL_VERSION,
+        buffer_integrity: str = DIGEST,
     ) -> None:
-        self.signer = Signer(key)
+        self.signer = Signer(key, buffer_integrity)
         self.session_id = session_id or new_id()
         self.limits = limits
         self.replay_guard = ReplayGuard(replay_window_s, replay_max_entries)
         self.protocol_version = protocol_version
+
+    @property
+    def buffer_integrity(self) -> str:
+        return self.signer.buffer_integrity
 
     # --- building ------------------------------------------------------------------------------
     def header(self, msg_type: str) -> dict[str, Any]:

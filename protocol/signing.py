@@ -15,6 +15,17 @@ crc) would be faster but cannot be used under an HMAC.
                                       u64be(len(f)) || f
                                    || u32be(n_buffers) || for b in buffers: buffer_digest(b)) )
 
+That is the ``digest`` buffer-integrity mode. In ``transport`` mode (protocol/integrity.py: only
+where CURVE or loopback protects the bytes) the buffer part is instead
+
+                                   || u32be(n_buffers) || b"AVS-LEN-v1" || for b in buffers: u64be(len(b))
+
+which binds each buffer's index and length (its dtype/shape descriptor is in the signed content)
+but not its bytes. Without buffers both modes sign the same bytes, so small messages, the handshake
+included, verify whatever the peer's mode. With n >= 1 buffers the two modes sign inputs of different
+lengths (32n against 10 + 8n bytes after the common prefix), so a message signed in one mode can never
+verify in the other.
+
 Length prefixes make the split between frames unambiguous.
 """
 
@@ -30,12 +41,14 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from .errors import ReplayError, SignatureError
+from .errors import BufferIntegrityMismatch, ReplayError, SignatureError
+from .integrity import DIGEST, TRANSPORT, check_buffer_integrity_mode
 
 CHUNK_BYTES = 1 << 20
 SIGNATURE_HEX_LEN = 64
 _SIG_DOMAIN = b"AVS-SIG-v1"
 _BUF_DOMAIN = b"AVS-BUF-v1"
+_LEN_DOMAIN = b"AVS-LEN-v1"
 # Below this many bytes in all buffers together, threads cost more than they save.
 PARALLEL_MIN_BYTES = 4 << 20
 
@@ -101,32 +114,51 @@ def buffer_digests(buffers: Sequence[memoryview]) -> list[bytes]:
 
 
 class Signer:
-    """Computes and checks signatures with one shared key."""
+    """Computes and checks signatures with one shared key, in one buffer-integrity mode."""
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, buffer_integrity: str = DIGEST) -> None:
         if not isinstance(key, bytes) or len(key) < 16:
             raise ValueError("the signing key must be at least 16 bytes")
+        self.buffer_integrity = check_buffer_integrity_mode(buffer_integrity)
         # Keyed once; copy() per message skips re-deriving the HMAC pads (matters for small messages).
         self._base = hmac.new(key, _SIG_DOMAIN, hashlib.sha256)
 
-    def sign(self, parts: Sequence[bytes], buffers: Sequence[memoryview]) -> bytes:
-        """``parts`` = the four JSON frames; returns the 64 lowercase hex digits as bytes."""
+    def sign(self, parts: Sequence[bytes], buffers: Sequence[memoryview],
+             buffer_integrity: str | None = None) -> bytes:
+        """``parts`` = the four JSON frames; returns the 64 lowercase hex digits as bytes.
+        ``buffer_integrity`` overrides this signer's mode (used only to explain a mismatch)."""
         mac = self._base.copy()
         pieces: list[bytes] = []
         for part in parts:
             pieces += (len(part).to_bytes(8, "big"), part)
         pieces.append(len(buffers).to_bytes(4, "big"))
         if buffers:
-            pieces += buffer_digests(buffers)
+            if (buffer_integrity or self.buffer_integrity) == TRANSPORT:
+                pieces.append(_LEN_DOMAIN)
+                pieces += (memoryview(b).nbytes.to_bytes(8, "big") for b in buffers)
+            else:
+                pieces += buffer_digests(buffers)
         mac.update(b"".join(pieces))  # one call: small messages are dominated by per-call overhead
         return mac.hexdigest().encode("ascii")
 
     def verify(self, signature: bytes, parts: Sequence[bytes], buffers: Sequence[memoryview]) -> None:
-        """Raise :class:`SignatureError` unless ``signature`` is right (constant-time compare)."""
+        """Raise :class:`SignatureError` unless ``signature`` is right (constant-time compare).
+
+        A message with buffers that fails is checked once more under the other mode, only to say
+        :class:`BufferIntegrityMismatch` instead of a bare SignatureError: it is refused either way.
+        That costs a digest of the buffers when this side is in ``transport`` mode, but only for a
+        message that is already being rejected.
+        """
         if len(signature) != SIGNATURE_HEX_LEN:
             raise SignatureError("missing or malformed signature")
-        if not hmac.compare_digest(signature, self.sign(parts, buffers)):
-            raise SignatureError("invalid signature (wrong key or tampered message)")
+        if hmac.compare_digest(signature, self.sign(parts, buffers)):
+            return
+        if buffers:
+            other = DIGEST if self.buffer_integrity == TRANSPORT else TRANSPORT
+            if hmac.compare_digest(signature, self.sign(parts, buffers, other)):
+                raise BufferIntegrityMismatch(self.buffer_integrity, other,
+                                              "a message with buffers was signed in the other mode")
+        raise SignatureError("invalid signature (wrong key or tampered message)")
 
 
 class ReplayGuard:

@@ -103,12 +103,15 @@ def build_avatar(
         body = body_from_params(views.smplx, config.body_model_path)
     timings["body"] = time.perf_counter() - t
 
+    cpu = time.process_time()
     gs = sculpt(train, body.vertices, body.faces, config.sculpt, report)
+    timings["sculpt_cpu"] = time.process_time() - cpu
     timings["sculpt_init"], timings["sculpt_refine"] = gs.init_seconds, gs.refine_seconds
     timings["sculpt"] = gs.init_seconds + gs.refine_seconds
     v, f = gs.vertices, gs.faces
 
     t = time.perf_counter()
+    cpu = time.process_time()
     report("parts", 0.0, "transferring body-part labels")
     cp = closest_body_points(body, v)
     labels = transfer_part_labels(body, cp)
@@ -123,6 +126,7 @@ def build_avatar(
     t = time.perf_counter()
     tex = optimise_texture(split.vertices, split.faces, split.uvs, train, config.texture, report)
     timings["texture"] = time.perf_counter() - t
+    timings["et_cpu"] = time.process_time() - cpu  # parts + UVs + texture, CPU seconds (all threads)
 
     t = time.perf_counter()
     report("rig", 0.0, "transferring skinning weights")

@@ -223,3 +223,12 @@ def eye_centers() -> np.ndarray:
     """(2, 3) eyeball centres, left (+x) first."""
     left = np.asarray(_JOINTS_LEFT_AND_CENTRE["left_eye_smplhf"])
     return np.stack([left, left * np.array([-1.0, 1.0, 1.0])])
+
+
+def detail_weight(points: np.ndarray) -> np.ndarray:
+    """Where the mesh needs finer triangles than curvature alone asks for: the hands (palms are
+    flat but their skinning weights change quickly between fingers) and the face."""
+    x, y, z = points[:, 0], points[:, 1], points[:, 2]
+    hands = np.clip((np.abs(x) - 0.64) / 0.06, 0.0, 1.0)
+    face = np.clip((y - 0.3) / 0.04, 0.0, 1.0) * np.clip((z - 0.0) / 0.05, 0.0, 1.0)
+    return 1.0 + 1.2 * hands + 0.8 * face

@@ -14,9 +14,11 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import trimesh
 
 from . import anatomy
 from .blendshapes import BodyPoints, bone_ends, build_directions
+from .correctives import joint_bulge_posedirs
 from .eyes import CAP_VERTICES, eye_cap, mirrored_cap
 from .joints import (
     EXTRA_VERTEX_IDS,
@@ -41,7 +43,7 @@ from .skinning import body_skinning_weights
 from .surface import mesh_implicit
 
 # Bump whenever the generated data changes, so cached files are rebuilt.
-STANDIN_VERSION = 16
+STANDIN_VERSION = 19
 GENDERS = ("neutral", "male", "female")
 
 NUM_BODY_VERTICES = NUM_VERTICES - 2 * CAP_VERTICES  # 9383, eyeballs follow as in SMPL-X
@@ -49,7 +51,6 @@ LEFT_EYE_START = NUM_BODY_VERTICES
 RIGHT_EYE_START = NUM_BODY_VERTICES + CAP_VERTICES
 EYEBALL_RADIUS = 0.0125
 EYE_CAP_HALF_ANGLE = np.radians(75.0)
-NUM_POSE_BASIS = (NUM_JOINTS - 1) * 9  # 486: one 3x3 rotation minus identity per non-root joint
 
 # Fixed shape coefficients that turn the neutral body into the male / female stand-ins.
 GENDER_BETAS: dict[str, dict[int, float]] = {
@@ -123,10 +124,21 @@ def _eyeball_groups(joints: np.ndarray, ends: np.ndarray) -> list[tuple[np.ndarr
     return groups
 
 
+def _posedirs(vertices: np.ndarray, faces: np.ndarray, joints: np.ndarray) -> np.ndarray:
+    """Joint-bulge pose correctives on the body (the eyeballs stay rigid)."""
+    body = trimesh.Trimesh(vertices[:NUM_BODY_VERTICES], faces[faces.max(axis=1) < NUM_BODY_VERTICES],
+                           process=False)  # fmt: skip
+    normals = np.zeros_like(vertices)
+    normals[:NUM_BODY_VERTICES] = body.vertex_normals
+    radius = np.linalg.norm(vertices[None, :NUM_BODY_VERTICES] - joints[:, None], axis=-1).min(axis=1)
+    movable = np.arange(len(vertices)) < NUM_BODY_VERTICES
+    return joint_bulge_posedirs(vertices, normals, joints, radius, movable)
+
+
 def build_neutral() -> dict[str, np.ndarray]:
     """All arrays of the neutral stand-in, keyed as in an SMPL-X npz."""
     prims = anatomy.body_primitives()
-    body_v, body_f = mesh_implicit(prims, NUM_BODY_VERTICES)
+    body_v, body_f = mesh_implicit(prims, NUM_BODY_VERTICES, detail=anatomy.detail_weight)
     body_v, body_f = renumber_for_keypoints(body_v, body_f, choose_keypoint_vertices(body_v))
     owner = np.array([prims[i].bone for i in nearest_primitive(prims, body_v)])
     joints = anatomy.rest_joints()
@@ -162,8 +174,7 @@ def build_neutral() -> dict[str, np.ndarray]:
         "weights": weights,
         "kintree_table": kintree_table(),
         "shapedirs": np.concatenate([shapedirs, exprdirs], axis=2).astype(np.float32),
-        # Pose correctives are zero: the stand-in deforms by skinning alone.
-        "posedirs": np.zeros((NUM_VERTICES, 3, NUM_POSE_BASIS), dtype=np.float32),
+        "posedirs": _posedirs(vertices, faces, joints).astype(np.float32),
         "hands_componentsl": hands_l,
         "hands_componentsr": hands_r,
         "hands_meanl": mean_l,

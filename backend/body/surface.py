@@ -42,15 +42,21 @@ def _check_sphere_like(mesh: trimesh.Trimesh, what: str) -> None:
 
 
 EdgeFilter = Callable[[np.ndarray, np.ndarray], np.ndarray]
+DetailWeight = Callable[[np.ndarray], np.ndarray]
 
 
 def split_longest_edges(
-    vertices: np.ndarray, faces: np.ndarray, count: int, allowed: EdgeFilter | None = None
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    count: int,
+    allowed: EdgeFilter | None = None,
+    detail: DetailWeight | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split the currently longest edge ``count`` times (midpoint split, orientation kept).
 
-    ``allowed(vertices, edges)`` may restrict which (E, 2) edges are candidates. An edge with one
-    face (a rim edge of an open mesh) or two faces can be split.
+    ``allowed(vertices, edges)`` may restrict which (E, 2) edges are candidates; ``detail(points)``
+    scales edge lengths by where their midpoints are, so regions that need finer triangles get the
+    splits first. An edge with one face (a rim edge of an open mesh) or two faces can be split.
     """
     v = [*vertices]
     f = faces.copy()
@@ -58,6 +64,8 @@ def split_longest_edges(
         vv = np.asarray(v)
         edges = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
         lengths = np.linalg.norm(vv[edges[:, 0]] - vv[edges[:, 1]], axis=1)
+        if detail is not None:
+            lengths = lengths * detail(0.5 * (vv[edges[:, 0]] + vv[edges[:, 1]]))
         if allowed is not None:
             lengths[~allowed(vv, edges)] = -1.0
         if lengths.max() < 0:
@@ -248,7 +256,7 @@ def decimate(dense: trimesh.Trimesh, target_faces: int) -> trimesh.Trimesh:
 
 
 def _mirror_symmetric(
-    coarse: trimesh.Trimesh, n_vertices: int, snap: float
+    coarse: trimesh.Trimesh, n_vertices: int, snap: float, detail: DetailWeight | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Left half of ``coarse``, padded to the vertex budget, mirrored and welded."""
     half_v, half_f = cut_left_half(np.asarray(coarse.vertices), np.asarray(coarse.faces), snap)
@@ -267,7 +275,7 @@ def _mirror_symmetric(
         half_v, half_f = split_longest_edges(half_v, half_f, 1, on_rim)
     # every other split adds a vertex off the plane, i.e. a mirrored pair in the full mesh
     half_v, half_f = split_longest_edges(
-        half_v, half_f, missing // 2, lambda vv, e: (vv[e[:, 0], 0] > 0) | (vv[e[:, 1], 0] > 0)
+        half_v, half_f, missing // 2, lambda vv, e: (vv[e[:, 0], 0] > 0) | (vv[e[:, 1], 0] > 0), detail
     )
     return mirror_and_weld(half_v, flip_slivers(half_v, half_f))
 
@@ -278,11 +286,14 @@ def mesh_implicit(
     spacing: float = 0.003,
     relax_iterations: int = 10,
     symmetric: bool = True,
+    detail: DetailWeight | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mesh the smooth union of ``primitives`` into exactly ``n_vertices`` (faces = 2V - 4).
 
     With ``symmetric`` (and mirror-symmetric primitives) the right half is the exact mirror of the
-    left; should the midplane cut fail, the unsymmetric mesh is used instead.
+    left; should the midplane cut fail, the unsymmetric mesh is used instead. ``detail(points)``
+    (> 1 where finer triangles are wanted, e.g. hands and face) steers where the vertices that
+    decimation left over are spent.
     """
     field_, grid = implicit_field(primitives, spacing)
     # A tiny iso offset keeps marching cubes off exact-zero samples (flat faces on grid planes).
@@ -293,10 +304,10 @@ def mesh_implicit(
     mirror = None
     # The left half of a decimated body holds roughly, not exactly, half its vertices: aim lower
     # and lower until the mirrored mesh fits the budget (the rest is made up by edge splits).
-    for margin in (250, 400, 600) if symmetric else ():
+    for margin in (700, 900, 1200) if symmetric else ():
         try:
             coarse = decimate(dense, 2 * (n_vertices - margin) - 4)
-            v, f, mirror = _mirror_symmetric(coarse, n_vertices, snap=0.6 * spacing)
+            v, f, mirror = _mirror_symmetric(coarse, n_vertices, 0.6 * spacing, detail)
             _check_sphere_like(trimesh.Trimesh(v, f, process=False), "mirrored surface")
             break
         except (SymmetryError, SurfaceError):
@@ -307,7 +318,9 @@ def mesh_implicit(
         missing = n_vertices - len(coarse.vertices)
         if missing < 0:
             raise SurfaceError(f"decimation left {len(coarse.vertices)} vertices, budget {n_vertices}")
-        v, f = split_longest_edges(np.asarray(coarse.vertices), np.asarray(coarse.faces), missing)
+        v, f = split_longest_edges(
+            np.asarray(coarse.vertices), np.asarray(coarse.faces), missing, None, detail
+        )
         f = flip_slivers(v, f)
     v = relax(v, f, field_, grid, relax_iterations, mirror)
     result = trimesh.Trimesh(v, f, process=False)

@@ -38,6 +38,7 @@ class Raster:
     depth: Tensor
     mask: Tensor = field(init=False)
     _flat_index: Tensor | None = field(default=None, init=False, repr=False)
+    _corners: tuple[Tensor, int, Tensor] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.mask = self.tri_id >= 0
@@ -59,6 +60,17 @@ class Raster:
         if self._flat_index is None:
             self._flat_index = torch.nonzero(self.tri_id.reshape(-1) >= 0).squeeze(1)
         return self._flat_index
+
+    def pixel_corners(self, faces: Tensor) -> Tensor:
+        """(N,3) int64 corner indices ``faces[tri_id]`` of the covered pixels, cached per faces tensor
+        (interpolating several attributes and the part labels reuse one gather)."""
+        # Keyed on the tensor object itself (held, so its memory cannot be reused by another tensor)
+        # and its in-place version counter.
+        cached = self._corners
+        if cached is None or cached[0] is not faces or cached[1] != faces._version:
+            corners = faces.to(torch.int64)[self.tri_id.reshape(-1)[self.covered_pixels()]]
+            self._corners = cached = (faces, faces._version, corners)
+        return cached[2]
 
 
 class Rasterizer(Protocol):

@@ -24,30 +24,28 @@ from torch import Tensor
 from backend.render.api import Raster, check_resolution, normalize_inputs
 from backend.render.barycentric import barycentrics_at_pixels
 
+# Per-triangle setup row: edge coefficients c0..c2 (x, y, w each), det, clip z of the 3 vertices.
+_SETUP_WIDTH = 13
+# Bounding boxes are widened by this many pixels so rounding never drops a covered pixel centre;
+# the reference uses the same rule (see torch_ref.triangle_pixel_bounds).
+BOX_EPS = 1e-6
 
-@numba.njit(cache=True, nogil=True, fastmath=False)
-def _raster_band(clip: np.ndarray, faces: np.ndarray, height: int, width: int, row_lo: int, row_hi: int,
-                 tri_out: np.ndarray, zbuf: np.ndarray, b1_out: np.ndarray, b2_out: np.ndarray) -> None:
-    sx_scale = 0.5 * width
-    sy_scale = 0.5 * height
-    inv_w2 = 2.0 / width
-    inv_h2 = 2.0 / height
-    for f in range(faces.shape[0]):
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _setup(clip: np.ndarray, faces: np.ndarray, height: int, width: int,
+           boxes: np.ndarray, coeffs: np.ndarray) -> None:
+    """Per triangle: pixel box (x_lo, x_hi, y_lo, y_hi; empty if x_lo > x_hi) and edge functions."""
+    for f in numba.prange(faces.shape[0]):
         i0 = faces[f, 0]
         i1 = faces[f, 1]
         i2 = faces[f, 2]
-        x0 = clip[i0, 0]
-        y0 = clip[i0, 1]
-        z0 = clip[i0, 2]
-        w0 = clip[i0, 3]
-        x1 = clip[i1, 0]
-        y1 = clip[i1, 1]
-        z1 = clip[i1, 2]
-        w1 = clip[i1, 3]
-        x2 = clip[i2, 0]
-        y2 = clip[i2, 1]
-        z2 = clip[i2, 2]
-        w2 = clip[i2, 3]
+        x0, y0, z0, w0 = clip[i0, 0], clip[i0, 1], clip[i0, 2], clip[i0, 3]
+        x1, y1, z1, w1 = clip[i1, 0], clip[i1, 1], clip[i1, 2], clip[i1, 3]
+        x2, y2, z2, w2 = clip[i2, 0], clip[i2, 1], clip[i2, 2], clip[i2, 3]
+        boxes[f, 0] = 0
+        boxes[f, 1] = -1
+        boxes[f, 2] = 0
+        boxes[f, 3] = -1
         # Trivial rejection against each clip plane (all three vertices outside the same plane).
         if (x0 > w0 and x1 > w1 and x2 > w2) or (x0 < -w0 and x1 < -w1 and x2 < -w2):
             continue
@@ -58,38 +56,60 @@ def _raster_band(clip: np.ndarray, faces: np.ndarray, height: int, width: int, r
         if w0 <= 0.0 and w1 <= 0.0 and w2 <= 0.0:
             continue
         if w0 > 0.0 and w1 > 0.0 and w2 > 0.0:
-            sx0 = (x0 / w0 + 1.0) * sx_scale
-            sx1 = (x1 / w1 + 1.0) * sx_scale
-            sx2 = (x2 / w2 + 1.0) * sx_scale
-            sy0 = (1.0 - y0 / w0) * sy_scale
-            sy1 = (1.0 - y1 / w1) * sy_scale
-            sy2 = (1.0 - y2 / w2) * sy_scale
-            xa = int(np.floor(min(sx0, sx1, sx2) - 0.5)) - 1
-            xb = int(np.ceil(max(sx0, sx1, sx2) - 0.5)) + 1
-            ya = int(np.floor(min(sy0, sy1, sy2) - 0.5)) - 1
-            yb = int(np.ceil(max(sy0, sy1, sy2) - 0.5)) + 1
+            sx0 = (x0 / w0 + 1.0) * (0.5 * width)
+            sx1 = (x1 / w1 + 1.0) * (0.5 * width)
+            sx2 = (x2 / w2 + 1.0) * (0.5 * width)
+            sy0 = (1.0 - y0 / w0) * (0.5 * height)
+            sy1 = (1.0 - y1 / w1) * (0.5 * height)
+            sy2 = (1.0 - y2 / w2) * (0.5 * height)
+            xa = max(int(np.ceil(min(sx0, sx1, sx2) - 0.5 - BOX_EPS)), 0)
+            xb = min(int(np.floor(max(sx0, sx1, sx2) - 0.5 + BOX_EPS)), width - 1)
+            ya = max(int(np.ceil(min(sy0, sy1, sy2) - 0.5 - BOX_EPS)), 0)
+            yb = min(int(np.floor(max(sy0, sy1, sy2) - 0.5 + BOX_EPS)), height - 1)
         else:
-            xa = 0
-            xb = width - 1
-            ya = 0
-            yb = height - 1
-        xa = max(xa, 0)
-        xb = min(xb, width - 1)
-        ya = max(ya, row_lo)
-        yb = min(yb, row_hi - 1)
+            # A vertex behind the camera: no finite screen box; the per-pixel test decides.
+            xa, xb, ya, yb = 0, width - 1, 0, height - 1
         if xa > xb or ya > yb:
             continue
-        # Edge function coefficients: c_k = V_i x V_j on (x, y, w), same order as barycentric._cross.
+        boxes[f, 0] = xa
+        boxes[f, 1] = xb
+        boxes[f, 2] = ya
+        boxes[f, 3] = yb
+        # Same expressions, same order as barycentric._cross / homogeneous_barycentrics.
         c0x = y1 * w2 - w1 * y2
         c0y = w1 * x2 - x1 * w2
         c0w = x1 * y2 - y1 * x2
-        c1x = y2 * w0 - w2 * y0
-        c1y = w2 * x0 - x2 * w0
-        c1w = x2 * y0 - y2 * x0
-        c2x = y0 * w1 - w0 * y1
-        c2y = w0 * x1 - x0 * w1
-        c2w = x0 * y1 - y0 * x1
-        det = x0 * c0x + y0 * c0y + w0 * c0w
+        coeffs[f, 0] = c0x
+        coeffs[f, 1] = c0y
+        coeffs[f, 2] = c0w
+        coeffs[f, 3] = y2 * w0 - w2 * y0
+        coeffs[f, 4] = w2 * x0 - x2 * w0
+        coeffs[f, 5] = x2 * y0 - y2 * x0
+        coeffs[f, 6] = y0 * w1 - w0 * y1
+        coeffs[f, 7] = w0 * x1 - x0 * w1
+        coeffs[f, 8] = x0 * y1 - y0 * x1
+        coeffs[f, 9] = x0 * c0x + y0 * c0y + w0 * c0w
+        coeffs[f, 10] = z0
+        coeffs[f, 11] = z1
+        coeffs[f, 12] = z2
+
+
+@numba.njit(cache=True, nogil=True)
+def _raster_band(boxes: np.ndarray, coeffs: np.ndarray, height: int, width: int, row_lo: int, row_hi: int,
+                 tri_out: np.ndarray, zbuf: np.ndarray, bary_out: np.ndarray) -> None:
+    inv_w2 = 2.0 / width
+    inv_h2 = 2.0 / height
+    for f in range(boxes.shape[0]):
+        ya = max(boxes[f, 2], row_lo)
+        yb = min(boxes[f, 3], row_hi - 1)
+        xa = boxes[f, 0]
+        xb = boxes[f, 1]
+        if xa > xb or ya > yb:
+            continue
+        c0x, c0y, c0w = coeffs[f, 0], coeffs[f, 1], coeffs[f, 2]
+        c1x, c1y, c1w = coeffs[f, 3], coeffs[f, 4], coeffs[f, 5]
+        c2x, c2y, c2w = coeffs[f, 6], coeffs[f, 7], coeffs[f, 8]
+        det, z0, z1, z2 = coeffs[f, 9], coeffs[f, 10], coeffs[f, 11], coeffs[f, 12]
         for py in range(ya, yb + 1):
             v = 1.0 - (py + 0.5) * inv_h2
             for px in range(xa, xb + 1):
@@ -100,14 +120,19 @@ def _raster_band(clip: np.ndarray, faces: np.ndarray, height: int, width: int, r
                 total = e0 + e1 + e2
                 if total == 0.0:
                     continue
-                l0 = e0 / total
-                l1 = e1 / total
-                l2 = e2 / total
-                if l0 < 0.0 or l1 < 0.0 or l2 < 0.0:
+                # lambda_i = e_i / total < 0 exactly when e_i and total have opposite signs: reject
+                # before dividing (most box pixels of small triangles are outside).
+                if total > 0.0:
+                    if e0 < 0.0 or e1 < 0.0 or e2 < 0.0:
+                        continue
+                elif e0 > 0.0 or e1 > 0.0 or e2 > 0.0:
                     continue
                 w = det / total
                 if not w > 0.0:
                     continue
+                l0 = e0 / total
+                l1 = e1 / total
+                l2 = e2 / total
                 z = l0 * z0 + l1 * z1 + l2 * z2
                 if z < -w or z > w:
                     continue
@@ -115,23 +140,19 @@ def _raster_band(clip: np.ndarray, faces: np.ndarray, height: int, width: int, r
                 if d32 < zbuf[py, px]:
                     zbuf[py, px] = d32
                     tri_out[py, px] = f
-                    b1_out[py, px] = l1
-                    b2_out[py, px] = l2
+                    bary_out[py, px, 0] = l1
+                    bary_out[py, px, 1] = l2
 
 
 @numba.njit(cache=True, parallel=True)
-def _raster_batch(clip: np.ndarray, faces: np.ndarray, height: int, width: int, n_bands: int,
-                  tri_out: np.ndarray, zbuf: np.ndarray, b1_out: np.ndarray, b2_out: np.ndarray) -> None:
-    batch = clip.shape[0]
+def _raster_image(boxes: np.ndarray, coeffs: np.ndarray, height: int, width: int, n_bands: int,
+                  tri_out: np.ndarray, zbuf: np.ndarray, bary_out: np.ndarray) -> None:
     band_rows = (height + n_bands - 1) // n_bands
-    for job in numba.prange(batch * n_bands):
-        b = job // n_bands
-        band = job % n_bands
+    for band in numba.prange(n_bands):
         row_lo = band * band_rows
         row_hi = min(height, row_lo + band_rows)
         if row_lo < row_hi:
-            _raster_band(clip[b], faces, height, width, row_lo, row_hi,
-                         tri_out[b], zbuf[b], b1_out[b], b2_out[b])
+            _raster_band(boxes, coeffs, height, width, row_lo, row_hi, tri_out, zbuf, bary_out)
 
 
 class NumbaRasterizer:
@@ -151,14 +172,17 @@ class NumbaRasterizer:
         batch = clip.shape[0]
         tri = np.full((batch, height, width), -1, dtype=np.int64)
         zbuf = np.full((batch, height, width), np.inf, dtype=np.float32)
-        b1 = np.zeros((batch, height, width), dtype=np.float32)
-        b2 = np.zeros((batch, height, width), dtype=np.float32)
-        _raster_batch(clip, faces_np, height, width, self.n_bands, tri, zbuf, b1, b2)
+        bary_np = np.zeros((batch, height, width, 2), dtype=np.float32)
+        boxes = np.empty((faces_np.shape[0], 4), dtype=np.int64)
+        coeffs = np.empty((faces_np.shape[0], _SETUP_WIDTH), dtype=np.float64)
+        for b in range(batch):
+            _setup(clip[b], faces_np, height, width, boxes, coeffs)
+            _raster_image(boxes, coeffs, height, width, self.n_bands, tri[b], zbuf[b], bary_np[b])
         device = verts_clip.device
         tri_id = torch.from_numpy(tri).to(device)
         if verts_clip.requires_grad and torch.is_grad_enabled():
             bary, depth = barycentrics_at_pixels(verts_clip, faces, tri_id)
         else:
-            bary = torch.from_numpy(np.stack((b1, b2), axis=-1)).to(device=device, dtype=verts_clip.dtype)
+            bary = torch.from_numpy(bary_np).to(device=device, dtype=verts_clip.dtype)
             depth = torch.from_numpy(zbuf).to(device=device, dtype=verts_clip.dtype)
         return Raster(tri_id=tri_id, bary=bary, depth=depth)

@@ -48,7 +48,7 @@ def interpolate_packed(attr: Tensor, r: Raster, faces: Tensor) -> Tensor:
     pix = r.covered_pixels()
     if pix.numel() == 0:
         return attr.new_zeros(0, channels)
-    vert_index = faces[r.tri_id.reshape(-1)[pix]]
+    vert_index = r.pixel_corners(faces)
     if batch > 1:
         b = torch.div(pix, height * width, rounding_mode="floor")
         vert_index = vert_index + (b * n_verts).unsqueeze(1)
@@ -62,8 +62,12 @@ def scatter_pixels(values: Tensor, r: Raster, fill: float | Tensor = 0.0) -> Ten
     """Packed per-pixel values (N,C) back to images (B,H,W,C) with ``fill`` on background."""
     batch, height, width = r.tri_id.shape
     channels = values.shape[-1]
-    fill_t = torch.as_tensor(fill, dtype=values.dtype, device=values.device)
-    out = fill_t.expand(channels).repeat(batch * height * width, 1)
+    shape = (batch * height * width, channels)
+    if isinstance(fill, Tensor):
+        out = torch.empty(shape, dtype=values.dtype, device=values.device)
+        out[:] = fill.to(values)
+    else:
+        out = torch.full(shape, float(fill), dtype=values.dtype, device=values.device)
     return out.index_copy(0, r.covered_pixels(), values).reshape(batch, height, width, channels)
 
 
@@ -115,16 +119,17 @@ def antialias(color: Tensor, r: Raster, verts_clip: Tensor, faces: Tensor) -> Te
     n_verts = verts_clip.shape[1]
     flat_tri = r.tri_id.reshape(-1)
     flat_depth = r.depth.detach().reshape(-1)
-    index = torch.arange(batch * height * width, device=color.device).reshape(batch, height, width)
-    pairs = (
-        (index[:, :, :-1].reshape(-1), index[:, :, 1:].reshape(-1)),
-        (index[:, :-1, :].reshape(-1), index[:, 1:, :].reshape(-1)),
-    )
-    for first, second in pairs:
-        differs = flat_tri[first] != flat_tri[second]
-        first, second = first[differs], second[differs]
-        if first.numel() == 0:
+    tri = r.tri_id
+    for axis, step in ((2, 1), (1, width)):
+        # Only pixel pairs whose ids differ matter (a few percent of the image): find them on the
+        # id image directly, then work on that short list.
+        size = tri.shape[axis] - 1
+        differs = tri.narrow(axis, 0, size) != tri.narrow(axis, 1, size)
+        where = torch.nonzero(differs)  # (M,3): b, y, x of the first pixel of each pair
+        if where.numel() == 0:
             continue
+        first = (where[:, 0] * height + where[:, 1]) * width + where[:, 2]
+        second = first + step
         first_is_front = flat_depth[first] <= flat_depth[second]
         front = torch.where(first_is_front, first, second)
         back = torch.where(first_is_front, second, first)

@@ -221,9 +221,10 @@ def part_image(r: Raster, faces: Tensor, part_labels: Tensor | None) -> Tensor:
         return result
     pix = r.covered_pixels()
     b12 = r.bary.detach().reshape(-1, 2)[pix]
-    lam = torch.cat([1.0 - b12.sum(-1, keepdim=True), b12], dim=-1)
-    corner = lam.argmax(-1, keepdim=True)
-    vertex = torch.gather(faces[r.tri_id.reshape(-1)[pix]], 1, corner).squeeze(1)
+    b1, b2 = b12[:, 0], b12[:, 1]
+    b0 = 1.0 - b1 - b2
+    corner = torch.where((b1 > b0) & (b1 >= b2), 1, torch.where(b2 > b0, 2, 0)).unsqueeze(1)
+    vertex = torch.gather(r.pixel_corners(faces), 1, corner).squeeze(1)
     labels = part_labels.to(device=result.device, dtype=torch.int64)[vertex]
     return result.reshape(-1).index_copy(0, pix, labels).reshape(r.tri_id.shape)
 

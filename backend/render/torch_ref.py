@@ -16,6 +16,7 @@ from backend.render.api import Raster, check_resolution, normalize_inputs
 from backend.render.barycentric import barycentrics_at_pixels, homogeneous_barycentrics
 
 _EMPTY_KEY = torch.iinfo(torch.int64).max
+BOX_EPS = 1e-6  # pixels; must equal backend.render.cpu_numba.BOX_EPS
 
 
 def triangle_pixel_bounds(tri: Tensor, height: int, width: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -23,8 +24,8 @@ def triangle_pixel_bounds(tri: Tensor, height: int, width: int) -> tuple[Tensor,
 
     Triangles entirely outside one clip plane are dropped. Triangles with a vertex at w <= 0 have no
     finite screen bounding box; they get the whole image and the per-pixel test decides (rare: only
-    geometry crossing the camera plane). A one-pixel margin makes the box conservative under
-    rounding; the bounds never change the result, only the work.
+    geometry crossing the camera plane). A tiny margin keeps the box conservative under
+    rounding (``BOX_EPS`` pixels, the same rule as the numba kernel).
     """
     x, y, z, w = tri.unbind(-1)
     culled = (
@@ -35,10 +36,11 @@ def triangle_pixel_bounds(tri: Tensor, height: int, width: int) -> tuple[Tensor,
     safe_w = torch.where(w > 0, w, torch.ones_like(w))
     sx = (x / safe_w + 1.0) * (0.5 * width)
     sy = (1.0 - y / safe_w) * (0.5 * height)
-    x_lo = torch.where(in_front, torch.floor(sx.amin(1) - 0.5) - 1, torch.zeros_like(sx[:, 0]))
-    x_hi = torch.where(in_front, torch.ceil(sx.amax(1) - 0.5) + 1, torch.full_like(sx[:, 0], width - 1))
-    y_lo = torch.where(in_front, torch.floor(sy.amin(1) - 0.5) - 1, torch.zeros_like(sy[:, 0]))
-    y_hi = torch.where(in_front, torch.ceil(sy.amax(1) - 0.5) + 1, torch.full_like(sy[:, 0], height - 1))
+    eps = BOX_EPS
+    x_lo = torch.where(in_front, torch.ceil(sx.amin(1) - 0.5 - eps), torch.zeros_like(sx[:, 0]))
+    x_hi = torch.where(in_front, torch.floor(sx.amax(1) - 0.5 + eps), torch.full_like(sx[:, 0], width - 1))
+    y_lo = torch.where(in_front, torch.ceil(sy.amin(1) - 0.5 - eps), torch.zeros_like(sy[:, 0]))
+    y_hi = torch.where(in_front, torch.floor(sy.amax(1) - 0.5 + eps), torch.full_like(sy[:, 0], height - 1))
     x_lo = x_lo.clamp(0, width - 1).long()
     x_hi = x_hi.clamp(-1, width - 1).long()
     y_lo = y_lo.clamp(0, height - 1).long()

@@ -48,6 +48,7 @@ from protocol import (
     write_connection_file,
 )
 from protocol import messages as M
+from protocol.integrity import BUFFER_INTEGRITY_ENV, LEGACY_BUFFER_INTEGRITY, resolve_buffer_integrity
 
 from .artifacts import ArtifactStore
 from .curve_auth import LOCAL_CLIENT_NAME, CurveKeys, is_loopback_address, start_authenticator
@@ -99,6 +100,9 @@ class ServerConfig:
     heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S
     cancel_grace_s: float = 0.5
     limits: Limits = DEFAULT_LIMITS
+    # "digest" | "transport" | None (the link's default: transport with CURVE, else digest);
+    # docs/protocol.md §2.1. Falls back to $AVATAR_STUDIO_BUFFER_INTEGRITY (no CLI flag yet).
+    buffer_integrity: str | None = None
 
 
 @dataclass
@@ -134,6 +138,7 @@ class Server:
         self.artifacts: ArtifactStore | None = None
         self.executor: Executor | None = None
         self.info: ConnectionInfo | None = None
+        self.buffer_integrity = LEGACY_BUFFER_INTEGRITY  # resolved in start()
         self._auth: Any = None
         self._lock_fd: int | None = None
         self._stopping = False
@@ -154,6 +159,12 @@ class Server:
                 f"can be reached from other machines. Start with --curve and give each client a key "
                 f"(`avatar-studio keys create NAME`), or bind tcp://127.0.0.1:PORT."
             )
+        try:  # before anything is created: a refused setting leaves nothing behind
+            self.buffer_integrity = resolve_buffer_integrity(
+                self.config.buffer_integrity or os.environ.get(BUFFER_INTEGRITY_ENV) or None,
+                bind, self.config.curve)
+        except ProtocolError as exc:
+            raise ServerStartError(str(exc)) from None
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock_data_dir()
         self.store = JobStore(self.data_dir / "jobs.sqlite3")
@@ -164,7 +175,8 @@ class Server:
             log.warning("marked %d job(s) of a previous server failed: %s", len(lost), ", ".join(lost))
         self.artifacts = ArtifactStore(self.data_dir / "artifacts")
         key = load_or_create_hmac_key(self.data_dir)
-        self.session = Session(key.encode("utf-8"), limits=self.config.limits)
+        self.session = Session(key.encode("utf-8"), limits=self.config.limits,
+                               buffer_integrity=self.buffer_integrity)
         self.executor = Executor(
             self.data_dir, workers=self.config.workers, cancel_grace_s=self.config.cancel_grace_s
         )
@@ -210,6 +222,7 @@ class Server:
             server_public_key=server_public,
             client_key_file=local_client_key,
             server_pid=os.getpid(),
+            buffer_integrity=self.buffer_integrity,  # clients sign buffers the way this file says
         )
         # Written last: a client that sees the file finds a server ready to answer.
         write_connection_file(self.connection_file, self.info)
@@ -415,11 +428,18 @@ class Server:
             )
             return
         assert self.session is not None
+        # Refuse a client that signs buffers another way (an old client states nothing: digest).
+        client_mode = message.content.get("buffer_integrity", LEGACY_BUFFER_INTEGRITY)
+        if client_mode != self.buffer_integrity:
+            content = M.buffer_integrity_mismatch_content(self.buffer_integrity, str(client_mode)[:32])
+            self._send(identity, M.ERROR, content, parent=message)
+            return
         self._reply(
             identity,
             message,
             {
                 "protocol_version": PROTOCOL_VERSION,
+                "buffer_integrity": self.buffer_integrity,
                 "server_version": backend.__version__,
                 "session": self.session.session_id,
                 "job_kinds": [{"name": k.name, "description": k.description} for k in JOB_KINDS.values()],

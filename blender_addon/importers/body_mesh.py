@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import axes, smplx_rig
 from .action import apply_joint_transforms_action
+from .correctives import bake_from_result
 from .arrays import ResultFormatError, check_shape, pick
 
 SKIN_COLOR = (0.8, 0.62, 0.52, 1.0)
@@ -149,7 +150,8 @@ def import_body_mesh(
     """Create (or reshape ``target``'s) body; returns ``(armature_object, mesh_object)``.
 
     With ``import_motion`` the result's per-frame ``joint_transforms`` become an action starting at
-    ``frame_start`` (a rest-pose result has one frame of zero rotations: nothing worth keying).
+    ``frame_start`` and its pose correctives shape keys (a rest-pose result has one frame of zero
+    rotations: nothing worth keying).
     ``place_on_ground`` moves a new body's armature object so its feet touch Blender's ground
     (SMPL-X's origin is near the pelvis); the exporter folds that object offset into ``transl``.
     """
@@ -225,6 +227,8 @@ def import_body_mesh(
         apply_joint_transforms_action(
             arm_obj, transforms, parents, rest_root=joints[0], frame_start=frame_start, name=f"{name} Motion"
         )
+        # SMPL-X's pose correctives, which skinning alone lacks, as per-frame shape keys.
+        bake_from_result(mesh_obj, dict(arrays), frame_start)
     return arm_obj, mesh_obj
 
 

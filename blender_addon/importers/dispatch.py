@@ -49,7 +49,16 @@ def import_body_mesh_result(
         place_on_ground=not meta.get("import_motion"),
     )
     item.target = arm_obj.name
-    return f"{arm_obj.name}: {len(mesh_obj.data.vertices)} vertices, {len(arm_obj.data.bones)} bones"
+    summary = f"{arm_obj.name}: {len(mesh_obj.data.vertices)} vertices, {len(arm_obj.data.bones)} bones"
+    source = scene.objects.get(meta["source"]) if isinstance(meta.get("source"), str) else None
+    source_mesh = next((c for c in source.children if c.type == "MESH"), None) if source is not None else None
+    if source_mesh is not None:
+        # The body whose animation was posed gets the same correctives, so it matches too.
+        from .correctives import bake_from_result
+
+        baked = bake_from_result(source_mesh, dict(arrays), item.frame_start)
+        summary += f"; {baked} corrective shape keys on {source.name}" if baked else ""
+    return summary
 
 
 def import_preview_result(

@@ -109,7 +109,7 @@ class AVS_OT_pose_on_backend(bpy.types.Operator):
             "body.mesh",
             job_params.body_mesh_params(shape, motion),
             frame_start=int(motion["frame_start"]),
-            meta={**shape, "name": f"{arm_obj.name} posed", "import_motion": True},
+            meta={**shape, "name": f"{arm_obj.name} posed", "import_motion": True, "source": arm_obj.name},
         )
         return {"FINISHED"}
 

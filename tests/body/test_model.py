@@ -238,3 +238,24 @@ def test_stand_in_is_exactly_mirror_symmetric(body_model: BodyModel) -> None:
     ids = {name: i for name, i in __import__("backend.body.joints", fromlist=["x"]).EXTRA_VERTEX_IDS.items()}
     assert mirror[ids["lthumb"]] == ids["rthumb"] and mirror[ids["LHeel"]] == ids["RHeel"]
     assert mirror[ids["nose"]] == ids["nose"]
+
+
+def test_pose_correctives_keep_the_volume_of_bent_limbs(standin_root: Path) -> None:
+    import trimesh
+
+    def volume(model: BodyModel, params: BodyParams) -> float:
+        v = model(params).vertices[0].detach().numpy()[:NUM_BODY_VERTICES]
+        body_faces = model.faces[(model.faces < NUM_BODY_VERTICES).all(axis=1)]
+        return float(trimesh.Trimesh(v, body_faces, process=False).volume)
+
+    pose = np.zeros((1, 63))
+    for name, axis, angle in (("left_knee", 0, 2.0), ("right_knee", 0, 2.0), ("left_elbow", 1, -2.0)):
+        pose[0, 3 * (JOINT_INDEX[name] - 1) + axis] = angle
+    bent = BodyParams.from_arrays({"body_pose": pose})
+    model = BodyModel(BodyModelConfig(data_dir=standin_root))
+    rest = volume(model, BodyParams.zeros())
+    corrected = volume(model, bent)
+    model.smplx.posedirs.zero_()  # plain linear blend skinning
+    plain = volume(model, bent)
+    assert (rest - plain) / rest > 0.015  # skinning alone loses volume at bent joints
+    assert abs(rest - corrected) / rest < 0.005  # the correctives give it back

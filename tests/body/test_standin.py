@@ -10,7 +10,7 @@ import pytest
 import smplx
 import torch
 
-from backend.body.joints import EXTRA_VERTEX_IDS, JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS
+from backend.body.joints import EXTRA_VERTEX_IDS, JOINT_INDEX, JOINT_NAMES, PARENTS
 from backend.body.skinning import vertex_adjacency
 from backend.body.standin import NUM_BODY_VERTICES, ensure_standin, model_file
 
@@ -245,9 +245,13 @@ def test_hand_pca_basis_is_orthonormal(standin_npz: dict[str, np.ndarray]) -> No
         np.testing.assert_allclose(basis @ basis.T, np.eye(45), atol=1e-8)
 
 
-def test_posedirs_are_zero_by_design(standin_npz: dict[str, np.ndarray]) -> None:
-    assert not standin_npz["posedirs"].any()
-    assert NUM_JOINTS * 0 + standin_npz["posedirs"].shape[2] == 54 * 9
+def test_pose_correctives_are_joint_bulges_only(standin_npz: dict[str, np.ndarray]) -> None:
+    posedirs = standin_npz["posedirs"]
+    used = np.nonzero(np.abs(posedirs).reshape(-1, 486).max(axis=0))[0]
+    assert set(used % 9) == {0, 4, 8}  # only the diagonal of R - I: 1 - cos(angle), any axis
+    assert not posedirs[NUM_BODY_VERTICES:].any()  # eyeballs stay rigid
+    jaw = JOINT_INDEX["jaw"] - 1
+    assert not posedirs[:, :, 9 * jaw : 9 * jaw + 9].any()
 
 
 def test_outdated_or_broken_cache_files_are_not_trusted(tmp_path: Path) -> None:

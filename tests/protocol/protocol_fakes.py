@@ -24,6 +24,7 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from protocol import PROTOCOL_VERSION, ProtocolError, Session
 from protocol import messages as M
+from protocol.integrity import LEGACY_BUFFER_INTEGRITY, default_buffer_integrity
 from protocol.version import is_compatible
 
 KEY = b"0123456789abcdef0123456789abcdef"
@@ -83,8 +84,11 @@ class FakeServer:
                  jobs: dict[str, FakeJob] | None = None, step_s: float = 0.02,
                  heartbeat_interval_s: float = 0.2,
                  curve_keys: tuple[bytes, bytes] | None = None,
-                 authorized_keys_dir: str | None = None) -> None:
-        self.session = Session(key)
+                 authorized_keys_dir: str | None = None,
+                 buffer_integrity: str | None = None) -> None:
+        # Like the real server: the link's default unless told otherwise (CURVE: transport).
+        self.buffer_integrity = buffer_integrity or default_buffer_integrity(curve_keys is not None)
+        self.session = Session(key, buffer_integrity=self.buffer_integrity)
         self.version = version
         self.jobs: dict[str, FakeJob] = jobs if jobs is not None else {}
         self.by_idempotency: dict[str, str] = {}
@@ -157,7 +161,13 @@ class FakeServer:
             if not isinstance(client_version, str) or not is_compatible(client_version, self.version):
                 self._reply(msg, M.version_mismatch_content(self.version, client_version), M.ERROR)
                 return
+            client_mode = content.get("buffer_integrity", LEGACY_BUFFER_INTEGRITY)
+            if client_mode != self.buffer_integrity:
+                self._reply(msg, M.buffer_integrity_mismatch_content(self.buffer_integrity, client_mode),
+                            M.ERROR)
+                return
             self._reply(msg, {"protocol_version": self.version, "server_version": "fake",
+                              "buffer_integrity": self.buffer_integrity,
                               "session": self.session.session_id, "job_kinds": [],
                               "heartbeat_interval_s": self.heartbeat_interval_s})
         elif msg.msg_type == M.HEARTBEAT:
