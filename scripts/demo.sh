@@ -29,3 +29,17 @@ step "system.info over the wire"
 
 step "system.sleep with progress"
 "${CLI[@]}" submit system.sleep --connection "$CONN" --params '{"seconds": 1.0}' --wait --out "$OUT/system-sleep"
+
+step "body preview: stand-in SMPL-X body walking, 4-camera orbit (RGB, mask, depth, normals, OpenPose)"
+"${CLI[@]}" preview --motion walk --cameras orbit:4 --frames 8 --size 256x256 --out "$OUT/preview"
+
+step "avatar from views: a synthetic character, then sculpt + UV texture + rig (CPU defaults)"
+"${CLI[@]}" avatar make-synthetic --out "$OUT/views"
+"${CLI[@]}" avatar --views "$OUT/views" --out "$OUT/avatar"
+
+step "headless Blender: the add-on's slice against this backend, saved as a .blend"
+.venv-blender/bin/python examples/headless_slice.py --connection "$CONN" --out "$OUT/demo.blend" \
+  --avatar "$OUT/avatar"
+
+step "done"
+echo "results in $OUT: preview/, avatar/avatar.glb, demo.blend"

@@ -8,8 +8,9 @@ Frame i shows motion frame ``min(i, M - 1)`` through camera ``i % C``: a static 
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +84,23 @@ class PreviewResult:
     joints_2d: np.ndarray  # (F,127,2) pixels
     joints_visible: np.ndarray  # (F,127) bool
     info: dict[str, object] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run torch's intra-op work on ``n`` threads inside the block, then restore.
+
+    The per-frame ops here touch at most a few hundred thousand elements: splitting them across
+    threads gains little, and on a shared, oversubscribed CPU every parallel op waits for a
+    descheduled thread (bench/render.py measured 1169 ms/frame with 2 threads vs 43 ms with 1 at
+    load ~9 on 2 cores). The preview owns its process (job worker or CLI), so it may set this.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @functools.lru_cache(maxsize=4)
@@ -180,7 +198,7 @@ def render_preview(config: PreviewConfig, out_dir: Path, *,
         m = int(motion_index[i])
         cams = CameraBatch.from_path(cameras, [i])
         mesh = Mesh(verts=body.vertices[m], faces=faces, vertex_colors=colors, part_labels=labels)
-        with torch.no_grad():
+        with torch.no_grad(), torch_threads(1):
             out = render_passes(mesh, cams, passes=render_pass_names, joints=keypoints_all[m],
                                 rasterizer=rasterizer, background=(0.0, 0.0, 0.0))
         mask = out.raster.mask[0].numpy()

@@ -12,8 +12,8 @@ import numpy as np
 
 from .. import axes, smplx_rig
 from .action import apply_joint_transforms_action
-from .correctives import bake_from_result
 from .arrays import ResultFormatError, check_shape, pick
+from .correctives import bake_from_result
 
 SKIN_COLOR = (0.8, 0.62, 0.52, 1.0)
 MIN_BONE_LENGTH = 0.01  # metres; Blender deletes zero-length bones

@@ -284,11 +284,19 @@ def test_slice_end_to_end(clean_scene, backend_server, tmp_path: Path) -> None:
     assert posed.shape == (frames, 10475, 3)
     posed_arm, posed_mesh = body_objects(scene, item.target)
     assert posed_arm != arm_obj and posed_arm.animation_data.action is not None
+    # The backend's body has pose correctives (SMPL-X posedirs): both meshes got them as shape keys.
+    for mesh in (mesh_obj, posed_mesh):
+        keys = mesh.data.shape_keys.key_blocks if mesh.data.shape_keys else []
+        assert len([k for k in keys if k.name.startswith("AVS corrective")]) in (0, frames)
+    worst = 0.0
     for frame in (1, 3, frames):
         scene.frame_set(frame)
         expected = posed[frame - 1] @ C.T
-        np.testing.assert_allclose(evaluated_vertices(mesh_obj), expected, atol=1e-4)  # the user's rig
-        np.testing.assert_allclose(evaluated_vertices(posed_mesh), expected, atol=1e-4)  # imported action
+        for mesh in (mesh_obj, posed_mesh):  # the user's rig, the imported action
+            deviation = np.abs(evaluated_vertices(mesh) - expected).max()
+            worst = max(worst, deviation)
+            assert deviation < 1e-4, (mesh.name, frame, deviation)
+    print(f"posed mesh vs backend: max deviation {worst:.2e} m")
 
     assert max(pumper.durations) < 1.0  # imports included; the plain pump bound is tested below
 

@@ -266,3 +266,50 @@ def test_camera_export_projects_like_blender(clean_scene) -> None:
                 ndc = world_to_camera_view(scene, cam, Vector(point.tolist()))
                 expected = (ndc.x * path.width, (1.0 - ndc.y) * path.height)
                 np.testing.assert_allclose(pixel, expected, atol=1e-3)
+
+
+def test_pose_correctives_are_baked_as_shape_keys(clean_scene) -> None:
+    """A result posed with correctives (offsets added before skinning, as SMPL-X's posedirs):
+    the baked shape keys make Blender's deformation equal the posed vertices at every frame."""
+    from blender_addon.importers.correctives import KEY_PREFIX, corrective_offsets
+
+    body = synthetic_body(seed=13)
+    frames = 3
+    pose, transl = random_motion(frames, seed=14)
+    rng = np.random.default_rng(15)
+    extra = rng.normal(scale=0.004, size=(frames, len(body["rest_vertices"]), 3))  # millimetre bulges
+    weights = body["weights"].astype(np.float64)
+    posed = np.stack(
+        [
+            smplx_lbs(body["rest_vertices"] + extra[f], body["rest_joints"], weights, pose[f], transl[f])
+            for f in range(frames)
+        ]
+    )
+    # World joint transforms as body.mesh sends them: accumulated rotation, posed joint position.
+    transforms = np.zeros((frames, 55, 4, 4))
+    for f in range(frames):
+        for j in range(55):
+            parent = smplx_rig.PARENTS[j]
+            rot = rodrigues(pose[f, j])
+            if parent < 0:
+                transforms[f, j, :3, :3] = rot
+                transforms[f, j, :3, 3] = body["rest_joints"][j] + transl[f]
+            else:
+                transforms[f, j, :3, :3] = transforms[f, parent, :3, :3] @ rot
+                offset = body["rest_joints"][j] - body["rest_joints"][parent]
+                transforms[f, j, :3, 3] = (
+                    transforms[f, parent, :3, :3] @ offset + transforms[f, parent, :3, 3]
+                )
+    np.testing.assert_allclose(
+        corrective_offsets(body["rest_vertices"], body["rest_joints"], weights, transforms, posed),
+        extra,
+        atol=1e-7,
+    )
+    result = {**body, "joint_transforms": transforms, "posed_vertices": posed}
+    _arm_obj, mesh_obj = import_body_mesh(result, {}, name="Bulgy", import_motion=True, frame_start=5)
+    keys = [k.name for k in mesh_obj.data.shape_keys.key_blocks if k.name.startswith(KEY_PREFIX)]
+    assert keys == [f"{KEY_PREFIX}{f}" for f in (5, 6, 7)]
+    scene = clean_scene
+    for f in range(frames):
+        scene.frame_set(5 + f)
+        np.testing.assert_allclose(evaluated_vertices(mesh_obj), posed[f] @ C.T, atol=2e-5)
