@@ -481,9 +481,6 @@ class Bridge:
         item.message = "downloading results"
         self._downloads[item.job_id] = DownloadTask(item.job_id, out_dir, list(view.artifacts))
 
-    def downloading(self, job_id: str) -> bool:
-        return job_id in self._downloads
-
     def _step_downloads(self) -> None:
         for job_id, task in list(self._downloads.items()):
             if not task.done and self.connected:

@@ -6,9 +6,10 @@ Blender poses a bone with its local ``matrix_basis`` expressed in the bone's *re
 takes protocol (Y-up) coordinates to Blender (Z-up) coordinates, both produce the same skinning
 transform when::
 
-    B_j @ Basis_j @ B_j.T == C @ R_j @ C.T       (armature space, one joint, parents equal)
+    B_j @ Basis_j @ inv(B_j) == C @ R_j @ C.T       (armature space, one joint, parents equal)
 
-so ``Basis_j = B_j.T @ C @ R_j @ C.T @ B_j`` and ``R_j = C.T @ B_j @ Basis_j @ B_j.T @ C``. This holds
+so ``Basis_j = inv(B_j) @ C @ R_j @ C.T @ B_j`` and ``R_j = C.T @ B_j @ Basis_j @ inv(B_j) @ C``
+(``inv(B_j)`` is ``B_j.T`` up to float32 noise; the inverse is what Blender deforms with). This holds
 for any bone roll or direction, so bones may point at their children like a hand-made rig.
 """
 
@@ -82,26 +83,6 @@ def matrix_to_quaternion(matrix: np.ndarray) -> np.ndarray:
         q[mask] = np.stack([w, x, y, z], axis=-1)[mask]
     q *= np.where(q[..., :1] < 0, -1.0, 1.0)
     return q / np.linalg.norm(q, axis=-1, keepdims=True)
-
-
-def quaternion_to_matrix(quaternion: np.ndarray) -> np.ndarray:
-    q = np.asarray(quaternion, dtype=np.float64)
-    q = q / np.linalg.norm(q, axis=-1, keepdims=True)
-    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
-    return np.stack(
-        [
-            1 - 2 * (y * y + z * z),
-            2 * (x * y - z * w),
-            2 * (x * z + y * w),
-            2 * (x * y + z * w),
-            1 - 2 * (x * x + z * z),
-            2 * (y * z - x * w),
-            2 * (x * z - y * w),
-            2 * (y * z + x * w),
-            1 - 2 * (x * x + y * y),
-        ],
-        axis=-1,
-    ).reshape((*q.shape[:-1], 3, 3))
 
 
 def matrix_to_aa(matrix: np.ndarray) -> np.ndarray:

@@ -86,12 +86,13 @@ def _pose_sample(
         pose_rot = pose_rot / np.linalg.norm(pose_rot, axis=1, keepdims=True)
         deform = pose_rot @ np.linalg.inv(rest_rot)  # skinning rotation, armature space
         relative = np.array([deform[j] if p < 0 else deform[p].T @ deform[j] for j, p in enumerate(parents)])
+        local = axes.PROTOCOL_FROM_BLENDER @ relative @ axes.BLENDER_FROM_PROTOCOL
     else:
         # Straight from the animated local transforms: no float32 products along the chains.
         basis = np.array([np.array(pb.matrix_basis.to_3x3().normalized()) for pb in pose_bones])
-        relative = rest_rot @ basis @ np.linalg.inv(rest_rot)
-    relative[0] = object_rot @ relative[0]
-    local = axes.PROTOCOL_FROM_BLENDER @ relative @ axes.BLENDER_FROM_PROTOCOL
+        local = rig_math.basis_to_smplx(basis, rest_rot, axes.BLENDER_FROM_PROTOCOL)
+    # The armature object's rotation turns the whole body: it belongs to the root joint.
+    local[0] = axes.PROTOCOL_FROM_BLENDER @ object_rot @ axes.BLENDER_FROM_PROTOCOL @ local[0]
     pelvis_world = world[:3, :3] @ pose_matrices[0, :3, 3] + world[:3, 3]
     return local, axes.to_protocol(pelvis_world)
 

@@ -28,8 +28,8 @@ from backend.avatar.views import View
 class TextureConfig:
     texture_size: int = 1024  # up to 2048
     iterations: int = 60
-    lr: float = 0.02
-    w_tv: float = 0.02
+    lr: float = 0.005  # the splat-average start is near the optimum: small steps
+    w_tv: float = 0.005
     pixels_per_iter: int = 200_000  # random subset of the observed pixels per step
     min_cosine: float = 0.15  # pixels seen more grazing than this are not used
     erode_pixels: int = 1  # shrink masks so silhouette pixels (mixed with background) are not used

@@ -1,5 +1,8 @@
 """Render passes of a mesh seen by a batch of cameras: RGB, alpha, depth, normals, UV, ids, joints.
 
+Two implementations of the same passes: torch (differentiable) and, without gradients on CPU,
+the fused numba loop of :mod:`backend.render.cpu_shade` (chosen automatically).
+
 One rasterisation per camera serves every pass; per-vertex attributes are interpolated in a single
 gather. Conventions: images are (B,H,W,C) float32, row 0 at the top; depth is camera z in metres
 (+inf on background); normals are unit vectors, camera normals in OpenCV axes (x right, y down,
@@ -12,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -100,6 +104,7 @@ def render_passes(
     ambient: float = 0.35,
     smooth_edges: bool = False,
     visibility_tolerance: float = 0.15,
+    fused: bool | None = None,
 ) -> Passes:
     """Rasterise ``mesh`` once per camera and compute the requested passes.
 
@@ -108,7 +113,8 @@ def render_passes(
     ``smooth_edges`` antialiases RGB and alpha (differentiable silhouettes). ``joints`` (J,3) or
     (B,J,3) world points give 2D joints; one is visible if it is inside the image and no more than
     ``visibility_tolerance`` metres behind the surface seen at its pixel (joints lie inside the
-    body, so the tolerance is about a limb's thickness).
+    body, so the tolerance is about a limb's thickness). ``fused``: None picks the numba path when
+    possible (CPU, no gradients, no smooth_edges); True/False forces it (True raises if impossible).
     """
     wanted = set(passes)
     unknown = wanted - set(ALL_PASSES)
@@ -126,6 +132,20 @@ def render_passes(
     clip = cameras.clip(verts)
     r = rasterizer.rasterize(clip, faces, cameras.resolution)
     out = Passes(raster=r)
+    can_fuse = (device.type == "cpu" and not smooth_edges and not r.bary.requires_grad
+                and (mesh.texture is None or mesh.texture.dim() == 3 or mesh.texture.shape[0] == 1)
+                and not (torch.is_grad_enabled() and any(
+                    t is not None and t.requires_grad
+                    for t in (mesh.verts, mesh.uv, mesh.texture, mesh.vertex_colors))))
+    if fused if fused is not None else can_fuse:
+        if not can_fuse:
+            raise ValueError("the fused CPU path needs CPU tensors, no gradients and no smooth_edges")
+        _fused_passes(out, mesh, cameras, verts, faces, wanted, shading, base_color, background,
+                      light_dir_cam, ambient)
+        if "joints" in wanted and joints is not None:
+            out.joints_2d, out.joints_depth, out.joints_visible = project_joints(
+                joints.to(device=device, dtype=torch.float32), cameras, r.depth, visibility_tolerance)
+        return out
     mask = r.mask
     pix = r.covered_pixels()
     n_pix = pix.numel()
@@ -212,6 +232,67 @@ def render_passes(
         out.joints_2d, out.joints_depth, out.joints_visible = project_joints(
             joints.to(device=device, dtype=torch.float32), cameras, r.depth, visibility_tolerance)
     return out
+
+
+def _fused_passes(out: Passes, mesh: Mesh, cameras: CameraBatch, verts: Tensor, faces: Tensor,
+                  wanted: set[str], shading: str, base_color: tuple[float, float, float],
+                  background: tuple[float, float, float], light_dir_cam: tuple[float, float, float],
+                  ambient: float) -> None:
+    """All image passes in one numba loop (no autograd); same results as the torch path."""
+    from backend.render.cpu_shade import shade_passes, vertex_normals_np
+
+    r = out.raster
+    batch, height, width = r.tri_id.shape
+    has_texture = mesh.texture is not None and mesh.uv is not None
+    empty2 = np.zeros((0, 2), dtype=np.float32)
+    uv = mesh.uv.detach().float().numpy() if mesh.uv is not None else empty2
+    uv_faces = (mesh.uv_faces if mesh.uv_faces is not None else faces).to(torch.int64).numpy()
+    if has_texture:
+        assert mesh.texture is not None
+        tex = mesh.texture.detach().float().reshape(mesh.texture.shape[-3:]).numpy()
+        mode = 2
+    else:
+        tex = np.zeros((1, 1, 3), dtype=np.float32)
+        mode = 1 if mesh.vertex_colors is not None else 0
+    channels = tex.shape[-1] if mode == 2 else 3
+    colors = (mesh.vertex_colors.detach().float().numpy() if mesh.vertex_colors is not None
+              else np.zeros((0, 3), dtype=np.float32))
+    labels = (mesh.part_labels.to(torch.int64).numpy() if mesh.part_labels is not None
+              else np.zeros(0, dtype=np.int64))
+    light = np.asarray(light_dir_cam, dtype=np.float32)
+    light = light / max(float(np.linalg.norm(light)), 1e-12)
+    bg = np.zeros(channels, dtype=np.float32)
+    bg[: min(3, channels)] = np.asarray(background, dtype=np.float32)[: min(3, channels)]
+    rgb = np.empty((batch, height, width, channels), dtype=np.float32)
+    rgb[:] = bg
+    normal_cam = np.zeros((batch, height, width, 3), dtype=np.float32)
+    normal_world = np.zeros((batch, height, width, 3), dtype=np.float32)
+    uv_img = np.zeros((batch, height, width, 2), dtype=np.float32)
+    part = np.full((batch, height, width), -1, dtype=np.int64)
+    normals = vertex_normals_np(np.ascontiguousarray(verts.detach().numpy()), faces.numpy())
+    bary = np.ascontiguousarray(r.bary.detach().float().numpy())
+    shade_passes(np.ascontiguousarray(r.tri_id.numpy()), bary, faces.numpy(), np.ascontiguousarray(normals),
+                 np.ascontiguousarray(cameras.R.numpy()),
+                 np.ascontiguousarray(uv, dtype=np.float32), np.ascontiguousarray(uv_faces),
+                 np.ascontiguousarray(tex), np.ascontiguousarray(colors, dtype=np.float32), labels,
+                 np.asarray(base_color, dtype=np.float32), light, float(ambient), bg, mode,
+                 shading == "lambert", rgb, normal_cam, normal_world, uv_img, part)
+    if "rgb" in wanted:
+        out.rgb = torch.from_numpy(rgb)
+    if "alpha" in wanted:
+        out.alpha = r.mask.to(torch.float32)
+    if "depth" in wanted:
+        out.depth = r.depth
+    if "normal_cam" in wanted:
+        out.normal_cam = torch.from_numpy(normal_cam)
+    if "normal_world" in wanted:
+        out.normal_world = torch.from_numpy(normal_world)
+    if "uv" in wanted:
+        out.uv = torch.from_numpy(uv_img)
+    if "face_id" in wanted:
+        out.face_id = r.tri_id
+    if "part" in wanted:
+        out.part = torch.from_numpy(part)
 
 
 def part_image(r: Raster, faces: Tensor, part_labels: Tensor | None) -> Tensor:

@@ -313,3 +313,30 @@ def test_pose_correctives_are_baked_as_shape_keys(clean_scene) -> None:
     for f in range(frames):
         scene.frame_set(5 + f)
         np.testing.assert_allclose(evaluated_vertices(mesh_obj), posed[f] @ C.T, atol=2e-5)
+
+
+def test_export_reads_final_pose_matrices_when_bones_have_constraints(clean_scene) -> None:
+    """With a constraint on any bone the exporter derives rotations from the evaluated pose
+    matrices (what the constraints produced), not from the keys; an identity constraint must give
+    the keyed pose back, a Limit Rotation that clamps the elbow must show in the export."""
+    body = synthetic_body(seed=16)
+    arm_obj, _mesh = import_body_mesh(body, {}, name="Constrained")
+    pose, transl = random_motion(2, seed=17)
+    apply_pose_action(arm_obj, pose.reshape(2, -1), transl, frame_start=1)
+    scene = clean_scene
+    scene.frame_start, scene.frame_end = 1, 2
+    arm_obj.pose.bones["spine1"].constraints.new("LIMIT_ROTATION")  # nothing enabled: no effect
+    motion = scene_export.export_smplx_motion(scene, arm_obj)
+    full = np.concatenate([motion[f].reshape(2, -1, 3) for f, _, _ in smplx_rig.POSE_FIELDS], axis=1)
+    for frame in range(2):
+        for j in range(55):
+            np.testing.assert_allclose(rodrigues(full[frame, j]), rodrigues(pose[frame, j]), atol=1e-5)
+    np.testing.assert_allclose(motion["transl"], transl, atol=1e-5)
+
+    elbow = smplx_rig.JOINT_NAMES.index("left_elbow")
+    limit = arm_obj.pose.bones["left_elbow"].constraints.new("LIMIT_ROTATION")
+    limit.use_limit_x = limit.use_limit_y = limit.use_limit_z = True  # all limits 0: locked
+    limit.owner_space = "LOCAL"
+    motion = scene_export.export_smplx_motion(scene, arm_obj)
+    elbow_pose = motion["body_pose"].reshape(2, 21, 3)[:, elbow - 1]
+    np.testing.assert_allclose(elbow_pose, 0.0, atol=1e-5)

@@ -133,3 +133,29 @@ def test_unknown_pass_rejected() -> None:
     with pytest.raises(ValueError, match="unknown passes"):
         render_passes(_sphere_mesh(), _camera(), passes=["rgb", "albedo"])
     assert "joints" in ALL_PASSES
+
+
+@pytest.mark.parametrize("variant", ["texture", "vertex_colors", "base_color_flat"])
+def test_fused_cpu_path_equals_torch_path(variant: str) -> None:
+    mesh = _sphere_mesh()
+    if variant == "vertex_colors":
+        mesh = Mesh(verts=mesh.verts, faces=mesh.faces, vertex_colors=torch.rand(mesh.verts.shape[0], 3),
+                    part_labels=mesh.part_labels)
+    elif variant == "base_color_flat":
+        mesh = Mesh(verts=mesh.verts, faces=mesh.faces, uv=mesh.uv, uv_faces=mesh.faces)
+    R0, t0 = look_at((0.3, 0.5, 4.0), (0, 0, 0))
+    R1, t1 = look_at((3.0, -1.0, 2.0), (0, 0, 0))
+    K = intrinsics_from_fov(40.0, W, H)
+    cams = CameraBatch(np.stack([K, K]), np.stack([R0, R1]), np.stack([t0, t1]), W, H, 0.1, 20.0)
+    shading = "none" if variant == "base_color_flat" else "lambert"
+    kwargs = dict(passes=ALL_PASSES, shading=shading, background=(0.2, 0.3, 0.4))
+    fused = render_passes(mesh, cams, fused=True, **kwargs)
+    plain = render_passes(mesh, cams, fused=False, **kwargs)
+    for name in ("rgb", "normal_cam", "normal_world", "uv", "alpha"):
+        a, b = getattr(fused, name), getattr(plain, name)
+        assert a.shape == b.shape, name
+        assert torch.allclose(a, b, atol=2e-4), f"{name}: max diff {(a - b).abs().max()}"
+    assert torch.equal(fused.depth, plain.depth) and torch.equal(fused.face_id, plain.face_id)
+    assert (fused.part != plain.part).float().mean() < 0.005
+    with pytest.raises(ValueError, match="fused"):
+        render_passes(mesh, cams, fused=True, smooth_edges=True)
