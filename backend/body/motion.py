@@ -16,6 +16,13 @@ eyes or expression); plain SMPL ``poses`` (N,72) are read the same way, dropping
 joints. SMPL+H betas live in SMPL+H's shape space; they are carried over unchanged
 and ``Motion.source_model`` says where they came from. Hand poses are absolute axis-angle (a flat
 hand is zero), as AMASS stores them.
+
+World axes: AMASS stores bodies in a **Z-up** world (an upright body has a root orientation of about
++90 degrees around x), while the protocol's world is **Y-up** (SMPL-X's own frame). ``load_amass``
+and ``save_amass`` convert by default (``z_up=True``). SMPL-X rotates the root about the rest pelvis
+``p``, so a change of world axes ``W`` maps ``(R, t)`` to ``(W R, W (p + t) - p)``: exact when ``p`` is
+the pelvis of the body the motion will drive (pass ``rest_pelvis``), within ``|(W - I)(p - p0)|`` (a
+few millimetres for typical shapes) with the default ``p0``, the stand-in's neutral pelvis.
 """
 
 from __future__ import annotations
@@ -40,6 +47,11 @@ SMPLH_POSE_ORDER = ("global_orient", "body_pose", "left_hand_pose", "right_hand_
 SMPL_POSE_WIDTH = 72  # 24 joints: root, 21 body joints, left and right hand
 AMASS_SMPLH_BETAS = 16
 AMASS_DMPLS = 8
+# Z-up (AMASS, Blender) world -> the protocol's Y-up world: (x, y, z) -> (x, z, -y).
+Y_UP_FROM_Z_UP = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
+# Rest pelvis of the neutral stand-in body at zero betas (the real SMPL-X's is within ~10 cm):
+# the pivot of the axis change when the caller does not know the exact body.
+DEFAULT_REST_PELVIS = np.array([0.0, -0.26, 0.0])
 
 
 class MotionFormatError(ValueError):
@@ -182,8 +194,36 @@ def _vector(data: Any, key: str, default_size: int = 10) -> np.ndarray:
     return np.asarray(data[key], dtype=np.float64).reshape(-1)
 
 
-def load_amass(path: str | Path, num_betas: int | None = None) -> Motion:
-    """Read an AMASS npz of either release (SMPL-X or SMPL+H); see the module doc for layouts."""
+def change_world_axes(motion: Motion, rotation: np.ndarray, rest_pelvis: np.ndarray | None = None) -> Motion:
+    """Re-express ``motion`` in a world rotated by ``rotation`` (3x3): the same body, new axes.
+
+    The root rotates about the rest pelvis ``p``: posed = R (v - p) + p + t, so in the new world
+    R' = W R and t' = W (p + t) - p. See the module doc for the default ``p``.
+    """
+    w = np.asarray(rotation, dtype=np.float64)
+    p = DEFAULT_REST_PELVIS if rest_pelvis is None else np.asarray(rest_pelvis, dtype=np.float64).reshape(3)
+    root = Rotation.from_matrix(w) * Rotation.from_rotvec(motion.global_orient)
+    transl = (motion.transl + p) @ w.T - p
+    return replace(motion, global_orient=root.as_rotvec(), transl=transl)
+
+
+def load_amass(
+    path: str | Path,
+    num_betas: int | None = None,
+    *,
+    z_up: bool = True,
+    rest_pelvis: np.ndarray | None = None,
+) -> Motion:
+    """Read an AMASS npz of either release (SMPL-X or SMPL+H); see the module doc for layouts.
+
+    ``z_up`` converts AMASS's Z-up world to the protocol's Y-up one (see the module doc); pass
+    ``rest_pelvis`` of the body that will play the motion for an exact conversion.
+    """
+    motion = _read_amass(path, num_betas)
+    return change_world_axes(motion, Y_UP_FROM_Z_UP, rest_pelvis) if z_up else motion
+
+
+def _read_amass(path: str | Path, num_betas: int | None) -> Motion:
     try:
         data = np.load(path, allow_pickle=False)
     except ValueError as exc:
@@ -244,12 +284,22 @@ def load_amass(path: str | Path, num_betas: int | None = None) -> Motion:
         raise MotionFormatError(f"{path}: unsupported poses width {poses.shape[1]} (model {model_type})")
 
 
-def save_amass(motion: Motion, path: str | Path, layout: str = "smplx") -> Path:
+def save_amass(
+    motion: Motion,
+    path: str | Path,
+    layout: str = "smplx",
+    *,
+    z_up: bool = True,
+    rest_pelvis: np.ndarray | None = None,
+) -> Path:
     """Write ``motion`` as an AMASS npz, ``layout`` "smplx" (SMPL-X release) or "smplh" (SMPL+H).
 
     SMPL+H has no jaw, eyes or expression: those are dropped. Betas are padded/cut to 16 there.
+    ``z_up`` writes AMASS's Z-up world (the inverse of :func:`load_amass`'s conversion).
     """
     path = Path(path)
+    if z_up:
+        motion = change_world_axes(motion, Y_UP_FROM_Z_UP.T, rest_pelvis)
     n = motion.n_frames
     common = {"trans": motion.transl, "gender": np.array(motion.gender)}
     if layout == "smplx":

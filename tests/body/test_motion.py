@@ -217,3 +217,39 @@ def test_frames_slices_and_divides_the_rate() -> None:
     sub = m.frames(0, None, 4)
     assert sub.n_frames == 31 and sub.fps == 30.0
     np.testing.assert_array_equal(sub.body_pose, m.body_pose[::4])
+
+
+def test_amass_z_up_world_is_converted_to_the_protocols_y_up(tmp_path: Path) -> None:
+    # An upright AMASS body: root +90 deg about x (SMPL-X's Y-up body stood up in a Z-up world),
+    # pelvis 0.9 m above the floor along z. In the protocol's Y-up world that is no root rotation
+    # and the pelvis's height along +y.
+    n, pelvis = 4, np.array([0.0, -0.26, 0.0])
+    trans_z_up = np.tile([0.3, 0.2, 0.9], (n, 1)) - pelvis  # posed pelvis = rest pelvis + trans
+    np.savez(
+        tmp_path / "upright.npz",
+        poses=np.tile(np.r_[np.pi / 2, 0.0, 0.0, np.zeros(153)], (n, 1)),
+        trans=trans_z_up,
+        betas=np.zeros(16),
+        mocap_framerate=np.array(30.0),
+    )
+    m = load_amass(tmp_path / "upright.npz", rest_pelvis=pelvis)
+    np.testing.assert_allclose(m.global_orient, 0.0, atol=1e-12)
+    # the pelvis lands at Z-up (0.3, 0.2, 0.9) -> Y-up (0.3, 0.9, -0.2)
+    np.testing.assert_allclose(m.transl + pelvis, np.tile([0.3, 0.9, -0.2], (n, 1)), atol=1e-12)
+    raw = load_amass(tmp_path / "upright.npz", z_up=False)
+    np.testing.assert_allclose(raw.global_orient[:, 0], np.pi / 2)
+
+
+def test_amass_axis_conversion_round_trips_with_any_pelvis(tmp_path: Path) -> None:
+    m = random_motion()
+    pelvis = np.array([0.01, -0.33, 0.02])
+    path = save_amass(m, tmp_path / "m.npz", rest_pelvis=pelvis)
+    with np.load(path) as raw:
+        assert not np.allclose(raw["trans"], m.transl)  # the file really is in the other world
+    back = load_amass(path, rest_pelvis=pelvis)
+    np.testing.assert_allclose(back.transl, m.transl, atol=1e-9)
+    np.testing.assert_allclose(
+        Rotation.from_rotvec(back.global_orient).as_matrix(),
+        Rotation.from_rotvec(m.global_orient).as_matrix(),
+        atol=1e-9,
+    )
