@@ -17,7 +17,7 @@ authenticates every frame, so raw pays for that too). Rows: tcp+digest, tcp+tran
 curve+transport (the defaults and the opt-in), plus curve+digest unless ``--no-curve-digest``.
 Two throughput modes: *sequential* (send one, receive it, repeat: latency-bound, one thread) and
 *streaming* (a sender thread keeps sending while the main thread receives). Raw and ours are
-measured alternately, best of the repeats. Round trip: a small request and its reply, p50/p99
+measured alternately, best of 3-5 repeats. Round trip: a small request and its reply, p50/p99
 (the same in both modes: messages without buffers are signed identically).
 """
 
@@ -200,9 +200,9 @@ def main() -> None:
                         help="skip the curve+digest rows (CURVE with the redundant byte digest)")
     args = parser.parse_args()
     set_hash_threads(args.hash_threads)
-    plan = {1: (200, 3), 16: (24, 3), 256: (4, 2)}
+    plan = {1: (200, 5), 16: (24, 5), 256: (4, 3)}  # (messages, repeats): best of the repeats
     if args.quick:
-        plan = {1: (50, 2), 16: (8, 2), 256: (2, 1)}
+        plan = {1: (50, 3), 16: (8, 3), 256: (2, 2)}
     print(f"# avatar-studio protocol bench: Python {platform.python_version()}, pyzmq {zmq.__version__}, "
           f"libzmq {zmq.zmq_version()}, {os.cpu_count()} CPUs, {_hash_threads()} hash threads")
     if not args.skip_hashes:

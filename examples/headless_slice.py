@@ -47,6 +47,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=12)
     parser.add_argument("--preview-width", type=int, default=128)
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds for the whole slice")
+    parser.add_argument(
+        "--avatar",
+        type=Path,
+        default=None,
+        help="an `avatar-studio avatar --out` folder to import too (avatar_arrays.npz + avatar.json)",
+    )
     return parser.parse_args()
 
 
@@ -95,6 +101,8 @@ def main() -> int:
     finally:
         if started_backend:
             local_backend.stop()
+    if args.avatar is not None:
+        import_avatar_folder(args.avatar)
     bpy.ops.wm.save_as_mainfile(filepath=str(out))
     strips = scene.sequence_editor.strips if scene.sequence_editor else []
     summary = {
@@ -107,6 +115,20 @@ def main() -> int:
     }
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def import_avatar_folder(folder: Path) -> None:
+    """Import an avatar built by the CLI with the same importer the Jobs panel uses."""
+    import numpy as np
+
+    from blender_addon.importers.avatar import import_avatar
+
+    with np.load(folder / "avatar_arrays.npz") as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    data = json.loads((folder / "avatar.json").read_text())
+    arm_obj, mesh_obj = import_avatar(arrays, data, {}, name="Avatar")
+    arm_obj.location.x += 1.5  # beside the body from the slice, not inside it
+    print(f"imported avatar: {len(mesh_obj.data.vertices)} vertices, {len(arm_obj.data.bones)} bones")
 
 
 if __name__ == "__main__":

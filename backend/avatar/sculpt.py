@@ -46,7 +46,7 @@ class SculptConfig:
     truncation: float = 0.06  # metres: SDF targets are clamped to +-this in the init fit
     band_cells: float = 3.0  # refine evaluates the field only this many cells around the surface
     band_interval: int = 20  # iterations between re-evaluations of the whole grid
-    refine_iters: int = 150
+    refine_iters: int = 100
     refine_lr: float = 3e-3
     render_scale: float = 0.5  # optimisation renders at this fraction of the views' resolution
     mask_scale: float = 0.5  # the silhouette term renders at this fraction of render_scale
@@ -193,30 +193,40 @@ class Sculptor:
                     (it + 1) / cfg.init_iters,
                     f"init fit {it + 1}/{cfg.init_iters} L1 {fit.item():.4f}",
                 )
-        self.update_band()
+        self.update_band(full=True)
 
-    def update_band(self) -> None:
-        """Evaluate the whole grid once (no grad) and choose the vertices near the surface.
+    def update_band(self, full: bool = False) -> None:
+        """Re-evaluate the field (no grad) and choose the vertices near the surface.
 
         Only tets with a sign change produce surface, so between band updates the field is evaluated
         (with gradients) only at the vertices of tets within ``band_cells`` of the surface; the others
-        keep their cached values. The surface moves far less than the band per update interval.
+        keep their cached values. After the initial fit (``full``) only band vertices are ever
+        re-evaluated: vertices far from the surface keep the sign of the body fit, so changes of the
+        shared encoding cannot grow unsupervised surface far away (floating sheets).
         """
         with torch.no_grad():
-            sdf, offset = self.net(self.normalise(self.grid_vertices))
+            if full:
+                sdf, offset = self.net(self.normalise(self.grid_vertices))
+            else:
+                s_band, o_band = self.net(self.normalise(self.grid_vertices[self.band]))
+                sdf = self.cached_sdf.index_put((self.band,), s_band)
+                offset = self.cached_offset.index_put((self.band,), o_band)
         self.cached_sdf, self.cached_offset = sdf, offset
         near_v = sdf.abs() < self.config.band_cells * self.grid.cell_size
         tet_near = near_v[self.tets].any(1)
         band = torch.zeros_like(near_v)
         band[self.tets[tet_near].reshape(-1)] = True
         self.band = torch.nonzero(band).squeeze(1)
-        # Only tets whose 4 vertices are all in the band can change sign pattern; others are fixed.
-        self.band_tets = self.tets[band[self.tets].all(1)]
+        # Tets with a vertex outside the band keep fixed values there; they are marched (with the
+        # cached values) so the surface stays closed, but only band tets can change.
+        self.band_tets = self.tets[tet_near]
 
     def surface(self, full: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Current mesh (vertices, faces) plus the grid SDF and offsets it came from."""
-        if full:
-            sdf, offset = self.net(self.normalise(self.grid_vertices))
+        if full:  # extraction: band vertices from the net, the rest from the cache, all tets
+            s_band, o_band = self.net(self.normalise(self.grid_vertices[self.band]))
+            sdf = self.cached_sdf.index_put((self.band,), s_band)
+            offset = self.cached_offset.index_put((self.band,), o_band)
             tets = self.tets
         else:
             s_band, o_band = self.net(self.normalise(self.grid_vertices[self.band]))
@@ -247,6 +257,9 @@ class Sculptor:
                 normal = F.normalize(torch.as_tensor(n), dim=-1, eps=1e-6)
             targets.append((size, mask_size, mask, inner, normal))
         opt = torch.optim.Adam(self.net.parameters(), lr=cfg.refine_lr)
+        # Linear decay to 10 %: long runs at a constant rate were seen to diverge (the surface
+        # breaks up and sheets grow) after ~120 iterations at grid 64.
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 - 0.9 * i / max(cfg.refine_iters, 1))
         losses: list[float] = []
         for it in range(cfg.refine_iters):
             if it > 0 and it % cfg.band_interval == 0:
@@ -292,6 +305,7 @@ class Sculptor:
             opt.zero_grad()
             loss.backward()
             opt.step()
+            sched.step()
             losses.append(float(loss.item()))
             progress(
                 "sculpt.refine",

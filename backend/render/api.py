@@ -36,12 +36,13 @@ class Raster:
     tri_id: Tensor
     bary: Tensor
     depth: Tensor
-    mask: Tensor = field(init=False)
+    mask: Tensor = None  # type: ignore[assignment]  # computed from tri_id when not given
     _flat_index: Tensor | None = field(default=None, init=False, repr=False)
     _corners: tuple[Tensor, int, Tensor] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.mask = self.tri_id >= 0
+        if self.mask is None:
+            self.mask = self.tri_id >= 0
 
     @property
     def batch(self) -> int:
@@ -94,8 +95,13 @@ def normalize_inputs(verts_clip: Tensor, faces: Tensor) -> tuple[Tensor, Tensor]
     if faces.is_floating_point():
         raise TypeError("faces must be an integer tensor")
     faces = faces.to(device=verts_clip.device, dtype=torch.int64)
-    if faces.numel() and (int(faces.min()) < 0 or int(faces.max()) >= verts_clip.shape[1]):
-        raise ValueError("faces index outside the vertex array")
+    if faces.numel():
+        # numpy on CPU: a torch reduction over this many elements would wake torch's thread pool,
+        # which costs more than the check on a busy machine (see docs/benchmarks.md, Render).
+        lo, hi = ((int(faces.min()), int(faces.max())) if faces.device.type != "cpu"
+                  else (int(faces.numpy().min()), int(faces.numpy().max())))
+        if lo < 0 or hi >= verts_clip.shape[1]:
+            raise ValueError("faces index outside the vertex array")
     return verts_clip, faces
 
 

@@ -8,10 +8,11 @@ time.
 
 The kernel evaluates exactly the homogeneous edge functions of :mod:`backend.render.barycentric` in
 float64, with the same tie rule as the reference (nearest float32 depth, then lowest triangle id:
-triangles are visited in id order and only a strictly nearer depth replaces a pixel). The image is
-split into horizontal bands processed in parallel threads; each band owns its rows, so there are
-no write races. When no gradient is needed the kernel's own barycentrics and depth are returned;
-otherwise they are recomputed in torch for autograd.
+triangles are visited in id order and only a strictly nearer depth replaces a pixel). With
+``parallel=True`` the image is split into horizontal bands processed by numba threads, each band
+owning its rows (no write races); the default is serial (see the measurement below). When no
+gradient is needed the kernel's own barycentrics and depth are returned; otherwise they are
+recomputed in torch for autograd.
 """
 
 from __future__ import annotations
@@ -31,8 +32,7 @@ _SETUP_WIDTH = 13
 BOX_EPS = 1e-6
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
-def _setup(clip: np.ndarray, faces: np.ndarray, height: int, width: int,
+def _setup_py(clip: np.ndarray, faces: np.ndarray, height: int, width: int,
            boxes: np.ndarray, coeffs: np.ndarray) -> None:
     """Per triangle: pixel box (x_lo, x_hi, y_lo, y_hi; empty if x_lo > x_hi) and edge functions."""
     for f in numba.prange(faces.shape[0]):
@@ -144,8 +144,7 @@ def _raster_band(boxes: np.ndarray, coeffs: np.ndarray, height: int, width: int,
                     bary_out[py, px, 1] = l2
 
 
-@numba.njit(cache=True, parallel=True)
-def _raster_image(boxes: np.ndarray, coeffs: np.ndarray, height: int, width: int, n_bands: int,
+def _raster_image_py(boxes: np.ndarray, coeffs: np.ndarray, height: int, width: int, n_bands: int,
                   tri_out: np.ndarray, zbuf: np.ndarray, bary_out: np.ndarray) -> None:
     band_rows = (height + n_bands - 1) // n_bands
     for band in numba.prange(n_bands):
@@ -155,14 +154,27 @@ def _raster_image(boxes: np.ndarray, coeffs: np.ndarray, height: int, width: int
             _raster_band(boxes, coeffs, height, width, row_lo, row_hi, tri_out, zbuf, bary_out)
 
 
+# Serial and parallel builds of the same kernels. Serial is the default: on the shared 2-core
+# machine numba's thread pool (omp or workqueue layer) made rasterisation 5-15x *slower* (2.8 ms
+# serial vs 25-55 ms parallel median, bench/render.py), because every parallel region waits for
+# threads that the OS has given to other processes or that torch's own pool keeps spinning.
+_setup_serial = numba.njit(cache=True, nogil=True)(_setup_py)
+_setup_parallel = numba.njit(cache=True, nogil=True, parallel=True)(_setup_py)
+_raster_image_serial = numba.njit(cache=True, nogil=True)(_raster_image_py)
+_raster_image_parallel = numba.njit(cache=True, nogil=True, parallel=True)(_raster_image_py)
+
+
 class NumbaRasterizer:
     """The default CPU backend (see module docstring)."""
 
     name = "cpu"
 
-    def __init__(self, n_bands: int | None = None) -> None:
+    def __init__(self, parallel: bool = False, n_bands: int | None = None) -> None:
         # More bands than threads balances load (a body is not uniform over the rows).
-        self.n_bands = n_bands if n_bands is not None else 4 * numba.get_num_threads()
+        self.parallel = parallel
+        self.n_bands = (n_bands if n_bands is not None else 4 * numba.get_num_threads()) if parallel else 1
+        self._setup = _setup_parallel if parallel else _setup_serial
+        self._raster_image = _raster_image_parallel if parallel else _raster_image_serial
 
     def rasterize(self, verts_clip: Tensor, faces: Tensor, resolution: tuple[int, int]) -> Raster:
         verts_clip, faces = normalize_inputs(verts_clip, faces)
@@ -176,8 +188,8 @@ class NumbaRasterizer:
         boxes = np.empty((faces_np.shape[0], 4), dtype=np.int64)
         coeffs = np.empty((faces_np.shape[0], _SETUP_WIDTH), dtype=np.float64)
         for b in range(batch):
-            _setup(clip[b], faces_np, height, width, boxes, coeffs)
-            _raster_image(boxes, coeffs, height, width, self.n_bands, tri[b], zbuf[b], bary_np[b])
+            self._setup(clip[b], faces_np, height, width, boxes, coeffs)
+            self._raster_image(boxes, coeffs, height, width, self.n_bands, tri[b], zbuf[b], bary_np[b])
         device = verts_clip.device
         tri_id = torch.from_numpy(tri).to(device)
         if verts_clip.requires_grad and torch.is_grad_enabled():
@@ -185,4 +197,6 @@ class NumbaRasterizer:
         else:
             bary = torch.from_numpy(bary_np).to(device=device, dtype=verts_clip.dtype)
             depth = torch.from_numpy(zbuf).to(device=device, dtype=verts_clip.dtype)
-        return Raster(tri_id=tri_id, bary=bary, depth=depth)
+        # The mask is computed in numpy: a torch op over a full image would wake torch's thread
+        # pool, which is slow on a busy machine (docs/benchmarks.md, Render).
+        return Raster(tri_id=tri_id, bary=bary, depth=depth, mask=torch.from_numpy(tri >= 0).to(device))

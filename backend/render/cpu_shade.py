@@ -61,8 +61,7 @@ def vertex_normals_np(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return out
 
 
-@numba.njit(cache=True, parallel=True)
-def shade_passes(tri: np.ndarray, bary: np.ndarray, faces: np.ndarray, normals: np.ndarray,
+def _shade_passes_py(tri: np.ndarray, bary: np.ndarray, faces: np.ndarray, normals: np.ndarray,
                  rotations: np.ndarray, uv: np.ndarray, uv_faces: np.ndarray, texture: np.ndarray,
                  colors: np.ndarray, labels: np.ndarray, base_color: np.ndarray, light: np.ndarray,
                  ambient: float, background: np.ndarray, mode: int, lambert: bool,
@@ -137,3 +136,8 @@ def shade_passes(tri: np.ndarray, bary: np.ndarray, faces: np.ndarray, normals: 
                 part[b, y, x] = labels[corner]
             else:
                 part[b, y, x] = -1
+
+
+# Serial by default, like the rasterizer (see backend.render.cpu_numba for the measurement).
+shade_passes = numba.njit(cache=True, nogil=True)(_shade_passes_py)
+shade_passes_parallel = numba.njit(cache=True, nogil=True, parallel=True)(_shade_passes_py)

@@ -280,7 +280,7 @@ def _fused_passes(out: Passes, mesh: Mesh, cameras: CameraBatch, verts: Tensor, 
     if "rgb" in wanted:
         out.rgb = torch.from_numpy(rgb)
     if "alpha" in wanted:
-        out.alpha = r.mask.to(torch.float32)
+        out.alpha = torch.from_numpy(r.mask.numpy().astype(np.float32))
     if "depth" in wanted:
         out.depth = r.depth
     if "normal_cam" in wanted:

@@ -350,3 +350,89 @@ def test_frames_layout_is_the_same_in_both_modes() -> None:
     a, b = digest.serialize(message), transport.serialize(message)
     assert a[0] == b[0] == DELIMITER and a[1] != b[1]
     assert [bytes(f) for f in a[2:]] == [bytes(f) for f in b[2:]]
+
+
+# --- an active attacker on the path: what each link + mode lets through ------------------------------
+
+class FlippingProxy:
+    """A TCP relay that flips one bit of the client->server stream at byte ``flip_at``: the
+    man-in-the-middle that ``transport`` mode leaves to the transport."""
+
+    def __init__(self, upstream_port: int, flip_at: int) -> None:
+        import socket
+
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.upstream_port = upstream_port
+        self.flip_at = flip_at
+        self.flipped = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import select
+        import socket
+
+        self.listener.settimeout(10)
+        client, _ = self.listener.accept()
+        upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+        passed = 0
+        with client, upstream:
+            while not self._stop.is_set():
+                ready, _, _ = select.select([client, upstream], [], [], 0.05)
+                for sock in ready:
+                    data = bytearray(sock.recv(1 << 16))
+                    if not data:
+                        return
+                    if sock is client:
+                        if not self.flipped and passed + len(data) > self.flip_at:
+                            data[self.flip_at - passed] ^= 0x10
+                            self.flipped = True
+                        passed += len(data)
+                        upstream.sendall(data)
+                    else:
+                        client.sendall(data)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.listener.close()
+
+
+@pytest.mark.parametrize(("curve", "mode"), [(False, DIGEST), (False, TRANSPORT), (True, TRANSPORT)])
+def test_a_bit_flipped_in_flight(curve: bool, mode: str) -> None:
+    """digest: the HMAC refuses it. transport on plain TCP: it goes through, which is why that mode
+    is refused on any link where someone could sit in the middle. transport over CURVE: Poly1305
+    fails, libzmq drops the connection, nothing reaches the application."""
+    context = zmq.Context()
+    router, dealer = context.socket(zmq.ROUTER), context.socket(zmq.DEALER)
+    for sock in (router, dealer):
+        sock.linger = 0
+    if curve:
+        server_public, server_secret = zmq.curve_keypair()
+        router.curve_server = True
+        router.curve_publickey, router.curve_secretkey = server_public, server_secret
+        dealer.curve_serverkey = server_public
+        dealer.curve_publickey, dealer.curve_secretkey = zmq.curve_keypair()
+    proxy = FlippingProxy(router.bind_to_random_port("tcp://127.0.0.1"), flip_at=2 << 20)
+    dealer.connect(f"tcp://127.0.0.1:{proxy.port}")
+    try:
+        sender, receiver = Session(KEY, buffer_integrity=mode), Session(KEY, buffer_integrity=mode)
+        array = np.arange(1 << 20, dtype=np.float32)  # 4 MiB: the flip lands in its bytes
+        sender.send(dealer, "submit", {"a": array})
+        if curve:
+            assert not router.poll(3000), "a tampered CURVE frame reached the application"
+            assert proxy.flipped
+        elif mode == DIGEST:
+            with pytest.raises(SignatureError):
+                receiver.deserialize(recv_frames(router))
+        else:
+            got = receiver.deserialize(recv_frames(router)).content["a"]
+            assert proxy.flipped and got.shape == array.shape
+            assert np.count_nonzero(got != array) == 1  # accepted with one value changed
+    finally:
+        proxy.stop()
+        router.close()
+        dealer.close()
+        context.term()

@@ -62,3 +62,13 @@ def test_fast_path_bary_equals_gradient_path() -> None:
     np.testing.assert_allclose(plain.bary.numpy(), graded.bary.detach().numpy(), atol=1e-5)
     m = plain.mask
     np.testing.assert_allclose(plain.depth[m].numpy(), graded.depth[m].detach().numpy(), rtol=1e-6)
+
+
+def test_parallel_kernel_equals_serial() -> None:
+    from backend.render.cpu_numba import NumbaRasterizer
+
+    verts, faces = _random_soup(400, 7)
+    clip = _clip(verts, 64, 48)
+    serial = NumbaRasterizer().rasterize(clip, faces, (48, 64))
+    parallel = NumbaRasterizer(parallel=True, n_bands=5).rasterize(clip, faces, (48, 64))
+    assert torch.equal(serial.tri_id, parallel.tri_id) and torch.equal(serial.bary, parallel.bary)
