@@ -169,6 +169,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         curve=args.curve,
         workers=args.workers,
         cancel_grace_s=args.cancel_grace,
+        buffer_integrity=args.buffer_integrity,
     )
     server = Server(config)
     try:
@@ -220,6 +221,14 @@ def _register_serve(sub: Any) -> None:
         help="encrypt with CurveZMQ and admit only client keys made by `keys create`",
     )
     p.add_argument("--workers", type=int, default=2, metavar="N", help="jobs run at once (default 2)")
+    p.add_argument(
+        "--buffer-integrity",
+        choices=["digest", "transport"],
+        default=None,
+        help="how array buffers are protected (docs/protocol.md 2.1): 'digest' signs every byte; "
+        "'transport' leaves the bytes to CURVE or the loopback kernel (faster for big arrays). "
+        "Default: transport with --curve, else digest, or $AVATAR_STUDIO_BUFFER_INTEGRITY",
+    )
     p.add_argument(
         "--cancel-grace",
         type=float,

@@ -6,7 +6,7 @@ import re
 
 from .errors import MalformedMessage, VersionMismatch
 
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"
 
 _OWN_VERSION = (int(PROTOCOL_VERSION.split(".")[0]), int(PROTOCOL_VERSION.split(".")[1]))
 _VERSION_RE = re.compile(r"^(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})$")

@@ -84,15 +84,34 @@ JOB_KINDS: dict[str, JobKind] = {
     k.name: k
     for k in [
         JobKind("system.info", "backend.jobs.system", "system_info", "Versions, device and model presence."),
-        JobKind("system.sleep", "backend.jobs.system", "system_sleep",
-                "Sleep for params.seconds with progress every 0.1 s; returns a small array.", 10.0),
-        JobKind("body.preview", "backend.jobs.body", "body_preview",
-                "Render the posed body (RGB, mask, depth, normals, pose images) as PNG sequences + mp4.",
-                120.0),
-        JobKind("body.mesh", "backend.jobs.body", "body_mesh",
-                "Posed/rest body mesh with skinning weights, joint tree and part labels.", 120.0),
-        JobKind("avatar.from_views", "backend.jobs.avatar", "avatar_from_views",
-                "Sculpt, texture and rig an avatar from calibrated views (En3D GS + ET).", 300.0),
+        JobKind(
+            "system.sleep",
+            "backend.jobs.system",
+            "system_sleep",
+            "Sleep for params.seconds with progress every 0.1 s; returns a small array.",
+            10.0,
+        ),
+        JobKind(
+            "body.preview",
+            "backend.jobs.body",
+            "body_preview",
+            "Render the posed body (RGB, mask, depth, normals, pose images) as PNG sequences + mp4.",
+            120.0,
+        ),
+        JobKind(
+            "body.mesh",
+            "backend.jobs.body",
+            "body_mesh",
+            "Posed/rest body mesh with skinning weights, joint tree and part labels.",
+            120.0,
+        ),
+        JobKind(
+            "avatar.from_views",
+            "backend.jobs.avatar",
+            "avatar_from_views",
+            "Sculpt, texture and rig an avatar from calibrated views (En3D GS + ET).",
+            300.0,
+        ),
     ]
 }
 
@@ -101,4 +120,6 @@ def get_job_kind(name: str) -> JobKind:
     try:
         return JOB_KINDS[name]
     except KeyError:
-        raise JobInputError(f"unknown job kind {name!r}; known kinds: {', '.join(sorted(JOB_KINDS))}") from None
+        raise JobInputError(
+            f"unknown job kind {name!r}; known kinds: {', '.join(sorted(JOB_KINDS))}"
+        ) from None

@@ -48,10 +48,15 @@ from protocol import (
     write_connection_file,
 )
 from protocol import messages as M
-from protocol.integrity import BUFFER_INTEGRITY_ENV, LEGACY_BUFFER_INTEGRITY, resolve_buffer_integrity
+from protocol.integrity import (
+    BUFFER_INTEGRITY_ENV,
+    LEGACY_BUFFER_INTEGRITY,
+    is_loopback_address,  # one definition of 'loopback' for the project
+    resolve_buffer_integrity,
+)
 
 from .artifacts import ArtifactStore
-from .curve_auth import LOCAL_CLIENT_NAME, CurveKeys, is_loopback_address, start_authenticator
+from .curve_auth import LOCAL_CLIENT_NAME, CurveKeys, start_authenticator
 from .datadir import load_or_create_hmac_key
 from .executor import (
     Executor,
@@ -101,7 +106,7 @@ class ServerConfig:
     cancel_grace_s: float = 0.5
     limits: Limits = DEFAULT_LIMITS
     # "digest" | "transport" | None (the link's default: transport with CURVE, else digest);
-    # docs/protocol.md §2.1. Falls back to $AVATAR_STUDIO_BUFFER_INTEGRITY (no CLI flag yet).
+    # docs/protocol.md §2.1. Falls back to $AVATAR_STUDIO_BUFFER_INTEGRITY; CLI: serve --buffer-integrity.
     buffer_integrity: str | None = None
 
 

@@ -17,14 +17,12 @@ reconnects; restart the server to cut it at once.)
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import zmq
 import zmq.auth
@@ -40,24 +38,7 @@ LOCAL_CLIENT_NAME = "local"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-def is_loopback_address(address: str) -> bool:
-    """True for ``tcp://127.x.x.x:P``, ``tcp://[::1]:P``, ``tcp://localhost:P`` and ``ipc://``.
 
-    Anything else (``*``, ``0.0.0.0``, an interface name, a LAN address) may be reachable from other
-    machines and needs CURVE.
-    """
-    parts = urlsplit(address)
-    if parts.scheme in ("ipc", "inproc"):
-        return True
-    if parts.scheme != "tcp":
-        return False
-    host = parts.hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_client_name(name: str) -> str:

@@ -13,6 +13,7 @@ import pytest
 from protocol_fakes import KEY, FakeServer
 
 from protocol import (
+    PROTOCOL_VERSION,
     BackendUnavailable,
     Client,
     ConnectionInfo,
@@ -24,8 +25,12 @@ from protocol import (
 from protocol.client import BACKEND_LOST, BACKEND_RESTORED, CONNECTED
 from protocol.curve import load_keypair, write_keypair
 
-FAST = {"heartbeat_interval_s": 0.2, "dead_after_s": 1.0, "reconnect_interval_s": 0.2,
-        "request_timeout_s": 5.0}
+FAST = {
+    "heartbeat_interval_s": 0.2,
+    "dead_after_s": 1.0,
+    "reconnect_interval_s": 0.2,
+    "request_timeout_s": 5.0,
+}
 
 
 def make_client(server: FakeServer, key: bytes = KEY, **kwargs: Any) -> Client:
@@ -53,11 +58,15 @@ def pump_until(client: Client, predicate: Any, timeout: float = 5.0) -> list[Any
 
 
 def test_from_connection_file_handshake(fake_server: FakeServer, tmp_path: Path) -> None:
-    path = write_connection_file(tmp_path / "connection.json",
-                                 ConnectionInfo(address=fake_server.address, key=KEY.decode()))
+    path = write_connection_file(
+        tmp_path / "connection.json", ConnectionInfo(address=fake_server.address, key=KEY.decode())
+    )
     with Client.from_connection_file(path, **FAST) as c:
         assert c.backend_alive
-        assert c.server_info["protocol_version"] == "1.0" and c.server_info["server_version"] == "fake"
+        assert (
+            c.server_info["protocol_version"] == PROTOCOL_VERSION
+            and c.server_info["server_version"] == "fake"
+        )
         assert c.heartbeat_interval_s == 0.2
     assert fake_server.received[0] == "hello"
 
@@ -129,7 +138,7 @@ def test_version_mismatch_names_both_versions() -> None:
         c = make_client(server)
         with pytest.raises(VersionMismatch) as info:
             c.connect(timeout=5)
-        assert "1.0" in str(info.value) and "2.0" in str(info.value)
+        assert PROTOCOL_VERSION in str(info.value) and "2.0" in str(info.value)
         c.close()
     finally:
         server.stop()
@@ -210,8 +219,9 @@ def test_curve_listed_key_works_unlisted_or_wrong_server_key_does_not(tmp_path: 
     server_public = load_keypair(server_secret_path)[0].decode()
 
     def curve_client(secret: Path, server_key: str) -> Client:
-        info = ConnectionInfo(address=server.address, key=KEY.decode(), curve=True,
-                              server_public_key=server_key)
+        info = ConnectionInfo(
+            address=server.address, key=KEY.decode(), curve=True, server_public_key=server_key
+        )
         return Client(info, client_key_file=secret, **FAST)
 
     try:
@@ -259,11 +269,13 @@ def test_blocking_wait_survives_a_backend_restart(fake_server: FakeServer) -> No
             server.stop()
 
 
-def test_big_artifacts_come_in_ranges(client: Client, fake_server: FakeServer, tmp_path: Path,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_big_artifacts_come_in_ranges(
+    client: Client, fake_server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Above the range size the client asks for slices of the stored bytes (an array's .npy file);
     the fake server caps each slice at 40 bytes so several round trips are needed."""
     import protocol.client as client_module
+
     monkeypatch.setattr(client_module, "ARTIFACT_RANGE_BYTES", 16)
     job_id = client.submit("test.count", {"steps": 40})
     client.wait(job_id, timeout=10)
@@ -281,6 +293,7 @@ def test_npy_parsing_keeps_order_and_refuses_garbage() -> None:
 
     from protocol import ProtocolError
     from protocol.client import _array_from_npy
+
     for array in (np.arange(12, dtype=">i4").reshape(3, 4), np.asfortranarray(np.arange(6.0).reshape(2, 3))):
         stream = io.BytesIO()
         np.save(stream, array)

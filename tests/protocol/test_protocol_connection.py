@@ -12,6 +12,7 @@ import zmq
 import zmq.auth
 
 from protocol import (
+    PROTOCOL_VERSION,
     ConnectionFileError,
     ConnectionInfo,
     default_connection_file,
@@ -34,7 +35,7 @@ def test_round_trip_mode_0600_and_required_fields(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     data = json.loads(path.read_text())
     assert data["address"] == "tcp://127.0.0.1:5599" and len(data["key"]) == 64
-    assert data["protocol_version"] == "1.0" and data["transport"] == "tcp"
+    assert data["protocol_version"] == PROTOCOL_VERSION and data["transport"] == "tcp"
     assert data["ip"] == "127.0.0.1" and data["port"] == 5599 and data["curve"] is False
     back = read_connection_file(path)
     assert back.key == info.key and back.server_pid == 42 and back.extra == {"future_field": [1]}

@@ -154,3 +154,18 @@ def test_serve_does_not_import_torch(server: ServerProcess) -> None:
         assert client.wait(client.submit("system.info", {}), timeout=60).state == "succeeded"
     maps = Path(f"/proc/{server.pid}/maps").read_text()
     assert "torch" not in maps  # torch lives in the worker processes only
+
+
+def test_serve_buffer_integrity_flag_reaches_connection_file_and_clients(tmp_path: Path) -> None:
+    proc = ServerProcess(tmp_path / "data", "--buffer-integrity", "transport").start()
+    try:
+        written = json.loads(proc.connection_file.read_text())
+        assert written["buffer_integrity"] == "transport"
+        with proc.client() as client:
+            assert client.session.buffer_integrity == "transport"
+            job_id = client.submit("system.sleep", {"seconds": 0.05})
+            assert client.wait(job_id, timeout=60).state == "succeeded"
+            ticks = client.get_artifact(job_id, "ticks")
+            assert isinstance(ticks, np.ndarray) and ticks.size > 0
+    finally:
+        proc.stop()

@@ -113,7 +113,7 @@ def test_keys_list_and_duplicate_names(tmp_path: Path, capsys: Any) -> None:
 
 def test_curve_server_may_bind_non_loopback_only_with_curve(tmp_path: Path) -> None:
     """Which addresses count as loopback (the refused start itself is in test_server_e2e)."""
-    from backend.server.curve_auth import is_loopback_address
+    from protocol.integrity import is_loopback_address
 
     assert is_loopback_address("tcp://127.0.0.1:0") and is_loopback_address("tcp://[::1]:5")
     assert is_loopback_address("tcp://localhost:5") and is_loopback_address("ipc:///tmp/x")

@@ -109,8 +109,8 @@ def test_version_mismatch_names_both_versions(server: ServerProcess) -> None:
         session.send(socket, M.HELLO, M.hello_content("2.0", "test", "0"))
         reply = _recv(session, socket)
         assert reply.msg_type == M.ERROR and reply.content["ename"] == M.E_VERSION
-        assert "1.0" in reply.content["evalue"] and "2.0" in reply.content["evalue"]
-        assert reply.content["details"] == {"server_version": "1.0", "client_version": "2.0"}
+        assert PROTOCOL_VERSION in reply.content["evalue"] and "2.0" in reply.content["evalue"]
+        assert reply.content["details"] == {"server_version": PROTOCOL_VERSION, "client_version": "2.0"}
         # Any other request of another major version gets the same error.
         session.send(socket, M.LIST_JOBS, {})
         reply = _recv(session, socket)
