@@ -30,14 +30,14 @@ TRANSPORT: Final = "transport"
 BUFFER_INTEGRITY_MODES: Final = (DIGEST, TRANSPORT)
 # What a peer that does not state a mode uses: protocol 1.0 peers older than this setting hash.
 LEGACY_BUFFER_INTEGRITY: Final = DIGEST
-# Server-side override of the default (the CLI has no flag for it yet).
+# Server-side override of the default (also `avatar-studio serve --buffer-integrity`).
 BUFFER_INTEGRITY_ENV: Final = "AVATAR_STUDIO_BUFFER_INTEGRITY"
 
 
 def is_loopback_address(address: str) -> bool:
     """True for ``tcp://127.x.x.x:P``, ``tcp://[::1]:P``, ``tcp://localhost:P``, ``ipc://`` and
-    ``inproc://``: endpoints whose bytes never leave this machine's kernel. (The same rule as the
-    server's bind check in backend/server/curve_auth.py; ``protocol`` cannot import the backend.)"""
+    ``inproc://``: endpoints whose bytes never leave this machine's kernel. The server's bind check
+    (a non-loopback bind needs CURVE) uses this same function."""
     try:
         parts = urlsplit(address)
         host = parts.hostname or ""
