@@ -20,12 +20,12 @@ if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   fi
 fi
 
-find_python() {  # find_python 3.11 -> path of an interpreter of that minor version, or nothing
-  local v=$1 c
-  for c in "python$v" "$(pyenv root 2>/dev/null)/versions/$v"*/bin/"python$v"; do
-    if [ -x "$(command -v "$c" 2>/dev/null || echo "$c")" ] && "$c" -c 'import sys' >/dev/null 2>&1; then
-      command -v "$c" 2>/dev/null || echo "$c"; return 0
-    fi
+find_python() {  # find_python 3.11 -> the real interpreter path of that minor version, or nothing
+  local v=$1 c exe
+  # pyenv shims only run the version pyenv selects, so ask each candidate for its real executable.
+  for c in "python$v" "$(pyenv root 2>/dev/null)"/versions/"$v"*/bin/"python$v" /usr/bin/"python$v" /usr/local/bin/"python$v"; do
+    exe=$(PYENV_VERSION=$(pyenv versions --bare 2>/dev/null | grep "^$v" | tail -1) "$c" -c 'import sys; print(sys.executable)' 2>/dev/null) || continue
+    [ -n "$exe" ] && [ -x "$exe" ] && { echo "$exe"; return 0; }
   done
   return 1
 }
@@ -38,10 +38,17 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import torch, backend' >/
   .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
   .venv/bin/pip install -q -e '.[dev]'
 fi
+# Re-sync the project's dependencies whenever pyproject.toml changed since the last install.
+PYPROJECT_HASH=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat .venv/.pyproject-sha256 2>/dev/null)" != "$PYPROJECT_HASH" ]; then
+  log "backend env: syncing dependencies with pyproject.toml"
+  .venv/bin/pip install -q -e '.[dev]'
+  echo "$PYPROJECT_HASH" > .venv/.pyproject-sha256
+fi
 
 if [ ! -x .venv-blender/bin/python ] || ! .venv-blender/bin/python -c 'import bpy, zmq' >/dev/null 2>&1; then
   rm -rf .venv-blender
-  if PY313=$(PYENV_VERSION=3.13.0 find_python 3.13); then
+  if PY313=$(find_python 3.13); then
     log "blender env: $PY313 -> .venv-blender (bpy 5.2.3)"
     "$PY313" -m venv .venv-blender
     BPY_SPEC=(bpy==5.2.3 numpy)
