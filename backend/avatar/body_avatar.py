@@ -2,7 +2,8 @@
 
 A quick way to get a rigged, UV-mapped SMPL-X-shaped glb in seconds; the Blender re-import test
 uses it (``python -m backend.avatar.body_avatar OUT_DIR``), and it exercises the same UV, rig and
-export code as the full pipeline. The texture colours each body part.
+export code as the full pipeline, un-posing included: the glb is bound in SMPL-X's zero pose (the
+A-posed body comes back to its T-pose rest). The texture colours each body part.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from backend.avatar.export_gltf import SkinnedMesh, write_glb
 from backend.avatar.mesh_query import vertex_normals
 from backend.avatar.mesh_split import split_by_uv
 from backend.avatar.parts_transfer import closest_body_points, transfer_part_labels
-from backend.avatar.rig import RigConfig, rig_mesh
+from backend.avatar.rig import RigConfig, canonical_pose, rig_mesh
 from backend.avatar.uv_layout import UVConfig, make_uv_layout
 from backend.avatar.uv_raster import rasterize_uv
 
@@ -34,6 +35,7 @@ def body_avatar(body: BodyMesh, out_dir: str | Path, texture_size: int = 256) ->
     atlas = make_uv_layout(v, f, labels, body, uv_cfg)
     split = split_by_uv(v, f, atlas.uv)
     rig = rig_mesh(body, f, cp, labels, RigConfig())
+    canon = canonical_pose(body, v, rig.weights, cp)
     palette = (np.random.default_rng(0).random((len(body.part_names), 3)) * 200 + 40).astype(np.uint8)
     tri = rasterize_uv(atlas.uv, texture_size)
     face_part = labels[f[:, 0]]
@@ -43,21 +45,28 @@ def body_avatar(body: BodyMesh, out_dir: str | Path, texture_size: int = 256) ->
     write_glb(
         out / "avatar.glb",
         SkinnedMesh(
-            vertices=split.vertices,
+            vertices=canon.vertices[split.source],
             faces=split.faces,
             uvs=split.uvs,
-            normals=vertex_normals(v, f)[split.source],
+            normals=vertex_normals(canon.vertices, f)[split.source],
             weights=weights,
-            joints=rig.joints,
+            joints=canon.joints,
             parents=rig.parents,
             joint_names=rig.joint_names,
             texture=tex,
         ),
     )
-    np.savez(out / "avatar_arrays.npz", vertices=split.vertices, weights=weights, source=split.source)
+    np.savez(
+        out / "avatar_arrays.npz",
+        vertices=canon.vertices[split.source],
+        vertices_posed=split.vertices,
+        weights=weights,
+        source=split.source,
+        joints_rest=canon.joints,
+    )
     facts = {
         "glb_vertices": len(split.vertices),
-        "unique_positions": len(np.unique(np.round(v, 5), axis=0)),
+        "unique_positions": len(np.unique(np.round(canon.vertices, 5), axis=0)),
         "joints": len(rig.joint_names),
         "joint_names": rig.joint_names,
         "parents": rig.parents.tolist(),

@@ -2,7 +2,9 @@
 
 Layout: node 0 is the mesh (with the skin), nodes 1..J are the joints, parented as the SMPL-X tree
 with rest translations relative to the parent and no rotation, so the bind pose is the rest pose and
-each inverse bind matrix is a pure translation by minus the joint's world position. The texture is
+each inverse bind matrix is a pure translation by minus the joint's world position. That is SMPL-X's
+own convention, so when the vertices and joints are in SMPL-X's zero pose (what the pipeline
+exports, see ``rig.canonical_pose``) a SMPL-X/AMASS joint rotation applies to a node unchanged. The texture is
 embedded as PNG; glTF's UV origin is the *top-left* of the image, so ``t = 1 - v``. Vertex weights
 keep the 4 largest influences per vertex (JOINTS_0/WEIGHTS_0, renormalised), which is what every
 glTF importer supports; the full weights travel in the job's arrays.
@@ -26,7 +28,7 @@ class SkinnedMesh:
     uvs: np.ndarray  # (N,2), v = 0 bottom
     normals: np.ndarray | None  # (N,3)
     weights: np.ndarray | None  # (N,J), rows sum to 1
-    joints: np.ndarray | None  # (J,3) rest positions, world
+    joints: np.ndarray | None  # (J,3) rest (bind) positions, world; same pose as ``vertices``
     parents: np.ndarray | None  # (J,), -1 root
     joint_names: list[str] | None
     texture: np.ndarray  # (H,W,3|4) uint8

@@ -6,8 +6,12 @@ and iteration through a callback that may raise to cancel (the job passes one th
 
 Mesh layout of the result: *split vertices* (a vertex per distinct position+UV, duplicated along UV
 seams), so ``uvs``, ``weights`` and ``part_labels`` are per vertex, ready for the add-on and glTF.
-The avatar is bound in the pose of the views' SMPL-X parameters: ``joints_rest`` are the joints at
-that shape and pose, bones carry no rest rotation (as SMPL-X's), so the bind pose is the input pose.
+
+Two poses: the mesh is sculpted, textured and measured *as posed in the views* (``vertices``,
+``normals``, ``mesh_vertices``: what the views show), then rigged and un-posed to SMPL-X's zero
+pose (``rest_vertices``, ``rest_normals``, ``joints_rest`` = the body's rest joints at the fitted
+betas; see ``rig.canonical_pose``). The files and the job's arrays are in that canonical bind pose,
+so a SMPL-X/AMASS pose vector drives the exported armature as it drives the body.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from backend.avatar.mesh_query import vertex_normals
 from backend.avatar.mesh_split import split_by_uv
 from backend.avatar.parts_transfer import closest_body_points, transfer_part_labels
 from backend.avatar.progress import ProgressFn, no_progress
-from backend.avatar.rig import RigConfig, rig_mesh
+from backend.avatar.rig import RigConfig, canonical_pose, rig_mesh
 from backend.avatar.sculpt import SculptConfig, sculpt
 from backend.avatar.texture_opt import TextureConfig, optimise_texture
 from backend.avatar.uv_layout import UVConfig, make_uv_layout
@@ -59,14 +63,14 @@ class AvatarConfig:
 
 @dataclass
 class AvatarResult:
-    vertices: np.ndarray  # (N,3) split vertices, world, metres
+    vertices: np.ndarray  # (N,3) split vertices as posed in the views, world, metres
     faces: np.ndarray  # (F,3)
     uvs: np.ndarray  # (N,2), v = 0 at the texture's bottom row
-    normals: np.ndarray  # (N,3)
+    normals: np.ndarray  # (N,3) as posed in the views
     texture: np.ndarray  # (S,S,3) uint8, row 0 = top
     weights: np.ndarray  # (N,55), rows sum to 1
     parents: np.ndarray  # (55,)
-    joints_rest: np.ndarray  # (55,3) bind-pose joint positions
+    joints_rest: np.ndarray  # (55,3) bind-pose joints: the body's rest joints (zero pose)
     joint_names: list[str]
     part_labels: np.ndarray  # (N,) index into part_names
     part_names: list[str]
@@ -77,6 +81,21 @@ class AvatarResult:
     timings: dict[str, float]
     info: dict[str, Any]
     init_mesh: tuple[np.ndarray, np.ndarray] | None = None  # GS mesh before refinement (diagnostics)
+    # The canonical bind pose (SMPL-X zero pose, body's rest frame: no transl), what is exported.
+    # Optional only so that hand-made results keep working; build_avatar always fills them.
+    rest_vertices: np.ndarray | None = None  # (N,3) split vertices
+    rest_normals: np.ndarray | None = None  # (N,3)
+    mesh_rest_vertices: np.ndarray | None = None  # watertight mesh (unsplit) in the zero pose
+    joints_posed: np.ndarray | None = None  # (55,3) joints in the views' pose
+    pose_transforms: np.ndarray | None = None  # (55,4,4) rest -> views' pose skinning transforms
+    pose_offsets: np.ndarray | None = None  # (N,3) pose correctives removed when un-posing
+
+    def bind_vertices(self) -> np.ndarray:
+        """The vertices in the bind pose of the exported rig (falls back to the posed ones)."""
+        return self.vertices if self.rest_vertices is None else self.rest_vertices
+
+    def bind_normals(self) -> np.ndarray:
+        return self.normals if self.rest_normals is None else self.rest_normals
 
 
 def overall_progress(report: ProgressFn) -> ProgressFn:
@@ -131,10 +150,13 @@ def build_avatar(
     t = time.perf_counter()
     report("rig", 0.0, "transferring skinning weights")
     rig = rig_mesh(body, f, cp, labels, config.rig)
+    report("rig", 0.5, "un-posing to the SMPL-X zero pose")
+    canon = canonical_pose(body, v, rig.weights, cp)
     timings["rig"] = time.perf_counter() - t
     report("rig", 1.0, "rigged")
 
     normals = vertex_normals(v, f)[split.source]
+    rest_normals = vertex_normals(canon.vertices, f)[split.source]
     return AvatarResult(
         vertices=split.vertices,
         faces=split.faces,
@@ -143,7 +165,7 @@ def build_avatar(
         texture=np.clip(np.round(tex.texture * 255), 0, 255).astype(np.uint8),
         weights=rig.weights[split.source],
         parents=rig.parents,
-        joints_rest=rig.joints,
+        joints_rest=canon.joints,
         joint_names=rig.joint_names,
         part_labels=labels[split.source],
         part_names=list(body.part_names),
@@ -161,15 +183,27 @@ def build_avatar(
             "texels_seen": float(tex.seen.mean()),
             "body_standin": bool(body.extra.get("standin", True)),
             "unwrap": config.uv.unwrap.method,
+            "bind_pose": "smplx_zero",
+            "pose_corrective_max_m": float(np.linalg.norm(canon.pose_offsets, axis=1).max(initial=0.0)),
         },
         init_mesh=None if gs.init_vertices is None else (gs.init_vertices, gs.init_faces),
+        rest_vertices=canon.vertices[split.source],
+        rest_normals=rest_normals,
+        mesh_rest_vertices=canon.vertices,
+        joints_posed=rig.joints,
+        pose_transforms=canon.transforms,
+        pose_offsets=canon.pose_offsets[split.source],
     )
 
 
 def write_outputs(
     result: AvatarResult, out_dir: str | Path, config: AvatarConfig | None = None
 ) -> dict[str, Path]:
-    """avatar.glb, avatar.obj/.mtl/.png, avatar_arrays.npz and avatar.json in ``out_dir``."""
+    """avatar.glb, avatar.obj/.mtl/.png, avatar_arrays.npz and avatar.json in ``out_dir``.
+
+    The glb and the OBJ hold the canonical bind pose (SMPL-X zero pose); the as-in-the-views
+    geometry travels in the arrays (``vertices_posed``).
+    """
     from backend.avatar.export_gltf import SkinnedMesh, write_glb
     from backend.avatar.export_obj import write_obj
 
@@ -179,10 +213,10 @@ def write_outputs(
         "avatar.glb": write_glb(
             out / "avatar.glb",
             SkinnedMesh(
-                vertices=result.vertices,
+                vertices=result.bind_vertices(),
                 faces=result.faces,
                 uvs=result.uvs,
-                normals=result.normals,
+                normals=result.bind_normals(),
                 weights=result.weights,
                 joints=result.joints_rest,
                 parents=result.parents,
@@ -192,7 +226,12 @@ def write_outputs(
         )
     }
     obj = write_obj(
-        out / "avatar.obj", result.vertices, result.faces, result.uvs, result.texture, result.normals
+        out / "avatar.obj",
+        result.bind_vertices(),
+        result.faces,
+        result.uvs,
+        result.texture,
+        result.bind_normals(),
     )
     files.update({"avatar.obj": obj["obj"], "avatar.mtl": obj["mtl"], "avatar.png": obj["png"]})
     arrays = out / "avatar_arrays.npz"
@@ -215,18 +254,32 @@ def write_outputs(
 
 
 def result_arrays(result: AvatarResult) -> dict[str, np.ndarray]:
-    """The protocol arrays the add-on's importer reads (see docs/avatar.md)."""
-    return {
-        "vertices": result.vertices.astype(np.float32),
+    """The protocol arrays the add-on's importer reads (see docs/avatar.md).
+
+    ``vertices``/``normals``/``joints_rest`` are the canonical bind pose (what the importer rigs);
+    ``*_posed`` and ``pose_transforms`` give the views' pose back (``vertices_posed`` = LBS of
+    ``vertices`` + ``pose_offsets`` with ``pose_transforms``).
+    """
+    arrays = {
+        "vertices": result.bind_vertices().astype(np.float32),
         "faces": result.faces.astype(np.int32),
         "uvs": result.uvs.astype(np.float32),
-        "normals": result.normals.astype(np.float32),
+        "normals": result.bind_normals().astype(np.float32),
         "texture": result.texture,
         "weights": result.weights.astype(np.float32),
         "parents": result.parents.astype(np.int32),
         "joints_rest": result.joints_rest.astype(np.float32),
         "part_labels": result.part_labels.astype(np.int32),
+        "vertices_posed": result.vertices.astype(np.float32),
+        "normals_posed": result.normals.astype(np.float32),
     }
+    optional = {
+        "joints_posed": result.joints_posed,
+        "pose_transforms": result.pose_transforms,
+        "pose_offsets": result.pose_offsets,
+    }
+    arrays.update({k: v.astype(np.float32) for k, v in optional.items() if v is not None})
+    return arrays
 
 
 def config_from_options(

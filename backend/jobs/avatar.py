@@ -10,7 +10,11 @@ Result files: ``avatar.glb``, ``avatar.obj``, ``avatar.mtl``, ``avatar.png``, ``
 Result arrays (split vertices: one vertex per distinct position+UV, duplicated on UV seams):
 ``vertices`` (N,3) f32, ``faces`` (F,3) i32, ``uvs`` (N,2) f32 (v=0 bottom), ``normals`` (N,3),
 ``texture`` (S,S,3) u8 (row 0 = top), ``weights`` (N,55) f32, ``parents`` (55,) i32,
-``joints_rest`` (55,3) f32, ``part_labels`` (N,) i32. data: timings, joint/part names, info.
+``joints_rest`` (55,3) f32, ``part_labels`` (N,) i32, all in the canonical bind pose (SMPL-X zero
+pose, the glb's too); the views' pose: ``vertices_posed``/``normals_posed`` (N,3),
+``joints_posed`` (55,3), ``pose_transforms`` (55,4,4) and ``pose_offsets`` (N,3) (pose
+correctives), with ``vertices_posed = LBS(vertices + pose_offsets, weights, pose_transforms)``.
+data: timings, joint/part names, info.
 """
 
 from __future__ import annotations
