@@ -3,10 +3,10 @@
 Stage 1 (init): the SDF/offset MLP is regressed onto the SMPL-X body's signed distance at the grid
 vertices and at points scattered around the body surface (truncated, so the fit spends its capacity
 near the surface). Stage 2 (refine): marching tetrahedra gives a mesh each iteration; it is
-rasterised from a few training views and compared with the views' masks (through ``antialias``,
-which gives silhouette gradients) and normal maps, with regularisers: nvdiffrec's SDF sign
-consistency across crossing edges (kills floaters), a uniform Laplacian on the surface and an L2
-penalty on the vertex offsets.
+rasterised from a few training views and compared with the views' masks (through an analytic
+silhouette coverage, ``render_util.silhouette_coverage``, which gives silhouette gradients) and
+normal maps, with regularisers: nvdiffrec's SDF sign consistency across crossing edges (kills
+floaters), a uniform Laplacian on the surface and an L2 penalty on the vertex offsets.
 
 When the views carry no normal maps, the ``normal-estimator`` model role would provide them; the
 project has no such weights, so :class:`NormalEstimatorMissing` says how to proceed (give normal
@@ -25,7 +25,14 @@ import torch.nn.functional as F
 from backend.avatar.body_sdf import BodySDF
 from backend.avatar.marching_tets import marching_tets
 from backend.avatar.progress import ProgressFn, no_progress
-from backend.avatar.render_util import camera_clip, resize_image, scaled_size, vertex_normals_torch
+from backend.avatar.render_util import (
+    camera_clip,
+    edge_twins,
+    resize_image,
+    scaled_size,
+    silhouette_coverage,
+    vertex_normals_torch,
+)
 from backend.avatar.sdf_net import SDFNet, SDFNetConfig
 from backend.avatar.tetgrid import TetGrid, make_tet_grid
 from backend.avatar.views import View
@@ -49,7 +56,7 @@ class SculptConfig:
     refine_iters: int = 100
     refine_lr: float = 3e-3
     render_scale: float = 0.5  # optimisation renders at this fraction of the views' resolution
-    mask_scale: float = 0.5  # the silhouette term renders at this fraction of render_scale
+    mask_scale: float = 1.0  # the silhouette term renders at this fraction of render_scale (1: same raster)
     views_per_iter: int = 2
     normal_source: str = "auto"  # "auto" (views' maps, else the estimator) | "views" | "estimator" | "none"
     w_mask: float = 2.0
@@ -239,7 +246,7 @@ class Sculptor:
     def refine(
         self, views: list[View], normal_source: str, progress: ProgressFn = no_progress
     ) -> list[float]:
-        from backend.render import antialias, get_rasterizer, interpolate
+        from backend.render import get_rasterizer, interpolate
 
         cfg = self.config
         if cfg.refine_iters <= 0:
@@ -270,20 +277,30 @@ class Sculptor:
             vn = vertex_normals_torch(v, f)
             loss = torch.zeros(())
             pick = self.rng.choice(len(views), size=min(cfg.views_per_iter, len(views)), replace=False)
+            twins = edge_twins(f)
             for k in pick:
                 size, mask_size, mask_t, inner_t, normal_t = targets[k]
-                # Silhouette term at a lower resolution: antialias is the costly op and the mask
-                # only needs to place edges; the normal term works at the full optimisation size.
-                clip = camera_clip(v, views[k].camera, cfg.render_scale * cfg.mask_scale)
-                r = rast.rasterize(clip, f.int(), resolution=mask_size)
-                ones = torch.ones_like(v[:, :1])
-                cover = antialias(interpolate(ones, r, f), r, clip, f)[0]
-                loss = loss + cfg.w_mask * F.mse_loss(cover, mask_t)
+                clip = camera_clip(v, views[k].camera, cfg.render_scale)
+                r = rast.rasterize(clip, f.int(), resolution=size)
+                if mask_size != size:
+                    m_clip = camera_clip(v, views[k].camera, cfg.render_scale * cfg.mask_scale)
+                    m_r = rast.rasterize(m_clip, f.int(), resolution=mask_size)
+                else:
+                    m_clip, m_r = clip, r
+                # Our own silhouette coverage, not ``antialias``: see ``silhouette_coverage`` for the
+                # bias that made the sculpt ~1 px fatter than the masks in every view.
+                cover = silhouette_coverage(m_r, m_clip, f, twins)
+                loss = loss + cfg.w_mask * F.mse_loss(cover, mask_t[..., 0])
                 if normal_t is not None:
-                    clip = camera_clip(v, views[k].camera, cfg.render_scale)
-                    r = rast.rasterize(clip, f.int(), resolution=size)
                     normals = interpolate(vn, r, f)[0]
-                    both = (r.mask[0] & inner_t).unsqueeze(-1).float()
+                    # Compare normals only where both silhouettes are interior. The target's rim is
+                    # excluded by ``inner_t`` (alpha < 0.99); the render's rim must be excluded too, or
+                    # the loss sees the render's grazing rim normals inside a larger target (and
+                    # pushes the surface out) but never the target's rim inside a larger render:
+                    # a one-sided push that made the sculpt ~8 % larger than the masks.
+                    covered = r.mask[0].float()[None, None]
+                    pred_inner = -F.max_pool2d(-covered, 3, stride=1, padding=1)[0, 0] > 0.5
+                    both = (pred_inner & inner_t).unsqueeze(-1).float()
                     pred_n = F.normalize(normals, dim=-1, eps=1e-6)
                     diff = (pred_n - normal_t).abs().sum(-1, keepdim=True) * both
                     loss = loss + cfg.w_normal * diff.sum() / both.sum().clamp(min=1)
