@@ -9,10 +9,7 @@ from bpy_extras.io_utils import ImportHelper
 
 from .. import axes, bridge, job_params, motion_io, scene_export
 from ..importers.action import apply_pose_action, bone_joint_map
-
-
-def _connected() -> bool:
-    return bridge.get_bridge().connected
+from . import gates
 
 
 class AVS_OT_add_body(bpy.types.Operator):
@@ -31,10 +28,7 @@ class AVS_OT_add_body(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        if not _connected():
-            cls.poll_message_set("connect to a backend first")
-            return False
-        return True
+        return gates.poll_connected(cls)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         shape = {"betas": [0.0] * 10, "expression": [0.0] * 10, "gender": self.gender}
@@ -57,13 +51,7 @@ class AVS_OT_apply_shape(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        if not _connected():
-            cls.poll_message_set("connect to a backend first")
-            return False
-        if scene_export.find_smplx_armature(context) is None:
-            cls.poll_message_set("select an SMPL-X body")
-            return False
-        return True
+        return gates.poll_connected_with_body(cls, context)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         arm_obj = scene_export.find_smplx_armature(context)
@@ -88,13 +76,7 @@ class AVS_OT_pose_on_backend(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        if not _connected():
-            cls.poll_message_set("connect to a backend first")
-            return False
-        if scene_export.find_smplx_armature(context) is None:
-            cls.poll_message_set("select an SMPL-X body")
-            return False
-        return True
+        return gates.poll_connected_with_body(cls, context)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         arm_obj = scene_export.find_smplx_armature(context)
@@ -150,11 +132,9 @@ class AVS_OT_generate_avatar(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        the_bridge = bridge.get_bridge()
-        if not the_bridge.connected:
-            cls.poll_message_set("connect to a backend first")
+        if not gates.poll_connected(cls):
             return False
-        if not the_bridge.has_job_kind("avatar.from_views"):
+        if not bridge.get_bridge().has_job_kind("avatar.from_views"):
             cls.poll_message_set("this backend has no avatar.from_views job")
             return False
         return True

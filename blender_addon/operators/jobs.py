@@ -6,10 +6,7 @@ import bpy
 from bpy.props import IntProperty, StringProperty
 
 from .. import bridge, job_params, props, scene_export
-
-
-def _connected() -> bool:
-    return bridge.get_bridge().connected
+from . import gates
 
 
 def _item(context: bpy.types.Context, job_id: str) -> props.AVS_JobItem | None:
@@ -25,13 +22,7 @@ class AVS_OT_render_preview(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        if not _connected():
-            cls.poll_message_set("connect to a backend first")
-            return False
-        if scene_export.find_smplx_armature(context) is None:
-            cls.poll_message_set("select an SMPL-X body")
-            return False
-        return True
+        return gates.poll_connected_with_body(cls, context)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         scene = context.scene
@@ -86,7 +77,7 @@ class AVS_OT_cancel_job(_JobOperator, bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return _connected()
+        return gates.connected()
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         item = self._job(context, self.job_id)
@@ -105,7 +96,7 @@ class AVS_OT_reattach_job(_JobOperator, bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return _connected()
+        return gates.connected()
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         if self._job(context, self.job_id) is None:
@@ -123,7 +114,7 @@ class AVS_OT_import_job(_JobOperator, bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return _connected()
+        return gates.connected()
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         item = self._job(context, self.job_id)
@@ -143,7 +134,7 @@ class AVS_OT_fetch_jobs(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return _connected()
+        return gates.connected()
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         bridge.get_bridge().fetch_jobs(context.scene)
