@@ -12,6 +12,33 @@ import numpy as np
 
 
 @numba.njit(cache=True)
+def _texel_frame(
+    uv: np.ndarray, f: int, res: int
+) -> tuple[np.ndarray, np.ndarray, float, int, int, int, int]:
+    """Face ``f`` in texel coordinates (row 0 = top): corners, signed doubled area, texel bounds."""
+    x = np.empty(3)
+    y = np.empty(3)
+    for k in range(3):
+        x[k] = uv[f, k, 0] * res
+        y[k] = (1.0 - uv[f, k, 1]) * res
+    area = (x[1] - x[0]) * (y[2] - y[0]) - (x[2] - x[0]) * (y[1] - y[0])
+    xmin = max(int(np.floor(x.min())), 0)
+    xmax = min(int(np.ceil(x.max())), res - 1)
+    ymin = max(int(np.floor(y.min())), 0)
+    ymax = min(int(np.ceil(y.max())), res - 1)
+    return x, y, area, xmin, xmax, ymin, ymax
+
+
+@numba.njit(cache=True)
+def _barycentric(
+    x: np.ndarray, y: np.ndarray, area: float, cx: float, cy: float
+) -> tuple[float, float, float]:
+    w0 = ((x[1] - cx) * (y[2] - cy) - (x[2] - cx) * (y[1] - cy)) / area
+    w1 = ((x[2] - cx) * (y[0] - cy) - (x[0] - cx) * (y[2] - cy)) / area
+    return w0, w1, 1.0 - w0 - w1
+
+
+@numba.njit(cache=True)
 def _raster(
     uv: np.ndarray,
     depth: np.ndarray,
@@ -23,23 +50,12 @@ def _raster(
 ) -> None:
     eps = 1e-9 if strict else -1e-9
     for f in range(uv.shape[0]):
-        x0, y0 = uv[f, 0, 0] * res, (1.0 - uv[f, 0, 1]) * res
-        x1, y1 = uv[f, 1, 0] * res, (1.0 - uv[f, 1, 1]) * res
-        x2, y2 = uv[f, 2, 0] * res, (1.0 - uv[f, 2, 1]) * res
-        area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+        x, y, area, xmin, xmax, ymin, ymax = _texel_frame(uv, f, res)
         if abs(area) < 1e-12:
             continue
-        xmin = max(int(np.floor(min(x0, x1, x2))), 0)
-        xmax = min(int(np.ceil(max(x0, x1, x2))), res - 1)
-        ymin = max(int(np.floor(min(y0, y1, y2))), 0)
-        ymax = min(int(np.ceil(max(y0, y1, y2))), res - 1)
         for py in range(ymin, ymax + 1):
-            cy = py + 0.5
             for px in range(xmin, xmax + 1):
-                cx = px + 0.5
-                w0 = ((x1 - cx) * (y2 - cy) - (x2 - cx) * (y1 - cy)) / area
-                w1 = ((x2 - cx) * (y0 - cy) - (x0 - cx) * (y2 - cy)) / area
-                w2 = 1.0 - w0 - w1
+                w0, w1, w2 = _barycentric(x, y, area, px + 0.5, py + 0.5)
                 if w0 <= eps or w1 <= eps or w2 <= eps:
                     continue
                 count[py, px] += 1
@@ -77,23 +93,12 @@ def coverage_count(uv: np.ndarray, resolution: int) -> np.ndarray:
 @numba.njit(cache=True)
 def _losers(uv: np.ndarray, res: int, tri_id: np.ndarray, count: np.ndarray, out: np.ndarray) -> None:
     for f in range(uv.shape[0]):
-        x0, y0 = uv[f, 0, 0] * res, (1.0 - uv[f, 0, 1]) * res
-        x1, y1 = uv[f, 1, 0] * res, (1.0 - uv[f, 1, 1]) * res
-        x2, y2 = uv[f, 2, 0] * res, (1.0 - uv[f, 2, 1]) * res
-        area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+        x, y, area, xmin, xmax, ymin, ymax = _texel_frame(uv, f, res)
         if abs(area) < 1e-12:
             continue
-        xmin = max(int(np.floor(min(x0, x1, x2))), 0)
-        xmax = min(int(np.ceil(max(x0, x1, x2))), res - 1)
-        ymin = max(int(np.floor(min(y0, y1, y2))), 0)
-        ymax = min(int(np.ceil(max(y0, y1, y2))), res - 1)
         for py in range(ymin, ymax + 1):
-            cy = py + 0.5
             for px in range(xmin, xmax + 1):
-                cx = px + 0.5
-                w0 = ((x1 - cx) * (y2 - cy) - (x2 - cx) * (y1 - cy)) / area
-                w1 = ((x2 - cx) * (y0 - cy) - (x0 - cx) * (y2 - cy)) / area
-                w2 = 1.0 - w0 - w1
+                w0, w1, w2 = _barycentric(x, y, area, px + 0.5, py + 0.5)
                 if w0 > 1e-9 and w1 > 1e-9 and w2 > 1e-9 and count[py, px] > 1 and tri_id[py, px] != f:
                     out[f] = True
 
