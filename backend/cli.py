@@ -254,8 +254,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from protocol import ProtocolError
 
     try:
-        client = _client(args)
-        try:
+        with _client(args) as client:
             job_id = client.submit(args.kind, params, idempotency_key=args.idempotency_key)
             if not args.wait:
                 if args.json:
@@ -264,8 +263,6 @@ def cmd_submit(args: argparse.Namespace) -> int:
                     print(job_id)
                 return EXIT_OK
             return _follow(client, job_id, args)
-        finally:
-            client.close()
     except ProtocolError as exc:
         return _fail(args, exc)
 
@@ -274,12 +271,9 @@ def cmd_attach(args: argparse.Namespace) -> int:
     from protocol import ProtocolError
 
     try:
-        client = _client(args)
-        try:
+        with _client(args) as client:
             client.attach(args.job_id)
             return _follow(client, args.job_id, args)
-        finally:
-            client.close()
     except ProtocolError as exc:
         return _fail(args, exc)
 
@@ -288,11 +282,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     from protocol import ProtocolError
 
     try:
-        client = _client(args)
-        try:
+        with _client(args) as client:
             jobs = client.list_jobs(states=args.state or None, limit=args.limit)
-        finally:
-            client.close()
     except ProtocolError as exc:
         return _fail(args, exc)
     if args.json:
@@ -312,13 +303,10 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     from protocol import messages as M
 
     try:
-        client = _client(args)
-        try:
+        with _client(args) as client:
             state = client.cancel(args.job_id)
             if state not in M.TERMINAL_STATES:  # a running job stops within its grace period
                 state = client.wait(args.job_id, timeout=args.timeout).state
-        finally:
-            client.close()
     except ProtocolError as exc:
         return _fail(args, exc)
     if args.json:
