@@ -27,6 +27,7 @@ def _load(submodule: str = "") -> ModuleType:
 
 protocol = _load()
 messages = _load("messages")
+smplx = _load("smplx")  # the SMPL-X joint tree the payloads are ordered by
 
 
 def client_module() -> ModuleType:

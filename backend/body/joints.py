@@ -9,46 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
-NUM_JOINTS = 55
+# The joint tree is shared with the add-on through the protocol package.
+from protocol.smplx import JOINT_NAMES, NUM_JOINTS, PARENTS
+
 NUM_BODY_JOINTS = 21  # excluding the root (pelvis); body_pose is 21 * 3
 NUM_HAND_JOINTS = 15
-
-# Order of the 55 SMPL-X joints (= order of the full pose vector).
-JOINT_NAMES: tuple[str, ...] = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
-    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck",
-    "left_collar", "right_collar", "head", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-    "jaw", "left_eye_smplhf", "right_eye_smplhf",
-    "left_index1", "left_index2", "left_index3",
-    "left_middle1", "left_middle2", "left_middle3",
-    "left_pinky1", "left_pinky2", "left_pinky3",
-    "left_ring1", "left_ring2", "left_ring3",
-    "left_thumb1", "left_thumb2", "left_thumb3",
-    "right_index1", "right_index2", "right_index3",
-    "right_middle1", "right_middle2", "right_middle3",
-    "right_pinky1", "right_pinky2", "right_pinky3",
-    "right_ring1", "right_ring2", "right_ring3",
-    "right_thumb1", "right_thumb2", "right_thumb3",
-)  # fmt: skip
 
 JOINT_INDEX: dict[str, int] = {name: i for i, name in enumerate(JOINT_NAMES)}
 
 _FINGERS = ("index", "middle", "pinky", "ring", "thumb")
-
-
-def _parents() -> tuple[int, ...]:
-    body = [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19]
-    face = [15, 15, 15]  # jaw, left eye, right eye hang off the head
-    hands: list[int] = []
-    for wrist in (JOINT_INDEX["left_wrist"], JOINT_INDEX["right_wrist"]):
-        for _ in _FINGERS:
-            first = len(body) + len(face) + len(hands)
-            hands += [wrist, first, first + 1]  # each finger is a chain of three joints
-    return tuple(body + face + hands)
-
-
-PARENTS: tuple[int, ...] = _parents()
 
 
 def parents_array() -> np.ndarray:
