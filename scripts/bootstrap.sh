@@ -37,6 +37,7 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import torch, backend' >/
   .venv/bin/pip install -q --upgrade pip >/dev/null
   .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
   .venv/bin/pip install -q -e '.[dev]'
+  sha256sum pyproject.toml | cut -d' ' -f1 > .venv/.pyproject-sha256  # just installed: nothing to re-sync
 fi
 # Re-sync the project's dependencies whenever pyproject.toml changed since the last install.
 PYPROJECT_HASH=$(sha256sum pyproject.toml | cut -d' ' -f1)
