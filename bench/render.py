@@ -205,15 +205,21 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--quick", action="store_true", help="fewer frames, skip torch_ref and Cycles")
-    parser.add_argument("--threads", type=int, help="torch and numba threads (default: library defaults)")
+    parser.add_argument("--threads", type=int,
+                        help="threads of our CPU renderer (AVATAR_STUDIO_RENDER_THREADS; default: every CPU) "
+                             "and of torch")
     args = parser.parse_args()
     if args.threads:
         import numba
 
         torch.set_num_threads(args.threads)
         numba.set_num_threads(args.threads)
+        os.environ["AVATAR_STUDIO_RENDER_THREADS"] = str(args.threads)
     frames = 10 if args.quick else args.frames
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
+    from backend.render.bands import default_threads
+
+    print(f"torch {torch.__version__}, torch threads {torch.get_num_threads()}, render threads "
+          f"{default_threads()}, cpus {os.cpu_count()}, "
           f"load {os.getloadavg()[0]:.1f}, backends {available_backends()}")
     mesh, cams, joints, blender = build_scene(args.size)
     print(f"mesh: {mesh.verts.shape[0]} vertices, {mesh.faces.shape[0]} faces, texture "

@@ -8,6 +8,7 @@ w = camera z, so the rasterizer's depth (interpolated w) is metric camera depth.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import torch
 from torch import Tensor
@@ -101,8 +102,71 @@ class CameraBatch:
         return self.height, self.width
 
     def clip(self, verts_world: Tensor) -> Tensor:
-        """Clip positions (B,V,4) of world points (B,V,3) or (V,3) (then shared by all cameras)."""
+        """Clip positions (B,V,4) of world points (B,V,3) or (V,3) (then shared by all cameras).
+
+        One batched affine map (projection times [R|t]) instead of the camera-space step,
+        homogeneous padding and projection of :func:`world_to_clip` (five passes over the points).
+        Differentiable w.r.t. the points and the camera tensors when they require grad; otherwise,
+        on the CPU, computed in numpy (float64, rounded to the points' dtype): small torch ops wake
+        torch's thread pool, whose spinning threads then take the core from the renderer's own
+        helper thread (measured: the CPU render went from ~4 to ~8 ms per frame).
+        """
         verts = verts_world.to(self.K.dtype) if verts_world.dtype != torch.float64 else verts_world
-        if verts.dim() == 2:
-            verts = verts.unsqueeze(0).expand(len(self), -1, -1)
-        return world_to_clip(verts, self.K, self.R, self.t, self.width, self.height, self.near, self.far)
+        needs_grad = torch.is_grad_enabled() and any(
+            x.requires_grad for x in (verts, self.K, self.R, self.t))
+        if verts.device.type == "cpu" and not needs_grad:
+            return torch.from_numpy(self._clip_numpy(verts.numpy()))
+        proj = opencv_to_clip(self.K, self.width, self.height, self.near, self.far).to(verts.dtype)
+        rigid = torch.cat((self.R, self.t.unsqueeze(2)), dim=2).to(verts.dtype)  # (B,3,4)
+        full = proj[:, :, :3] @ rigid  # (B,4,4): the projection's last column multiplies w = 1
+        full = full + torch.nn.functional.pad(proj[:, :, 3:], (3, 0))
+        # (V,3) or (B,V,3) points against (B,3,4): matmul broadcasts the batch either way (and
+        # measured 2x faster than addmm/baddbmm for this shape).
+        return verts @ full[:, :, :3].transpose(1, 2) + full[:, :, 3].unsqueeze(1)
+
+    def _clip_numpy(self, verts: np.ndarray) -> np.ndarray:
+        K = self.K.detach().numpy().astype(np.float64)
+        proj = _opencv_to_clip_np(K, self.width, self.height, self.near, self.far)
+        rigid = np.zeros((len(self), 4, 4))
+        rigid[:, :3, :3] = self.R.detach().numpy()
+        rigid[:, :3, 3] = self.t.detach().numpy()
+        rigid[:, 3, 3] = 1.0
+        points = verts if verts.ndim == 3 else verts[None]
+        out = np.empty((max(len(self), points.shape[0]), points.shape[1], 4), dtype=verts.dtype)
+        _affine_points(np.ascontiguousarray(points), np.ascontiguousarray(proj @ rigid), out)
+        return out
+
+
+def _opencv_to_clip_np(K: np.ndarray, width: int, height: int, near: float, far: float) -> np.ndarray:
+    """:func:`opencv_to_clip` for (B,3,3) float64 numpy K (the no-gradient path; tested equal)."""
+    if not 0 < near < far:
+        raise ValueError(f"need 0 < near < far, got near={near}, far={far}")
+    proj = np.zeros((K.shape[0], 4, 4))
+    proj[:, 0, 0] = 2.0 * K[:, 0, 0] / width
+    proj[:, 0, 1] = 2.0 * K[:, 0, 1] / width
+    proj[:, 0, 2] = 2.0 * K[:, 0, 2] / width - 1.0
+    proj[:, 1, 1] = -2.0 * K[:, 1, 1] / height
+    proj[:, 1, 2] = 1.0 - 2.0 * K[:, 1, 2] / height
+    proj[:, 2, 2] = (far + near) / (far - near)
+    proj[:, 2, 3] = -2.0 * far * near / (far - near)
+    proj[:, 3, 2] = 1.0
+    return proj
+
+
+@numba.njit(cache=True, nogil=True)
+def _affine_points(points: np.ndarray, matrices: np.ndarray, out: np.ndarray) -> None:
+    """out[b, v] = matrices[b] @ [points[b or 0, v], 1], accumulated in float64.
+
+    numba rather than numpy: numpy's matmul with an inner size of 3 took ~0.15 ms for the body's
+    10k vertices (a tenth of a rendered frame); this loop takes ~0.02 ms.
+    """
+    for b in range(out.shape[0]):
+        pb = b if points.shape[0] > 1 else 0
+        mb = b if matrices.shape[0] > 1 else 0
+        m = matrices[mb]
+        for v in range(points.shape[1]):
+            x = np.float64(points[pb, v, 0])
+            y = np.float64(points[pb, v, 1])
+            z = np.float64(points[pb, v, 2])
+            for r in range(4):
+                out[b, v, r] = m[r, 0] * x + m[r, 1] * y + m[r, 2] * z + m[r, 3]

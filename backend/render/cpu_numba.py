@@ -8,14 +8,15 @@ time.
 
 The kernel evaluates exactly the homogeneous edge functions of :mod:`backend.render.barycentric` in
 float64, with the same tie rule as the reference (nearest float32 depth, then lowest triangle id:
-triangles are visited in id order and only a strictly nearer depth replaces a pixel). With
-``parallel=True`` the image is split into horizontal bands processed by numba threads, each band
-owning its rows (no write races); the default is serial (see the measurement below). When no
-gradient is needed the kernel's own barycentrics and depth are returned; otherwise they are
-recomputed in torch for autograd.
+triangles are visited in id order and only a strictly nearer depth replaces a pixel). Each image
+is split into horizontal bands of rows, each band owned by one thread at a time (no write races),
+shared between threads by :mod:`backend.render.bands`. When no gradient is needed the kernel's own
+barycentrics and depth are returned; otherwise they are recomputed in torch for autograd.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
 
 import numba
 import numpy as np
@@ -23,6 +24,7 @@ import torch
 from torch import Tensor
 
 from backend.render.api import Raster, check_resolution, normalize_inputs
+from backend.render.bands import band_rows, default_threads, run_bands
 from backend.render.barycentric import barycentrics_at_pixels
 
 # Per-triangle setup row: edge coefficients c0..c2 (x, y, w each), det, clip z of the 3 vertices.
@@ -32,10 +34,12 @@ _SETUP_WIDTH = 13
 BOX_EPS = 1e-6
 
 
-def _setup_py(clip: np.ndarray, faces: np.ndarray, height: int, width: int,
+@numba.njit(cache=True, nogil=True)
+def _setup(clip: np.ndarray, faces: np.ndarray, height: int, width: int, face_lo: int, face_hi: int,
            boxes: np.ndarray, coeffs: np.ndarray) -> None:
-    """Per triangle: pixel box (x_lo, x_hi, y_lo, y_hi; empty if x_lo > x_hi) and edge functions."""
-    for f in numba.prange(faces.shape[0]):
+    """Per triangle in [face_lo, face_hi): pixel box (x_lo, x_hi, y_lo, y_hi; empty if x_lo > x_hi)
+    and edge functions."""
+    for f in range(face_lo, face_hi):
         i0 = faces[f, 0]
         i1 = faces[f, 1]
         i2 = faces[f, 2]
@@ -93,10 +97,19 @@ def _setup_py(clip: np.ndarray, faces: np.ndarray, height: int, width: int,
         coeffs[f, 11] = z1
         coeffs[f, 12] = z2
 
-
 @numba.njit(cache=True, nogil=True)
 def _raster_band(boxes: np.ndarray, coeffs: np.ndarray, height: int, width: int, row_lo: int, row_hi: int,
-                 tri_out: np.ndarray, zbuf: np.ndarray, bary_out: np.ndarray) -> None:
+                 tri_out: np.ndarray, zbuf: np.ndarray, bary_out: np.ndarray, mask_out: np.ndarray) -> None:
+    """Rows [row_lo, row_hi) of one image: clear them, then z-buffer every triangle's box over them.
+
+    The band clears its own rows (rather than the caller filling whole images first) so that the
+    clearing is shared between threads and the rows are in cache when the triangles arrive.
+    """
+    # Slice fills: measured twice as fast as one loop writing all four arrays per pixel.
+    tri_out[row_lo:row_hi] = -1
+    zbuf[row_lo:row_hi] = np.inf
+    bary_out[row_lo:row_hi] = 0.0
+    mask_out[row_lo:row_hi] = False
     inv_w2 = 2.0 / width
     inv_h2 = 2.0 / height
     for f in range(boxes.shape[0]):
@@ -128,7 +141,9 @@ def _raster_band(boxes: np.ndarray, coeffs: np.ndarray, height: int, width: int,
                 elif e0 > 0.0 or e1 > 0.0 or e2 > 0.0:
                     continue
                 w = det / total
-                if not w > 0.0:
+                d32 = np.float32(w)
+                # Depth test before the barycentrics: about half the covered box pixels are hidden.
+                if not (w > 0.0 and d32 < zbuf[py, px]):
                     continue
                 l0 = e0 / total
                 l1 = e1 / total
@@ -136,60 +151,70 @@ def _raster_band(boxes: np.ndarray, coeffs: np.ndarray, height: int, width: int,
                 z = l0 * z0 + l1 * z1 + l2 * z2
                 if z < -w or z > w:
                     continue
-                d32 = np.float32(w)
-                if d32 < zbuf[py, px]:
-                    zbuf[py, px] = d32
-                    tri_out[py, px] = f
-                    bary_out[py, px, 0] = l1
-                    bary_out[py, px, 1] = l2
+                zbuf[py, px] = d32
+                tri_out[py, px] = f
+                bary_out[py, px, 0] = l1
+                bary_out[py, px, 1] = l2
+                mask_out[py, px] = True
 
 
-def _raster_image_py(boxes: np.ndarray, coeffs: np.ndarray, height: int, width: int, n_bands: int,
-                  tri_out: np.ndarray, zbuf: np.ndarray, bary_out: np.ndarray) -> None:
-    band_rows = (height + n_bands - 1) // n_bands
-    for band in numba.prange(n_bands):
-        row_lo = band * band_rows
-        row_hi = min(height, row_lo + band_rows)
-        if row_lo < row_hi:
-            _raster_band(boxes, coeffs, height, width, row_lo, row_hi, tri_out, zbuf, bary_out)
-
-
-# Serial and parallel builds of the same kernels. Serial is the default: on the shared 2-core
-# machine numba's thread pool (omp or workqueue layer) made rasterisation 5-15x *slower* (2.8 ms
-# serial vs 25-55 ms parallel median, bench/render.py), because every parallel region waits for
-# threads that the OS has given to other processes or that torch's own pool keeps spinning.
-_setup_serial = numba.njit(cache=True, nogil=True)(_setup_py)
-_setup_parallel = numba.njit(cache=True, nogil=True, parallel=True)(_setup_py)
-_raster_image_serial = numba.njit(cache=True, nogil=True)(_raster_image_py)
-_raster_image_parallel = numba.njit(cache=True, nogil=True, parallel=True)(_raster_image_py)
+# Called by a band's thread once its rows are final: (image, row_lo, row_hi, tri_id, barycentrics),
+# the arrays being the whole (B,H,W) and (B,H,W,2) outputs. Lets the fused CPU passes shade rows
+# while they are still in cache, in the same dispatch as the rasterisation.
+AfterBand = Callable[[int, int, int, np.ndarray, np.ndarray], None]
 
 
 class NumbaRasterizer:
-    """The default CPU backend (see module docstring)."""
+    """The default CPU backend (see module docstring).
+
+    ``threads``: threads sharing the work (default :func:`backend.render.bands.default_threads`);
+    ``bands_per_thread``: row bands per thread and image (more bands balance a body that is not
+    uniform over the rows, at the cost of one more pass over the triangle boxes per band).
+    """
 
     name = "cpu"
 
-    def __init__(self, parallel: bool = False, n_bands: int | None = None) -> None:
-        # More bands than threads balances load (a body is not uniform over the rows).
-        self.parallel = parallel
-        self.n_bands = (n_bands if n_bands is not None else 4 * numba.get_num_threads()) if parallel else 1
-        self._setup = _setup_parallel if parallel else _setup_serial
-        self._raster_image = _raster_image_parallel if parallel else _raster_image_serial
+    def __init__(self, threads: int | None = None, bands_per_thread: int = 3) -> None:
+        self.threads = threads
+        self.bands_per_thread = max(1, bands_per_thread)
 
-    def rasterize(self, verts_clip: Tensor, faces: Tensor, resolution: tuple[int, int]) -> Raster:
+    def rasterize(self, verts_clip: Tensor, faces: Tensor, resolution: tuple[int, int], *,
+                  after_band: AfterBand | None = None, prologue: Sequence[Callable[[], None]] = (),
+                  threads: int | None = None) -> Raster:
+        """The :class:`~backend.render.api.Rasterizer` call, plus numba-backend extras:
+        ``prologue`` jobs run beside the triangle setup (before any band), ``after_band`` runs on
+        each band's rows right after they are rasterised, ``threads`` overrides the instance's."""
         verts_clip, faces = normalize_inputs(verts_clip, faces)
         height, width = check_resolution(resolution)
         clip = np.ascontiguousarray(verts_clip.detach().cpu().numpy(), dtype=np.float64)
         faces_np = np.ascontiguousarray(faces.cpu().numpy(), dtype=np.int64)
-        batch = clip.shape[0]
-        tri = np.full((batch, height, width), -1, dtype=np.int64)
-        zbuf = np.full((batch, height, width), np.inf, dtype=np.float32)
-        bary_np = np.zeros((batch, height, width, 2), dtype=np.float32)
-        boxes = np.empty((faces_np.shape[0], 4), dtype=np.int64)
-        coeffs = np.empty((faces_np.shape[0], _SETUP_WIDTH), dtype=np.float64)
-        for b in range(batch):
-            self._setup(clip[b], faces_np, height, width, boxes, coeffs)
-            self._raster_image(boxes, coeffs, height, width, self.n_bands, tri[b], zbuf[b], bary_np[b])
+        batch, n_faces = clip.shape[0], faces_np.shape[0]
+        threads = threads or self.threads or default_threads()
+        # Outputs are left uninitialised: each band clears its own rows.
+        tri = np.empty((batch, height, width), dtype=np.int64)
+        zbuf = np.empty((batch, height, width), dtype=np.float32)
+        bary_np = np.empty((batch, height, width, 2), dtype=np.float32)
+        mask = np.empty((batch, height, width), dtype=np.bool_)
+        boxes = np.empty((batch, n_faces, 4), dtype=np.int64)
+        coeffs = np.empty((batch, n_faces, _SETUP_WIDTH), dtype=np.float64)
+
+        chunks = threads if threads > 1 else 1
+
+        def setup_job(b: int, chunk: int) -> Callable[[], None]:
+            lo, hi = band_rows(n_faces, chunks, chunk)
+            return lambda: _setup(clip[b], faces_np, height, width, lo, hi, boxes[b], coeffs[b])
+
+        n_bands = min(height, self.bands_per_thread * threads) if threads > 1 else 1
+
+        def raster(job: int) -> None:
+            b, band = divmod(job, n_bands)
+            lo, hi = band_rows(height, n_bands, band)
+            _raster_band(boxes[b], coeffs[b], height, width, lo, hi, tri[b], zbuf[b], bary_np[b], mask[b])
+            if after_band is not None:
+                after_band(b, lo, hi, tri, bary_np)
+
+        jobs = [setup_job(b, chunk) for b in range(batch) for chunk in range(chunks)] + list(prologue)
+        run_bands(raster, batch * n_bands, threads, prologue=jobs)
         device = verts_clip.device
         tri_id = torch.from_numpy(tri).to(device)
         if verts_clip.requires_grad and torch.is_grad_enabled():
@@ -197,6 +222,4 @@ class NumbaRasterizer:
         else:
             bary = torch.from_numpy(bary_np).to(device=device, dtype=verts_clip.dtype)
             depth = torch.from_numpy(zbuf).to(device=device, dtype=verts_clip.dtype)
-        # The mask is computed in numpy: a torch op over a full image would wake torch's thread
-        # pool, which is slow on a busy machine (docs/benchmarks.md, Render).
-        return Raster(tri_id=tri_id, bary=bary, depth=depth, mask=torch.from_numpy(tri >= 0).to(device))
+        return Raster(tri_id=tri_id, bary=bary, depth=depth, mask=torch.from_numpy(mask).to(device))

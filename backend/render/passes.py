@@ -105,6 +105,7 @@ def render_passes(
     smooth_edges: bool = False,
     visibility_tolerance: float = 0.15,
     fused: bool | None = None,
+    threads: int | None = None,
 ) -> Passes:
     """Rasterise ``mesh`` once per camera and compute the requested passes.
 
@@ -115,6 +116,7 @@ def render_passes(
     ``visibility_tolerance`` metres behind the surface seen at its pixel (joints lie inside the
     body, so the tolerance is about a limb's thickness). ``fused``: None picks the numba path when
     possible (CPU, no gradients, no smooth_edges); True/False forces it (True raises if impossible).
+    ``threads``: CPU threads of the fused path (default :func:`backend.render.bands.default_threads`).
     """
     wanted = set(passes)
     unknown = wanted - set(ALL_PASSES)
@@ -130,22 +132,29 @@ def render_passes(
     verts = verts.unsqueeze(0) if verts.dim() == 2 else verts
     verts = verts.expand(batch, -1, -1) if verts.shape[0] == 1 and batch > 1 else verts
     clip = cameras.clip(verts)
-    r = rasterizer.rasterize(clip, faces, cameras.resolution)
-    out = Passes(raster=r)
-    can_fuse = (device.type == "cpu" and not smooth_edges and not r.bary.requires_grad
+    can_fuse = (device.type == "cpu" and not smooth_edges
                 and (mesh.texture is None or mesh.texture.dim() == 3 or mesh.texture.shape[0] == 1)
                 and not (torch.is_grad_enabled() and any(
                     t is not None and t.requires_grad
-                    for t in (mesh.verts, mesh.uv, mesh.texture, mesh.vertex_colors))))
+                    for t in (clip, mesh.verts, mesh.uv, mesh.texture, mesh.vertex_colors))))
     if fused if fused is not None else can_fuse:
         if not can_fuse:
             raise ValueError("the fused CPU path needs CPU tensors, no gradients and no smooth_edges")
-        _fused_passes(out, mesh, cameras, verts, faces, wanted, shading, base_color, background,
-                      light_dir_cam, ambient)
+        from backend.render.cpu_passes import render_images, resolve_shading
+
+        look = resolve_shading(mesh, faces, shading, base_color, background, light_dir_cam, ambient)
+        r, images = render_images(verts, faces, clip, cameras, rasterizer, wanted, look, threads)
+        out = Passes(raster=r, **images)
+        if "depth" in wanted:
+            out.depth = r.depth
+        if "face_id" in wanted:
+            out.face_id = r.tri_id
         if "joints" in wanted and joints is not None:
             out.joints_2d, out.joints_depth, out.joints_visible = project_joints(
                 joints.to(device=device, dtype=torch.float32), cameras, r.depth, visibility_tolerance)
         return out
+    r = rasterizer.rasterize(clip, faces, cameras.resolution)
+    out = Passes(raster=r)
     mask = r.mask
     pix = r.covered_pixels()
     n_pix = pix.numel()
@@ -234,67 +243,6 @@ def render_passes(
     return out
 
 
-def _fused_passes(out: Passes, mesh: Mesh, cameras: CameraBatch, verts: Tensor, faces: Tensor,
-                  wanted: set[str], shading: str, base_color: tuple[float, float, float],
-                  background: tuple[float, float, float], light_dir_cam: tuple[float, float, float],
-                  ambient: float) -> None:
-    """All image passes in one numba loop (no autograd); same results as the torch path."""
-    from backend.render.cpu_shade import shade_passes, vertex_normals_np
-
-    r = out.raster
-    batch, height, width = r.tri_id.shape
-    has_texture = mesh.texture is not None and mesh.uv is not None
-    empty2 = np.zeros((0, 2), dtype=np.float32)
-    uv = mesh.uv.detach().float().numpy() if mesh.uv is not None else empty2
-    uv_faces = (mesh.uv_faces if mesh.uv_faces is not None else faces).to(torch.int64).numpy()
-    if has_texture:
-        assert mesh.texture is not None
-        tex = mesh.texture.detach().float().reshape(mesh.texture.shape[-3:]).numpy()
-        mode = 2
-    else:
-        tex = np.zeros((1, 1, 3), dtype=np.float32)
-        mode = 1 if mesh.vertex_colors is not None else 0
-    channels = tex.shape[-1] if mode == 2 else 3
-    colors = (mesh.vertex_colors.detach().float().numpy() if mesh.vertex_colors is not None
-              else np.zeros((0, 3), dtype=np.float32))
-    labels = (mesh.part_labels.to(torch.int64).numpy() if mesh.part_labels is not None
-              else np.zeros(0, dtype=np.int64))
-    light = np.asarray(light_dir_cam, dtype=np.float32)
-    light = light / max(float(np.linalg.norm(light)), 1e-12)
-    bg = np.zeros(channels, dtype=np.float32)
-    bg[: min(3, channels)] = np.asarray(background, dtype=np.float32)[: min(3, channels)]
-    rgb = np.empty((batch, height, width, channels), dtype=np.float32)
-    rgb[:] = bg
-    normal_cam = np.zeros((batch, height, width, 3), dtype=np.float32)
-    normal_world = np.zeros((batch, height, width, 3), dtype=np.float32)
-    uv_img = np.zeros((batch, height, width, 2), dtype=np.float32)
-    part = np.full((batch, height, width), -1, dtype=np.int64)
-    normals = vertex_normals_np(np.ascontiguousarray(verts.detach().numpy()), faces.numpy())
-    bary = np.ascontiguousarray(r.bary.detach().float().numpy())
-    shade_passes(np.ascontiguousarray(r.tri_id.numpy()), bary, faces.numpy(), np.ascontiguousarray(normals),
-                 np.ascontiguousarray(cameras.R.numpy()),
-                 np.ascontiguousarray(uv, dtype=np.float32), np.ascontiguousarray(uv_faces),
-                 np.ascontiguousarray(tex), np.ascontiguousarray(colors, dtype=np.float32), labels,
-                 np.asarray(base_color, dtype=np.float32), light, float(ambient), bg, mode,
-                 shading == "lambert", rgb, normal_cam, normal_world, uv_img, part)
-    if "rgb" in wanted:
-        out.rgb = torch.from_numpy(rgb)
-    if "alpha" in wanted:
-        out.alpha = torch.from_numpy(r.mask.numpy().astype(np.float32))
-    if "depth" in wanted:
-        out.depth = r.depth
-    if "normal_cam" in wanted:
-        out.normal_cam = torch.from_numpy(normal_cam)
-    if "normal_world" in wanted:
-        out.normal_world = torch.from_numpy(normal_world)
-    if "uv" in wanted:
-        out.uv = torch.from_numpy(uv_img)
-    if "face_id" in wanted:
-        out.face_id = r.tri_id
-    if "part" in wanted:
-        out.part = torch.from_numpy(part)
-
-
 def part_image(r: Raster, faces: Tensor, part_labels: Tensor | None) -> Tensor:
     """Part label per pixel: the label of the covering triangle's corner nearest the pixel centre."""
     result = torch.full_like(r.tri_id, -1)
@@ -315,19 +263,22 @@ def project_joints(joints: Tensor, cameras: CameraBatch, depth: Tensor,
     """Pixel positions (B,J,2), camera depth (B,J) and visibility (B,J) of world joints.
 
     Visible = in front of the camera, inside the image, and not occluded: the depth pass at the
-    joint's pixel is background or at most ``tolerance`` in front of the joint.
+    joint's pixel is background or at most ``tolerance`` in front of the joint. Not differentiable
+    (ground truth for datasets and pose images): one numba loop on the CPU, where a hundred joints
+    cost microseconds instead of the ~20 small torch ops' quarter millisecond.
     """
+    from backend.render.cpu_shade import project_joints_into
+
     batch = len(cameras)
-    joints = joints.unsqueeze(0) if joints.dim() == 2 else joints
-    joints = joints.expand(batch, -1, -1) if joints.shape[0] == 1 and batch > 1 else joints
-    cam = joints @ cameras.R.transpose(1, 2) + cameras.t.unsqueeze(1)
-    z = cam[..., 2]
-    homog = cam @ cameras.K.transpose(1, 2)
-    xy = homog[..., :2] / homog[..., 2:3].clamp(min=1e-9)
-    col = torch.floor(xy[..., 0]).long()
-    row = torch.floor(xy[..., 1]).long()
-    inside = (z > cameras.near) & (col >= 0) & (col < cameras.width) & (row >= 0) & (row < cameras.height)
-    b = torch.arange(batch, device=joints.device).unsqueeze(1).expand_as(col)
-    surface = depth[b, row.clamp(0, cameras.height - 1), col.clamp(0, cameras.width - 1)]
-    visible = inside & (z <= surface + tolerance)
-    return xy, z, visible
+    points = joints.detach().cpu().numpy().astype(np.float32)
+    points = points[None] if points.ndim == 2 else points
+    n_joints = points.shape[1]
+    xy = np.empty((batch, n_joints, 2), dtype=np.float32)
+    z = np.empty((batch, n_joints), dtype=np.float32)
+    visible = np.empty((batch, n_joints), dtype=np.bool_)
+    K, R, t = (np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+               for x in (cameras.K, cameras.R, cameras.t))
+    project_joints_into(np.ascontiguousarray(points), K, R, t,
+                        np.ascontiguousarray(depth.detach().cpu().numpy(), dtype=np.float32),
+                        float(cameras.near), float(tolerance), xy, z, visible)
+    return tuple(torch.from_numpy(a).to(joints.device) for a in (xy, z, visible))  # type: ignore[return-value]

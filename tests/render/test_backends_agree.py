@@ -64,11 +64,16 @@ def test_fast_path_bary_equals_gradient_path() -> None:
     np.testing.assert_allclose(plain.depth[m].numpy(), graded.depth[m].detach().numpy(), rtol=1e-6)
 
 
-def test_parallel_kernel_equals_serial() -> None:
+def test_banded_threads_equal_serial() -> None:
     from backend.render.cpu_numba import NumbaRasterizer
 
     verts, faces = _random_soup(400, 7)
-    clip = _clip(verts, 64, 48)
-    serial = NumbaRasterizer().rasterize(clip, faces, (48, 64))
-    parallel = NumbaRasterizer(parallel=True, n_bands=5).rasterize(clip, faces, (48, 64))
-    assert torch.equal(serial.tri_id, parallel.tri_id) and torch.equal(serial.bary, parallel.bary)
+    clip = torch.cat([_clip(verts, 64, 48), _clip(verts + 0.1, 64, 48)])
+    serial = NumbaRasterizer(threads=1).rasterize(clip, faces, (48, 64))
+    for threads, per_thread in ((2, 1), (2, 3), (3, 5)):
+        rasterizer = NumbaRasterizer(threads=threads, bands_per_thread=per_thread)
+        banded = rasterizer.rasterize(clip, faces, (48, 64))
+        assert torch.equal(serial.tri_id, banded.tri_id) and torch.equal(serial.bary, banded.bary)
+        assert torch.equal(serial.depth, banded.depth) and torch.equal(serial.mask, banded.mask)
+    assert serial.mask.any() and (~serial.mask).any()
+    assert torch.equal(serial.mask, serial.tri_id >= 0)
