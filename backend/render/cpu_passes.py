@@ -22,7 +22,7 @@ from backend.render.api import Raster, Rasterizer
 from backend.render.bands import band_rows, default_threads, run_bands
 from backend.render.camera import CameraBatch
 from backend.render.cpu_numba import NumbaRasterizer
-from backend.render.cpu_shade import shade_rows, vertex_normals_into
+from backend.render.cpu_shade import raster_shade_band, shade_rows, vertex_normals_into
 
 if TYPE_CHECKING:
     from backend.render.passes import Mesh
@@ -110,27 +110,35 @@ def render_images(verts: Tensor, faces: Tensor, clip: Tensor, cameras: CameraBat
         if need_normals:
             vertex_normals_into(verts_np, faces_np, normals)
 
-    def shade(b: int, lo: int, hi: int, tri: np.ndarray, bary: np.ndarray) -> None:
-        shade_rows(b, lo, hi, tri, bary, faces_np, normals, rotations, look.uv, look.uv_faces, look.texture,
-                   look.colors, look.labels, look.base_color, look.light, look.ambient, look.background,
-                   look.mode, look.lambert, images["rgb"], images["alpha"], images["normal_cam"],
-                   images["normal_world"], images["uv"], images["part"])
+    def shading_args(tri: np.ndarray, bary: np.ndarray) -> tuple:
+        return (tri, bary, faces_np, normals, rotations, look.uv, look.uv_faces, look.texture, look.colors,
+                look.labels, look.base_color, look.light, look.ambient, look.background, look.mode,
+                look.lambert, images["rgb"], images["alpha"], images["normal_cam"], images["normal_world"],
+                images["uv"], images["part"])
 
     if isinstance(rasterizer, NumbaRasterizer):
-        r = rasterizer.rasterize(clip, faces, cameras.resolution, after_band=shade,
-                                 prologue=[compute_normals], threads=threads)
+        plan, clip_t, faces_t = rasterizer.plan(clip, faces, cameras.resolution, threads)
+        tail = shading_args(plan.tri, plan.bary)[2:]
+
+        def band(job: int) -> None:
+            b, bin_lo, bin_hi = plan.band(job)
+            raster_shade_band(plan.boxes[b], plan.coeffs[b], plan.bin_offsets[b], plan.bin_ids[b], bin_lo,
+                              bin_hi, plan.bin_height, b, plan.tri, plan.zbuf, plan.bary, plan.mask, *tail)
+
+        run_bands(band, plan.n_band_jobs, plan.threads, prologue=[*plan.setup_jobs(), compute_normals])
+        r = plan.raster(clip_t, faces_t)
     else:
         r = rasterizer.rasterize(clip, faces, cameras.resolution)
         compute_normals()
-        tri = np.ascontiguousarray(r.tri_id.numpy())
-        bary = np.ascontiguousarray(r.bary.detach().float().numpy())
+        args = shading_args(np.ascontiguousarray(r.tri_id.numpy()),
+                            np.ascontiguousarray(r.bary.detach().float().numpy()))
         # Shading cost follows the covered pixels, uneven over the rows: a few bands per thread.
         n_bands = min(rows, 4 * threads) if threads > 1 else 1
 
         def shade_band(band: int) -> None:
             lo, hi = band_rows(rows, n_bands, band)
             for b in range(lo // height, (hi - 1) // height + 1):  # a band may span images
-                shade(b, max(lo - b * height, 0), min(hi - b * height, height), tri, bary)
+                shade_rows(b, max(lo - b * height, 0), min(hi - b * height, height), *args)
 
         run_bands(shade_band, n_bands, threads)
     return r, {name: torch.from_numpy(array) for name, array in images.items() if name in wanted}
