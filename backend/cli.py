@@ -390,8 +390,9 @@ def _register_client_commands(sub: Any) -> None:
 # --- keys ---------------------------------------------------------------------------------------
 
 
-def _server_address_for_clients(data_dir: Path) -> str | None:
-    """The address clients should use: the running server's, with a wildcard host replaced."""
+def _server_settings_for_clients(data_dir: Path) -> tuple[str | None, str | None]:
+    """(address, buffer integrity) clients should use: the running server's, from its connection
+    file, with a wildcard host replaced; (None, None) when no server has written one."""
     import socket
 
     from protocol import ProtocolError, read_connection_file
@@ -399,16 +400,17 @@ def _server_address_for_clients(data_dir: Path) -> str | None:
     try:
         info = read_connection_file(data_dir / "connection.json")
     except ProtocolError:
-        return None
+        return None, None
+    address = info.address
     if info.ip in ("0.0.0.0", "*", "::", None):
-        return f"tcp://{socket.getfqdn()}:{info.port}"
-    return info.address
+        address = f"tcp://{socket.getfqdn()}:{info.port}"
+    return address, info.effective_buffer_integrity
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
     from backend.server.curve_auth import CurveKeys
     from backend.server.datadir import load_or_create_hmac_key
-    from protocol import ProtocolError
+    from protocol import ProtocolError, read_connection_file
 
     data_dir = _data_dir(args)
     keys = CurveKeys(data_dir)
@@ -432,8 +434,11 @@ def cmd_keys(args: argparse.Namespace) -> int:
         else:
             print(f"revoked {args.name}" if removed else f"no client named {args.name}")
         return EXIT_OK if removed else EXIT_ERROR
-    # create
-    address = args.address or _server_address_for_clients(data_dir)
+    # create: the client must sign buffers the way the server checks them (a mismatch is refused
+    # at the hello), so the mode comes from the running server unless given.
+    server_address, server_integrity = _server_settings_for_clients(data_dir)
+    address = args.address or server_address
+    integrity = args.buffer_integrity or server_integrity
     if address is None:
         return _fail(
             args,
@@ -444,13 +449,14 @@ def cmd_keys(args: argparse.Namespace) -> int:
         )
     try:
         hmac_key = load_or_create_hmac_key(data_dir)
-        issued = keys.create_client(args.name, address, hmac_key, args.out)
+        issued = keys.create_client(args.name, address, hmac_key, args.out, buffer_integrity=integrity)
     except (ValueError, FileExistsError, ProtocolError) as exc:
         return _fail(args, exc)
     result = {
         "name": issued.name,
         "public_key": issued.public_key,
         "address": address,
+        "buffer_integrity": read_connection_file(issued.connection_file).effective_buffer_integrity,
         "secret_key_file": str(issued.secret_key_file),
         "connection_file": str(issued.connection_file),
     }
@@ -487,6 +493,13 @@ def _register_keys(sub: Any) -> None:
         default=None,
         metavar="DIR",
         help="where to write the client's files (default <data-dir>/curve/issued/NAME)",
+    )
+    create.add_argument(
+        "--buffer-integrity",
+        choices=("digest", "transport"),
+        default=None,
+        help="how the client signs array buffers; must match the server's "
+        "(default: the running server's mode, else transport; docs/protocol.md §2.1)",
     )
     list_ = keys_sub.add_parser("list", help="list the allowed client keys")
     revoke = keys_sub.add_parser("revoke", help="remove a client's key (it can no longer connect)")

@@ -86,9 +86,14 @@ class CurveKeys:
         return keys
 
     def create_client(
-        self, name: str, address: str, hmac_key: str, out_dir: Path | None = None
+        self, name: str, address: str, hmac_key: str, out_dir: Path | None = None,
+        buffer_integrity: str | None = None,
     ) -> IssuedClient:
-        """Make a key pair for client ``name``, allow its public key, write its connection file."""
+        """Make a key pair for client ``name``, allow its public key, write its connection file.
+
+        ``buffer_integrity`` must be the server's mode (docs/protocol.md §2.1): a client whose
+        mode differs is refused at its hello. None writes the CURVE default.
+        """
         check_client_name(name)
         if (self.clients_dir / (name + PUBLIC_SUFFIX)).exists():
             raise FileExistsError(f"a client named {name!r} already exists; revoke it first")
@@ -105,6 +110,7 @@ class CurveKeys:
             curve=True,
             server_public_key=server_public.decode("ascii"),
             client_key_file=str(secret_path.resolve()),
+            buffer_integrity=buffer_integrity,
         )
         connection = write_connection_file(folder / "connection.json", info)
         return IssuedClient(name, public_key.decode("ascii"), secret_path, connection)

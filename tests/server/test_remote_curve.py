@@ -91,6 +91,32 @@ def test_listed_key_runs_a_job_others_get_nothing(server_factory: Any, tmp_path:
     assert server.alive()
 
 
+def test_issued_key_signs_buffers_the_way_the_server_checks_them(
+    server_factory: Any, tmp_path: Path, capsys: Any
+) -> None:
+    # A CURVE server told to hash every buffer byte: a client made by `keys create` must do the
+    # same, or its hello is refused with a buffer-integrity mismatch.
+    server: ServerProcess = server_factory("--curve", "--buffer-integrity", "digest")
+    assert read_connection_file(server.connection_file).effective_buffer_integrity == "digest"
+    carol = _create_key(server.data_dir, "carol", capsys)
+    assert carol["buffer_integrity"] == "digest"
+    assert read_connection_file(Path(carol["connection_file"])).effective_buffer_integrity == "digest"
+    with Client.from_connection_file(Path(carol["connection_file"]), timeout=10) as client:
+        job_id = client.submit("system.sleep", {"seconds": 0})
+        assert client.wait(job_id, timeout=30).state == M.SUCCEEDED
+
+    # An explicit mode wins over the server's (for a server configured differently later).
+    assert cli_main(["keys", "create", "dave", "--buffer-integrity", "transport", "--data-dir",
+                     str(server.data_dir), "--json"]) == 0
+    dave = json.loads(capsys.readouterr().out)
+    assert dave["buffer_integrity"] == "transport"
+    from protocol import BufferIntegrityMismatch
+
+    with pytest.raises(BufferIntegrityMismatch):
+        with Client.from_connection_file(Path(dave["connection_file"]), timeout=10) as client:
+            client.wait(client.submit("system.sleep", {"seconds": 0}), timeout=30)
+
+
 def test_keys_list_and_duplicate_names(tmp_path: Path, capsys: Any) -> None:
     data_dir = tmp_path / "data"
     args = ["--data-dir", str(data_dir), "--json"]
