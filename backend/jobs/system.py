@@ -43,6 +43,12 @@ def _torch_info() -> dict[str, Any]:
     return info
 
 
+def _render_threads() -> int:
+    from backend.render.bands import default_threads
+
+    return default_threads()
+
+
 def system_info(params: dict[str, Any], ctx: JobContext) -> JobResult:
     """Versions, device, CPU count and which model roles are present."""
     from backend.models.registry import ModelRegistry
@@ -54,6 +60,7 @@ def system_info(params: dict[str, Any], ctx: JobContext) -> JobResult:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "pid": os.getpid(),
+        "render_threads": _render_threads(),
     }
     try:
         import zmq

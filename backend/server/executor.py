@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
 import shutil
 import signal
 import time
@@ -98,6 +99,17 @@ def _describe_exit(exitcode: int | None) -> str:
         except ValueError:
             return f"signal {-exitcode}"
     return f"exit code {exitcode}"
+
+
+# Read by backend.render.bands.default_threads (not imported: the server never imports torch/numba).
+RENDER_THREADS_ENV = "AVATAR_STUDIO_RENDER_THREADS"
+
+
+def _with_environment(defaults: dict[str, str], entry: Callable[..., None], *args: Any) -> None:
+    """A worker's entry point, run with ``defaults`` added to its environment where unset."""
+    for name, value in defaults.items():
+        os.environ.setdefault(name, value)
+    entry(*args)
 
 
 @dataclass
@@ -175,8 +187,9 @@ class Executor:
         parent_conn, child_conn = self._mp.Pipe(duplex=True)
         cancel = self._mp.Event()
         process = self._mp.Process(
-            target=self.worker_entry,
-            args=(child_conn, cancel, str(self.data_dir), str(self.artifacts_root)),
+            target=_with_environment,
+            args=(self._worker_environment(), self.worker_entry, child_conn, cancel, str(self.data_dir),
+                  str(self.artifacts_root)),
             name=f"avatar-studio-worker-{slot.index}",
             daemon=True,
         )
@@ -185,6 +198,12 @@ class Executor:
         slot.process, slot.conn, slot.cancel = process, parent_conn, cancel
         slot.ready, slot.job, slot.spawned_at = False, None, time.monotonic()
         log.info("started worker %d (pid %s)", slot.index, process.pid)
+
+    def _worker_environment(self) -> dict[str, str]:
+        """Defaults for the workers' environment: the CPUs shared among the workers, so that two
+        workers rendering at once do not each start a thread per CPU (the user's setting wins)."""
+        share = max(1, len(os.sched_getaffinity(0)) // len(self._slots))
+        return {RENDER_THREADS_ENV: str(share)}
 
     def _discard(self, slot: _Slot) -> None:
         """Kill (if needed) and forget a slot's worker."""

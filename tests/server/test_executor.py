@@ -217,3 +217,18 @@ def test_job_outputs_are_checked_and_stored(executor: Executor) -> None:
     strings, escape = events["strings"][-1], events["escape"][-1]
     assert isinstance(strings, JobFailed) and "cannot travel" in strings.error["evalue"]
     assert isinstance(escape, JobFailed) and escape.error["ename"] == "ArtifactNameError"
+
+
+def test_workers_get_a_share_of_the_cpus_unless_the_user_set_it(monkeypatch: Any) -> None:
+    from backend.server.executor import RENDER_THREADS_ENV, Executor, _with_environment
+
+    monkeypatch.delenv(RENDER_THREADS_ENV, raising=False)
+    for workers in (1, 2, 64):
+        env = Executor(data_dir=Path("/nonexistent"), workers=workers)._worker_environment()
+        assert env == {RENDER_THREADS_ENV: str(max(1, len(os.sched_getaffinity(0)) // workers))}
+    seen: list[str | None] = []
+    _with_environment({RENDER_THREADS_ENV: "1"}, lambda: seen.append(os.environ.get(RENDER_THREADS_ENV)))
+    monkeypatch.setenv(RENDER_THREADS_ENV, "7")
+    _with_environment({RENDER_THREADS_ENV: "1"}, lambda: seen.append(os.environ.get(RENDER_THREADS_ENV)))
+    assert seen == ["1", "7"]
+    monkeypatch.delenv(RENDER_THREADS_ENV, raising=False)

@@ -112,9 +112,10 @@ def test_issued_key_signs_buffers_the_way_the_server_checks_them(
     assert dave["buffer_integrity"] == "transport"
     from protocol import BufferIntegrityMismatch
 
-    with pytest.raises(BufferIntegrityMismatch):
-        with Client.from_connection_file(Path(dave["connection_file"]), timeout=10) as client:
-            client.wait(client.submit("system.sleep", {"seconds": 0}), timeout=30)
+    with pytest.raises(BufferIntegrityMismatch), Client.from_connection_file(
+        Path(dave["connection_file"]), timeout=10
+    ) as client:
+        client.wait(client.submit("system.sleep", {"seconds": 0}), timeout=30)
 
 
 def test_keys_list_and_duplicate_names(tmp_path: Path, capsys: Any) -> None:
