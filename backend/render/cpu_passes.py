@@ -27,9 +27,6 @@ from backend.render.cpu_shade import raster_shade_band, shade_rows, vertex_norma
 if TYPE_CHECKING:
     from backend.render.passes import Mesh
 
-# Image passes this module writes (depth and face id come from the raster as they are).
-IMAGE_PASSES = ("rgb", "alpha", "normal_cam", "normal_world", "uv", "part")
-
 
 @dataclass
 class Shading:
