@@ -325,9 +325,8 @@ class RasterPlan:
     def rows(self, bin_lo: int, bin_hi: int) -> tuple[int, int]:
         return bin_lo * self.bin_height, min(self.height, bin_hi * self.bin_height)
 
-    def band_args(self, job: int) -> tuple:
-        """The arguments of :func:`raster_band` for band job ``job``."""
-        b, bin_lo, bin_hi = self.band(job)
+    def raster_args(self, b: int, bin_lo: int, bin_hi: int) -> tuple:
+        """The arguments of :func:`raster_band` for bins [bin_lo, bin_hi) of image ``b``."""
         return (self.boxes[b], self.coeffs[b], self.bin_offsets[b], self.bin_ids[b], bin_lo, bin_hi,
                 self.bin_height, self.height, self.width, self.tri[b], self.zbuf[b], self.bary[b],
                 self.mask[b])
@@ -371,6 +370,9 @@ class NumbaRasterizer:
 
     def rasterize(self, verts_clip: Tensor, faces: Tensor, resolution: tuple[int, int]) -> Raster:
         plan, verts_clip, faces = self.plan(verts_clip, faces, resolution)
-        run_bands(lambda job: raster_band(*plan.band_args(job)), plan.n_band_jobs, plan.threads,
-                  prologue=plan.setup_jobs())
+
+        def band(job: int) -> None:
+            raster_band(*plan.raster_args(*plan.band(job)))
+
+        run_bands(band, plan.n_band_jobs, plan.threads, prologue=plan.setup_jobs())
         return plan.raster(verts_clip, faces)

@@ -21,8 +21,8 @@ from torch import Tensor
 from backend.render.api import Raster, Rasterizer
 from backend.render.bands import band_rows, default_threads, run_bands
 from backend.render.camera import CameraBatch
-from backend.render.cpu_numba import NumbaRasterizer
-from backend.render.cpu_shade import raster_shade_band, shade_rows, vertex_normals_into
+from backend.render.cpu_numba import NumbaRasterizer, raster_band
+from backend.render.cpu_shade import shade_rows, vertex_normals_into
 
 if TYPE_CHECKING:
     from backend.render.passes import Mesh
@@ -118,9 +118,12 @@ def render_images(verts: Tensor, faces: Tensor, clip: Tensor, cameras: CameraBat
         tail = shading_args(plan.tri, plan.bary)[2:]
 
         def band(job: int) -> None:
+            # Shaded right after it is rasterised, by the same thread. Two numba calls, not one
+            # kernel calling both: the combined kernel measured ~12 % slower (LLVM optimises the
+            # inlined pair worse) than the extra GIL hand-over costs.
             b, bin_lo, bin_hi = plan.band(job)
-            raster_shade_band(plan.boxes[b], plan.coeffs[b], plan.bin_offsets[b], plan.bin_ids[b], bin_lo,
-                              bin_hi, plan.bin_height, b, plan.tri, plan.zbuf, plan.bary, plan.mask, *tail)
+            raster_band(*plan.raster_args(b, bin_lo, bin_hi))
+            shade_rows(b, *plan.rows(bin_lo, bin_hi), plan.tri, plan.bary, *tail)
 
         run_bands(band, plan.n_band_jobs, plan.threads, prologue=[*plan.setup_jobs(), compute_normals])
         r = plan.raster(clip_t, faces_t)

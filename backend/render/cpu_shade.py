@@ -12,8 +12,6 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from backend.render.cpu_numba import raster_band
-
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _bilinear(tex: np.ndarray, u: float, v: float, out: np.ndarray) -> None:
@@ -200,24 +198,3 @@ def project_joints_into(points: np.ndarray, K: np.ndarray, R: np.ndarray, t: np.
             row = int(np.floor(v))
             inside = cz > near and 0 <= col < width and 0 <= row < height
             visible[b, j] = inside and cz <= depth[b, row, col] + tolerance
-
-
-@numba.njit(cache=True, nogil=True)
-def raster_shade_band(boxes: np.ndarray, coeffs: np.ndarray, bin_offsets: np.ndarray, bin_ids: np.ndarray,
-                      bin_lo: int, bin_hi: int, bin_height: int, b: int, tri: np.ndarray, zbuf: np.ndarray,
-                      bary: np.ndarray, mask: np.ndarray, faces: np.ndarray, normals: np.ndarray,
-                      rotations: np.ndarray, uv: np.ndarray, uv_faces: np.ndarray, texture: np.ndarray,
-                      colors: np.ndarray, labels: np.ndarray, base_color: np.ndarray, light: np.ndarray,
-                      ambient: float, background: np.ndarray, mode: int, lambert: bool, rgb: np.ndarray,
-                      alpha: np.ndarray, normal_cam: np.ndarray, normal_world: np.ndarray, uv_out: np.ndarray,
-                      part: np.ndarray) -> None:
-    """Rasterise the rows of bins [bin_lo, bin_hi) of image ``b`` (``cpu_numba.raster_band``) and
-    shade them (:func:`shade_rows`) in one call: the rows are still in cache, and a call from
-    Python costs a GIL hand-over, which is slow on a VM when the other thread holds it."""
-    height, width = tri.shape[1], tri.shape[2]
-    raster_band(boxes, coeffs, bin_offsets, bin_ids, bin_lo, bin_hi, bin_height, height, width, tri[b],
-                zbuf[b], bary[b], mask[b])
-    row_lo, row_hi = bin_lo * bin_height, min(height, bin_hi * bin_height)
-    shade_rows(b, row_lo, row_hi, tri, bary, faces, normals, rotations, uv, uv_faces, texture, colors, labels,
-               base_color, light, ambient, background, mode, lambert, rgb, alpha, normal_cam, normal_world,
-               uv_out, part)
