@@ -30,7 +30,8 @@ def _torch_info() -> dict[str, Any]:
             "device": "cpu",
             "device_name": platform.processor() or platform.machine(),
         }
-    info: dict[str, Any] = {"torch": torch.__version__, "cuda_available": torch.cuda.is_available()}
+    info: dict[str, Any] = {"torch": torch.__version__, "cuda_available": torch.cuda.is_available(),
+                            "torch_threads": torch.get_num_threads()}
     if torch.cuda.is_available():
         info.update(
             device="cuda",

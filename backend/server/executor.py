@@ -200,10 +200,12 @@ class Executor:
         log.info("started worker %d (pid %s)", slot.index, process.pid)
 
     def _worker_environment(self) -> dict[str, str]:
-        """Defaults for the workers' environment: the CPUs shared among the workers, so that two
-        workers rendering at once do not each start a thread per CPU (the user's setting wins)."""
-        share = max(1, len(os.sched_getaffinity(0)) // len(self._slots))
-        return {RENDER_THREADS_ENV: str(share)}
+        """Defaults for the workers' environment: the CPUs shared among the workers, for our
+        renderer and for torch's (OpenMP) pool, so that two busy workers do not each start a
+        thread per CPU: oversubscribed pools collapse (docs/benchmarks.md, Render). The user's
+        settings win."""
+        share = str(max(1, len(os.sched_getaffinity(0)) // len(self._slots)))
+        return {RENDER_THREADS_ENV: share, "OMP_NUM_THREADS": share}
 
     def _discard(self, slot: _Slot) -> None:
         """Kill (if needed) and forget a slot's worker."""

@@ -225,7 +225,8 @@ def test_workers_get_a_share_of_the_cpus_unless_the_user_set_it(monkeypatch: Any
     monkeypatch.delenv(RENDER_THREADS_ENV, raising=False)
     for workers in (1, 2, 64):
         env = Executor(data_dir=Path("/nonexistent"), workers=workers)._worker_environment()
-        assert env == {RENDER_THREADS_ENV: str(max(1, len(os.sched_getaffinity(0)) // workers))}
+        share = str(max(1, len(os.sched_getaffinity(0)) // workers))
+        assert env == {RENDER_THREADS_ENV: share, "OMP_NUM_THREADS": share}
     seen: list[str | None] = []
     _with_environment({RENDER_THREADS_ENV: "1"}, lambda: seen.append(os.environ.get(RENDER_THREADS_ENV)))
     monkeypatch.setenv(RENDER_THREADS_ENV, "7")

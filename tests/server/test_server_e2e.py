@@ -49,8 +49,9 @@ def test_system_info_and_sleep_via_client(client: Any, tmp_path: Path) -> None:
     assert info.data["body_model"]["kind"] in ("stand-in", "licensed")
     assert info.data["pid"] != os.getpid()  # it ran in a worker process
     # Two workers share the CPUs for rendering, unless the user chose a thread count.
-    expected = os.environ.get("AVATAR_STUDIO_RENDER_THREADS") or max(1, len(os.sched_getaffinity(0)) // 2)
-    assert info.data["render_threads"] == int(expected)
+    share = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert info.data["render_threads"] == int(os.environ.get("AVATAR_STUDIO_RENDER_THREADS") or share)
+    assert info.data["torch_threads"] == int(os.environ.get("OMP_NUM_THREADS") or share)
 
     progress: list[float] = []
     view = client.wait(sleep_id, on_progress=lambda v: progress.append(v.fraction), timeout=30)
