@@ -117,7 +117,10 @@ def test_glb_and_obj(layout, tmp_path):
     )
     path = write_glb(tmp_path / "a.glb", mesh)
     s = read_glb_summary(path)
-    assert s == {"vertices": len(split.vertices), "faces": len(split.faces), "joints": 55, "images": 1}
+    # SMPL-X-derived weights have 5+ influences around the shoulders and hands: two glTF weight sets.
+    expected = {"vertices": len(split.vertices), "faces": len(split.faces), "joints": 55, "images": 1}
+    assert s == {**expected, "weight_sets": 2}
+    assert read_glb_summary(write_glb(tmp_path / "a4.glb", mesh, max_influences=4))["weight_sets"] == 1
     files = write_obj(tmp_path / "a.obj", split.vertices, split.faces, split.uvs, tex)
     text = files["obj"].read_text()
     assert text.count("\nv ") == len(split.vertices) and text.count("\nf ") == len(split.faces)

@@ -1,5 +1,6 @@
-"""The avatar glb re-imports in Blender's own glTF importer: same vertices, a 55-joint skin, and
-posing a joint moves exactly the vertices it should.
+"""The avatar glb re-imports in Blender's own glTF importer: same vertices, a 55-joint skin, up to
+8 influences per vertex (both glTF weight sets, JOINTS_0/1 and WEIGHTS_0/1, become vertex groups),
+and posing a joint moves exactly the vertices it should.
 
 The glb is made by the backend's Python (torch lives there, not in Blender) with
 ``python -m backend.avatar.body_avatar`` (the stand-in body through the same UV/rig/export code as
@@ -73,7 +74,7 @@ def test_posing_a_joint_moves_only_its_vertices(avatar_glb):
         if parents[j] in subtree:
             subtree.add(j)
     w = arrays["weights"]
-    top = np.argsort(-w, axis=1)[:, :4]  # what the glb carries (4 influences per vertex)
+    top = np.argsort(-w, axis=1)[:, :8]  # what the glb carries (8 influences per vertex)
     top_w = np.take_along_axis(w, top, 1)
     influenced = (np.isin(top, sorted(subtree)) & (top_w > 1e-4)).any(1)
 
@@ -88,3 +89,31 @@ def test_posing_a_joint_moves_only_its_vertices(avatar_glb):
     assert not (moved & ~influenced).any()  # nothing outside the elbow's subtree moved
     strong = (np.isin(top, sorted(subtree)) & (top_w > 0.05)).any(1)
     assert moved[strong].mean() > 0.99  # and what hangs on it did move
+
+
+def _group_weights(mesh, vertex: int) -> dict[str, float]:
+    names = [vg.name for vg in mesh.vertex_groups]
+    return {names[ge.group]: ge.weight for ge in mesh.data.vertices[vertex].groups}
+
+
+def _expected_groups(row: np.ndarray, names: list[str], k: int = 8) -> dict[str, float]:
+    """The k largest non-zero weights of a full-weight row, renormalised: what the glb carries."""
+    top = [int(j) for j in np.argsort(-row)[:k] if row[j] > 0]
+    kept = row[top] / row[top].sum()
+    return {names[j]: float(x) for j, x in zip(top, kept, strict=True)}
+
+
+def test_second_weight_set_becomes_vertex_groups(avatar_glb):
+    """Blender reads JOINTS_1/WEIGHTS_1: a vertex with 6 influences gets 6 vertex groups (the first
+    set alone would give 4), one with more than 8 gets its 8 largest, renormalised."""
+    path, facts, arrays = avatar_glb
+    _, mesh = _import(path)
+    w, names = arrays["weights"], facts["joint_names"]
+    count = (w > 0).sum(1)
+    for wanted, vertices in ((6, np.nonzero(count == 6)[0]), (8, np.nonzero(count > 8)[0])):
+        assert len(vertices) > 20, wanted  # the body avatar has plenty of both
+        for v in vertices[:: max(1, len(vertices) // 50)]:
+            got, expected = _group_weights(mesh, int(v)), _expected_groups(w[v], names)
+            assert len(got) == wanted and got.keys() == expected.keys(), v
+            for name, weight in expected.items():
+                assert abs(got[name] - weight) < 1e-3, (v, name)
