@@ -130,10 +130,15 @@ def assign_weights(mesh_obj: bpy.types.Object, weights: np.ndarray, names: list[
         group = mesh_obj.vertex_groups.new(name=name)
         column = weights[:, joint]
         nonzero = np.flatnonzero(column > 0.0)
-        # VertexGroup.add takes one weight for many vertices: batch vertices sharing a weight.
-        values, inverse = np.unique(column[nonzero], return_inverse=True)
-        for index, value in enumerate(values):
-            group.add(nonzero[inverse == index].tolist(), float(value), "REPLACE")
+        # VertexGroup.add takes one weight for many vertices (Blender has no bulk setter for
+        # per-vertex weights): batch the vertices sharing a weight. One sort, then a slice per
+        # distinct weight; masking the array once per weight was quadratic (0.2 s for a body).
+        order = np.argsort(column[nonzero], kind="stable")
+        vertices, values = nonzero[order], column[nonzero][order]
+        starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+        ends = np.r_[starts[1:], len(values)]
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+            group.add(vertices[start:end].tolist(), float(values[start]), "REPLACE")
 
 
 def import_body_mesh(

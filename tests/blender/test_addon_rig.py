@@ -340,3 +340,28 @@ def test_export_reads_final_pose_matrices_when_bones_have_constraints(clean_scen
     motion = scene_export.export_smplx_motion(scene, arm_obj)
     elbow_pose = motion["body_pose"].reshape(2, 21, 3)[:, elbow - 1]
     np.testing.assert_allclose(elbow_pose, 0.0, atol=1e-5)
+
+
+def test_assign_weights_round_trips_every_weight() -> None:
+    # Continuous weights (every value distinct) and shared ones (many vertices, one value), as
+    # the importer batches vertices by weight value: what Blender holds must equal the input.
+    from blender_addon.importers.body_mesh import assign_weights
+
+    rng = np.random.default_rng(3)
+    n_verts, n_joints = 500, 7
+    weights = np.zeros((n_verts, n_joints), dtype=np.float32)
+    for v in range(n_verts):
+        joints = rng.choice(n_joints, 3, replace=False)
+        weights[v, joints] = rng.random(3) if v % 2 else np.float32(0.25)
+    mesh = bpy.data.meshes.new("weights_round_trip")
+    mesh.vertices.add(n_verts)
+    obj = bpy.data.objects.new("weights_round_trip", mesh)
+    assign_weights(obj, weights, [f"joint{j}" for j in range(n_joints)])
+    back = np.zeros_like(weights)
+    for vertex in mesh.vertices:
+        for element in vertex.groups:
+            back[vertex.index, element.group] = element.weight
+    assert [g.name for g in obj.vertex_groups] == [f"joint{j}" for j in range(n_joints)]
+    np.testing.assert_array_equal(back, weights)
+    bpy.data.objects.remove(obj)
+    bpy.data.meshes.remove(mesh)
