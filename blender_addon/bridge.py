@@ -508,6 +508,11 @@ class Bridge:
             item.message = "import failed"
             self.report("ERROR", f"importing {item.kind} job {item.job_id[:8]}: {exc}")
             return
+        except Exception as exc:  # an importer bug: say so on the job, never leave it "downloading"
+            traceback.print_exc()
+            item.message = "import failed (add-on error, see the console)"
+            self.report("ERROR", f"importing {item.kind} job {item.job_id[:8]}: {type(exc).__name__}: {exc}")
+            return
         item.imported = True
         item.message = summary
         self.report("INFO", f"imported {item.kind} job {item.job_id[:8]}: {summary}")

@@ -130,6 +130,8 @@ def assign_weights(mesh_obj: bpy.types.Object, weights: np.ndarray, names: list[
         group = mesh_obj.vertex_groups.new(name=name)
         column = weights[:, joint]
         nonzero = np.flatnonzero(column > 0.0)
+        if nonzero.size == 0:  # a joint nothing is bound to (e.g. an eye on a sculpted avatar)
+            continue
         # VertexGroup.add takes one weight for many vertices (Blender has no bulk setter for
         # per-vertex weights): batch the vertices sharing a weight. One sort, then a slice per
         # distinct weight; masking the array once per weight was quadratic (0.2 s for a body).

@@ -6,6 +6,9 @@ AMASS (Z-up) file must land where its own formula puts it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -353,6 +356,7 @@ def test_assign_weights_round_trips_every_weight() -> None:
     for v in range(n_verts):
         joints = rng.choice(n_joints, 3, replace=False)
         weights[v, joints] = rng.random(3) if v % 2 else np.float32(0.25)
+    weights[:, 4] = 0.0  # a joint with no vertices keeps an empty group
     mesh = bpy.data.meshes.new("weights_round_trip")
     mesh.vertices.add(n_verts)
     obj = bpy.data.objects.new("weights_round_trip", mesh)
@@ -365,3 +369,24 @@ def test_assign_weights_round_trips_every_weight() -> None:
     np.testing.assert_array_equal(back, weights)
     bpy.data.objects.remove(obj)
     bpy.data.meshes.remove(mesh)
+
+
+def test_an_importer_error_marks_the_job_instead_of_leaving_it_downloading(
+    clean_scene: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before: an unexpected exception escaped the pump and the job stayed "downloading results"
+    # forever (a script waiting for it hung until its timeout).
+    from blender_addon import bridge as bridge_mod
+    from blender_addon.downloads import DownloadTask
+    from blender_addon.importers import dispatch
+
+    def broken(*_args: Any) -> str:
+        raise IndexError("importer bug")
+
+    monkeypatch.setattr(dispatch, "import_result", broken)
+    item = clean_scene.avatar_studio.jobs.add()
+    item.job_id, item.kind, item.state = "f" * 32, "avatar.from_views", "succeeded"
+    the_bridge = bridge_mod.get_bridge()
+    the_bridge._import(clean_scene, item, DownloadTask(item.job_id, tmp_path, []))
+    assert not item.imported and item.message.startswith("import failed")
+    assert any("IndexError: importer bug" in text for level, text in the_bridge.log if level == "ERROR")
