@@ -21,3 +21,16 @@ def small_character(a_pose_body, tmp_path_factory):
     folder = tmp_path_factory.mktemp("views")
     views, char = make_synthetic(SyntheticConfig(resolution=128, supersample=2), folder, body=a_pose_body)
     return folder, views, char
+
+
+@pytest.fixture(scope="session")
+def inflated_body(a_pose_body):
+    """A "sculpted" mesh stand-in: the body inflated by 5 mm (another mesh than the body), with its
+    closest body points and transferred part labels: (body, vertices, closest points, labels)."""
+    from backend.avatar.mesh_query import vertex_normals
+    from backend.avatar.parts_transfer import closest_body_points, transfer_part_labels
+
+    body = a_pose_body
+    v = body.vertices + 0.005 * vertex_normals(body.vertices, body.faces)
+    cp = closest_body_points(body, v)
+    return body, v, cp, transfer_part_labels(body, cp)

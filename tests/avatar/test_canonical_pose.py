@@ -12,17 +12,13 @@ import numpy as np
 import pygltflib as g
 import pytest
 
-from backend.avatar.mesh_query import vertex_normals
 from backend.avatar.parts_transfer import closest_body_points, transfer_part_labels
 from backend.avatar.rig import RigConfig, canonical_pose, pose_vertices, rig_mesh, unpose_vertices
 
 
 @pytest.fixture(scope="module")
-def rigged(a_pose_body):
-    body = a_pose_body
-    v = body.vertices + 0.005 * vertex_normals(body.vertices, body.faces)
-    cp = closest_body_points(body, v)
-    labels = transfer_part_labels(body, cp)
+def rigged(inflated_body):
+    body, v, cp, labels = inflated_body
     rig = rig_mesh(body, body.faces, cp, labels, RigConfig())
     return body, v, cp, labels, rig, canonical_pose(body, v, rig.weights, cp)
 

@@ -13,14 +13,8 @@ from backend.avatar.uv_raster import coverage_count
 
 
 @pytest.fixture(scope="module")
-def layout(a_pose_body):
-    body = a_pose_body
-    # A "sculpted" mesh stand-in: the body inflated by 5 mm (a different mesh than the body itself).
-    from backend.avatar.mesh_query import vertex_normals
-
-    v = body.vertices + 0.005 * vertex_normals(body.vertices, body.faces)
-    cp = closest_body_points(body, v)
-    labels = transfer_part_labels(body, cp)
+def layout(inflated_body):
+    body, v, cp, labels = inflated_body
     atlas = make_uv_layout(v, body.faces, labels, body, UVConfig())
     return body, v, cp, labels, atlas
 
