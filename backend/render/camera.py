@@ -8,6 +8,8 @@ w = camera z, so the rasterizer's depth (interpolated w) is metric camera depth.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 import numpy as np
 import torch
@@ -26,25 +28,30 @@ def _as_tensor(value: ArrayLike, dtype: torch.dtype | None = None,
     return tensor
 
 
+def _fill_projection(proj: Any, K: Any, width: int, height: int, near: float, far: float) -> None:
+    """Write the OpenCV-to-clip rows into zeroed (B,4,4) ``proj`` from (B,3,3) ``K``. Plain index
+    assignments, so the same code fills a torch tensor (autograd through K) or a numpy array (the
+    no-gradient clip path)."""
+    if not 0 < near < far:
+        raise ValueError(f"need 0 < near < far, got near={near}, far={far}")
+    proj[:, 0, 0] = 2.0 * K[:, 0, 0] / width
+    proj[:, 0, 1] = 2.0 * K[:, 0, 1] / width
+    proj[:, 0, 2] = 2.0 * K[:, 0, 2] / width - 1.0
+    # Image y grows downwards, NDC y upwards: negate the row.
+    proj[:, 1, 1] = -2.0 * K[:, 1, 1] / height
+    proj[:, 1, 2] = 1.0 - 2.0 * K[:, 1, 2] / height
+    proj[:, 2, 2] = (far + near) / (far - near)
+    proj[:, 2, 3] = -2.0 * far * near / (far - near)
+    proj[:, 3, 2] = 1.0
+
+
 def opencv_to_clip(K: ArrayLike, width: int, height: int, near: float, far: float) -> Tensor:
     """(4,4) (or (B,4,4) for batched K) matrix mapping OpenCV camera points [x, y, z, 1] to clip."""
     K = _as_tensor(K)
     batched = K.dim() == 3
     K = K.reshape(-1, 3, 3)
-    if not 0 < near < far:
-        raise ValueError(f"need 0 < near < far, got near={near}, far={far}")
-    fx, skew, cx = K[:, 0, 0], K[:, 0, 1], K[:, 0, 2]
-    fy, cy = K[:, 1, 1], K[:, 1, 2]
     proj = torch.zeros(K.shape[0], 4, 4, dtype=K.dtype, device=K.device)
-    proj[:, 0, 0] = 2.0 * fx / width
-    proj[:, 0, 1] = 2.0 * skew / width
-    proj[:, 0, 2] = 2.0 * cx / width - 1.0
-    # Image y grows downwards, NDC y upwards: negate the row.
-    proj[:, 1, 1] = -2.0 * fy / height
-    proj[:, 1, 2] = 1.0 - 2.0 * cy / height
-    proj[:, 2, 2] = (far + near) / (far - near)
-    proj[:, 2, 3] = -2.0 * far * near / (far - near)
-    proj[:, 3, 2] = 1.0
+    _fill_projection(proj, K, width, height, near, far)
     return proj if batched else proj[0]
 
 
@@ -125,8 +132,9 @@ class CameraBatch:
         return verts @ full[:, :, :3].transpose(1, 2) + full[:, :, 3].unsqueeze(1)
 
     def _clip_numpy(self, verts: np.ndarray) -> np.ndarray:
-        K = self.K.detach().numpy().astype(np.float64)
-        proj = _opencv_to_clip_np(K, self.width, self.height, self.near, self.far)
+        proj = np.zeros((len(self), 4, 4))
+        _fill_projection(proj, self.K.detach().numpy().astype(np.float64), self.width, self.height,
+                         self.near, self.far)
         rigid = np.zeros((len(self), 4, 4))
         rigid[:, :3, :3] = self.R.detach().numpy()
         rigid[:, :3, 3] = self.t.detach().numpy()
@@ -135,22 +143,6 @@ class CameraBatch:
         out = np.empty((max(len(self), points.shape[0]), points.shape[1], 4), dtype=verts.dtype)
         _affine_points(np.ascontiguousarray(points), np.ascontiguousarray(proj @ rigid), out)
         return out
-
-
-def _opencv_to_clip_np(K: np.ndarray, width: int, height: int, near: float, far: float) -> np.ndarray:
-    """:func:`opencv_to_clip` for (B,3,3) float64 numpy K (the no-gradient path; tested equal)."""
-    if not 0 < near < far:
-        raise ValueError(f"need 0 < near < far, got near={near}, far={far}")
-    proj = np.zeros((K.shape[0], 4, 4))
-    proj[:, 0, 0] = 2.0 * K[:, 0, 0] / width
-    proj[:, 0, 1] = 2.0 * K[:, 0, 1] / width
-    proj[:, 0, 2] = 2.0 * K[:, 0, 2] / width - 1.0
-    proj[:, 1, 1] = -2.0 * K[:, 1, 1] / height
-    proj[:, 1, 2] = 1.0 - 2.0 * K[:, 1, 2] / height
-    proj[:, 2, 2] = (far + near) / (far - near)
-    proj[:, 2, 3] = -2.0 * far * near / (far - near)
-    proj[:, 3, 2] = 1.0
-    return proj
 
 
 @numba.njit(cache=True, nogil=True)

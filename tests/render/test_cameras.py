@@ -140,3 +140,24 @@ def test_camera_path_drives_the_rasterizer() -> None:
         x, y = np.floor(pix[f, 0]).astype(int)
         assert r.mask[f, y, x], f"view {f}: projected centre inside the mask"
     assert intrinsics_from_fov(90.0, 10, 10)[0, 0] == pytest.approx(5.0)
+
+
+def test_camera_batch_clip_is_the_same_without_and_with_gradients() -> None:
+    # No gradient on the CPU: numpy float64; with one: torch. Both must agree with world_to_clip.
+    from backend.render.camera import CameraBatch, world_to_clip
+
+    g = torch.Generator().manual_seed(0)
+    K = torch.tensor([[500.0, 0.3, 256.0], [0.0, 520.0, 240.0], [0.0, 0.0, 1.0]]).expand(3, 3, 3)
+    R = torch.linalg.qr(torch.randn(3, 3, 3, generator=g)).Q
+    t = torch.randn(3, 3, generator=g) + torch.tensor([0.0, 0.0, 6.0])
+    cams = CameraBatch(K, R, t, 512, 480, 0.1, 50.0)
+    verts = torch.randn(200, 3, generator=g)
+    expected = world_to_clip(verts.expand(3, -1, -1), K, R, t, 512, 480, 0.1, 50.0)
+    with torch.no_grad():
+        plain = cams.clip(verts)
+    graded = cams.clip(verts.clone().requires_grad_(True))
+    assert plain.dtype == torch.float32 and not plain.requires_grad and graded.requires_grad
+    torch.testing.assert_close(plain, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(graded.detach(), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="near < far"), torch.no_grad():
+        CameraBatch(K, R, t, 512, 480, 5.0, 1.0).clip(verts)
