@@ -119,8 +119,7 @@ def build_scene(size: int) -> tuple[Mesh, CameraBatch, torch.Tensor, dict]:
     mesh = Mesh(verts=verts, faces=torch.as_tensor(model.faces), uv=torch.as_tensor(uv),
                 texture=torch.as_tensor(texture, dtype=torch.float32),
                 part_labels=torch.as_tensor(model.part_labels().astype(np.int64)))
-    config = PreviewConfig(motion=motion, width=size, height=size, elevation_deg=15.0)
-    path = frame_cameras("orbit:8", v[None], config, 1)
+    path = orbit_path(v, size, 1)
     cams = CameraBatch.from_path(path)
     bcam = blender_camera_from_opencv(path.K[0], path.R[0], path.t[0], size, size, path.near, path.far)
     camera_fields = ["lens", "sensor_width", "sensor_height", "sensor_fit", "shift_x", "shift_y",
@@ -134,12 +133,12 @@ def build_scene(size: int) -> tuple[Mesh, CameraBatch, torch.Tensor, dict]:
     return mesh, cams, joints, blender
 
 
-def orbit_views(mesh: Mesh, size: int, n_views: int) -> CameraBatch:
-    """``n_views`` cameras orbiting the body (the first is the single-camera scene's)."""
+def orbit_path(verts: np.ndarray, size: int, n_frames: int):  # -> protocol.cameras.CameraPath
+    """The first ``n_frames`` of 8 cameras orbiting the body at 15 degrees elevation."""
     from backend.body.procedural import procedural_motion
 
     config = PreviewConfig(motion=procedural_motion("a-pose"), width=size, height=size, elevation_deg=15.0)
-    return CameraBatch.from_path(frame_cameras(f"orbit:{n_views}", mesh.verts.numpy()[None], config, n_views))
+    return frame_cameras("orbit:8", verts[None], config, n_frames)
 
 
 def time_ours(mesh: Mesh, cams: CameraBatch, joints: torch.Tensor, backend: str, frames: int) -> list[float]:
@@ -235,7 +234,7 @@ def main() -> None:
     rows: dict[str, list[float]] = {}
     rows["ours cpu: all passes"] = time_ours(mesh, cams, joints, "cpu", frames)
     # Multi-view dataset rendering: the 8 orbit views in one call, reported per view.
-    views = orbit_views(mesh, args.size, 8)
+    views = CameraBatch.from_path(orbit_path(mesh.verts.numpy(), args.size, 8))
     rows["ours cpu: all passes, 8 views per call (per view)"] = [
         t / len(views) for t in time_ours(mesh, views, joints, "cpu", max(3, frames // 4))]
     rows["ours cpu: rasterize only"] = time_raster_only(mesh, cams, "cpu", frames)
