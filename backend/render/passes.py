@@ -1,7 +1,7 @@
 """Render passes of a mesh seen by a batch of cameras: RGB, alpha, depth, normals, UV, ids, joints.
 
 Two implementations of the same passes: torch (differentiable) and, without gradients on CPU,
-the fused numba loop of :mod:`backend.render.cpu_shade` (chosen automatically).
+the fused numba path of :mod:`backend.render.cpu_passes` (chosen automatically).
 
 One rasterisation per camera serves every pass; per-vertex attributes are interpolated in a single
 gather. Conventions: images are (B,H,W,C) float32, row 0 at the top; depth is camera z in metres
@@ -144,15 +144,7 @@ def render_passes(
 
         look = resolve_shading(mesh, faces, shading, base_color, background, light_dir_cam, ambient)
         r, images = render_images(verts, faces, clip, cameras, rasterizer, wanted, look, threads)
-        out = Passes(raster=r, **images)
-        if "depth" in wanted:
-            out.depth = r.depth
-        if "face_id" in wanted:
-            out.face_id = r.tri_id
-        if "joints" in wanted and joints is not None:
-            out.joints_2d, out.joints_depth, out.joints_visible = project_joints(
-                joints.to(device=device, dtype=torch.float32), cameras, r.depth, visibility_tolerance)
-        return out
+        return _raster_passes(Passes(raster=r, **images), wanted, joints, cameras, visibility_tolerance)
     r = rasterizer.rasterize(clip, faces, cameras.resolution)
     out = Passes(raster=r)
     mask = r.mask
@@ -231,15 +223,22 @@ def render_passes(
         if "alpha" in wanted:
             out.alpha = alpha.squeeze(-1)
 
+    if "part" in wanted:
+        out.part = part_image(r, faces, mesh.part_labels)
+    return _raster_passes(out, wanted, joints, cameras, visibility_tolerance)
+
+
+def _raster_passes(out: Passes, wanted: set[str], joints: Tensor | None, cameras: CameraBatch,
+                   visibility_tolerance: float) -> Passes:
+    """The passes both paths take from the raster as it is: depth, face id, projected joints."""
+    r = out.raster
     if "depth" in wanted:
         out.depth = r.depth
     if "face_id" in wanted:
         out.face_id = r.tri_id
-    if "part" in wanted:
-        out.part = part_image(r, faces, mesh.part_labels)
     if "joints" in wanted and joints is not None:
         out.joints_2d, out.joints_depth, out.joints_visible = project_joints(
-            joints.to(device=device, dtype=torch.float32), cameras, r.depth, visibility_tolerance)
+            joints.to(device=r.depth.device, dtype=torch.float32), cameras, r.depth, visibility_tolerance)
     return out
 
 
@@ -272,6 +271,8 @@ def project_joints(joints: Tensor, cameras: CameraBatch, depth: Tensor,
     batch = len(cameras)
     points = joints.detach().cpu().numpy().astype(np.float32)
     points = points[None] if points.ndim == 2 else points
+    if points.shape[0] not in (1, batch):  # the kernel indexes without bounds checks
+        raise ValueError(f"joints for {points.shape[0]} images, cameras for {batch}")
     n_joints = points.shape[1]
     xy = np.empty((batch, n_joints, 2), dtype=np.float32)
     z = np.empty((batch, n_joints), dtype=np.float32)

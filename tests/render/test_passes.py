@@ -188,3 +188,15 @@ def test_fused_passes_with_another_rasterizer_equal_the_numba_ones() -> None:
     for name in ("rgb", "normal_cam", "uv", "alpha"):
         a, b = getattr(numba_out, name)[same], getattr(ref_out, name)[same]
         assert torch.allclose(a, b, atol=1e-5), name
+
+
+def test_joints_for_another_number_of_images_are_refused() -> None:
+    from backend.render.passes import project_joints
+
+    cams = _camera()
+    depth = torch.full((len(cams), H, W), float("inf"))
+    joints = torch.zeros(len(cams) + 2, 4, 3)
+    with pytest.raises(ValueError, match="joints for"):
+        project_joints(joints, cams, depth, 0.15)
+    xy, z, visible = project_joints(joints[:1], cams, depth, 0.15)
+    assert xy.shape == (len(cams), 4, 2) and z.shape == visible.shape == (len(cams), 4)
