@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-PLUGIN_MODULES = ["backend.render.cli", "backend.avatar.cli", "backend.addon_build"]
+PLUGIN_MODULES = ["backend.commands.preview", "backend.commands.avatar", "backend.addon_build"]
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_ERROR = 0, 1, 2
 

@@ -41,10 +41,10 @@ def main() -> int:
     import numpy as np
     import torch
 
-    from backend.avatar.metrics import geometry_scores, psnr, ssim
+    from backend.avatar.eval.metrics import geometry_scores, psnr, ssim
+    from backend.avatar.eval.synthetic import SyntheticConfig, make_synthetic
     from backend.avatar.pipeline import build_avatar, config_from_options, write_outputs
-    from backend.avatar.synthetic import SyntheticConfig, make_synthetic
-    from backend.avatar.texture_opt import render_textured
+    from backend.avatar.texture.optimise import render_textured
 
     t0 = time.perf_counter()
     views_dir = args.out / "views" if args.out else None

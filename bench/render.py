@@ -27,10 +27,11 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from backend.body.loading import load_body_model  # noqa: E402
+from backend.preview.pipeline import PreviewConfig, frame_cameras  # noqa: E402
 from backend.render import available_backends, get_rasterizer  # noqa: E402
 from backend.render.camera import CameraBatch  # noqa: E402
 from backend.render.passes import ALL_PASSES, Mesh, render_passes  # noqa: E402
-from backend.render.preview import PreviewConfig, frame_cameras, load_body_model  # noqa: E402
 from protocol.cameras import blender_camera_from_opencv  # noqa: E402
 
 BLENDER_SCRIPT = r"""

@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from backend.avatar.body_mesh import BodyMesh, body_from_params
-from backend.avatar.export_gltf import SkinnedMesh, write_glb
-from backend.avatar.mesh_query import vertex_normals
-from backend.avatar.mesh_split import split_by_uv
-from backend.avatar.parts_transfer import closest_body_points, transfer_part_labels
-from backend.avatar.rig import RigConfig, canonical_pose, rig_mesh
-from backend.avatar.uv_layout import UVConfig, make_uv_layout
-from backend.avatar.uv_raster import rasterize_uv
+from backend.avatar.io.gltf import SkinnedMesh, write_glb
+from backend.avatar.io.split_vertices import split_by_uv
+from backend.avatar.rig.part_labels import closest_body_points, transfer_part_labels
+from backend.avatar.rig.skinning import RigConfig, canonical_pose, rig_mesh
+from backend.avatar.texture.uv_layout import UVConfig, make_uv_layout
+from backend.avatar.texture.uv_raster import rasterize_uv
+from backend.mesh.closest import vertex_normals
 
 
 def body_avatar(body: BodyMesh, out_dir: str | Path, texture_size: int = 256) -> dict[str, object]:
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m backend.avatar.body_avatar OUT_DIR", file=sys.stderr)
         return 2
-    from backend.avatar.synthetic import SHAPE_PRESETS, a_pose_params
+    from backend.avatar.eval.synthetic import SHAPE_PRESETS, a_pose_params
 
     facts = body_avatar(body_from_params(a_pose_params(SHAPE_PRESETS["average"], 45.0)), args[0])
     print(json.dumps({k: facts[k] for k in ("glb_vertices", "unique_positions", "joints")}))

@@ -24,17 +24,17 @@ from typing import Any
 
 import numpy as np
 
-from backend.avatar.atlas import Atlas
 from backend.avatar.body_mesh import BodyMesh, body_from_params
-from backend.avatar.mesh_query import vertex_normals
-from backend.avatar.mesh_split import split_by_uv
-from backend.avatar.parts_transfer import closest_body_points, transfer_part_labels
+from backend.avatar.geometry.sculpt import SculptConfig, sculpt
+from backend.avatar.io.split_vertices import split_by_uv
+from backend.avatar.io.views import ViewSet
 from backend.avatar.progress import ProgressFn, no_progress
-from backend.avatar.rig import RigConfig, canonical_pose, rig_mesh
-from backend.avatar.sculpt import SculptConfig, sculpt
-from backend.avatar.texture_opt import TextureConfig, optimise_texture
-from backend.avatar.uv_layout import UVConfig, make_uv_layout
-from backend.avatar.views import ViewSet
+from backend.avatar.rig.part_labels import closest_body_points, transfer_part_labels
+from backend.avatar.rig.skinning import RigConfig, canonical_pose, rig_mesh
+from backend.avatar.texture.atlas import Atlas
+from backend.avatar.texture.optimise import TextureConfig, optimise_texture
+from backend.avatar.texture.uv_layout import UVConfig, make_uv_layout
+from backend.mesh.closest import vertex_normals
 
 # Share of the whole run each stage gets in the overall progress fraction.
 STAGE_SPANS: dict[str, tuple[float, float]] = {
@@ -204,8 +204,8 @@ def write_outputs(
     The glb and the OBJ hold the canonical bind pose (SMPL-X zero pose); the as-in-the-views
     geometry travels in the arrays (``vertices_posed``).
     """
-    from backend.avatar.export_gltf import SkinnedMesh, write_glb
-    from backend.avatar.export_obj import write_obj
+    from backend.avatar.io.gltf import SkinnedMesh, write_glb
+    from backend.avatar.io.obj import write_obj
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

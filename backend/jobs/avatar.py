@@ -27,9 +27,9 @@ from backend.jobs.api import JobContext, JobInputError, JobResult
 
 
 def avatar_from_views(params: dict[str, Any], ctx: JobContext) -> JobResult:
+    from backend.avatar.geometry.sculpt import NormalEstimatorMissing
+    from backend.avatar.io.views import ViewsFormatError, read_views
     from backend.avatar.pipeline import build_avatar, config_from_options, result_arrays, write_outputs
-    from backend.avatar.sculpt import NormalEstimatorMissing
-    from backend.avatar.views import ViewsFormatError, read_views
 
     try:
         config = config_from_options(
@@ -54,7 +54,7 @@ def avatar_from_views(params: dict[str, Any], ctx: JobContext) -> JobResult:
     out_dir = Path(ctx.work_dir) / "avatar"
     body = None
     if "synthetic" in params:
-        from backend.avatar.synthetic import SHAPE_PRESETS, SyntheticConfig, make_synthetic
+        from backend.avatar.eval.synthetic import SHAPE_PRESETS, SyntheticConfig, make_synthetic
 
         spec = dict(params["synthetic"] or {})
         if spec.get("shape", "average") not in SHAPE_PRESETS:

@@ -105,7 +105,7 @@ def _cameras(spec: Any) -> Any:
 
 
 def body_preview(params: dict[str, Any], ctx: JobContext) -> JobResult:
-    from backend.render.preview import KEYPOINT_NAMES, PreviewConfig, render_preview
+    from backend.preview.pipeline import KEYPOINT_NAMES, PreviewConfig, render_preview
 
     width, height = _parse_size(params.get("size"))
     frames = params.get("frames")
@@ -149,8 +149,8 @@ def body_preview(params: dict[str, Any], ctx: JobContext) -> JobResult:
 def body_mesh(params: dict[str, Any], ctx: JobContext) -> JobResult:
     import torch
 
+    from backend.body.loading import load_body_model
     from backend.body.model import BodyParams
-    from backend.render.preview import load_body_model
 
     gender = str(params.get("gender", "neutral"))
     try:

@@ -8,7 +8,7 @@ import pytest
 @pytest.fixture(scope="session")
 def a_pose_body():
     from backend.avatar.body_mesh import body_from_params
-    from backend.avatar.synthetic import SHAPE_PRESETS, a_pose_params
+    from backend.avatar.eval.synthetic import SHAPE_PRESETS, a_pose_params
 
     return body_from_params(a_pose_params(SHAPE_PRESETS["average"], 45.0))
 
@@ -16,7 +16,7 @@ def a_pose_body():
 @pytest.fixture(scope="session")
 def small_character(a_pose_body, tmp_path_factory):
     """(views folder, ViewSet, Character) at 128x128: 8 training + 4 held-out views."""
-    from backend.avatar.synthetic import SyntheticConfig, make_synthetic
+    from backend.avatar.eval.synthetic import SyntheticConfig, make_synthetic
 
     folder = tmp_path_factory.mktemp("views")
     views, char = make_synthetic(SyntheticConfig(resolution=128, supersample=2), folder, body=a_pose_body)
@@ -27,8 +27,8 @@ def small_character(a_pose_body, tmp_path_factory):
 def inflated_body(a_pose_body):
     """A "sculpted" mesh stand-in: the body inflated by 5 mm (another mesh than the body), with its
     closest body points and transferred part labels: (body, vertices, closest points, labels)."""
-    from backend.avatar.mesh_query import vertex_normals
-    from backend.avatar.parts_transfer import closest_body_points, transfer_part_labels
+    from backend.avatar.rig.part_labels import closest_body_points, transfer_part_labels
+    from backend.mesh.closest import vertex_normals
 
     body = a_pose_body
     v = body.vertices + 0.005 * vertex_normals(body.vertices, body.faces)

@@ -12,8 +12,8 @@ import numpy as np
 import pygltflib as g
 import pytest
 
-from backend.avatar.parts_transfer import closest_body_points, transfer_part_labels
-from backend.avatar.rig import RigConfig, canonical_pose, pose_vertices, rig_mesh, unpose_vertices
+from backend.avatar.rig.part_labels import closest_body_points, transfer_part_labels
+from backend.avatar.rig.skinning import RigConfig, canonical_pose, pose_vertices, rig_mesh, unpose_vertices
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import numpy as np
 import pygltflib as g
 import pytest
 
-from backend.avatar.export_gltf import SkinnedMesh, read_glb_summary, write_glb
+from backend.avatar.io.gltf import SkinnedMesh, read_glb_summary, write_glb
 
 N_JOINTS = 12
 
@@ -153,8 +153,8 @@ def test_eight_influences_pose_like_the_full_weights(a_pose_body, tmp_path):
     (the figures in docs/avatar.md)."""
     from backend.avatar.body_avatar import body_avatar
     from backend.avatar.body_mesh import body_from_params
-    from backend.avatar.rig import pose_vertices
-    from backend.avatar.synthetic import SHAPE_PRESETS, a_pose_params
+    from backend.avatar.eval.synthetic import SHAPE_PRESETS, a_pose_params
+    from backend.avatar.rig.skinning import pose_vertices
     from backend.body.joints import JOINT_INDEX
 
     facts = body_avatar(a_pose_body, tmp_path, texture_size=64)

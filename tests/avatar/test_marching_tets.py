@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from backend.avatar.marching_tets import marching_tets
-from backend.avatar.tetgrid import make_tet_grid
+from backend.avatar.geometry.marching_tets import marching_tets
+from backend.avatar.geometry.tetgrid import make_tet_grid
 
 
 def _edges_shared_twice(faces: torch.Tensor) -> bool:

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from backend.avatar.metrics import geometry_scores, psnr, ssim
-from backend.avatar.views import Camera, View, ViewSet, ViewsFormatError, read_views, write_views
+from backend.avatar.eval.metrics import geometry_scores, psnr, ssim
+from backend.avatar.io.views import Camera, View, ViewSet, ViewsFormatError, read_views, write_views
 
 
 def _box(size: float = 1.0):

@@ -12,10 +12,10 @@ import itertools
 import numpy as np
 import pytest
 
-from backend.avatar.metrics import geometry_scores, psnr, ssim
+from backend.avatar.eval.metrics import geometry_scores, psnr, ssim
+from backend.avatar.geometry.sculpt import NormalEstimatorMissing, SculptConfig, sculpt
 from backend.avatar.pipeline import AvatarConfig, build_avatar, write_outputs
-from backend.avatar.sculpt import NormalEstimatorMissing, SculptConfig, sculpt
-from backend.avatar.texture_opt import TextureConfig, render_textured
+from backend.avatar.texture.optimise import TextureConfig, render_textured
 
 
 def _small_config(**sculpt_kw) -> AvatarConfig:
@@ -125,7 +125,7 @@ def test_missing_normals_need_the_estimator_or_mask_only(small_character):
         )
         assert res.normal_source == "none" and len(res.faces) > 500
     finally:
-        from backend.avatar.views import read_views
+        from backend.avatar.io.views import read_views
 
         fresh = read_views(small_character[0])
         for v, f in zip(views.views, fresh.views, strict=True):

@@ -1,4 +1,4 @@
-"""``render_util.silhouette_coverage`` (``antialias`` of the mask): unbiased coverage and silhouette
+"""``render_views.silhouette_coverage`` (``antialias`` of the mask): unbiased coverage and silhouette
 gradients on fine meshes; ``edge_twins`` on a closed mesh."""
 
 import math
@@ -6,10 +6,10 @@ import math
 import numpy as np
 import torch
 
-from backend.avatar.marching_tets import marching_tets
-from backend.avatar.render_util import camera_clip, silhouette_coverage
-from backend.avatar.synthetic import look_at_camera
-from backend.avatar.tetgrid import make_tet_grid
+from backend.avatar.eval.synthetic import look_at_camera
+from backend.avatar.geometry.marching_tets import marching_tets
+from backend.avatar.geometry.tetgrid import make_tet_grid
+from backend.avatar.render_views import camera_clip, silhouette_coverage
 from backend.render import get_rasterizer
 from backend.render.edges import edge_twins
 

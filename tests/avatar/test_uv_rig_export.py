@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from backend.avatar.export_gltf import SkinnedMesh, read_glb_summary, write_glb
-from backend.avatar.export_obj import write_obj
-from backend.avatar.mesh_split import split_by_uv
-from backend.avatar.parts_transfer import closest_body_points, transfer_part_labels
-from backend.avatar.rig import RigConfig, pose_vertices, rig_mesh
-from backend.avatar.uv_layout import UVConfig, body_frame, component_axes, make_uv_layout
-from backend.avatar.uv_raster import coverage_count
+from backend.avatar.io.gltf import SkinnedMesh, read_glb_summary, write_glb
+from backend.avatar.io.obj import write_obj
+from backend.avatar.io.split_vertices import split_by_uv
+from backend.avatar.rig.part_labels import closest_body_points, transfer_part_labels
+from backend.avatar.rig.skinning import RigConfig, pose_vertices, rig_mesh
+from backend.avatar.texture.uv_layout import UVConfig, body_frame, component_axes, make_uv_layout
+from backend.avatar.texture.uv_raster import coverage_count
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_rig_weights(layout):
     assert np.allclose(w.sum(1), 1, atol=1e-6) and w.min() >= 0
     names = body.joint_names
     # Every influence is one of the bones of the vertex's own part (as measured on the body).
-    from backend.avatar.rig import allowed_joints
+    from backend.avatar.rig.skinning import allowed_joints
 
     allowed = allowed_joints(body, RigConfig().allowed_threshold)[labels]
     assert w[~allowed].max() == 0
@@ -123,7 +123,7 @@ def test_glb_and_obj(layout, tmp_path):
 
 def test_xatlas_alternative(a_pose_body):
     body = a_pose_body
-    from backend.avatar.uv_unwrap import UnwrapConfig
+    from backend.avatar.texture.uv_unwrap import UnwrapConfig
 
     cp = closest_body_points(body, body.vertices)
     labels = transfer_part_labels(body, cp)

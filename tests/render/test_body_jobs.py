@@ -11,7 +11,7 @@ import pytest
 
 from backend.body.procedural import procedural_motion
 from backend.jobs.api import JobCancelled, JobInputError, get_job_kind
-from backend.render.video import decode_depth_uint16, read_mp4_frame_count
+from backend.preview.video import decode_depth_uint16, read_mp4_frame_count
 from protocol.cameras import orbit_path
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from smplx.joint_names import JOINT_NAMES as SMPLX_NAMES
 
-from backend.render.openpose import (
+from backend.preview.openpose import (
     COCO18_COLORS,
     COCO18_LIMBS,
     DRAWN_LIMBS,
@@ -18,7 +18,7 @@ from backend.render.openpose import (
     hand_names,
     keypoints_from_joints,
 )
-from backend.render.video import (
+from backend.preview.video import (
     decode_depth_uint16,
     depth_to_uint16,
     frame_name,

@@ -8,7 +8,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 
-from backend.render.cli import main
+from backend.commands.preview import main
 from protocol.cameras import orbit_path
 
 

@@ -9,7 +9,6 @@ Frame i shows motion frame ``min(i, M - 1)`` through camera ``i % C``: a static 
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,13 +17,20 @@ import numpy as np
 import torch
 from smplx.joint_names import JOINT_NAMES as SMPLX_OUTPUT_NAMES
 
-from backend.body import BodyModel, BodyModelConfig
+from backend.body.loading import load_body_model
 from backend.body.motion import Motion
+from backend.preview.openpose import draw_openpose, keypoints_from_joints
+from backend.preview.video import (
+    depth_to_uint16,
+    frame_name,
+    normals_to_uint8,
+    to_uint8,
+    write_mp4,
+    write_png,
+)
 from backend.render.api import get_rasterizer
 from backend.render.camera import CameraBatch
-from backend.render.openpose import draw_openpose, keypoints_from_joints
 from backend.render.passes import Mesh, render_passes
-from backend.render.video import depth_to_uint16, frame_name, normals_to_uint8, to_uint8, write_mp4, write_png
 from protocol.cameras import CameraPath, orbit_path
 
 PREVIEW_PASSES = ("rgb", "mask", "depth", "normal", "pose")
@@ -101,12 +107,6 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-@functools.lru_cache(maxsize=4)
-def load_body_model(gender: str = "neutral", model_path: str | None = None) -> BodyModel:
-    """Body models are expensive to build; a worker keeps a few."""
-    return BodyModel(BodyModelConfig(model_path=Path(model_path) if model_path else None, gender=gender))
 
 
 def _camera_count(cameras: CameraPath | str) -> int:

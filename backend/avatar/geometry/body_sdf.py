@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backend.avatar.mesh_query import MeshQuery
+from backend.mesh.closest import MeshQuery
 
 
 class BodySDF:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from backend.avatar.uv_unwrap import Chart
+from backend.avatar.texture.uv_unwrap import Chart
 
 
 @dataclass

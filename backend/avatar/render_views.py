@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backend.avatar.views import Camera
+from backend.avatar.io.views import Camera
 from backend.render.api import Raster
 from backend.render.edges import DEFAULT_MAX_HOPS
 from backend.render.ops import antialias

@@ -71,9 +71,9 @@ def run_avatar(args: argparse.Namespace) -> int:
             "avatar: --views DIR and --out DIR are required (or use `avatar make-synthetic`)", file=sys.stderr
         )
         return 2
+    from backend.avatar.geometry.sculpt import NormalEstimatorMissing
+    from backend.avatar.io.views import ViewsFormatError, read_views
     from backend.avatar.pipeline import build_avatar, config_from_options, write_outputs
-    from backend.avatar.sculpt import NormalEstimatorMissing
-    from backend.avatar.views import ViewsFormatError, read_views
 
     try:
         config = config_from_options(
@@ -107,7 +107,7 @@ def run_avatar(args: argparse.Namespace) -> int:
 
 
 def run_make_synthetic(args: argparse.Namespace) -> int:
-    from backend.avatar.synthetic import SHAPE_PRESETS, SyntheticConfig, make_synthetic
+    from backend.avatar.eval.synthetic import SHAPE_PRESETS, SyntheticConfig, make_synthetic
 
     if args.shape not in SHAPE_PRESETS:
         print(

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from backend.avatar.body_mesh import BodyMesh
-from backend.avatar.mesh_query import MeshQuery, vertex_normals
-from backend.avatar.views import Camera, View, ViewSet, write_views
+from backend.avatar.io.views import Camera, View, ViewSet, write_views
+from backend.mesh.closest import MeshQuery, vertex_normals
 
 # A few body shapes (first betas): average, tall and slim, short and broad.
 SHAPE_PRESETS: dict[str, list[float]] = {
@@ -306,7 +306,7 @@ def render_character(char: Character, cam: Camera, config: SyntheticConfig) -> t
     """(H,W,4) RGBA albedo over the background colour and (H,W,3) unit world normals (0 outside)."""
     import torch
 
-    from backend.avatar.render_util import camera_clip, resize_image
+    from backend.avatar.render_views import camera_clip, resize_image
     from backend.render import get_rasterizer, interpolate
 
     ss = config.supersample

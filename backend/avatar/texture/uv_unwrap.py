@@ -105,7 +105,7 @@ def occluded_in_uv(uv: np.ndarray, depth: np.ndarray, resolution: int = 1024) ->
     keeps the chart). Two passes: removing the losers can uncover nothing new, but faces that only
     overlapped a loser are re-checked so no face is moved needlessly.
     """
-    from backend.avatar.uv_raster import overlap_losers
+    from backend.avatar.texture.uv_raster import overlap_losers
 
     lo = uv.reshape(-1, 2).min(0)
     size = float((uv.reshape(-1, 2).max(0) - lo).max()) + 1e-9

@@ -4,7 +4,7 @@ Stage 1 (init): the SDF/offset MLP is regressed onto the SMPL-X body's signed di
 vertices and at points scattered around the body surface (truncated, so the fit spends its capacity
 near the surface). Stage 2 (refine): marching tetrahedra gives a mesh each iteration; it is
 rasterised from a few training views and compared with the views' masks (through an analytic
-silhouette coverage, ``render_util.silhouette_coverage``, which gives silhouette gradients) and
+silhouette coverage, ``render_views.silhouette_coverage``, which gives silhouette gradients) and
 normal maps, with regularisers: nvdiffrec's SDF sign consistency across crossing edges (kills
 floaters), a uniform Laplacian on the surface and an L2 penalty on the vertex offsets.
 
@@ -22,19 +22,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backend.avatar.body_sdf import BodySDF
-from backend.avatar.marching_tets import marching_tets
+from backend.avatar.geometry.body_sdf import BodySDF
+from backend.avatar.geometry.marching_tets import marching_tets
+from backend.avatar.geometry.sdf_net import SDFNet, SDFNetConfig
+from backend.avatar.geometry.tetgrid import TetGrid, make_tet_grid
+from backend.avatar.io.views import View
 from backend.avatar.progress import ProgressFn, no_progress
-from backend.avatar.render_util import (
+from backend.avatar.render_views import (
     camera_clip,
     resize_image,
     scaled_size,
     silhouette_coverage,
     vertex_normals_torch,
 )
-from backend.avatar.sdf_net import SDFNet, SDFNetConfig
-from backend.avatar.tetgrid import TetGrid, make_tet_grid
-from backend.avatar.views import View
 from backend.render.edges import edge_twins
 
 

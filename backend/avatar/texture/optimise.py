@@ -19,9 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from backend.avatar.io.views import View
 from backend.avatar.progress import ProgressFn, no_progress
-from backend.avatar.render_util import camera_clip, vertex_normals_torch
-from backend.avatar.views import View
+from backend.avatar.render_views import camera_clip, vertex_normals_torch
 
 
 @dataclass
@@ -166,7 +166,7 @@ def optimise_texture(
             0.1 + 0.85 * (it + 1) / max(config.iterations, 1),
             f"texture {it + 1}/{config.iterations}",
         )
-    from backend.avatar.texture_fill import fill_unseen
+    from backend.avatar.texture.fill import fill_unseen
 
     progress("texture", 0.97, "filling texels no view saw")
     final = fill_unseen(tex.detach().numpy(), seen, vertices, faces, uvs)
@@ -189,7 +189,7 @@ def render_textured(
     rasterizer: str = "auto",
 ) -> np.ndarray:
     """(H,W,4) RGBA render of the textured mesh in ``view``'s camera (supersampled like the GT)."""
-    from backend.avatar.render_util import resize_image
+    from backend.avatar.render_views import resize_image
     from backend.render import get_rasterizer, interpolate
     from backend.render import texture as sample
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from backend.avatar.body_mesh import BodyMesh
-from backend.avatar.mesh_query import ClosestPoints, MeshQuery
+from backend.mesh.closest import ClosestPoints, MeshQuery
 
 
 def closest_body_points(body: BodyMesh, points: np.ndarray) -> ClosestPoints:

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from backend.avatar.atlas import Atlas, AtlasConfig, pack_charts
 from backend.avatar.body_mesh import BodyMesh
-from backend.avatar.parts_transfer import face_labels
-from backend.avatar.uv_unwrap import COMPONENT_PARTS, ComponentAxis, UnwrapConfig, unwrap_components
+from backend.avatar.rig.part_labels import face_labels
+from backend.avatar.texture.atlas import Atlas, AtlasConfig, pack_charts
+from backend.avatar.texture.uv_unwrap import COMPONENT_PARTS, ComponentAxis, UnwrapConfig, unwrap_components
 
 # (start joint, end joint, seam) per component; seam "back" or "down".
 _AXES: dict[str, tuple[str, str, str]] = {

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.sparse import coo_matrix
 
-from backend.avatar.uv_raster import rasterize_uv
+from backend.avatar.texture.uv_raster import rasterize_uv
 
 
 def weld(vertices: np.ndarray) -> np.ndarray:
@@ -67,7 +67,7 @@ def fill_unseen(
     texture: np.ndarray, seen: np.ndarray, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray
 ) -> np.ndarray:
     """Texture with unseen texels inside faces filled from surface-diffused vertex colours."""
-    from backend.avatar.texture_opt import push_pull
+    from backend.avatar.texture.optimise import push_pull
 
     size = texture.shape[0]
     # Vertex colour = the texel under it when that texel was seen.

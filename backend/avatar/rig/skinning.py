@@ -22,7 +22,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 
 from backend.avatar.body_mesh import BodyMesh
-from backend.avatar.mesh_query import ClosestPoints
+from backend.mesh.closest import ClosestPoints
 
 
 @dataclass

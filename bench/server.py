@@ -1,4 +1,4 @@
-"""``python -m backend.server.bench``: job server latencies and throughput, for docs/benchmarks.md.
+"""``.venv/bin/python bench/server.py``: job server latencies and throughput, for docs/benchmarks.md.
 
 Starts a real server subprocess on a temporary data dir and measures, in the same run:
 - reference: a plain request round trip (``list_jobs`` with ``limit: 0``) through the client;
@@ -23,8 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from protocol import messages as M
-from protocol.client import Client
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from protocol import messages as M  # noqa: E402
+from protocol.client import Client  # noqa: E402
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:
@@ -49,6 +52,7 @@ def _start_server(data_dir: Path, workers: int) -> tuple[subprocess.Popen[bytes]
             "warning",
         ],
         stdout=subprocess.PIPE,
+        cwd=ROOT,  # `-m backend` from this checkout, wherever the benchmark is started
     )
     assert process.stdout is not None
     ready = json.loads(process.stdout.readline())
@@ -116,7 +120,7 @@ def run(rounds: int, jobs: int, workers: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m backend.server.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="bench/server.py", description=__doc__)
     parser.add_argument("--rounds", type=int, default=200, help="samples per latency (default 200)")
     parser.add_argument("--jobs", type=int, default=200, help="jobs for the throughput run (default 200)")
     parser.add_argument("--workers", type=int, default=2, help="server worker processes (default 2)")

@@ -1,0 +1,1 @@
+"""Evaluation: quality metrics and synthetic test characters made in code (ground truth)."""

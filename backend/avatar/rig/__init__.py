@@ -1,0 +1,1 @@
+"""Rigging: body-part labels and SMPL-X skinning weights transferred to the sculpted mesh."""
