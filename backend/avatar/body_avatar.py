@@ -21,7 +21,7 @@ from backend.avatar.rig.part_labels import closest_body_points, transfer_part_la
 from backend.avatar.rig.skinning import RigConfig, canonical_pose, rig_mesh
 from backend.avatar.texture.uv_layout import UVConfig, make_uv_layout
 from backend.avatar.texture.uv_raster import rasterize_uv
-from backend.mesh.closest import vertex_normals
+from backend.mesh.normals import vertex_normals
 
 
 def body_avatar(body: BodyMesh, out_dir: str | Path, texture_size: int = 256) -> dict[str, object]:

@@ -34,7 +34,7 @@ from backend.avatar.rig.skinning import RigConfig, canonical_pose, rig_mesh
 from backend.avatar.texture.atlas import Atlas
 from backend.avatar.texture.optimise import TextureConfig, optimise_texture
 from backend.avatar.texture.uv_layout import UVConfig, make_uv_layout
-from backend.mesh.closest import vertex_normals
+from backend.mesh.normals import vertex_normals
 
 # Share of the whole run each stage gets in the overall progress fraction.
 STAGE_SPANS: dict[str, tuple[float, float]] = {

@@ -36,14 +36,6 @@ def scaled_size(cam: Camera, scale: float) -> tuple[int, int]:
     return round(cam.height * scale), round(cam.width * scale)
 
 
-def vertex_normals_torch(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Area-weighted unit vertex normals, differentiable."""
-    tri = vertices[faces]
-    fn = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    vn = torch.zeros_like(vertices).index_add(0, faces.reshape(-1), fn.repeat_interleave(3, 0))
-    return F.normalize(vn, dim=1, eps=1e-12)
-
-
 def resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Area-average (H,W,C) float image to (h,w) (used to bring views to the optimisation resolution)."""
     t = torch.as_tensor(np.ascontiguousarray(img), dtype=torch.float32).permute(2, 0, 1)[None]

@@ -13,29 +13,13 @@ every vertex keeps its four strongest bones.
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
+
+from backend.mesh.adjacency import diffuse, vertex_adjacency
 
 from .joints import JOINT_INDEX, NUM_JOINTS, PARENTS
 
 BLEND_WIDTH = 0.55  # sigma as a fraction of the limb radius at the joint
 EYE_JOINTS = (JOINT_INDEX["left_eye_smplhf"], JOINT_INDEX["right_eye_smplhf"])
-
-
-def vertex_adjacency(faces: np.ndarray, n_vertices: int) -> sp.csr_matrix:
-    """Symmetric 0/1 vertex adjacency matrix of a triangle mesh."""
-    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    a = sp.coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(n_vertices, n_vertices))
-    a = ((a + a.T) > 0).astype(np.float64)
-    return a.tocsr()
-
-
-def diffuse(values: np.ndarray, adjacency: sp.csr_matrix, steps: int, rate: float = 0.5) -> np.ndarray:
-    """``steps`` of explicit diffusion: each value moves ``rate`` towards its neighbours' mean."""
-    degree = np.asarray(adjacency.sum(axis=1)).ravel()
-    out = values.astype(np.float64)
-    for _ in range(steps):
-        out = (1.0 - rate) * out + rate * (adjacency @ out) / degree[:, None]
-    return out
 
 
 def keep_strongest(weights: np.ndarray, k: int = 4, floor: float = 1e-3) -> np.ndarray:

@@ -14,10 +14,12 @@ from collections.abc import Callable
 
 import fast_simplification
 import numpy as np
-import scipy.sparse as sp
 import trimesh
 from scipy import ndimage
 from skimage.measure import marching_cubes
+
+from backend.mesh.adjacency import vertex_adjacency, vertex_degree
+from backend.mesh.normals import face_normals
 
 from .sdf import Grid, Primitive, evaluate_union
 from .symmetry import SymmetryError, boundary_edges, check_half, cut_left_half, mirror_and_weld, symmetrize
@@ -139,7 +141,7 @@ def flip_slivers(
                 continue  # the flipped edge already exists elsewhere
             old = np.array([[a, b, c], [b, a, d]])
             new = np.array([[a, d, c], [d, b, c]])
-            n_old, n_new = _face_normals(vertices, old), _face_normals(vertices, new)
+            n_old, n_new = face_normals(vertices, old), face_normals(vertices, new)
             if (n_old[0] @ n_old[1]) < cos_bend or (n_new @ n_old[0]).min() < cos_bend:
                 continue
             if _min_angles(vertices, new).min() <= _min_angles(vertices, old).min():
@@ -181,14 +183,10 @@ def relax(
 
     Evens out the long thin triangles quadric decimation leaves, without changing the shape.
     """
-    mesh = trimesh.Trimesh(vertices, faces, process=False)
-    adjacency = mesh.edges_unique
-    n = len(vertices)
-    a = sp.coo_matrix((np.ones(len(adjacency)), (adjacency[:, 0], adjacency[:, 1])), shape=(n, n))
-    a = (a + a.T).tocsr()
-    degree = np.asarray(a.sum(axis=1)).ravel()
+    a = vertex_adjacency(faces, len(vertices))
+    degree = vertex_degree(a)
     v = vertices.copy()
-    initial = _face_normals(vertices, faces)
+    initial = face_normals(vertices, faces)
     for _ in range(iterations):
         normals = trimesh.Trimesh(v, faces, process=False).vertex_normals
         delta = (a @ v) / degree[:, None] - v
@@ -198,11 +196,6 @@ def relax(
             moved = symmetrize(moved, mirror)
         v = _undo_folds(v, moved, faces, initial)
     return v
-
-
-def _face_normals(v: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    n = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-20)
 
 
 def _undo_folds(
@@ -215,7 +208,7 @@ def _undo_folds(
     """
     out = after.copy()
     for _ in range(10):
-        folded = (_face_normals(out, faces) * reference).sum(axis=1) < 0.3
+        folded = (face_normals(out, faces) * reference).sum(axis=1) < 0.3
         if not folded.any():
             break
         stuck = np.unique(faces[folded])

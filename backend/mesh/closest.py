@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
+from backend.mesh.normals import vertex_normals
+
 
 @dataclass
 class ClosestPoints:
@@ -20,7 +22,7 @@ class ClosestPoints:
     point: np.ndarray  # (N,3)
 
 
-def _closest_on_triangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+def closest_on_triangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
     """Barycentrics (..., 3) of the point of triangle abc closest to p (Voronoi-region test)."""
     ab, ac, ap = b - a, c - a, p - a
     d1 = (ab * ap).sum(-1)
@@ -92,7 +94,7 @@ class MeshQuery:
             idx = idx.reshape(len(p), -1)
             cand = self._sample_face[idx]  # (n,k)
             tri = self.vertices[self.faces[cand]]  # (n,k,3,3)
-            bary = _closest_on_triangles(p[:, None], tri[..., 0, :], tri[..., 1, :], tri[..., 2, :])
+            bary = closest_on_triangles(p[:, None], tri[..., 0, :], tri[..., 1, :], tri[..., 2, :])
             q = (bary[..., None] * tri).sum(-2)
             d = np.linalg.norm(q - p[:, None], axis=-1)
             best = d.argmin(1)
@@ -110,13 +112,3 @@ class MeshQuery:
         n = (cp.bary[..., None] * self.vertex_normals[self.faces[cp.face]]).sum(1)
         side = ((np.asarray(points) - cp.point) * n).sum(1)
         return np.where(side < 0, -cp.distance, cp.distance)
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted vertex normals, unit length."""
-    tri = vertices[faces]
-    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    vn = np.zeros_like(vertices, dtype=np.float64)
-    for k in range(3):
-        np.add.at(vn, faces[:, k], fn)
-    return vn / np.maximum(np.linalg.norm(vn, axis=1, keepdims=True), 1e-12)

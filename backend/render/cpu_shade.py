@@ -39,7 +39,7 @@ def _bilinear(tex: np.ndarray, u: float, v: float, out: np.ndarray) -> None:
 @numba.njit(cache=True, nogil=True)
 def vertex_normals_into(verts: np.ndarray, faces: np.ndarray, out: np.ndarray) -> None:
     """Area-weighted unit vertex normals (B,V,3) of ``verts`` written into ``out``, as
-    ``passes.vertex_normals`` computes them (no autograd)."""
+    ``backend.mesh.normals.vertex_normals`` computes them (no autograd)."""
     batch, n_verts = verts.shape[0], verts.shape[1]
     out[:] = 0.0
     for b in range(batch):

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from backend.mesh.normals import vertex_normals
 from backend.render.api import Raster, Rasterizer, get_rasterizer
 from backend.render.camera import CameraBatch
 from backend.render.ops import antialias, interpolate_packed, scatter_pixels, texture
@@ -62,21 +63,6 @@ class Passes:
     joints_2d: Tensor | None = None  # (B,J,2) pixel coordinates (centre of pixel (0,0) at 0.5)
     joints_depth: Tensor | None = None  # (B,J) camera z
     joints_visible: Tensor | None = None  # (B,J) bool: in the image and not behind the surface
-
-
-def vertex_normals(verts: Tensor, faces: Tensor) -> Tensor:
-    """Area-weighted unit vertex normals (B,V,3) of (B,V,3) vertices (counter-clockwise = outward)."""
-    faces = faces.to(device=verts.device, dtype=torch.int64)
-    batch, n_verts = verts.shape[0], verts.shape[1]
-    tri = verts[:, faces]  # (B,F,3,3)
-    face_n = torch.linalg.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0])  # |n| = 2 area
-    # One scatter over all (batch, corner) rows instead of three batched index_adds.
-    offsets = n_verts * torch.arange(batch, device=verts.device).view(-1, 1, 1)
-    target = (faces.unsqueeze(0) + offsets).reshape(-1)
-    source = face_n.unsqueeze(2).expand(-1, -1, 3, -1).reshape(-1, 3)
-    normals = torch.zeros(batch * n_verts, 3, dtype=verts.dtype, device=verts.device)
-    normals = normals.index_add(0, target, source)
-    return F.normalize(normals.reshape(batch, n_verts, 3), dim=-1, eps=1e-12)
 
 
 def lambert(albedo: Tensor, normal_cam: Tensor, light_dir_cam: Tensor, ambient: float) -> Tensor:

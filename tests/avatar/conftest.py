@@ -28,7 +28,7 @@ def inflated_body(a_pose_body):
     """A "sculpted" mesh stand-in: the body inflated by 5 mm (another mesh than the body), with its
     closest body points and transferred part labels: (body, vertices, closest points, labels)."""
     from backend.avatar.rig.part_labels import closest_body_points, transfer_part_labels
-    from backend.mesh.closest import vertex_normals
+    from backend.mesh.normals import vertex_normals
 
     body = a_pose_body
     v = body.vertices + 0.005 * vertex_normals(body.vertices, body.faces)

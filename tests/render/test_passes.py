@@ -7,8 +7,9 @@ import pytest
 import torch
 from meshes import uv_sphere
 
+from backend.mesh.normals import vertex_normals
 from backend.render.camera import CameraBatch
-from backend.render.passes import ALL_PASSES, Mesh, render_passes, vertex_normals
+from backend.render.passes import ALL_PASSES, Mesh, render_passes
 from protocol.cameras import intrinsics_from_fov, look_at
 
 W, H = 48, 40

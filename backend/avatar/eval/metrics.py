@@ -15,22 +15,16 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 from scipy.spatial import cKDTree
 
+from backend.mesh import sampling
+from backend.mesh.normals import face_normals
+
 
 def sample_surface(
     vertices: np.ndarray, faces: np.ndarray, count: int, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Area-uniform points (count,3) on a triangle mesh and the face normals there (count,3)."""
-    rng = np.random.default_rng(seed)
-    tri = np.asarray(vertices, np.float64)[np.asarray(faces)]
-    cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    area = np.linalg.norm(cross, axis=1)
-    face = rng.choice(len(faces), size=count, p=area / area.sum())
-    r1, r2 = rng.random(count), rng.random(count)
-    s = np.sqrt(r1)
-    w = np.stack([1 - s, s * (1 - r2), s * r2], 1)
-    pts = (w[:, :, None] * tri[face]).sum(1)
-    normals = cross[face] / np.maximum(area[face, None], 1e-20)
-    return pts, normals
+    pts, face = sampling.sample_surface(vertices, faces, count, np.random.default_rng(seed))
+    return pts, face_normals(vertices, np.asarray(faces)[face])
 
 
 @dataclass

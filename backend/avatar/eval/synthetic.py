@@ -19,7 +19,9 @@ import numpy as np
 
 from backend.avatar.body_mesh import BodyMesh
 from backend.avatar.io.views import Camera, View, ViewSet, write_views
-from backend.mesh.closest import MeshQuery, vertex_normals
+from backend.mesh.adjacency import diffuse, vertex_adjacency
+from backend.mesh.closest import MeshQuery
+from backend.mesh.normals import vertex_normals
 
 # A few body shapes (first betas): average, tall and slim, short and broad.
 SHAPE_PRESETS: dict[str, list[float]] = {
@@ -194,25 +196,11 @@ def _orient_outward(v: np.ndarray, f: np.ndarray) -> np.ndarray:
     return f if vol > 0 else f[:, ::-1].copy()
 
 
-def _smooth_vertex_values(values: np.ndarray, faces: np.ndarray, iterations: int) -> np.ndarray:
-    from scipy.sparse import coo_matrix
-
-    n = len(values)
-    e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    adj = coo_matrix(
-        (np.ones(2 * len(e)), (np.r_[e[:, 0], e[:, 1]], np.r_[e[:, 1], e[:, 0]])), shape=(n, n)
-    ).tocsr()
-    deg = np.asarray(adj.sum(1)).ravel()
-    out = values.astype(np.float64)
-    for _ in range(iterations):
-        out = 0.5 * out + 0.5 * (adj @ out) / np.maximum(deg, 1)
-    return out
-
-
 def make_character(body: BodyMesh, config: SyntheticConfig) -> Character:
     parts = body.part_names
     shirt_parts = [parts.index(p) for p in ("torso", "upper_arm_l", "upper_arm_r") if p in parts]
-    shirt = _smooth_vertex_values(np.isin(body.part_labels, shirt_parts).astype(float), body.faces, 6)
+    shirt_mask = np.isin(body.part_labels, shirt_parts).astype(float)
+    shirt = diffuse(shirt_mask, vertex_adjacency(body.faces, len(body.vertices)), 6)
     vs, fs, comps, part, sh = (
         [body.vertices],
         [body.faces],

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from backend.mesh.closest import MeshQuery
+from backend.mesh.sampling import sample_surface
 
 
 class BodySDF:
@@ -23,9 +24,5 @@ class BodySDF:
 
     def near_surface_samples(self, count: int, sigma: float, rng: np.random.Generator) -> np.ndarray:
         """Points scattered around the surface (Gaussian offsets of ``sigma`` metres)."""
-        tri = self.vertices[self.faces]
-        area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
-        f = rng.choice(len(self.faces), size=count, p=area / area.sum())
-        r1, r2 = np.sqrt(rng.random(count)), rng.random(count)
-        w = np.stack([1 - r1, r1 * (1 - r2), r1 * r2], 1)
-        return (w[:, :, None] * tri[f]).sum(1) + rng.normal(0, sigma, (count, 3))
+        points, _ = sample_surface(self.vertices, self.faces, count, rng)
+        return points + rng.normal(0, sigma, (count, 3))

@@ -33,8 +33,8 @@ from backend.avatar.render_views import (
     resize_image,
     scaled_size,
     silhouette_coverage,
-    vertex_normals_torch,
 )
+from backend.mesh.normals import vertex_normals
 from backend.render.edges import edge_twins
 
 
@@ -281,7 +281,7 @@ class Sculptor:
             v, f, sdf, offset = self.surface()
             if f.shape[0] == 0:
                 raise RuntimeError("sculpting lost the surface (empty mesh); lower the learning rate")
-            vn = vertex_normals_torch(v, f)
+            vn = vertex_normals(v, f)
             loss = torch.zeros(())
             pick = self.rng.choice(len(views), size=min(cfg.views_per_iter, len(views)), replace=False)
             twins = edge_twins(f)

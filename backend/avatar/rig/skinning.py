@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.sparse import coo_matrix
 
 from backend.avatar.body_mesh import BodyMesh
+from backend.mesh.adjacency import diffuse, vertex_adjacency
 from backend.mesh.closest import ClosestPoints
 
 
@@ -61,23 +61,16 @@ def allowed_joints(body: BodyMesh, threshold: float) -> np.ndarray:
     return allowed
 
 
-def mesh_adjacency(n: int, faces: np.ndarray) -> coo_matrix:
-    e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    return coo_matrix((np.ones(2 * len(e)), (np.r_[e[:, 0], e[:, 1]], np.r_[e[:, 1], e[:, 0]])), shape=(n, n))
-
-
 def transfer_weights(
     body: BodyMesh, faces: np.ndarray, cp: ClosestPoints, labels: np.ndarray, config: RigConfig
 ) -> np.ndarray:
     corner_w = body.weights[body.faces[cp.face]]  # (V,3,J)
     w = (cp.bary[:, :, None] * corner_w).sum(1)
     mask = allowed_joints(body, config.allowed_threshold)[labels]
-    adj = mesh_adjacency(len(w), faces).tocsr()
-    adj.data[:] = 1.0
-    deg = np.asarray(adj.sum(1)).ravel()[:, None]
+    adj = vertex_adjacency(faces, len(w))
     for _ in range(config.smooth_iterations):
-        w = (1 - config.smooth_alpha) * w + config.smooth_alpha * (adj @ w) / np.maximum(deg, 1)
-        w = w * mask
+        # One diffusion step at a time: the mask keeps each vertex on its part's bones between steps.
+        w = diffuse(w, adj, 1, config.smooth_alpha) * mask
     w = w * mask
     s = w.sum(1, keepdims=True)
     # A vertex whose part's bones got no weight at all falls back to the unsmoothed transfer.

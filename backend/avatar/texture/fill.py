@@ -10,9 +10,9 @@ bilinear/mip sampling at chart borders.
 from __future__ import annotations
 
 import numpy as np
-from scipy.sparse import coo_matrix
 
 from backend.avatar.texture.uv_raster import rasterize_uv
+from backend.mesh.adjacency import vertex_adjacency
 
 
 def weld(vertices: np.ndarray) -> np.ndarray:
@@ -25,12 +25,7 @@ def diffuse_vertex_colours(
     colours: np.ndarray, known: np.ndarray, faces: np.ndarray, iterations: int = 200
 ) -> np.ndarray:
     """Unknown vertices take the mean of their filled neighbours, repeated until all are filled."""
-    n = len(colours)
-    e = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    adj = coo_matrix(
-        (np.ones(2 * len(e)), (np.r_[e[:, 0], e[:, 1]], np.r_[e[:, 1], e[:, 0]])), shape=(n, n)
-    ).tocsr()
-    adj.data[:] = 1.0
+    adj = vertex_adjacency(faces, len(colours))
     col = np.where(known[:, None], colours, 0.0)
     filled = known.copy()
     for _ in range(iterations):

@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 from backend.avatar.io.views import View
 from backend.avatar.progress import ProgressFn, no_progress
-from backend.avatar.render_views import camera_clip, vertex_normals_torch
+from backend.avatar.render_views import camera_clip
+from backend.mesh.normals import vertex_normals
 
 
 @dataclass
@@ -54,7 +55,7 @@ def _observations(
     rast = get_rasterizer(config.rasterizer)
     v = torch.as_tensor(vertices, dtype=torch.float32)
     f = torch.as_tensor(faces, dtype=torch.int64)
-    vn = vertex_normals_torch(v, f)
+    vn = vertex_normals(v, f)
     attrs = torch.cat([torch.as_tensor(uvs, dtype=torch.float32), vn, v], 1)
     all_uv, all_rgb, all_w = [], [], []
     for view in views:

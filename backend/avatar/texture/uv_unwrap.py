@@ -22,6 +22,8 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from backend.mesh.normals import face_areas
+
 # Semantic components: name -> body parts (backend.body.joints.PART_NAMES) in it.
 COMPONENT_PARTS: dict[str, tuple[str, ...]] = {
     "head": ("head",),
@@ -91,11 +93,6 @@ def cylinder_uv(vertices: np.ndarray, faces: np.ndarray, ax: ComponentAxis) -> n
 def uv_signed_area(uv: np.ndarray) -> np.ndarray:
     e1, e2 = uv[:, 1] - uv[:, 0], uv[:, 2] - uv[:, 0]
     return 0.5 * (e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0])
-
-
-def face_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    tri = vertices[faces]
-    return 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
 
 
 def occluded_in_uv(uv: np.ndarray, depth: np.ndarray, resolution: int = 1024) -> np.ndarray:
