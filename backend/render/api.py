@@ -14,6 +14,9 @@ at its centre; clip space is OpenGL-like (x right, y *up*, w = camera depth), pr
 from __future__ import annotations
 
 import importlib.util
+import threading
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -112,53 +115,160 @@ def check_resolution(resolution: tuple[int, int]) -> tuple[int, int]:
     return height, width
 
 
-BACKENDS = ("cpu", "torch_ref", "nvdiffrast", "pytorch3d")
+@dataclass(frozen=True)
+class BackendSpec:
+    """How to build a backend, whether it can run here, and whether ``auto`` may pick it.
+
+    ``gpu`` backends are ``auto``'s candidates, tried in registration order, each only after
+    :func:`backend.render.selfcheck.self_check` agreed with the CPU reference on a small scene.
+    """
+
+    factory: Callable[[], Rasterizer]
+    available: Callable[[], bool]
+    gpu: bool = False
+
+
+def _cuda_package(module: str) -> Callable[[], bool]:
+    return lambda: torch.cuda.is_available() and importlib.util.find_spec(module) is not None
+
+
+def _build_cpu() -> Rasterizer:
+    # Imported lazily: the numba kernel compiles on first use and the GPU packages are optional.
+    from backend.render.cpu_numba import NumbaRasterizer
+
+    return NumbaRasterizer()
+
+
+def _build_torch_ref() -> Rasterizer:
+    from backend.render.torch_ref import TorchRefRasterizer
+
+    return TorchRefRasterizer()
+
+
+def _build_nvdiffrast() -> Rasterizer:
+    from backend.render.nvdiffrast_backend import NvdiffrastRasterizer
+
+    return NvdiffrastRasterizer()
+
+
+def _build_pytorch3d() -> Rasterizer:
+    from backend.render.pytorch3d_backend import Pytorch3dRasterizer
+
+    return Pytorch3dRasterizer()
+
+
+_REGISTRY: dict[str, BackendSpec] = {
+    "cpu": BackendSpec(_build_cpu, lambda: True),
+    "torch_ref": BackendSpec(_build_torch_ref, lambda: True),
+    "nvdiffrast": BackendSpec(_build_nvdiffrast, _cuda_package("nvdiffrast"), gpu=True),
+    "pytorch3d": BackendSpec(_build_pytorch3d, _cuda_package("pytorch3d"), gpu=True),
+}
+BACKENDS = tuple(_REGISTRY)  # the built-in backends
+FALLBACK = "cpu"  # what ``auto`` runs when no GPU backend passed its self-check
+
+
+class RasterizerFallbackWarning(RuntimeWarning):
+    """``auto`` found a GPU rasterizer but did not use it (its self-check failed); CPU runs instead."""
+
+
+@dataclass(frozen=True)
+class AutoChoice:
+    """What ``auto`` resolved to in this process, and why each GPU candidate was or was not taken."""
+
+    name: str
+    reasons: dict[str, str]  # GPU candidate -> "passed the self-check" or why it was not chosen
+
+
+def register_backend(name: str, factory: Callable[[], Rasterizer], available: Callable[[], bool],
+                     gpu: bool = False) -> None:
+    """Add (or replace) a backend. ``gpu=True`` makes it an ``auto`` candidate (after the built-in
+    ones), subject to the self-check. Clears the cached instances and ``auto``'s choice."""
+    _REGISTRY[name] = BackendSpec(factory, available, gpu)
+    clear_cache()
+
+
+def unregister_backend(name: str) -> None:
+    """Remove a backend added with :func:`register_backend` (built-ins cannot be removed)."""
+    if name in BACKENDS:
+        raise ValueError(f"{name!r} is a built-in backend")
+    _REGISTRY.pop(name, None)
+    clear_cache()
 
 
 def backend_available(name: str) -> bool:
     """Whether a backend can run here (the GPU ones need CUDA and their package)."""
-    if name in ("cpu", "torch_ref"):
-        return True
-    if name in ("nvdiffrast", "pytorch3d"):
-        module = "nvdiffrast" if name == "nvdiffrast" else "pytorch3d"
-        return torch.cuda.is_available() and importlib.util.find_spec(module) is not None
-    return False
+    spec = _REGISTRY.get(name)
+    return spec is not None and bool(spec.available())
 
 
 def available_backends() -> list[str]:
-    return [name for name in BACKENDS if backend_available(name)]
+    return [name for name in _REGISTRY if backend_available(name)]
 
 
 _CACHE: dict[str, Rasterizer] = {}
+_AUTO: AutoChoice | None = None
+_AUTO_LOCK = threading.Lock()
+
+
+def clear_cache() -> None:
+    """Forget the built backends and ``auto``'s choice (the next ``auto`` runs the self-checks again)."""
+    global _AUTO
+    with _AUTO_LOCK:
+        _CACHE.clear()
+        _AUTO = None
+
+
+def auto_choice() -> AutoChoice:
+    """Resolve ``auto`` once per process: the first available GPU backend whose self-check against
+    the CPU reference passes, else :data:`FALLBACK` with a :class:`RasterizerFallbackWarning` that
+    says why each available GPU backend was refused."""
+    global _AUTO
+    with _AUTO_LOCK:
+        if _AUTO is not None:
+            return _AUTO
+        from backend.render.selfcheck import self_check
+
+        reasons: dict[str, str] = {}
+        chosen = FALLBACK
+        for name, spec in _REGISTRY.items():
+            if not spec.gpu:
+                continue
+            if not spec.available():
+                reasons[name] = "not available (needs CUDA and its package)"
+                continue
+            try:
+                rasterizer = _instance(name)
+            except Exception as exc:  # a backend that cannot even start is refused, not fatal
+                reasons[name] = f"could not start: {type(exc).__name__}: {exc}"
+                continue
+            failure = self_check(rasterizer)
+            if failure is None:
+                reasons[name] = "passed the self-check"
+                chosen = name
+                break
+            reasons[name] = f"failed the self-check: {failure}"
+        refused = {n: r for n, r in reasons.items() if r.startswith(("failed", "could not"))}
+        if refused:
+            detail = "; ".join(f"{n} {r}" for n, r in refused.items())
+            how = f"using {chosen!r}" if chosen != FALLBACK else f"rendering on the CPU ({FALLBACK!r})"
+            warnings.warn(f"rasterizer 'auto': {detail}; {how}", RasterizerFallbackWarning, stacklevel=3)
+        _AUTO = AutoChoice(chosen, reasons)
+        return _AUTO
 
 
 def get_rasterizer(name: str = "auto") -> Rasterizer:
-    """Return a rasterizer backend by name; ``auto`` = nvdiffrast on CUDA if importable, else cpu."""
+    """Return a rasterizer backend by name; ``auto`` = a GPU backend that passed its start-up
+    self-check (:func:`auto_choice`), else the numba CPU one."""
     if name == "auto":
-        name = "nvdiffrast" if backend_available("nvdiffrast") else "cpu"
-    if name not in BACKENDS:
-        raise ValueError(f"unknown rasterizer {name!r}; known: auto, {', '.join(BACKENDS)}")
+        name = auto_choice().name
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown rasterizer {name!r}; known: auto, {', '.join(_REGISTRY)}")
     if not backend_available(name):
         raise RuntimeError(f"rasterizer {name!r} needs CUDA and the {name} package, not available here")
+    return _instance(name)
+
+
+def _instance(name: str) -> Rasterizer:
     if name not in _CACHE:
-        _CACHE[name] = _construct(name)
+        _CACHE[name] = _REGISTRY[name].factory()
     return _CACHE[name]
-
-
-def _construct(name: str) -> Rasterizer:
-    # Imported lazily: the numba kernel compiles on first use and the GPU packages are optional.
-    if name == "cpu":
-        from backend.render.cpu_numba import NumbaRasterizer
-
-        return NumbaRasterizer()
-    if name == "torch_ref":
-        from backend.render.torch_ref import TorchRefRasterizer
-
-        return TorchRefRasterizer()
-    if name == "nvdiffrast":
-        from backend.render.nvdiffrast_backend import NvdiffrastRasterizer
-
-        return NvdiffrastRasterizer()
-    from backend.render.pytorch3d_backend import Pytorch3dRasterizer
-
-    return Pytorch3dRasterizer()
