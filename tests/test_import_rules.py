@@ -1,0 +1,145 @@
+"""The layers of docs/architecture.md, enforced: who may import what, read from every module's AST.
+
+Every ``import``/``from ... import`` counts, wherever it stands (inside functions and under
+``TYPE_CHECKING`` too): a lazy import is still a dependency. Relative imports are resolved first.
+A new backend package or top-level module must be given a place in :data:`BACKEND_LAYERS` (and in
+the table of docs/architecture.md) before this test passes.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+LIBRARIES = ("backend.mesh", "backend.body", "backend.models", "backend.render", "backend.preview",
+             "backend.avatar")
+# Backend part -> the backend parts it may import (importing the root package ``backend`` itself,
+# for ``__version__``, is always allowed). Lower layers first.
+BACKEND_LAYERS: dict[str, frozenset[str]] = {
+    "backend.mesh": frozenset(),
+    "backend.body": frozenset({"backend.mesh"}),
+    "backend.models": frozenset(),
+    "backend.render": frozenset({"backend.mesh"}),
+    "backend.preview": frozenset({"backend.mesh", "backend.body", "backend.render"}),
+    "backend.avatar": frozenset({"backend.mesh", "backend.body", "backend.render", "backend.models"}),
+    "backend.jobs": frozenset(LIBRARIES),
+    "backend.server": frozenset({"backend.jobs", "backend.models"}),
+    "backend.commands": frozenset({*LIBRARIES, "backend.jobs"}),
+    # entry points: the command line and the add-on packager see everything
+    "backend.cli": frozenset({*LIBRARIES, "backend.jobs", "backend.server", "backend.commands"}),
+    "backend.__main__": frozenset({"backend.cli"}),
+    "backend.addon_build": frozenset(),
+}
+FOREIGN = {  # top-level packages a part must never import
+    "protocol": {"torch", "bpy", "backend", "blender_addon"},
+    "blender_addon": {"torch", "backend"},
+    "backend": {"bpy", "blender_addon"},
+}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(source: str, module: str, is_package: bool) -> Iterator[tuple[int, str]]:
+    """(line, absolute dotted name) of every import in ``source`` (module ``module``)."""
+    package = module.split(".") if is_package else module.split(".")[:-1]
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            yield node.lineno, target
+            for alias in node.names:  # ``from backend import jobs`` imports backend.jobs
+                yield node.lineno, f"{target}.{alias.name}"
+
+
+def part_of(name: str) -> str:
+    """``backend.render.api`` -> ``backend.render``; other names -> their top-level package."""
+    parts = name.split(".")
+    return ".".join(parts[:2]) if parts[0] == "backend" and len(parts) > 1 else parts[0]
+
+
+def _job_registry(name: str) -> bool:
+    """``backend.jobs`` itself or ``backend.jobs.api`` (the light registry), not a job module."""
+    return name == "backend.jobs" or name == "backend.jobs.api" or name.startswith("backend.jobs.api.")
+
+
+def violations(path: Path, source: str) -> list[str]:
+    module = module_name(path)
+    top, part = module.split(".")[0], part_of(module)
+    found = []
+    for line, name in imports_of(source, module, path.name == "__init__.py"):
+        target_top, target_part = name.split(".")[0], part_of(name)
+        where = f"{path.relative_to(ROOT)}:{line} imports {name}"
+        if target_top in FOREIGN.get(top, ()):
+            found.append(f"{where} ({top} never imports {target_top})")
+        if top != "backend" or target_top != "backend" or target_part in ("backend", part):
+            continue
+        if target_part not in BACKEND_LAYERS:
+            continue  # a name that is not a backend part, e.g. ``from backend import __version__``
+        allowed = sorted(BACKEND_LAYERS[part]) or "no backend part"
+        if target_part not in BACKEND_LAYERS[part]:
+            found.append(f"{where} ({part} may import only {allowed})")
+        elif target_part == "backend.jobs" and part == "backend.server" and not _job_registry(name):
+            found.append(f"{where} (the server knows the job registry backend.jobs.api, not the job modules)")
+    return found
+
+
+def source_files() -> list[Path]:
+    return sorted(p for top in FOREIGN for p in (ROOT / top).rglob("*.py"))
+
+
+def test_every_backend_part_has_a_layer() -> None:
+    parts = {part_of(module_name(p)) for p in (ROOT / "backend").rglob("*.py")} - {"backend"}
+    missing = sorted(parts - set(BACKEND_LAYERS))
+    assert not missing, f"give {missing} a layer in tests/test_import_rules.py and docs/architecture.md"
+
+
+def test_import_rules_hold_for_every_module() -> None:
+    found = [v for path in source_files() for v in violations(path, path.read_text(encoding="utf-8"))]
+    assert not found, "\n".join(found)
+
+
+def test_the_server_never_imports_torch_even_through_a_job_module() -> None:
+    """``backend.server`` imports ``backend.jobs.api`` only; that module must stay torch-free too."""
+    for path in [*sorted((ROOT / "backend" / "server").rglob("*.py")), ROOT / "backend/jobs/api.py"]:
+        names = [n for _, n in imports_of(path.read_text(encoding="utf-8"), module_name(path), False)]
+        assert not [n for n in names if n.split(".")[0] == "torch"], path
+
+
+@pytest.mark.parametrize(
+    ("path", "source", "expected"),
+    [
+        ("protocol/x.py", "import torch\n", "protocol never imports torch"),
+        ("protocol/x.py", "def f():\n    from backend.body import model\n", "protocol never imports backend"),
+        ("blender_addon/ops.py", "from backend.render import api\n", "blender_addon never imports backend"),
+        ("backend/render/x.py", "from backend.preview import pipeline\n", "backend.render may import only"),
+        ("backend/render/x.py", "from ..avatar import rig\n", "backend.render may import only"),
+        ("backend/avatar/io/x.py", "from backend.jobs.api import JobContext\n", "backend.avatar may import"),
+        ("backend/body/x.py", "from backend import jobs\n", "backend.body may import only"),
+        ("backend/server/x.py", "from backend.jobs.body import body_preview\n", "not the job modules"),
+        ("backend/mesh/x.py", "import bpy\n", "backend never imports bpy"),
+    ],
+)
+def test_the_checker_catches_violations(path: str, source: str, expected: str) -> None:
+    found = violations(ROOT / path, source)
+    assert found and expected in found[0], found
+
+
+def test_the_checker_lets_allowed_imports_pass() -> None:
+    ok = "from backend.mesh import normals\nfrom backend import __version__\nfrom . import ops\n"
+    assert violations(ROOT / "backend/render/x.py", ok) == []
+    server = "from backend.jobs.api import JOB_KINDS\nfrom backend.jobs import api\nimport backend.models\n"
+    assert violations(ROOT / "backend/server/x.py", server) == []
