@@ -97,9 +97,7 @@ class CameraPath:
 
     def frame(self, index: int) -> CameraFrame:
         """Frame ``index`` as one camera (its name follows)."""
-        i = range(len(self))[index]  # IndexError outside; negative counts from the end
-        return CameraFrame(self.K[i], self.R[i], self.t[i], self.width, self.height, self.near, self.far,
-                           self.names[i] if self.names is not None else None)
+        return CameraFrame.of(self, index)
 
     def centers(self) -> np.ndarray:
         """Camera centres (F,3) in world coordinates: C = -R^T t."""
@@ -150,35 +148,44 @@ class CameraPath:
         return cls.from_payload(json.loads(text))
 
 
-@dataclass(frozen=True, eq=False)
 class CameraFrame:
     """One frame of a :class:`CameraPath`: ``K`` (3,3), ``R`` (3,3) world-to-camera, ``t`` (3,).
 
-    What ``path.frame(i)`` returns. Made directly, it is checked as a one-frame path (the same
-    rules and the same payload fields per frame), so a single camera has no convention of its own.
+    What ``path.frame(i)`` returns: a read-only view of a one-frame path, so a single camera has
+    the path's fields, rules and payload and no convention of its own. Made directly from the
+    fields, it is checked as that one-frame path.
     """
 
-    K: np.ndarray
-    R: np.ndarray
-    t: np.ndarray
-    width: int
-    height: int
-    near: float = 0.1
-    far: float = 100.0
-    name: str | None = None
+    __slots__ = ("_path",)
 
-    def __post_init__(self) -> None:
-        path = self.as_path()  # validates and normalises (dtype, shape, rotation, clip range)
-        for key, value in (("K", path.K[0]), ("R", path.R[0]), ("t", path.t[0]), ("width", path.width),
-                           ("height", path.height), ("near", path.near), ("far", path.far)):
-            if isinstance(value, np.ndarray):
-                value.flags.writeable = False
-            object.__setattr__(self, key, value)
+    def __init__(self, K: Any, R: Any, t: Any, width: int, height: int, near: float = 0.1, far: float = 100.0,
+                 name: str | None = None) -> None:
+        self._own(CameraPath(K, R, t, width, height, near, far, names=None if name is None else [name]))
+
+    @classmethod
+    def of(cls, path: CameraPath, index: int) -> CameraFrame:
+        """Frame ``index`` of ``path`` (its own copy of the arrays)."""
+        frame = cls.__new__(cls)
+        frame._own(path.subset([range(len(path))[index]]))  # IndexError outside, negative from the end
+        return frame
+
+    def _own(self, path: CameraPath) -> None:
+        for array in (path.K, path.R, path.t):
+            array.flags.writeable = False  # a frame is a value: copy to change it
+        self._path = path
 
     def as_path(self) -> CameraPath:
-        """This camera as a one-frame path."""
-        return CameraPath(self.K, self.R, self.t, self.width, self.height, self.near, self.far,
-                          names=[self.name] if self.name is not None else None)
+        """This camera as a one-frame path (shared, not copied)."""
+        return self._path
+
+    K = property(lambda self: self._path.K[0], doc="(3,3) intrinsics in pixels")
+    R = property(lambda self: self._path.R[0], doc="(3,3) world-to-camera rotation")
+    t = property(lambda self: self._path.t[0], doc="(3,) world-to-camera translation")
+    width = property(lambda self: self._path.width)
+    height = property(lambda self: self._path.height)
+    near = property(lambda self: self._path.near)
+    far = property(lambda self: self._path.far)
+    name = property(lambda self: self._path.names[0] if self._path.names is not None else None)
 
     @property
     def centre(self) -> np.ndarray:
@@ -187,7 +194,7 @@ class CameraFrame:
 
     def project(self, points_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pixel coordinates (N,2) and camera depth (N,) of world points (N,3)."""
-        pixels, depth = self.as_path().project(points_world)
+        pixels, depth = self._path.project(points_world)
         return pixels[0], depth[0]
 
     def to_payload(self) -> dict[str, Any]:
@@ -201,7 +208,7 @@ class CameraFrame:
         path = CameraPath.from_payload(payload)
         if len(path) != 1:
             raise ValueError(f"a single camera has one frame, got {len(path)}")
-        return path.frame(0)
+        return CameraFrame.of(path, 0)
 
 
 # --------------------------------------------------------------------------- Blender cameras

@@ -109,15 +109,8 @@ class Motion:
 
     def to_amass(self) -> amass.AmassMotion:
         """For the protocol's AMASS writer and resampler."""
-        return amass.AmassMotion(
-            pose=self.full_pose(),
-            transl=self.transl,
-            fps=self.fps,
-            betas=self.betas,
-            expression=self.expression,
-            gender=self.gender,
-            source_model=self.source_model,
-        )
+        return amass.AmassMotion(self.full_pose(), self.transl, self.fps, self.betas, self.expression,
+                                 self.gender, self.source_model)
 
     def to_payload(self) -> dict[str, Any]:
         """The protocol's SMPL-X parameter payload (arrays as float32, plus gender and fps)."""
@@ -180,16 +173,10 @@ def load_amass(
     return Motion.from_amass(amass.load_amass(path, num_betas, z_up=z_up, rest_pelvis=rest_pelvis))
 
 
-def save_amass(
-    motion: Motion,
-    path: str | Path,
-    layout: str = "smplx",
-    *,
-    z_up: bool = True,
-    rest_pelvis: np.ndarray | None = None,
-) -> Path:
-    """Write ``motion`` as an AMASS npz, ``layout`` "smplx" or "smplh" (see ``protocol.amass``)."""
-    return amass.save_amass(motion.to_amass(), path, layout, z_up=z_up, rest_pelvis=rest_pelvis)
+def save_amass(motion: Motion, path: str | Path, layout: str = "smplx", **options: Any) -> Path:
+    """Write ``motion`` as an AMASS npz, ``layout`` "smplx" or "smplh"; ``options`` (``z_up``,
+    ``rest_pelvis``) as ``protocol.amass.save_amass``."""
+    return amass.save_amass(motion.to_amass(), path, layout, **options)
 
 
 def resample(motion: Motion, fps: float) -> Motion:

@@ -162,6 +162,8 @@ def test_a_camera_frame_is_one_frame_of_a_path() -> None:
     back = CameraFrame.from_payload(frame.to_payload())
     np.testing.assert_array_equal(back.t, frame.t)
     assert path.frame(-1).name == "d"
+    with pytest.raises(ValueError):
+        frame.K[0, 0] = 1.0  # read-only: a frame never changes the path it came from
     with pytest.raises(IndexError):
         path.frame(4)
 
