@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from .wire import artifact_names
+
 MAX_IN_FLIGHT = 4
 
 
@@ -20,10 +22,10 @@ class DownloadError(RuntimeError):
 
 
 def safe_relative(name: str) -> PurePosixPath:
-    path = PurePosixPath(name)
-    if not name or path.is_absolute() or "\\" in name or any(p in ("..", "", ".") for p in path.parts):
-        raise DownloadError(f"unsafe artifact name {name[:80]!r}")
-    return path
+    try:
+        return artifact_names.artifact_path(name)  # the protocol's one rule
+    except artifact_names.ArtifactNameError as exc:
+        raise DownloadError(str(exc)) from None
 
 
 def array_key(name: str) -> str:

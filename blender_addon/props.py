@@ -15,8 +15,10 @@ from bpy.props import (
     StringProperty,
 )
 
-NUM_BETAS = 10
-NUM_EXPRESSION = 10
+from .wire import messages, smplx
+
+NUM_BETAS = smplx.NUM_BETAS
+NUM_EXPRESSION = smplx.NUM_EXPRESSION
 
 JOB_STATE_ITEMS = [
     ("submitting", "Submitting", "Sent, waiting for the backend to accept it"),
@@ -27,7 +29,7 @@ JOB_STATE_ITEMS = [
     ("cancelled", "Cancelled", "Cancelled"),
     ("unknown", "Unknown", "The backend is unreachable; the job will be re-attached on reconnect"),
 ]
-TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+TERMINAL_STATES = messages.TERMINAL_STATES  # the protocol's job state machine (docs/protocol.md §5)
 
 
 class AVS_JobItem(bpy.types.PropertyGroup):

@@ -10,23 +10,11 @@ from __future__ import annotations
 
 from .wire import smplx as _smplx
 
-# The joint tree is shared with the backend through the protocol package.
+# The joint tree and the payload's pose layout are shared with the backend through the protocol.
 NUM_JOINTS = _smplx.NUM_JOINTS
 JOINT_NAMES: tuple[str, ...] = _smplx.JOINT_NAMES
 PARENTS: tuple[int, ...] = _smplx.PARENTS
-
 # Payload field -> (first joint, number of joints), in joint order. Together they cover 0..54.
-POSE_FIELDS: tuple[tuple[str, int, int], ...] = (
-    ("global_orient", 0, 1),
-    ("body_pose", 1, 21),
-    ("jaw_pose", 22, 1),
-    ("leye_pose", 23, 1),
-    ("reye_pose", 24, 1),
-    ("left_hand_pose", 25, 15),
-    ("right_hand_pose", 40, 15),
-)
-
-# SMPL+H (AMASS "SMPL+H G" release, 52 joints) -> SMPL-X joint index: no jaw and eyes.
-SMPLH_TO_SMPLX: tuple[int, ...] = (*range(22), *range(25, 55))
+POSE_FIELDS: tuple[tuple[str, int, int], ...] = _smplx.POSE_FIELDS
 
 JOINT_PROPERTY = "smplx_joint"

@@ -28,6 +28,10 @@ def _load(submodule: str = "") -> ModuleType:
 protocol = _load()
 messages = _load("messages")
 smplx = _load("smplx")  # the SMPL-X joint tree the payloads are ordered by
+axes = _load("axes")  # Z-up (Blender, AMASS) <-> the protocol's Y-up world
+rotations = _load("rotations")
+amass = _load("amass")  # the AMASS reader the backend uses too
+artifact_names = _load("artifact_names")
 
 
 def client_module() -> ModuleType:

@@ -25,23 +25,19 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .axes import Y_UP_FROM_Z_UP, Z_UP_FROM_Y_UP, y_up_to_z_up, z_up_to_y_up
+
 SensorFit = Literal["AUTO", "HORIZONTAL", "VERTICAL"]
 
-# Blender world (x, y, z), Z up  ->  protocol world (x, z, -y), Y up.
-BLENDER_TO_PROTOCOL = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
-PROTOCOL_TO_BLENDER = BLENDER_TO_PROTOCOL.T
+# Blender's world is Z up: its axes convention is the one in protocol/axes.py.
+BLENDER_TO_PROTOCOL = Y_UP_FROM_Z_UP
+PROTOCOL_TO_BLENDER = Z_UP_FROM_Y_UP
 # Blender camera axes (x right, y up, looking -z)  ->  OpenCV camera axes (x right, y down, +z).
 _BLENDER_CAM_TO_OPENCV = np.diag([1.0, -1.0, -1.0])
 
-
-def blender_to_protocol_points(points: np.ndarray) -> np.ndarray:
-    """Blender world points (...,3) (Z up) to protocol world points (Y up): (x, y, z) -> (x, z, -y)."""
-    return np.asarray(points, dtype=np.float64) @ BLENDER_TO_PROTOCOL.T
-
-
-def protocol_to_blender_points(points: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`blender_to_protocol_points`: (x, y, z) -> (x, -z, y)."""
-    return np.asarray(points, dtype=np.float64) @ PROTOCOL_TO_BLENDER.T
+# Blender world points (...,3) (Z up) to protocol world points (Y up), and back.
+blender_to_protocol_points = z_up_to_y_up
+protocol_to_blender_points = y_up_to_z_up
 
 
 @dataclass
@@ -99,6 +95,10 @@ class CameraPath:
                           self.far, self.frame_start + int(idx[0]) if len(idx) else self.frame_start,
                           self.fps, names)
 
+    def frame(self, index: int) -> CameraFrame:
+        """Frame ``index`` as one camera (its name follows)."""
+        return CameraFrame.of(self, index)
+
     def centers(self) -> np.ndarray:
         """Camera centres (F,3) in world coordinates: C = -R^T t."""
         return -np.einsum("fji,fj->fi", self.R, self.t)
@@ -146,6 +146,69 @@ class CameraPath:
     @classmethod
     def from_json(cls, text: str) -> CameraPath:
         return cls.from_payload(json.loads(text))
+
+
+class CameraFrame:
+    """One frame of a :class:`CameraPath`: ``K`` (3,3), ``R`` (3,3) world-to-camera, ``t`` (3,).
+
+    What ``path.frame(i)`` returns: a read-only view of a one-frame path, so a single camera has
+    the path's fields, rules and payload and no convention of its own. Made directly from the
+    fields, it is checked as that one-frame path.
+    """
+
+    __slots__ = ("_path",)
+
+    def __init__(self, K: Any, R: Any, t: Any, width: int, height: int, near: float = 0.1, far: float = 100.0,
+                 name: str | None = None) -> None:
+        self._own(CameraPath(K, R, t, width, height, near, far, names=None if name is None else [name]))
+
+    @classmethod
+    def of(cls, path: CameraPath, index: int) -> CameraFrame:
+        """Frame ``index`` of ``path`` (its own copy of the arrays)."""
+        frame = cls.__new__(cls)
+        frame._own(path.subset([range(len(path))[index]]))  # IndexError outside, negative from the end
+        return frame
+
+    def _own(self, path: CameraPath) -> None:
+        for array in (path.K, path.R, path.t):
+            array.flags.writeable = False  # a frame is a value: copy to change it
+        self._path = path
+
+    def as_path(self) -> CameraPath:
+        """This camera as a one-frame path (shared, not copied)."""
+        return self._path
+
+    K = property(lambda self: self._path.K[0], doc="(3,3) intrinsics in pixels")
+    R = property(lambda self: self._path.R[0], doc="(3,3) world-to-camera rotation")
+    t = property(lambda self: self._path.t[0], doc="(3,) world-to-camera translation")
+    width = property(lambda self: self._path.width)
+    height = property(lambda self: self._path.height)
+    near = property(lambda self: self._path.near)
+    far = property(lambda self: self._path.far)
+    name = property(lambda self: self._path.names[0] if self._path.names is not None else None)
+
+    @property
+    def centre(self) -> np.ndarray:
+        """Camera centre (3,) in world coordinates: C = -R^T t."""
+        return -self.R.T @ self.t
+
+    def project(self, points_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel coordinates (N,2) and camera depth (N,) of world points (N,3)."""
+        pixels, depth = self._path.project(points_world)
+        return pixels[0], depth[0]
+
+    def to_payload(self) -> dict[str, Any]:
+        """One frame's payload fields: ``K`` (3,3), ``R`` (3,3), ``t`` (3,), size and clip range."""
+        return {"K": self.K.copy(), "R": self.R.copy(), "t": self.t.copy(), "width": self.width,
+                "height": self.height, "near": self.near, "far": self.far}
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any]) -> CameraFrame:
+        """From one frame's fields (as :meth:`to_payload`, arrays or nested lists); ValueError if invalid."""
+        path = CameraPath.from_payload(payload)
+        if len(path) != 1:
+            raise ValueError(f"a single camera has one frame, got {len(path)}")
+        return CameraFrame.of(path, 0)
 
 
 # --------------------------------------------------------------------------- Blender cameras

@@ -20,13 +20,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zmq
 
 from . import messages as M
+from .artifact_names import artifact_path
 from .connection import ConnectionInfo, read_connection_file, write_private_file
 from .curve import apply_client_curve, default_client_key_file, load_keypair
 from .errors import BackendUnavailable, BufferIntegrityMismatch, ProtocolError, ServerError, VersionMismatch
@@ -148,14 +149,6 @@ def _array_from_npy(data: bytearray) -> np.ndarray:
     array = array.reshape(shape[::-1]).T if fortran_order else array.reshape(shape)
     array.flags.writeable = False
     return array
-
-
-def _safe_relative_path(name: str) -> PurePosixPath:
-    """An artifact name as a path that cannot escape the download directory."""
-    path = PurePosixPath(name)
-    if not name or path.is_absolute() or any(part in ("..", "") for part in path.parts) or "\\" in name:
-        raise ProtocolError(f"unsafe artifact name {name[:80]!r}")
-    return path
 
 
 class Client:
@@ -711,7 +704,7 @@ class Client:
             name = record.get("name")
             if not isinstance(name, str):
                 continue
-            relative = _safe_relative_path(name)
+            relative = artifact_path(name)
             value = self.get_artifact(job_id, name, timeout)
             if isinstance(value, np.ndarray):
                 target = out / (str(relative) if relative.suffix == ".npy" else f"{relative}.npy")

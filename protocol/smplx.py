@@ -1,9 +1,15 @@
 """The SMPL-X joint tree that the protocol's SMPL-X payloads are ordered by (docs/protocol.md,
 "SMPL-X parameters"): shared by the backend's body model and the add-on's rig, which cannot import
-each other. Facts of the SMPL-X model (the ``smplx`` package's joint order), not choices of ours.
+each other. Facts of the SMPL-X model (the ``smplx`` package's joint order), not choices of ours,
+and the payload's pose field layout built on them.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
 
 NUM_JOINTS = 55
 
@@ -30,3 +36,53 @@ PARENTS: tuple[int, ...] = (
     20, 25, 26, 20, 28, 29, 20, 31, 32, 20, 34, 35, 20, 37, 38,
     21, 40, 41, 21, 43, 44, 21, 46, 47, 21, 49, 50, 21, 52, 53,
 )  # fmt: skip
+
+# --------------------------------------------------------------------------- parameter payload
+# The SMPL-X parameters payload (docs/protocol.md section 10): per-frame pose fields, each a run of
+# joints of the full pose, in joint order. Field -> (first joint, number of joints); together they
+# cover joints 0..54 once. ``transl`` (F,3) is per frame too; ``betas`` and ``expression`` are
+# per motion. Payload order: global_orient, body_pose, hands, jaw, eyes, transl, betas, expression.
+POSE_FIELDS: tuple[tuple[str, int, int], ...] = (
+    ("global_orient", 0, 1),
+    ("body_pose", 1, 21),
+    ("jaw_pose", 22, 1),
+    ("leye_pose", 23, 1),
+    ("reye_pose", 24, 1),
+    ("left_hand_pose", 25, 15),
+    ("right_hand_pose", 40, 15),
+)
+# Width of each per-frame array of the payload (axis-angle: 3 numbers per joint).
+PER_FRAME_FIELDS: dict[str, int] = {
+    "global_orient": 3, "body_pose": 63, "left_hand_pose": 45, "right_hand_pose": 45,
+    "jaw_pose": 3, "leye_pose": 3, "reye_pose": 3, "transl": 3,
+}  # fmt: skip
+NUM_BETAS = 10  # default length of ``betas`` (the smplx package's default)
+NUM_EXPRESSION = 10  # default length of ``expression``
+GENDERS: tuple[str, ...] = ("neutral", "male", "female")
+
+
+def split_full_pose(full_pose: Any) -> dict[str, np.ndarray]:
+    """(F, 55, 3) or (F, 165) axis-angle in joint order -> the payload's pose fields, each (F, 3k)."""
+    pose = np.asarray(full_pose, dtype=np.float64).reshape(-1, NUM_JOINTS, 3)
+    return {
+        name: np.ascontiguousarray(pose[:, first : first + count].reshape(len(pose), 3 * count))
+        for name, first, count in POSE_FIELDS
+    }
+
+
+def join_full_pose(fields: Mapping[str, Any]) -> np.ndarray:
+    """The payload's pose fields -> (F, 55, 3) axis-angle in joint order (inverse of split)."""
+    parts = [np.asarray(fields[name], dtype=np.float64).reshape(-1, n, 3) for name, _, n in POSE_FIELDS]
+    return np.concatenate(parts, axis=1)
+
+
+def check_gender(value: object) -> str:
+    """A gender name of :data:`GENDERS` (case-insensitive; bytes allowed), else "neutral".
+
+    The gender picks a model file on the backend, so a name read from a file must never be used
+    as it stands.
+    """
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    text = str(value).strip().lower()
+    return text if text in GENDERS else "neutral"

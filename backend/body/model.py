@@ -23,14 +23,13 @@ import torch
 from scipy.spatial import cKDTree
 from smplx.lbs import batch_rigid_transform, batch_rodrigues, blend_shapes, vertices2joints
 
+from protocol.smplx import PER_FRAME_FIELDS
+
 from .joints import EXTRA_VERTEX_IDS, JOINT_NAMES, NUM_JOINTS, PART_NAMES
 from .parts import part_labels
 from .standin import ensure_standin
 
-POSE_WIDTHS: dict[str, int] = {
-    "global_orient": 3, "body_pose": 63, "left_hand_pose": 45, "right_hand_pose": 45,
-    "jaw_pose": 3, "leye_pose": 3, "reye_pose": 3, "transl": 3,
-}  # fmt: skip
+POSE_WIDTHS = PER_FRAME_FIELDS  # the SMPL-X payload layout (protocol/smplx.py)
 
 
 @dataclass(frozen=True)

@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-DATA_DIR_ENV = "AVATAR_STUDIO_DATA_DIR"
-
-
-def data_dir() -> Path:
-    """``$AVATAR_STUDIO_DATA_DIR`` or ``~/.local/share/avatar-studio``."""
-    env = os.environ.get(DATA_DIR_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".local" / "share" / "avatar-studio"
+from protocol.connection import default_data_dir as data_dir  # $AVATAR_STUDIO_DATA_DIR or the default
 
 
 def standin_dir(root: Path | None = None) -> Path:

@@ -23,23 +23,12 @@ from typing import IO, Any
 
 import numpy as np
 
+from protocol.artifact_names import ArtifactNameError as ArtifactNameError
+from protocol.artifact_names import check_artifact_name
+
 _CHUNK = 1 << 20
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 NPY_MEDIA_TYPE = "application/x-npy"
-
-
-class ArtifactNameError(ValueError):
-    """An artifact name that could escape its folder once downloaded (``..``, absolute, empty)."""
-
-
-def check_artifact_name(name: object) -> str:
-    """Names are relative POSIX paths (``rgb/0001.png``): no ``..``, no leading ``/``, no ``\\``."""
-    if not isinstance(name, str) or not name or len(name) > 512:
-        raise ArtifactNameError(f"artifact name must be a non-empty string of at most 512 chars: {name!r}")
-    parts = name.split("/")
-    if name.startswith("/") or "\\" in name or "\x00" in name or any(p in ("", ".", "..") for p in parts):
-        raise ArtifactNameError(f"artifact name must be a relative path without '.', '..' or '\\': {name!r}")
-    return name
 
 
 @dataclass(frozen=True)

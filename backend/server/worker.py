@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from backend.jobs.api import JobCancelled, JobInputError, JobResult
+from protocol.connection import DATA_DIR_ENV
 
 from .artifacts import ArtifactNameError, ArtifactStore
 from .params import internalize
@@ -38,7 +39,6 @@ from .params import internalize
 # Minimum time between two progress messages of one job. Liveness only needs a few per watchdog
 # period and the client's progress bar a few per second; faster ones would only load the pipe.
 PROGRESS_INTERVAL_S = 0.05
-DATA_DIR_ENV = "AVATAR_STUDIO_DATA_DIR"
 _WIRE_DTYPE_KINDS = frozenset("biufc")  # what protocol/arrays.py can send as a buffer
 
 # Exceptions whose message is meant for the user: no traceback is sent with them.

@@ -155,7 +155,7 @@ class AVS_OT_generate_avatar(bpy.types.Operator):
 
 
 class AVS_OT_load_amass(bpy.types.Operator, ImportHelper):
-    """Load an AMASS .npz motion (SMPL-X or SMPL+H) onto the active body as an action"""
+    """Load an AMASS .npz motion (SMPL-X, SMPL+H or SMPL) onto the active body as an action"""
 
     bl_idname = "avatar_studio.load_amass"
     bl_label = "Load AMASS Motion"
@@ -184,20 +184,19 @@ class AVS_OT_load_amass(bpy.types.Operator, ImportHelper):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         arm_obj = scene_export.find_smplx_armature(context)
+        scene = context.scene
+        scene_fps = scene.render.fps / scene.render.fps_base
+        rest_pelvis = axes.to_protocol(np.array(bone_joint_map(arm_obj)[0].head_local))
         try:
-            motion = motion_io.load_amass(self.filepath)
+            motion = motion_io.load_amass(self.filepath, rest_pelvis=rest_pelvis, z_up=self.z_up)
         except motion_io.MotionFileError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        scene = context.scene
-        scene_fps = scene.render.fps / scene.render.fps_base
-        keep = motion_io.resample_indices(len(motion.pose), motion.fps, scene_fps)
-        rest_pelvis = axes.to_protocol(np.array(bone_joint_map(arm_obj)[0].head_local))
-        local, transl = motion_io.to_protocol_frame(motion, rest_pelvis, self.z_up)
+        played = motion_io.resample(motion, scene_fps)  # slerp, as the backend resamples
         apply_pose_action(
             arm_obj,
-            local[keep],
-            transl[keep],
+            motion_io.local_rotations(played),
+            played.transl,
             frame_start=scene.frame_current,
             name=bpy.path.display_name_from_filepath(self.filepath),
         )
@@ -206,8 +205,9 @@ class AVS_OT_load_amass(bpy.types.Operator, ImportHelper):
             count = min(len(settings.betas), len(motion.betas))
             settings.betas[:count] = motion.betas[:count].tolist()
         if self.set_frame_range:
-            scene.frame_start, scene.frame_end = scene.frame_current, scene.frame_current + len(keep) - 1
-        self.report({"INFO"}, f"loaded {len(keep)} frames at {scene_fps:g} fps (file: {motion.fps:g} fps)")
+            first = scene.frame_current
+            scene.frame_start, scene.frame_end = first, first + played.n_frames - 1
+        self.report({"INFO"}, f"loaded {played.n_frames} frames at {scene_fps:g} fps (file: {motion.fps:g})")
         return {"FINISHED"}
 
 

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from protocol.cameras import CameraFrame
+
 FORMAT_NAME = "avatar-studio.views"
 FORMAT_VERSION = 1
 
@@ -33,49 +35,16 @@ class ViewsFormatError(ValueError):
     """The folder is not a readable views set; the message says what is wrong."""
 
 
-@dataclass
-class Camera:
-    K: np.ndarray  # (3,3)
-    R: np.ndarray  # (3,3) world -> camera rotation
-    t: np.ndarray  # (3,)
-    width: int
-    height: int
-    near: float = 0.05
-    far: float = 100.0
-
-    @property
-    def centre(self) -> np.ndarray:
-        """Camera centre in world coordinates."""
-        return -self.R.T @ self.t
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "K": self.K.tolist(),
-            "R": self.R.tolist(),
-            "t": self.t.tolist(),
-            "width": self.width,
-            "height": self.height,
-            "near": self.near,
-            "far": self.far,
-        }
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Camera:
-        return cls(
-            K=np.asarray(d["K"], np.float64).reshape(3, 3),
-            R=np.asarray(d["R"], np.float64).reshape(3, 3),
-            t=np.asarray(d["t"], np.float64).reshape(3),
-            width=int(d["width"]),
-            height=int(d["height"]),
-            near=float(d.get("near", 0.05)),
-            far=float(d.get("far", 100.0)),
-        )
+# A view's camera is one frame of the protocol's camera path: the same fields, rules and payload.
+Camera = CameraFrame
+# Manifests written before ``near`` was stored in each view used this clip distance.
+DEFAULT_NEAR = 0.05
 
 
 @dataclass
 class View:
     name: str
-    camera: Camera
+    camera: CameraFrame
     rgba: np.ndarray  # (H,W,4) float32 in [0,1]
     normal: np.ndarray | None = None  # (H,W,3) float32 unit vectors in world frame, or None
     split: str = "train"
@@ -123,9 +92,8 @@ def write_views(folder: str | Path, views: ViewSet) -> Path:
             (folder / "normal").mkdir(exist_ok=True)
             normal_rel = f"normal/{v.name}.png"
             Image.fromarray(_encode_normal(v.normal), "RGB").save(folder / normal_rel)
-        entries.append(
-            {"name": v.name, **v.camera.to_json(), "image": image_rel, "normal": normal_rel, "split": v.split}
-        )
+        camera = _jsonable(v.camera.to_payload())
+        entries.append({"name": v.name, **camera, "image": image_rel, "normal": normal_rel, "split": v.split})
     manifest = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,
@@ -160,10 +128,10 @@ def read_views(folder: str | Path) -> ViewSet:
     views = []
     for i, e in enumerate(manifest.get("views", [])):
         try:
-            cam = Camera.from_json(e)
+            cam = CameraFrame.from_payload({"near": DEFAULT_NEAR, **e})
             name = str(e.get("name", f"view{i:03d}"))
             img = np.asarray(Image.open(folder / e["image"]).convert("RGBA"), np.float32) / 255.0
-        except (KeyError, ValueError, OSError) as exc:
+        except (KeyError, TypeError, ValueError, OSError) as exc:
             raise ViewsFormatError(f"{path}: view {i}: {exc}") from exc
         if img.shape[:2] != (cam.height, cam.width):
             raise ViewsFormatError(
