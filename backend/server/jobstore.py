@@ -31,6 +31,7 @@ from .artifacts import ArtifactRecord
 
 SCHEMA_VERSION = 1
 log = logging.getLogger(__name__)
+_REPORTED_DAMAGE: set[str] = set()
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -189,7 +190,9 @@ class JobStore:
         )
         if problems:
             job.damaged = "stored record unreadable, shown without it: " + "; ".join(problems)
-            log.warning("job %s: %s", job.job_id, job.damaged)
+            if job.job_id not in _REPORTED_DAMAGE:  # once per row: listings may be frequent
+                _REPORTED_DAMAGE.add(job.job_id)
+                log.warning("job %s: %s", job.job_id, job.damaged)
         if job.state == m.SUCCEEDED:
             job.artifacts = self.artifacts(job.job_id)
         return job
