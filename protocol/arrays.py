@@ -24,7 +24,7 @@ RESERVED_KEYS = frozenset({ARRAY_KEY, BYTES_KEY})
 MAX_NDIM = 32
 # Byte order (< little, > big, | not applicable), kind (bool, int, uint, float, complex), item size.
 # Object, string, structured and datetime dtypes are refused on purpose: they are not plain bytes.
-_DTYPE_RE = re.compile(r"^[<>|][biufc][0-9]{1,2}$")
+_DTYPE_RE = re.compile(r"[<>|][biufc][0-9]{1,2}")  # fullmatch: "$" would pass "<f4\n"
 _ALLOWED_KINDS = frozenset("biufc")
 
 Buffer = memoryview
@@ -38,7 +38,7 @@ def dtype_to_wire(dtype: np.dtype[Any]) -> str:
 
 
 def dtype_from_wire(text: object) -> np.dtype[Any]:
-    if not isinstance(text, str) or _DTYPE_RE.match(text) is None:
+    if not isinstance(text, str) or _DTYPE_RE.fullmatch(text) is None:
         raise MalformedMessage(f"bad array dtype {str(text)[:32]!r}")
     try:
         dtype = np.dtype(text)

@@ -36,8 +36,9 @@ from .session import DEFAULT_LIMITS, Limits, Message, Session
 from .version import PROTOCOL_VERSION, check_compatible
 
 CLIENT_NAME = "avatar-studio-protocol"
-# Files above this size are fetched in ranges so no single message nears the size limit.
-ARTIFACT_RANGE_BYTES = 256 << 20
+# Files above this size are fetched in ranges so no single message nears the size limit; at most
+# half the default per-frame cap (docs/protocol.md §3), which the server also clips ranges to.
+ARTIFACT_RANGE_BYTES = 64 << 20
 
 # Synthetic event types (not on the wire) that pump() reports besides the server's events.
 BACKEND_LOST = "backend_lost"

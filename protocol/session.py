@@ -30,20 +30,41 @@ N_FIXED_FRAMES = 6  # delimiter, signature, header, parent_header, metadata, con
 MAX_IDENTITIES = 16
 MAX_IDENTITY_BYTES = 255  # ZeroMQ routing ids are at most 255 bytes
 MAX_HEADER_STRING = 256
+# A server refuses messages dated more than this before its start (replay across restarts, §2):
+# room for a client clock slightly behind, small enough that a capture cannot be reused.
+REPLAY_START_SKEW_S = 2.0
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Upper bounds enforced on every received message (docs/protocol.md §3)."""
+    """Upper bounds enforced on every received message (docs/protocol.md §3).
 
-    max_message_bytes: int = 1 << 30  # all frames together (and ZMQ_MAXMSGSIZE per frame)
+    ``max_frame_bytes`` is the only bound libzmq enforces *while* bytes arrive (``ZMQ_MAXMSGSIZE``:
+    a bigger frame drops the connection before it is allocated). libzmq hands over a multipart
+    message only once all its parts are in, so the total and the frame count are checked after it
+    is buffered; the frame cap is set well below the total so that one oversized payload never
+    gets that far (docs/protocol.md §3.1).
+    """
+
+    max_message_bytes: int = 1 << 30  # all frames together, checked when the message is delivered
     max_frames: int = 1024  # routing ids + fixed frames + buffers
     max_json_bytes: int = 8 << 20  # per JSON frame
     max_json_depth: int = 64  # nesting of objects/arrays inside one JSON frame
+    max_frame_bytes: int = 128 << 20  # any one frame: ZMQ_MAXMSGSIZE, enforced by libzmq on receipt
+
+    @property
+    def frame_cap(self) -> int:
+        """The per-frame bound actually in force (never above the per-message one)."""
+        return min(self.max_frame_bytes, self.max_message_bytes)
+
+    @property
+    def max_payload_bytes(self) -> int:
+        """The biggest buffer one message may carry next to its JSON frames (ranged downloads)."""
+        return min(self.frame_cap, self.max_message_bytes - (1 << 20))
 
     def configure_socket(self, socket: zmq.Socket[Any]) -> None:
-        """Make libzmq drop any single frame above the size limit before it reaches Python."""
-        socket.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
+        """Make libzmq drop any single frame above the frame cap before it is allocated."""
+        socket.setsockopt(zmq.MAXMSGSIZE, self.frame_cap)
 
 
 DEFAULT_LIMITS = Limits()
@@ -89,13 +110,30 @@ class Message:
 
 
 def _reject_constant(name: str) -> Any:
-    raise MalformedMessage(f"{name} is not valid JSON")
+    raise MalformedMessage(f"{name} is not valid JSON (RFC 8259 has no NaN or Infinity)")
+
+
+def _finite_float(text: str) -> float:
+    """``parse_float`` hook: a literal like ``1e400`` overflows to inf, which no JSON encoder can
+    write back (so a stored or echoed value would break every later reply): refuse it here.
+    Called only for literals with a fraction or exponent; the C scanner stays in use."""
+    value = float(text)
+    if value - value != 0.0:  # inf - inf is nan, and nan != 0.0; finite floats give 0.0
+        raise MalformedMessage(f"number {text[:40]} is out of range (not a finite double)")
+    return value
 
 
 # Built once: constructing a JSONEncoder/JSONDecoder per call costs more than encoding a small dict.
 # ensure_ascii: lone surrogates from a peer's "\ud800" escapes stay encodable when echoed back.
+# allow_nan=False on both sides: we never emit NaN/Infinity and never accept them (strict JSON).
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False)
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
+def loads_strict(text: str | bytes) -> Any:
+    """Parse JSON the way the wire does: NaN, Infinity and overflowing numbers raise
+    :class:`MalformedMessage` (a :class:`ProtocolError`); other bad JSON raises ``ValueError``."""
+    return _DECODER.decode(text.decode("utf-8") if isinstance(text, bytes) else text)
 
 
 def _not_serializable(obj: Any) -> Any:
@@ -215,6 +253,8 @@ class Session:
 
     ``key``: the shared HMAC key (bytes, >= 16). ``session_id``: this peer's id put in every header.
     ``replay_window_s``: accepted clock skew / how long seen signatures are remembered.
+    ``replay_not_before``: refuse anything dated earlier (a server: its start time, so messages
+    captured before a restart are not accepted again; see :class:`ReplayGuard`).
     ``buffer_integrity``: ``digest`` (default: every buffer byte is hashed under the HMAC) or
     ``transport`` (only buffer lengths are; see protocol/integrity.py). A Session does not know
     which link it serves, so whoever builds one for a connection must choose the mode with
@@ -229,13 +269,14 @@ class Session:
         limits: Limits = DEFAULT_LIMITS,
         replay_window_s: float = 300.0,
         replay_max_entries: int = 100_000,
+        replay_not_before: float | None = None,
         protocol_version: str = PROTOCOL_VERSION,
         buffer_integrity: str = DIGEST,
     ) -> None:
         self.signer = Signer(key, buffer_integrity)
         self.session_id = session_id or new_id()
         self.limits = limits
-        self.replay_guard = ReplayGuard(replay_window_s, replay_max_entries)
+        self.replay_guard = ReplayGuard(replay_window_s, replay_max_entries, replay_not_before)
         self.protocol_version = protocol_version
 
     @property
@@ -273,8 +314,28 @@ class Session:
         content = extract_buffers(message.content, buffers)
         parts = [_dumps(message.header), _dumps(message.parent_header), _dumps(message.metadata),
                  _dumps(content)]
+        self._check_outgoing(parts, buffers, message.identities)
         signature = self.signer.sign(parts, buffers)
         return [*message.identities, DELIMITER, signature, *parts, *buffers]
+
+    def _check_outgoing(self, parts: list[bytes], buffers: list[memoryview],
+                        identities: list[bytes]) -> None:
+        """Refuse here what the peer would refuse (it drops the connection on a frame over its
+        ``ZMQ_MAXMSGSIZE``, which looks like a dead backend): say so while the caller can act."""
+        limits = self.limits
+        overhead = len(DELIMITER) + 64 + sum(len(i) for i in identities) + MAX_IDENTITY_BYTES
+        json_bytes = len(parts[0]) + len(parts[1]) + len(parts[2]) + len(parts[3])
+        if not buffers and json_bytes <= min(limits.frame_cap, limits.max_message_bytes - overhead):
+            return  # the usual small message: no frame can be over the cap
+        sizes = [len(p) for p in parts] + [b.nbytes for b in buffers]
+        if max(sizes) > limits.frame_cap:
+            raise LimitExceeded(
+                f"a frame of {max(sizes)} bytes exceeds the {limits.frame_cap}-byte frame limit "
+                "(docs/protocol.md §3): send big data in pieces or as a server-side file")
+        total = sum(sizes) + overhead  # + delimiter, signature, ids and the id a ROUTER prepends
+        if total > limits.max_message_bytes:
+            raise LimitExceeded(f"message of {total} bytes exceeds the "
+                                f"{limits.max_message_bytes}-byte message limit (docs/protocol.md §3)")
 
     # --- parsing -------------------------------------------------------------------------------
     def deserialize(self, frames: Sequence[bytes | memoryview | zmq.Frame]) -> Message:
@@ -302,9 +363,12 @@ class Session:
         if len(frames) > limits.max_frames:
             raise LimitExceeded(f"{len(frames)} frames, limit {limits.max_frames}")
         views = [_as_view(f) for f in frames]
-        total = sum(v.nbytes for v in views)
+        sizes = [v.nbytes for v in views]
+        total = sum(sizes)
         if total > limits.max_message_bytes:
             raise LimitExceeded(f"message is {total} bytes, limit {limits.max_message_bytes}")
+        if max(sizes, default=0) > limits.frame_cap:  # libzmq enforces it too, where configured
+            raise LimitExceeded(f"a frame of {max(sizes)} bytes, limit {limits.frame_cap}")
         identities, delim = split_identities(views)
         if len(views) - delim < N_FIXED_FRAMES:
             raise MalformedMessage(f"expected at least {N_FIXED_FRAMES} frames from the delimiter on, "

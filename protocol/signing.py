@@ -169,11 +169,18 @@ class ReplayGuard:
     the set of signatures accepted within the window. The set holds at most ``max_entries``; when
     full the oldest entry is evicted and ``floor`` is raised to its date, so anything dated at or
     before an evicted entry is refused: a replay can never slip through because of eviction.
+
+    The memory lives in this process only. ``not_before`` (a POSIX time) closes the gap a restart
+    would open: a message dated earlier is refused whatever the memory says, so a server passes
+    its start time (minus a small clock-skew allowance) and nothing signed for its previous life
+    is accepted again (docs/protocol.md §2, "Replay window").
     """
 
-    def __init__(self, window_s: float = 300.0, max_entries: int = 100_000) -> None:
+    def __init__(self, window_s: float = 300.0, max_entries: int = 100_000,
+                 not_before: float | None = None) -> None:
         self.window_s = window_s
         self.max_entries = max_entries
+        self.not_before = float("-inf") if not_before is None else not_before
         self._seen: OrderedDict[bytes, float] = OrderedDict()
         self._floor = float("-inf")
         self._lock = threading.Lock()
@@ -185,6 +192,11 @@ class ReplayGuard:
                 raise ReplayError(
                     f"message dated {sent_at - now:+.0f} s from now, outside the +-{self.window_s:.0f} s "
                     "replay window (replayed message, or clocks out of sync)"
+                )
+            if sent_at < self.not_before:
+                raise ReplayError(
+                    f"message dated {self.not_before - sent_at:.1f} s before this receiver started "
+                    "(replayed from an earlier run, or this host's clock is behind)"
                 )
             if sent_at <= self._floor:
                 raise ReplayError("message older than the replay guard's memory")

@@ -9,7 +9,7 @@ from .errors import MalformedMessage, VersionMismatch
 PROTOCOL_VERSION = "1.1"
 
 _OWN_VERSION = (int(PROTOCOL_VERSION.split(".")[0]), int(PROTOCOL_VERSION.split(".")[1]))
-_VERSION_RE = re.compile(r"^(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})$")
+_VERSION_RE = re.compile(r"(0|[1-9][0-9]{0,5})\.(0|[1-9][0-9]{0,5})")  # fullmatch: "$" passes "1.1\n"
 
 
 def parse_version(text: object) -> tuple[int, int]:
@@ -18,7 +18,7 @@ def parse_version(text: object) -> tuple[int, int]:
         return _OWN_VERSION
     if not isinstance(text, str):
         raise MalformedMessage(f"protocol version must be a string 'MAJOR.MINOR', got {type(text).__name__}")
-    match = _VERSION_RE.match(text)
+    match = _VERSION_RE.fullmatch(text)
     if match is None:
         raise MalformedMessage(f"protocol version must look like 'MAJOR.MINOR', got {text[:32]!r}")
     return int(match.group(1)), int(match.group(2))
@@ -31,7 +31,7 @@ def is_compatible(remote: str, local: str = PROTOCOL_VERSION) -> bool:
 
 def check_compatible(remote: object, local: str = PROTOCOL_VERSION) -> None:
     """Raise :class:`VersionMismatch` naming both versions unless ``remote`` shares our major."""
-    if not isinstance(remote, str) or _VERSION_RE.match(remote) is None:
+    if not isinstance(remote, str) or _VERSION_RE.fullmatch(remote) is None:
         raise VersionMismatch(local, repr(remote)[:32], "unparseable version")
     if not is_compatible(remote, local):
         raise VersionMismatch(local, remote)

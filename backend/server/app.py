@@ -54,6 +54,7 @@ from protocol.integrity import (
     is_loopback_address,  # one definition of 'loopback' for the project
     resolve_buffer_integrity,
 )
+from protocol.session import REPLAY_START_SKEW_S
 
 from .artifacts import ArtifactStore
 from .curve_auth import LOCAL_CLIENT_NAME, CurveKeys, start_authenticator
@@ -68,7 +69,7 @@ from .executor import (
     JobSucceeded,
 )
 from .jobstore import IdempotencyConflict, InvalidTransition, Job, JobStore
-from .params import externalize
+from .params import ParamsError, externalize
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +182,8 @@ class Server:
         self.artifacts = ArtifactStore(self.data_dir / "artifacts")
         key = load_or_create_hmac_key(self.data_dir)
         self.session = Session(key.encode("utf-8"), limits=self.config.limits,
-                               buffer_integrity=self.buffer_integrity)
+                               buffer_integrity=self.buffer_integrity,
+                               replay_not_before=time.time() - REPLAY_START_SKEW_S)
         self.executor = Executor(
             self.data_dir, workers=self.config.workers, cancel_grace_s=self.config.cancel_grace_s
         )
@@ -484,7 +486,7 @@ class Server:
             raise BadRequest(M.E_BAD_REQUEST, "'idempotency_key' must be a string of 1-256 characters")
         try:
             job, duplicate = self.store.create(kind, externalize(params, self.artifacts), key)
-        except IdempotencyConflict as exc:
+        except (IdempotencyConflict, ParamsError) as exc:
             raise BadRequest(M.E_BAD_REQUEST, str(exc)) from None
         self._subscribe(job.job_id, identity, message)
         self._reply(identity, message, {"job_id": job.job_id, "state": job.state, "duplicate": duplicate})
@@ -545,7 +547,8 @@ class Server:
         if record is None:
             raise BadRequest(M.E_UNKNOWN_ARTIFACT, f"job {job.job_id} has no artifact {name[:200]!r}")
         content: dict[str, Any] = {"job_id": job.job_id, "name": name, "artifact": record.to_wire()}
-        budget = self.config.limits.max_message_bytes - ARTIFACT_REPLY_MARGIN
+        budget = min(self.config.limits.max_payload_bytes,
+                     self.config.limits.max_message_bytes - ARTIFACT_REPLY_MARGIN)
         offset = message.content.get("offset")
         if offset is None and record.size > budget:
             raise BadRequest(

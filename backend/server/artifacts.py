@@ -27,7 +27,7 @@ from protocol.artifact_names import ArtifactNameError as ArtifactNameError
 from protocol.artifact_names import check_artifact_name
 
 _CHUNK = 1 << 20
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")  # fullmatch only: "$" accepts a trailing newline
 NPY_MEDIA_TYPE = "application/x-npy"
 
 
@@ -84,7 +84,7 @@ class ArtifactStore:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def path(self, sha256: str) -> Path:
-        if not _SHA256_RE.match(sha256):
+        if not isinstance(sha256, str) or not _SHA256_RE.fullmatch(sha256):
             raise ValueError(f"not a sha256 hex digest: {sha256!r}")
         return self.root / sha256[:2] / sha256
 
@@ -173,5 +173,5 @@ class ArtifactStore:
         for sub in sorted(self.root.iterdir()):
             if sub.is_dir() and len(sub.name) == 2:
                 for blob in sorted(sub.iterdir()):
-                    if _SHA256_RE.match(blob.name):
+                    if _SHA256_RE.fullmatch(blob.name):
                         yield blob.name

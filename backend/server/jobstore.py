@@ -14,6 +14,7 @@ same idempotency key they get the failed job back, so they choose a new key to r
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator
@@ -24,10 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from protocol import messages as m
+from protocol.session import loads_strict
 
 from .artifacts import ArtifactRecord
 
 SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
+_REPORTED_DAMAGE: set[str] = set()
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -87,6 +91,7 @@ class Job:
     error: dict[str, Any] | None = None
     result: dict[str, Any] | None = None
     artifacts: list[ArtifactRecord] = field(default_factory=list)
+    damaged: str | None = None  # why a stored column could not be read (see _load_column)
 
     @property
     def terminal(self) -> bool:
@@ -111,7 +116,23 @@ class Job:
             record["data"] = self.result or {}
         if self.error is not None:
             record["error"] = self.error
+        if self.damaged is not None:
+            record["damaged"] = self.damaged
         return record
+
+
+def _load_column(row: sqlite3.Row, column: str, problems: list[str]) -> Any:
+    """A JSON column read as strictly as the wire reads messages. A value that cannot be decoded,
+    or that no reply could carry (``Infinity`` written by an older server), is replaced by an empty
+    object and noted, so one bad row is reported in listings instead of failing all of them."""
+    text = row[column]
+    if not text:
+        return None
+    try:
+        return loads_strict(text)
+    except Exception as exc:  # ProtocolError for NaN/Infinity, ValueError for broken JSON
+        problems.append(f"{column}: {str(exc)[:120]}")
+        return {}
 
 
 def _artifact_from_row(row: sqlite3.Row) -> ArtifactRecord:
@@ -152,10 +173,11 @@ class JobStore:
     # --- reading ---------------------------------------------------------------------------------
 
     def _job_from_row(self, row: sqlite3.Row) -> Job:
+        problems: list[str] = []
         job = Job(
             job_id=row["job_id"],
             kind=row["kind"],
-            params=json.loads(row["params"]),
+            params=_load_column(row, "params", problems) or {},
             state=row["state"],
             fraction=row["fraction"],
             stage=row["stage"],
@@ -163,9 +185,14 @@ class JobStore:
             idempotency_key=row["idempotency_key"],
             created=row["created"],
             updated=row["updated"],
-            error=json.loads(row["error"]) if row["error"] else None,
-            result=json.loads(row["result"]) if row["result"] else None,
+            error=_load_column(row, "error", problems),
+            result=_load_column(row, "result", problems),
         )
+        if problems:
+            job.damaged = "stored record unreadable, shown without it: " + "; ".join(problems)
+            if job.job_id not in _REPORTED_DAMAGE:  # once per row: listings may be frequent
+                _REPORTED_DAMAGE.add(job.job_id)
+                log.warning("job %s: %s", job.job_id, job.damaged)
         if job.state == m.SUCCEEDED:
             job.artifacts = self.artifacts(job.job_id)
         return job
@@ -211,7 +238,8 @@ class JobStore:
         a different kind or different params (a client bug that must not silently return the wrong
         job).
         """
-        params_json = json.dumps(params, sort_keys=True, separators=(",", ":"))
+        # allow_nan=False: never store what no reply could carry (the wire refuses it already).
+        params_json = json.dumps(params, sort_keys=True, separators=(",", ":"), allow_nan=False)
         with self.transaction() as db:
             if idempotency_key is not None:
                 row = db.execute(
@@ -260,8 +288,8 @@ class JobStore:
                 (
                     new_state,
                     utc_now(),
-                    json.dumps(error) if error is not None else None,
-                    json.dumps(result) if result is not None else None,
+                    json.dumps(error, allow_nan=False) if error is not None else None,
+                    json.dumps(result, allow_nan=False) if result is not None else None,
                     message,
                     job_id,
                 ),

@@ -5,10 +5,16 @@ bytes in the received params are therefore put in the artifact store once, and r
 stored params by small descriptors naming their content hash; the worker turns the descriptors
 back into (memory-mapped, read-only) arrays and bytes. Because the descriptor holds the hash, the
 idempotency check (same key + same params) works for params with arrays too.
+
+The descriptor keys are the server's own: a client that puts one in its params (to make the worker
+load some stored blob by hash, e.g. another client's upload) is refused with :class:`ParamsError`,
+and the worker re-checks every descriptor it reads (a full-string hash match: ``$`` would let a
+trailing newline through).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -17,11 +23,27 @@ from .artifacts import ArtifactStore
 
 STORED_ARRAY = "__stored_array__"
 STORED_BYTES = "__stored_bytes__"
+RESERVED_KEYS = frozenset({STORED_ARRAY, STORED_BYTES})
+_SHA256 = re.compile(r"[0-9a-f]{64}")  # used with fullmatch only
+
+
+class ParamsError(ValueError):
+    """Params that the server refuses (a reserved key, a malformed stored descriptor)."""
+
+
+def check_sha256(value: object) -> str:
+    """``value`` if it is exactly 64 lowercase hex digits (no trailing newline), else ParamsError."""
+    if not isinstance(value, str) or _SHA256.fullmatch(value) is None:
+        raise ParamsError(f"stored descriptor has a malformed sha256 {str(value)[:80]!r}")
+    return value
 
 
 def externalize(params: Any, store: ArtifactStore) -> Any:
     """A JSON-able copy of ``params`` with arrays/bytes stored and replaced by descriptors."""
     if isinstance(params, dict):
+        forged = RESERVED_KEYS.intersection(params)
+        if forged:
+            raise ParamsError(f"the key {sorted(forged)[0]!r} is reserved for the server's own use")
         return {key: externalize(value, store) for key, value in params.items()}
     if isinstance(params, list | tuple):
         return [externalize(value, store) for value in params]
@@ -38,10 +60,17 @@ def internalize(params: Any, store: ArtifactStore) -> Any:
     """Inverse of :func:`externalize` (in the worker): descriptors become arrays and bytes."""
     if isinstance(params, dict):
         if len(params) == 1 and STORED_ARRAY in params:
-            return store.load_array(params[STORED_ARRAY]["sha256"])
+            return store.load_array(check_sha256(_descriptor(params, STORED_ARRAY).get("sha256")))
         if len(params) == 1 and STORED_BYTES in params:
-            return store.read_bytes(params[STORED_BYTES]["sha256"])
+            return store.read_bytes(check_sha256(_descriptor(params, STORED_BYTES).get("sha256")))
         return {key: internalize(value, store) for key, value in params.items()}
     if isinstance(params, list):
         return [internalize(value, store) for value in params]
     return params
+
+
+def _descriptor(params: dict[str, Any], key: str) -> dict[str, Any]:
+    value = params[key]
+    if not isinstance(value, dict):
+        raise ParamsError(f"{key} must be an object")
+    return value
