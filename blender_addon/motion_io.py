@@ -14,6 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from . import axes, rig_math, smplx_rig
+from .wire import kinds_module
+
+AMASS = kinds_module().names(kinds_module().AMASS_MOTION)  # the fields of an AMASS file/payload
 
 
 class MotionFileError(ValueError):
@@ -59,9 +62,10 @@ def load_amass(path: str | Path) -> Motion:
         raise MotionFileError(
             f"poses has {poses.shape[1]} values per frame; expected 165 (SMPL-X) or 156 (SMPL+H)"
         )
-    fps = next((float(data[k]) for k in ("mocap_frame_rate", "mocap_framerate", "fps") if k in data), 30.0)
-    betas = np.asarray(data.get("betas", np.zeros(10)), dtype=np.float64).ravel()
-    gender = _text(data["gender"]) if "gender" in data else "neutral"
+    rates = (AMASS.mocap_frame_rate, AMASS.mocap_framerate, "fps")
+    fps = next((float(data[k]) for k in rates if k in data), 30.0)
+    betas = np.asarray(data.get(AMASS.betas, np.zeros(10)), dtype=np.float64).ravel()
+    gender = _text(data[AMASS.gender]) if AMASS.gender in data else "neutral"
     return Motion(pose, trans, betas, gender if gender in ("neutral", "male", "female") else "neutral", fps)
 
 
