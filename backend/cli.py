@@ -170,6 +170,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         cancel_grace_s=args.cancel_grace,
         buffer_integrity=args.buffer_integrity,
+        input_roots=tuple(Path(r).expanduser().resolve() for r in args.input_root),
     )
     server = Server(config)
     try:
@@ -236,6 +237,15 @@ def _register_serve(sub: Any) -> None:
         metavar="S",
         help="a cancelled job that has not stopped after S seconds is killed (default 0.5)",
     )
+    p.add_argument(
+        "--input-root",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="a folder jobs may read files from (motion files, views folders); repeatable. "
+        "<data-dir>/inputs always is one; any other path in params is refused (docs/security.md)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     _add_json(p)
     p.set_defaults(func=cmd_serve)
@@ -245,6 +255,15 @@ def _register_serve(sub: Any) -> None:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    if args.help_kind is not None:
+        from protocol.kinds import KINDS, describe
+
+        if args.help_kind not in KINDS:
+            return _fail(args, ValueError(f"unknown job kind {args.help_kind!r}; known: {', '.join(KINDS)}"))
+        print(describe(args.help_kind))
+        return EXIT_OK
+    if args.kind is None:
+        return _fail(args, ValueError("submit needs a job kind (or --help-kind KIND)"))
     try:
         params = json.loads(args.params)
     except ValueError as exc:
@@ -317,8 +336,20 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _register_client_commands(sub: Any) -> None:
-    p = sub.add_parser("submit", help="submit a job", description="Submit a job to the backend.")
-    p.add_argument("kind", help="job kind, e.g. system.info or system.sleep")
+    from protocol.kinds import KINDS
+
+    p = sub.add_parser(
+        "submit",
+        help="submit a job",
+        description="Submit a job to the backend. `--help-kind KIND` prints a kind's params and result.",
+    )
+    p.add_argument("kind", nargs="?", help=f"job kind: {', '.join(KINDS)}")
+    p.add_argument(
+        "--help-kind",
+        default=None,
+        metavar="KIND",
+        help="print the contract of KIND (params with types, ranges, defaults; result) and exit",
+    )
     p.add_argument(
         "--params",
         default="{}",

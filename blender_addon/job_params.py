@@ -1,4 +1,10 @@
-"""Parameters of the job kinds the add-on submits (see backend/jobs/body.py and docs/protocol.md)."""
+"""Params of the job kinds the add-on submits, built from their contracts (``protocol/kinds.py``).
+
+Every param name comes from the contract (``kinds.names(KIND).<param>``), so a renamed or removed
+param is an ``AttributeError`` here at once, not a job the backend refuses; the backend checks the
+values against the same contract at submit. ``tests/blender/test_job_params_contract.py`` scans the
+add-on for param names spelled as string literals.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +12,39 @@ from typing import Any
 
 import numpy as np
 
+from . import wire
+
+kinds = wire.kinds_module()
+
+MESH = kinds.names("body.mesh")
+PREVIEW = kinds.names("body.preview")
+AVATAR = kinds.names("avatar.from_views")
+SYNTHETIC = kinds.names(kinds.SYNTHETIC)
+POSE = kinds.names(kinds.SMPLX_POSE)
+
 # Preview passes the backend renders (body.preview ``passes``); RGB is always asked for.
-PREVIEW_PASSES = ("rgb", "mask", "depth", "normal", "pose")
+PREVIEW_PASSES = kinds.PREVIEW_PASSES
 
 
 def shape_params(settings: Any) -> dict[str, Any]:
     """Shape, expression and gender of an SMPL-X body (``AVS_BodySettings``)."""
     return {
-        "betas": [float(v) for v in settings.betas],
-        "expression": [float(v) for v in settings.expression],
-        "gender": settings.gender,
+        MESH.betas: [float(v) for v in settings.betas],
+        MESH.expression: [float(v) for v in settings.expression],
+        MESH.gender: settings.gender,
     }
+
+
+def default_shape(gender: str) -> dict[str, Any]:
+    """The average body (zero shape and expression) of ``gender``."""
+    return {MESH.betas: [0.0] * 10, MESH.expression: [0.0] * 10, MESH.gender: gender}
 
 
 def body_mesh_params(shape: dict[str, Any], motion: dict[str, Any] | None = None) -> dict[str, Any]:
     """``body.mesh``: the body for ``shape``; posed by ``motion`` (an SMPL-X parameter payload) or,
     without one, in the rest pose (one frame of zero rotations: SMPL-X's T pose)."""
     params: dict[str, Any] = dict(shape)
-    params["pose"] = motion if motion is not None else {"global_orient": np.zeros((1, 3))}
+    params[MESH.pose] = motion if motion is not None else {POSE.global_orient: np.zeros((1, 3))}
     return params
 
 
@@ -31,14 +52,47 @@ def body_preview_params(motion: dict[str, Any], camera_path: Any, passes: list[s
     """``body.preview`` through one camera path (the job renders one camera per frame)."""
     wanted = ["rgb", *[p for p in passes if p in PREVIEW_PASSES and p != "rgb"]]
     return {
-        "motion": motion,
-        "cameras": camera_path.to_payload(),
-        "passes": wanted,
-        "gender": motion.get("gender", "neutral"),
-        "betas": np.asarray(motion.get("betas", np.zeros(10))),
-        "mp4": False,  # the strips use the PNG frames; skip the encode
+        PREVIEW.motion: motion,
+        PREVIEW.cameras: camera_path.to_payload(),
+        PREVIEW.passes: wanted,
+        PREVIEW.gender: motion.get(POSE.gender, "neutral"),
+        PREVIEW.betas: np.asarray(motion.get(POSE.betas, np.zeros(10))),
+        PREVIEW.mp4: False,  # the strips use the PNG frames; skip the encode
+    }
+
+
+# Quality presets for avatar.from_views; "DRAFT" runs in about a minute on a laptop CPU,
+# "STANDARD" uses the contract's defaults (what the backend runs when a knob is not given).
+AVATAR_QUALITY: dict[str, dict[str, int]] = {
+    "DRAFT": {
+        AVATAR.grid: 36,
+        AVATAR.init_iters: 40,
+        AVATAR.refine_iters: 40,
+        AVATAR.texture_size: 256,
+        AVATAR.texture_iters: 20,
+    },
+    "STANDARD": {},
+}
+AVATAR_VIEW_RESOLUTION = {"DRAFT": 128, "STANDARD": 512}
+
+
+def synthetic_avatar_params(quality: str, shape: str, skirt: bool, hair: bool) -> dict[str, Any]:
+    """``avatar.from_views`` of a synthetic character, at a quality preset."""
+    return {
+        **AVATAR_QUALITY[quality],
+        AVATAR.synthetic: {
+            SYNTHETIC.shape: shape,
+            SYNTHETIC.skirt: skirt,
+            SYNTHETIC.hair: hair,
+            SYNTHETIC.resolution: AVATAR_VIEW_RESOLUTION[quality],
+        },
     }
 
 
 def motion_frames(motion: dict[str, Any]) -> int:
-    return int(np.asarray(motion["global_orient"]).shape[0])
+    return int(np.asarray(motion[POSE.global_orient]).shape[0])
+
+
+def validate(kind: str, params: dict[str, Any]) -> None:
+    """Check ``params`` against the contract before sending (the backend checks them again)."""
+    kinds.validate(kind, params)

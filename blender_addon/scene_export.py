@@ -23,7 +23,7 @@ import numpy as np
 
 from . import axes, rig_math, smplx_rig
 from .importers.action import bone_joint_map, rest_rotations
-from .wire import cameras_module
+from .wire import cameras_module, kinds_module
 
 
 class ExportError(ValueError):
@@ -129,13 +129,14 @@ def export_smplx_motion(
     payload: dict[str, Any] = {}
     for field, first, count in smplx_rig.POSE_FIELDS:
         payload[field] = np.ascontiguousarray(aa[:, first : first + count].reshape(len(frames), count * 3))
-    payload["transl"] = np.stack(pelvis) - rest_pelvis
+    names = kinds_module().names(kinds_module().SMPLX_POSE)  # the payload's field names
+    payload[names.transl] = np.stack(pelvis) - rest_pelvis
     settings = arm_obj.avatar_studio_body
-    payload["betas"] = np.array(settings.betas, dtype=np.float64)
-    payload["expression"] = np.array(settings.expression, dtype=np.float64)
-    payload["gender"] = settings.gender
-    payload["fps"] = scene.render.fps / scene.render.fps_base
-    payload["frame_start"] = frames[0]
+    payload[names.betas] = np.array(settings.betas, dtype=np.float64)
+    payload[names.expression] = np.array(settings.expression, dtype=np.float64)
+    payload[names.gender] = settings.gender
+    payload[names.fps] = scene.render.fps / scene.render.fps_base
+    payload[names.frame_start] = frames[0]
     return payload
 
 

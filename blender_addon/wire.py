@@ -42,3 +42,8 @@ def client_module() -> ModuleType:
 def cameras_module() -> ModuleType:
     """``protocol.cameras``: the one place of the Blender <-> protocol convention math."""
     return _load("cameras")
+
+
+def kinds_module() -> ModuleType:
+    """``protocol.kinds``: the job contracts the add-on builds params from."""
+    return _load("kinds")

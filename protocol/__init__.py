@@ -1,4 +1,4 @@
-"""avatar-studio wire protocol (spec: docs/protocol.md, protocol v1.0). Stdlib + zmq + numpy only.
+"""avatar-studio wire protocol (spec: docs/protocol.md, protocol v1.1). Stdlib + zmq + numpy only.
 
 Usage (server side; the client side is :class:`protocol.client.Client`)::
 

@@ -35,16 +35,15 @@ class BodyMesh:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def body_from_params(smplx_params: dict[str, Any], model_path: str | None = None) -> BodyMesh:
-    """Posed body for protocol SMPL-X parameters (one frame; missing fields default to zero)."""
-    from pathlib import Path
-
+def body_from_params(smplx_params: dict[str, Any]) -> BodyMesh:
+    """Posed body for protocol SMPL-X parameters (one frame; missing fields default to zero).
+    The body is the ``smplx`` model role's (models.toml), else the stand-in."""
     import torch
 
     from backend.body import BodyModelConfig, BodyParams
 
     gender = str(smplx_params.get("gender", "neutral"))
-    config = BodyModelConfig(model_path=Path(model_path) if model_path else None, gender=gender)
+    config = BodyModelConfig(gender=gender)
     model = _cached_model(config)
     arrays = {k: v for k, v in smplx_params.items() if k != "gender" and v is not None}
     params = BodyParams.from_arrays(
@@ -72,7 +71,7 @@ def body_from_params(smplx_params: dict[str, Any], model_path: str | None = None
         rest_joints=rest_joints,
         rest_vertices=out.rest_vertices.double().numpy(),
         pose_offsets=pose_offsets,
-        extra={"standin": config.is_standin},
+        extra={"standin": model.is_standin},
     )
 
 

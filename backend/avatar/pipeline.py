@@ -55,7 +55,6 @@ class AvatarConfig:
     uv: UVConfig = field(default_factory=UVConfig)
     texture: TextureConfig = field(default_factory=TextureConfig)
     rig: RigConfig = field(default_factory=RigConfig)
-    body_model_path: str | None = None  # licensed SMPL-X file; None = the stand-in
 
     def __post_init__(self) -> None:
         self.uv.atlas.texture_size = self.texture.texture_size
@@ -119,7 +118,7 @@ def build_avatar(
     t = time.perf_counter()
     report("body", 0.0, "posing the SMPL-X body")
     if body is None:
-        body = body_from_params(views.smplx, config.body_model_path)
+        body = body_from_params(views.smplx)  # the smplx role's body, else the stand-in
     timings["body"] = time.perf_counter() - t
 
     cpu = time.process_time()
@@ -291,10 +290,9 @@ def config_from_options(
     unwrap: str | None = None,
     normals: str | None = None,
     render_scale: float | None = None,
-    body_model_path: str | None = None,
 ) -> AvatarConfig:
     """An :class:`AvatarConfig` from the few knobs the CLI and the job expose (None = default)."""
-    cfg = AvatarConfig(body_model_path=body_model_path)
+    cfg = AvatarConfig()
     if grid is not None:
         if not 8 <= grid <= 512:
             raise ValueError(f"grid must be in [8, 512], got {grid}")

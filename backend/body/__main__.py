@@ -28,7 +28,7 @@ def _info(args: argparse.Namespace) -> dict[str, object]:
     rest = model.rest_vertices().detach()
     return {
         "model_file": str(model.model_file),
-        "stand_in": model.config.is_standin,
+        "stand_in": model.is_standin,
         "vertices": int(rest.shape[0]),
         "faces": int(model.faces.shape[0]),
         "joints": len(model.joint_names),

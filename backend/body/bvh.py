@@ -98,9 +98,12 @@ def _depth_first() -> list[int]:
     return order
 
 
-def load_bvh(path: str | Path, scale: float = 100.0, gender: str = "neutral") -> tuple[Motion, np.ndarray]:
-    """Read a BVH written with the conventions above: (motion, rest joints (55, 3) in metres)."""
-    tokens = Path(path).read_text().split()
+def load_bvh(
+    path: str | Path | None = None, scale: float = 100.0, gender: str = "neutral", *, text: str | None = None
+) -> tuple[Motion, np.ndarray]:
+    """Read a BVH written with the conventions above: (motion, rest joints (55, 3) in metres).
+    ``text``: the file's content, already read (the jobs read through their confinement check)."""
+    tokens = (Path(path).read_text() if text is None else text).split()
     pos = 0
 
     def take() -> str:

@@ -12,6 +12,7 @@ buffers), extended to also return each joint's world transform, which the add-on
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -29,6 +30,55 @@ from .joints import EXTRA_VERTEX_IDS, JOINT_NAMES, NUM_JOINTS, PART_NAMES
 from .parts import part_labels
 from .standin import ensure_standin
 
+# What smplx's SMPLX class reads from a model file. Other fields of the licensed releases
+# (e.g. ``part2num``, ``joint2num``: dicts stored as pickled object arrays) are left out.
+SMPLX_FIELDS = (
+    "v_template", "f", "shapedirs", "posedirs", "J_regressor", "kintree_table", "weights",
+    "lmk_faces_idx", "lmk_bary_coords", "dynamic_lmk_faces_idx", "dynamic_lmk_bary_coords",
+    "hands_componentsl", "hands_componentsr", "hands_meanl", "hands_meanr",
+)  # fmt: skip
+SMPLX_REQUIRED = ("v_template", "f", "shapedirs", "posedirs", "J_regressor", "kintree_table", "weights",
+                  "lmk_faces_idx", "lmk_bary_coords", "hands_componentsl", "hands_componentsr",
+                  "hands_meanl", "hands_meanr")  # fmt: skip
+
+
+def read_smplx_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays smplx needs from an SMPL-X ``.npz``, read with ``allow_pickle=False``.
+
+    Object arrays are never unpickled: the ones smplx does not read are skipped; a needed one
+    (e.g. a sparse ``J_regressor`` stored as an object) is refused with a clear error.
+    """
+    out: dict[str, np.ndarray] = {}
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a readable npz ({exc})") from exc
+    with data:
+        for key in SMPLX_FIELDS:
+            if key not in data.files:
+                continue
+            try:
+                value = data[key]
+            except ValueError:  # an object array: would need unpickling
+                raise ValueError(
+                    f"{path}: field {key!r} is a pickled object array; convert the model to plain "
+                    "arrays (e.g. the official SMPL-X .npz release)"
+                ) from None
+            out[key] = np.asarray(value)
+    missing = [k for k in SMPLX_REQUIRED if k not in out]
+    if missing:
+        raise ValueError(f"{path}: not an SMPL-X model file (missing {', '.join(missing)})")
+    return out
+
+
+def _registry_model_file(gender: str, data_dir: Path | None) -> tuple[Path, bool] | None:
+    """The ``smplx`` role's file for ``gender`` (and whether it is a pickle), or None."""
+    from backend.models.registry import ModelRegistry, smplx_model_file
+
+    found = ModelRegistry.load(data_dir).resolve("smplx")
+    return smplx_model_file(found.location, gender) if found.location is not None else None
+
+
 POSE_WIDTHS = PER_FRAME_FIELDS  # the SMPL-X payload layout (protocol/smplx.py)
 
 
@@ -36,9 +86,15 @@ POSE_WIDTHS = PER_FRAME_FIELDS  # the SMPL-X payload layout (protocol/smplx.py)
 class BodyModelConfig:
     """Which body to load.
 
-    ``model_path``: a licensed ``SMPLX_*.npz``/``.pkl`` file, or a folder laid out for
-    ``smplx.create`` (``<folder>/smplx/SMPLX_NEUTRAL.npz``). ``None`` uses the generated stand-in
-    (cached under ``data_dir``, default the project data dir).
+    ``model_path=None`` (what every job uses): the licensed SMPL-X file of the ``smplx`` role in
+    ``<data-dir>/models.toml`` when configured (backend/models/registry.py), else the generated
+    stand-in (cached under ``data_dir``, default the project data dir). ``use_registry=False``
+    skips the registry (the stand-in, for tests). An explicit ``model_path`` (trusted local callers
+    only, never job params) is a licensed ``SMPLX_*.npz`` or a folder holding one.
+
+    An ``.npz`` is read with ``allow_pickle=False``; a ``.pkl`` runs code when loaded, so it is
+    accepted only with ``allow_pickle=True``, which only the registry sets, when ``models.toml``
+    names the ``.pkl`` file itself.
     """
 
     model_path: Path | None = None
@@ -47,10 +103,8 @@ class BodyModelConfig:
     num_expression: int = 10
     flat_hand_mean: bool = True
     data_dir: Path | None = None
-
-    @property
-    def is_standin(self) -> bool:
-        return self.model_path is None
+    use_registry: bool = True
+    allow_pickle: bool = False
 
 
 @dataclass
@@ -158,19 +212,22 @@ class BodyModel(torch.nn.Module):
     def __init__(self, config: BodyModelConfig | None = None) -> None:
         super().__init__()
         self.config = config or BodyModelConfig()
-        path = self._resolve_path(self.config)
+        path, self.is_standin, pickled = self._resolve_path(self.config)
         self.model_file = path
-        self.smplx = smplx.create(
-            str(path),
-            model_type="smplx",
-            gender=self.config.gender,
-            ext=path.suffix.lstrip(".") if path.is_file() else "npz",
-            use_pca=False,
-            flat_hand_mean=self.config.flat_hand_mean,
-            num_betas=self.config.num_betas,
-            num_expression_coeffs=self.config.num_expression,
-            batch_size=1,
-        )
+        options = {
+            "model_type": "smplx", "gender": self.config.gender, "use_pca": False,
+            "flat_hand_mean": self.config.flat_hand_mean, "num_betas": self.config.num_betas,
+            "num_expression_coeffs": self.config.num_expression, "batch_size": 1,
+        }  # fmt: skip
+        if pickled:  # named by the server's own models.toml (see BodyModelConfig)
+            self.smplx = smplx.create(str(path), ext="pkl", **options)
+        elif self.is_standin:  # generated by us into the data dir: plain arrays only
+            self.smplx = smplx.create(str(path), ext="npz", **options)
+        else:
+            with tempfile.TemporaryDirectory(prefix="smplx-") as tmp:
+                plain = Path(tmp) / path.name
+                np.savez(plain, **read_smplx_npz(path))  # smplx itself loads with allow_pickle=True
+                self.smplx = smplx.create(str(plain), ext="npz", **options)
         self.register_buffer(
             "extra_vertex_ids",
             torch.tensor(list(EXTRA_VERTEX_IDS.values()), dtype=torch.long),
@@ -180,13 +237,33 @@ class BodyModel(torch.nn.Module):
         self._mirror: np.ndarray | None = None
 
     @staticmethod
-    def _resolve_path(config: BodyModelConfig) -> Path:
+    def _resolve_path(config: BodyModelConfig) -> tuple[Path, bool, bool]:
+        """(file, is the stand-in, is a pickle)."""
+        if config.gender not in ("neutral", "male", "female"):  # it becomes part of a file name
+            raise ValueError(f"unknown gender {config.gender!r}; expected neutral, male or female")
         if config.model_path is None:
-            return ensure_standin(config.gender, config.data_dir)
+            if config.use_registry:
+                licensed = _registry_model_file(config.gender, config.data_dir)
+                if licensed is not None:
+                    return licensed[0], False, licensed[1]
+            return ensure_standin(config.gender, config.data_dir), True, False
         path = Path(config.model_path).expanduser()
-        if not path.exists():
+        if path.is_dir():
+            found = [p for p in (path / f"SMPLX_{config.gender.upper()}.npz",
+                                 path / "smplx" / f"SMPLX_{config.gender.upper()}.npz") if p.is_file()]
+            if not found:
+                raise FileNotFoundError(f"no SMPLX_{config.gender.upper()}.npz in {path}")
+            path = found[0]
+        if not path.is_file():
             raise FileNotFoundError(f"SMPL-X model not found at {path}")
-        return path
+        if path.suffix.lower() == ".pkl":
+            if not config.allow_pickle:
+                raise ValueError(
+                    f"{path}: a .pkl model file is a pickle (loading it runs code); name it in the "
+                    "server's models.toml ([models.smplx] path) or use the .npz release"
+                )
+            return path, False, True
+        return path, False, False
 
     # ---- static facts ------------------------------------------------------------------------
     @property

@@ -10,7 +10,12 @@ its parent's frame, which in the rest pose is the world frame. Useful signs:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import io
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.spatial.transform import Rotation
@@ -151,19 +156,59 @@ def procedural_motion(name: str, n_frames: int | None = None, fps: float = 30.0)
     return PROCEDURAL_MOTIONS[key](n_frames if n_frames is not None else DEFAULT_FRAMES[key], fps)
 
 
-def load_motion(spec: str, fps: float | None = None, n_frames: int | None = None) -> Motion:
-    """What ``--motion SPEC`` means: an AMASS ``.npz`` or a ``.bvh`` file path, else a procedural
-    motion name. ``fps`` resamples a file (and sets a procedural motion's rate); ``n_frames``
-    applies to procedural motions only."""
-    lowered = spec.lower()
-    if lowered.endswith((".npz", ".bvh")):
-        from .motion import load_amass, resample
+def load_motion(spec: Any = None, fps: float | None = None, n_frames: int | None = None) -> Motion:
+    """The one place a motion spec becomes a :class:`Motion` (the jobs and ``--motion SPEC``).
 
-        if lowered.endswith(".npz"):
-            motion = load_amass(spec)
+    ``spec``: a procedural motion name (None: ``a-pose``); an AMASS ``.npz`` or ``.bvh`` file, as a
+    path or as an object with ``name`` and ``read_bytes()`` (the jobs' confined files: the bytes
+    are read once, through the confinement check); an AMASS payload (``poses``, ``trans``...); or
+    an SMPL-X parameter payload (``global_orient``...). ``fps`` resamples a file or payload (and
+    sets a procedural motion's rate); ``n_frames`` applies to procedural motions only.
+    Errors: ``KeyError`` (unknown name), ``FileNotFoundError``, ``MotionFormatError``/``BVHError``
+    (both ``ValueError``).
+    """
+    from .motion import Motion, MotionFormatError, load_amass, resample
+
+    if spec is None:
+        spec = "a-pose"
+    if isinstance(spec, str) and not spec.lower().endswith((".npz", ".bvh")):
+        return procedural_motion(spec, n_frames=n_frames, fps=fps if fps is not None else 30.0)
+    if isinstance(spec, Mapping):
+        if "poses" in spec:  # AMASS arrays sent inline: through the one AMASS reader
+            buffer = io.BytesIO()
+            np.savez(buffer, **{k: np.asarray(v) for k, v in spec.items()})
+            buffer.seek(0)
+            motion = load_amass(buffer)
+        elif "global_orient" in spec:
+            motion = Motion.from_payload(dict(spec))
         else:
-            from .bvh import load_bvh
+            raise MotionFormatError("a motion payload needs AMASS 'poses'/'trans' or SMPL-X 'global_orient'")
+    else:
+        motion = _load_motion_file(spec)
+    return resample(motion, float(fps)) if fps is not None and float(fps) != motion.fps else motion
 
-            motion = load_bvh(spec)[0]
-        return resample(motion, fps) if fps is not None and fps != motion.fps else motion
-    return procedural_motion(spec, n_frames=n_frames, fps=fps if fps is not None else 30.0)
+
+def _load_motion_file(source: Any) -> Motion:
+    from .bvh import BVHError, load_bvh
+    from .motion import MotionFormatError, load_amass
+
+    name = str(getattr(source, "name", source))
+    if hasattr(source, "read_bytes") and not isinstance(source, str | os.PathLike):
+        data = source.read_bytes()
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"motion file not found: {path}")
+        data = path.read_bytes()
+    if name.lower().endswith(".bvh"):
+        try:
+            return load_bvh(text=data.decode("utf-8"))[0]
+        except UnicodeDecodeError as exc:
+            raise BVHError(f"{name}: not a text file") from exc
+    if not name.lower().endswith(".npz"):
+        raise MotionFormatError(f"{name}: a motion file is an AMASS .npz or a .bvh")
+    try:
+        return load_amass(io.BytesIO(data))
+    except MotionFormatError as exc:  # name the client's file, not an in-memory buffer
+        reason = re.sub(r"^<_io.BytesIO object at 0x[0-9a-f]+>: ", "", str(exc))
+        raise MotionFormatError(f"{name}: {reason}") from None

@@ -26,19 +26,28 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("avatar", help=AVATAR_HELP, description=AVATAR_HELP)
     parser.add_argument("--views", type=Path, help="views folder (views.json + rgba/ [+ normal/])")
     parser.add_argument("--out", type=Path, help="output folder")
-    parser.add_argument("--grid", type=int, help="tet-grid resolution (default 64)")
-    parser.add_argument("--iters", type=int, help="sculpt refinement iterations (default 300)")
-    parser.add_argument("--init-iters", type=int, help="body-SDF fitting iterations (default 300)")
-    parser.add_argument("--texture-size", type=int, help="texture size, up to 2048 (default 1024)")
-    parser.add_argument("--texture-iters", type=int, help="texture optimisation iterations")
-    parser.add_argument("--unwrap", choices=("cylinder", "xatlas"), help="UV unwrapper (default cylinder)")
-    parser.add_argument(
-        "--normals",
-        choices=("auto", "views", "estimator", "none"),
-        help="normal supervision: the views' maps, the normal-estimator model, or none "
-        "(mask only); default auto",
-    )
-    parser.add_argument("--body-model", help="licensed SMPL-X model file (default: the stand-in body)")
+    # Defaults and ranges come from the avatar.from_views contract, so `--help` says what runs.
+    from protocol.kinds import contract
+
+    c = contract("avatar.from_views")
+
+    def knob(flag: str, param: str, help_text: str) -> None:
+        p = c.param(param)
+        choices = getattr(p.type, "values", None)
+        kind = None if choices else (float if type(p.default) is float else int)
+        parser.add_argument(flag, dest=param, type=kind, choices=choices, default=p.default,
+                            metavar=None if choices else "N",
+                            help=f"{help_text} ({p.type.doc()}; default {p.default})")
+
+    knob("--grid", "grid", "tet-grid resolution")
+    knob("--iters", "refine_iters", "sculpt refinement iterations")
+    knob("--init-iters", "init_iters", "body-SDF fitting iterations")
+    knob("--render-scale", "render_scale", "optimisation renders at this fraction of the views' size")
+    knob("--texture-size", "texture_size", "texture size in pixels")
+    knob("--texture-iters", "texture_iters", "texture optimisation iterations")
+    knob("--unwrap", "unwrap", "UV unwrapper")
+    knob("--normals", "normals", "normal supervision: the views' maps, the normal-estimator model, or none "
+         "(mask only)")
     parser.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     parser.set_defaults(func=run_avatar)
     sub = parser.add_subparsers(dest="avatar_command", metavar="SUBCOMMAND")
@@ -74,21 +83,18 @@ def run_avatar(args: argparse.Namespace) -> int:
     from backend.avatar.geometry.sculpt import NormalEstimatorMissing
     from backend.avatar.io.views import ViewsFormatError, read_views
     from backend.avatar.pipeline import build_avatar, config_from_options, write_outputs
+    from backend.jobs.api import JobInputError, typed_params
+    from protocol.kinds import contract
 
     try:
-        config = config_from_options(
-            grid=args.grid,
-            init_iters=args.init_iters,
-            refine_iters=args.iters,
-            texture_size=args.texture_size,
-            texture_iters=args.texture_iters,
-            unwrap=args.unwrap,
-            normals=args.normals,
-            body_model_path=args.body_model,
-        )
+        names = [p.name for p in contract("avatar.from_views").params if hasattr(args, p.name)]
+        # The job's contract checks the ranges, as for a submitted job.
+        knobs = {n: getattr(args, n) for n in names}
+        p = typed_params("avatar.from_views", {"views": str(args.views), **knobs})
+        config = config_from_options(**{name: getattr(p, name) for name in names})
         views = read_views(args.views)
         result = build_avatar(views, config, _progress(args.json))
-    except (ValueError, ViewsFormatError, NormalEstimatorMissing) as exc:
+    except (ValueError, JobInputError, ViewsFormatError, NormalEstimatorMissing) as exc:
         print(f"avatar: {exc}", file=sys.stderr)
         return 2
     files = write_outputs(result, args.out, config)

@@ -1,7 +1,10 @@
 """The contract between the job server and the pipelines.
 
-A job kind is a plain function ``run(params: dict, ctx: JobContext) -> JobResult`` registered under a
-dotted name (``system.sleep``, ``body.preview``, ``avatar.from_views``...). It knows nothing about
+A job kind is a plain function ``run(params, ctx: JobContext) -> JobResult`` registered under a
+dotted name (``system.sleep``, ``body.preview``, ``avatar.from_views``...). ``params`` are the typed
+params of the kind's contract (``protocol/kinds.py``): the worker builds them with paths confined
+to the server's input roots; trusted local callers (the CLI, tests) may pass a plain dict, parsed
+with :func:`typed_params` (paths not confined). It knows nothing about
 sockets or the job store: the worker process calls it with a context whose ``progress`` sends events
 to the server and whose ``check_cancelled`` raises :class:`JobCancelled` once a cancel arrived.
 This module must stay light (no torch import) because the server imports it.
@@ -16,6 +19,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+
+from protocol.kinds import KINDS
 
 
 class JobCancelled(Exception):
@@ -63,7 +68,23 @@ class JobResult:
     files: dict[str, Path] = field(default_factory=dict)
 
 
-JobFunction = Callable[[dict[str, Any], JobContext], JobResult]
+JobFunction = Callable[[Any, JobContext], JobResult]
+
+
+def typed_params(kind: str, params: Any) -> Any:
+    """``params`` as the typed params of ``kind``: returned as is when already typed; a mapping
+    (trusted local callers) is parsed against the contract without path confinement.
+    Contract violations raise :class:`JobInputError` naming the field."""
+    from protocol.kinds import ParamError, contract, parse
+
+    if isinstance(params, contract(kind).params_class):
+        return params
+    from .confine import InputRoots
+
+    try:
+        return parse(kind, params, InputRoots.unconfined().resolve)
+    except ParamError as exc:
+        raise JobInputError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -79,41 +100,24 @@ class JobKind:
 
 
 # Registry of job kinds. Modules are imported lazily, inside the worker process, so the server
-# never pays for (or depends on) torch. Add new kinds here.
+# never pays for (or depends on) torch. A new kind starts with its contract in protocol/kinds.py.
 JOB_KINDS: dict[str, JobKind] = {
     k.name: k
     for k in [
-        JobKind("system.info", "backend.jobs.system", "system_info", "Versions, device and model presence."),
-        JobKind(
-            "system.sleep",
-            "backend.jobs.system",
-            "system_sleep",
-            "Sleep for params.seconds with progress every 0.1 s; returns a small array.",
-            10.0,
-        ),
-        JobKind(
-            "body.preview",
-            "backend.jobs.body",
-            "body_preview",
-            "Render the posed body (RGB, mask, depth, normals, pose images) as PNG sequences + mp4.",
-            120.0,
-        ),
-        JobKind(
-            "body.mesh",
-            "backend.jobs.body",
-            "body_mesh",
-            "Posed/rest body mesh with skinning weights, joint tree and part labels.",
-            120.0,
-        ),
+        JobKind("system.info", "backend.jobs.system", "system_info", KINDS["system.info"].summary),
+        JobKind("system.sleep", "backend.jobs.system", "system_sleep", KINDS["system.sleep"].summary, 10.0),
+        JobKind("body.preview", "backend.jobs.body", "body_preview", KINDS["body.preview"].summary, 120.0),
+        JobKind("body.mesh", "backend.jobs.body", "body_mesh", KINDS["body.mesh"].summary, 120.0),
         JobKind(
             "avatar.from_views",
             "backend.jobs.avatar",
             "avatar_from_views",
-            "Sculpt, texture and rig an avatar from calibrated views (En3D GS + ET).",
+            KINDS["avatar.from_views"].summary,
             300.0,
         ),
     ]
 }
+assert set(JOB_KINDS) == set(KINDS), "every contract in protocol/kinds.py has a job function and back"
 
 
 def get_job_kind(name: str) -> JobKind:

@@ -1,20 +1,11 @@
 """Job kind ``avatar.from_views``: sculpt, texture and rig an avatar from a views folder.
 
-params:
-    views         path (on the backend) of a views folder (docs/avatar.md); or
-    synthetic     {"shape": "average"|"tall"|"broad", "resolution": 512, "skirt": true, "hair": true}:
-                  make a synthetic character first and build the avatar from its views
-    grid, init_iters, refine_iters, render_scale, texture_size, texture_iters,
-    unwrap ("cylinder"|"xatlas"), normals ("auto"|"views"|"estimator"|"none"), body_model_path
-Result files: ``avatar.glb``, ``avatar.obj``, ``avatar.mtl``, ``avatar.png``, ``avatar.json``.
-Result arrays (split vertices: one vertex per distinct position+UV, duplicated on UV seams):
-``vertices`` (N,3) f32, ``faces`` (F,3) i32, ``uvs`` (N,2) f32 (v=0 bottom), ``normals`` (N,3),
-``texture`` (S,S,3) u8 (row 0 = top), ``weights`` (N,55) f32, ``parents`` (55,) i32,
-``joints_rest`` (55,3) f32, ``part_labels`` (N,) i32, all in the canonical bind pose (SMPL-X zero
-pose, the glb's too); the views' pose: ``vertices_posed``/``normals_posed`` (N,3),
-``joints_posed`` (55,3), ``pose_transforms`` (55,4,4) and ``pose_offsets`` (N,3) (pose
-correctives), with ``vertices_posed = LBS(vertices + pose_offsets, weights, pose_transforms)``.
-data: timings, joint/part names, info.
+Params and results are declared in the contract (protocol/kinds.py; ``avatar-studio submit
+--help-kind avatar.from_views``): ``views`` (a views folder inside the server's input roots) or
+``synthetic`` (make a synthetic character first), and the pipeline's knobs. The body is the
+server's ``smplx`` model role, else the stand-in. Result arrays use split vertices (one vertex per
+distinct position+UV), in the canonical bind pose (SMPL-X zero pose, the glb's too), plus the views'
+pose: ``vertices_posed = LBS(vertices + pose_offsets, weights, pose_transforms)``.
 """
 
 from __future__ import annotations
@@ -23,62 +14,45 @@ import time
 from pathlib import Path
 from typing import Any
 
-from backend.jobs.api import JobContext, JobInputError, JobResult
+from backend.jobs.api import JobContext, JobInputError, JobResult, typed_params
 
 
-def avatar_from_views(params: dict[str, Any], ctx: JobContext) -> JobResult:
-    from backend.avatar.geometry.sculpt import NormalEstimatorMissing
+def _read_views(views: Any, work_dir: Path) -> Any:
+    """Read a views folder; a confined one is first copied file by file through the check, so the
+    pipeline reads only what lay inside the input roots."""
     from backend.avatar.io.views import ViewsFormatError, read_views
+
+    folder = views.copy_into(work_dir / "views-in") if hasattr(views, "copy_into") else Path(views)
+    try:
+        return read_views(folder)
+    except ViewsFormatError as exc:
+        # Name the client's folder, not the private copy.
+        raise JobInputError(str(exc).replace(str(folder), str(getattr(views, "given", views)))) from None
+
+
+def avatar_from_views(params: Any, ctx: JobContext) -> JobResult:
+    from backend.avatar.geometry.sculpt import NormalEstimatorMissing
     from backend.avatar.pipeline import build_avatar, config_from_options, result_arrays, write_outputs
 
+    p = typed_params("avatar.from_views", params)
     try:
         config = config_from_options(
-            **{
-                k: params[k]
-                for k in (
-                    "grid",
-                    "init_iters",
-                    "refine_iters",
-                    "texture_size",
-                    "texture_iters",
-                    "unwrap",
-                    "normals",
-                    "render_scale",
-                    "body_model_path",
-                )
-                if k in params
-            }
-        )
+            grid=p.grid, init_iters=p.init_iters, refine_iters=p.refine_iters,
+            texture_size=p.texture_size, texture_iters=p.texture_iters, unwrap=p.unwrap,
+            normals=p.normals, render_scale=p.render_scale,
+        )  # fmt: skip
     except (TypeError, ValueError) as exc:
         raise JobInputError(str(exc)) from exc
     out_dir = Path(ctx.work_dir) / "avatar"
     body = None
-    if "synthetic" in params:
-        from backend.avatar.eval.synthetic import SHAPE_PRESETS, SyntheticConfig, make_synthetic
+    if p.synthetic is not None:
+        from backend.avatar.eval.synthetic import SyntheticConfig, make_synthetic
 
-        spec = dict(params["synthetic"] or {})
-        if spec.get("shape", "average") not in SHAPE_PRESETS:
-            raise JobInputError(
-                f"unknown synthetic shape {spec.get('shape')!r}; known: {sorted(SHAPE_PRESETS)}"
-            )
         ctx.progress(0.0, "making a synthetic character", stage="synthetic")
-        views, char = make_synthetic(
-            SyntheticConfig(
-                shape=spec.get("shape", "average"),
-                resolution=int(spec.get("resolution", 512)),
-                skirt=bool(spec.get("skirt", True)),
-                hair=bool(spec.get("hair", True)),
-            ),
-            Path(ctx.work_dir) / "views",
-        )
+        views, char = make_synthetic(SyntheticConfig(**p.synthetic), Path(ctx.work_dir) / "views")
         body = char.body
-    elif "views" in params:
-        try:
-            views = read_views(params["views"])
-        except ViewsFormatError as exc:
-            raise JobInputError(str(exc)) from exc
     else:
-        raise JobInputError("avatar.from_views needs params.views (a views folder) or params.synthetic")
+        views = _read_views(p.views, Path(ctx.work_dir))
 
     last = [0.0]
 

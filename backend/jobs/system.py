@@ -6,18 +6,14 @@ from __future__ import annotations
 import math
 import os
 import platform
-import sys
 import time
-from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 
-from .api import JobContext, JobInputError, JobResult
+from .api import JobContext, JobResult, typed_params
 
-SLEEP_MAX_S = 3600.0
-SLEEP_TICK_S = 0.1
-FILE_MAX_BYTES = 1 << 30
+SLEEP_TICK_S = 0.1  # the range of every param is in the contract (protocol/kinds.py)
 
 
 def _torch_info() -> dict[str, Any]:
@@ -50,10 +46,11 @@ def _render_threads() -> int:
     return default_threads()
 
 
-def system_info(params: dict[str, Any], ctx: JobContext) -> JobResult:
+def system_info(params: Any, ctx: JobContext) -> JobResult:
     """Versions, device, CPU count and which model roles are present."""
     from backend.models.registry import ModelRegistry
 
+    typed_params("system.info", params)  # no params; refuses unknown ones
     ctx.progress(0.0, "collecting versions", stage="versions")
     data: dict[str, Any] = {
         "python": platform.python_version(),
@@ -74,63 +71,17 @@ def system_info(params: dict[str, Any], ctx: JobContext) -> JobResult:
     ctx.progress(0.5, "checking models", stage="models")
     registry = ModelRegistry.load()
     checks = registry.check()
-    data["models"] = {
-        r.spec.role: {
-            "present": r.present,
-            "source": r.source,
-            "location": str(r.location) if r.location else None,
-        }
-        for r in checks
-    }
+    # Presence only: server paths are not a client's business (`models check` on the server
+    # shows them to its operator).
+    data["models"] = {r.spec.role: {"present": r.present, "source": r.source} for r in checks}
     smplx = registry.resolve("smplx")
     data["body_model"] = (
-        {"kind": "licensed", "path": str(smplx.location)}
+        {"kind": "licensed"}
         if smplx.present
-        else {"kind": "stand-in", "path": None, "how_to": smplx.how_to}
+        else {"kind": "stand-in", "how_to": "configure the smplx role in the server's models.toml"}
     )
-    data["executable"] = sys.executable
     ctx.progress(1.0, "done", stage="done")
     return JobResult(data=data)
-
-
-@dataclass(frozen=True)
-class SleepParams:
-    seconds: float = 1.0
-    ignore_cancel: bool = False
-    silent: bool = False
-    fail: str | None = None
-    preview: bool = False
-    file_bytes: int = 0
-
-
-def _sleep_params(params: dict[str, Any]) -> SleepParams:
-    unknown = set(params) - {f.name for f in fields(SleepParams)}
-    if unknown:
-        raise JobInputError(f"system.sleep: unknown params {sorted(unknown)}")
-    seconds = params.get("seconds", 1.0)
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds):
-        raise JobInputError(f"system.sleep: 'seconds' must be a finite number, got {seconds!r}")
-    if not 0 <= seconds <= SLEEP_MAX_S:
-        raise JobInputError(f"system.sleep: 'seconds' must be in [0, {SLEEP_MAX_S:g}], got {seconds!r}")
-    flags = {}
-    for name in ("ignore_cancel", "silent", "preview"):
-        value = params.get(name, False)
-        if not isinstance(value, bool):
-            raise JobInputError(f"system.sleep: {name!r} must be true or false, got {value!r}")
-        flags[name] = value
-    fail = params.get("fail")
-    if fail is not None and not isinstance(fail, str):
-        raise JobInputError(f"system.sleep: 'fail' must be a string message, got {fail!r}")
-    file_bytes = params.get("file_bytes", 0)
-    if (
-        isinstance(file_bytes, bool)
-        or not isinstance(file_bytes, int)
-        or not 0 <= file_bytes <= FILE_MAX_BYTES
-    ):
-        raise JobInputError(
-            f"system.sleep: 'file_bytes' must be an int in [0, {FILE_MAX_BYTES}], got {file_bytes!r}"
-        )
-    return SleepParams(float(seconds), fail=fail, file_bytes=file_bytes, **flags)
 
 
 def sleep_file_content(size: int) -> bytes:
@@ -138,7 +89,7 @@ def sleep_file_content(size: int) -> bytes:
     return (np.arange(size, dtype=np.uint64) * 2654435761 % 251).astype(np.uint8).tobytes()
 
 
-def system_sleep(params: dict[str, Any], ctx: JobContext) -> JobResult:
+def system_sleep(params: Any, ctx: JobContext) -> JobResult:
     """Sleep ``seconds`` in 0.1 s ticks, reporting progress and honouring cancel at each tick.
 
     Returns ``data = {"seconds", "ticks", "slept_s"}`` and the array artifact ``ticks`` =
@@ -149,7 +100,7 @@ def system_sleep(params: dict[str, Any], ctx: JobContext) -> JobResult:
     progress event), ``file_bytes`` (also returns a file artifact ``files/data.bin`` of that size,
     content :func:`sleep_file_content`).
     """
-    p = _sleep_params(params)
+    p = typed_params("system.sleep", params)
     ticks = max(1, math.ceil(p.seconds / SLEEP_TICK_S - 1e-9))
     start = time.monotonic()
     for tick in range(ticks):

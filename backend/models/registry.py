@@ -1,19 +1,16 @@
 """One registry of the learned weights the pipelines use, by *role*.
 
-A role (``base-diffusion``, ``controlnet-openpose``, ``vae``...) names what a pipeline needs, not
+A role (``smplx``, ``normal-estimator``) names what a pipeline needs, not
 which checkpoint provides it. ``<data-dir>/models.toml`` maps a role to a local ``path`` and/or a
 Hugging Face ``hub_id`` (+ ``revision``); a role absent from the file uses the default hub id below.
 Example::
 
-    [models.base-diffusion]
-    hub_id = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-    revision = "main"
-
-    [models.controlnet-openpose]
-    path = "/data/weights/control_v11p_sd15_openpose"   # a local folder wins over the hub id
+    [models.normal-estimator]
+    path = "/data/weights/marigold-normals"   # a local folder wins over the hub id
 
     [models.smplx]
     path = "/data/smplx"            # folder holding SMPLX_NEUTRAL.npz (licensed, see smpl-x.is.tue.mpg.de)
+    # path = "/data/smplx/SMPLX_NEUTRAL.pkl"   # a .pkl is used only when named like this (it is a pickle)
 
 Resolution never touches the network: a configured ``path`` that exists, else the Hugging Face
 cache (``huggingface_hub`` with ``local_files_only=True`` when installed, else the documented cache
@@ -45,35 +42,26 @@ class ModelRole:
     default_hub_id: str | None  # None: not downloadable (licensed), a local path is required
 
 
+# Only roles some code reads. Roles for the generative pipelines (diffusion, ControlNet, VAE, CLIP,
+# depth, MIMO) come back with the code that loads them: a role nothing consumes would be reported
+# as "present" or "missing" for no effect.
 ROLES: dict[str, ModelRole] = {
     r.name: r
     for r in [
         ModelRole(
-            "base-diffusion",
-            "base text-to-image diffusion model (SD 1.5 family, diffusers layout)",
-            "stable-diffusion-v1-5/stable-diffusion-v1-5",
+            "smplx",
+            "SMPL-X body model files (licensed; every body job uses them, else a generated stand-in)",
+            None,
         ),
         ModelRole(
-            "controlnet-openpose",
-            "ControlNet conditioned on OpenPose skeletons",
-            "lllyasviel/control_v11p_sd15_openpose",
-        ),
-        ModelRole("vae", "image autoencoder (VAE) of the diffusion model", "stabilityai/sd-vae-ft-mse"),
-        ModelRole(
-            "clip-image-encoder",
-            "CLIP image encoder for reference-image conditioning",
-            "openai/clip-vit-large-patch14",
-        ),
-        ModelRole(
-            "depth-estimator", "monocular depth estimator", "depth-anything/Depth-Anything-V2-Small-hf"
-        ),
-        ModelRole("normal-estimator", "monocular surface-normal estimator", "prs-eth/marigold-normals-v1-1"),
-        ModelRole("mimo-unet", "MIMO denoising/reference UNets for character insertion", "menyifang/MIMO"),
-        ModelRole(
-            "smplx", "SMPL-X body model files (licensed; a generated stand-in body is used when absent)", None
+            "normal-estimator",
+            "monocular surface-normal estimator (avatar.from_views without normal maps)",
+            "prs-eth/marigold-normals-v1-1",
         ),
     ]
 }
+
+SMPLX_GENDERS = ("neutral", "male", "female")
 
 
 class ModelConfigError(ValueError):
@@ -162,11 +150,28 @@ def find_in_hf_cache(hub_id: str, revision: str = "main", cache_dir: Path | None
     return snapshot if snapshot is not None and snapshot.is_dir() and any(snapshot.iterdir()) else None
 
 
+def smplx_model_file(location: Path, gender: str) -> tuple[Path, bool] | None:
+    """The SMPL-X file for ``gender`` under a configured ``smplx`` location: ``(file, is_pickle)``.
+
+    A folder is searched for ``SMPLX_<GENDER>.npz`` (itself, then its ``smplx/``), never for
+    ``.pkl``: a pickle runs code when loaded, so it is used only when ``models.toml`` names the
+    ``.pkl`` file itself (the operator's explicit choice; docs/security.md). A named file is used
+    for every gender.
+    """
+    if location.is_file():
+        suffix = location.suffix.lower()
+        if suffix not in (".npz", ".pkl"):
+            return None
+        return location, suffix == ".pkl"
+    name = f"SMPLX_{gender.upper()}.npz"
+    for folder in (location, location / "smplx"):
+        if (folder / name).is_file():
+            return folder / name, False
+    return None
+
+
 def _smplx_present(path: Path) -> bool:
-    """The smplx package wants SMPLX_{NEUTRAL,MALE,FEMALE}.{npz,pkl} in the folder or its smplx/."""
-    if path.is_file():
-        return path.name.upper().startswith("SMPLX_")
-    return any(path.glob("SMPLX_*.npz")) or any(path.glob("SMPLX_*.pkl")) or any(path.glob("smplx/SMPLX_*"))
+    return any(smplx_model_file(path, g) is not None for g in SMPLX_GENDERS)
 
 
 def how_to_provide(spec: ModelSpec, config_path: Path) -> str:
@@ -255,5 +260,5 @@ def load_registry(data_dir: Path | str | None = None) -> ModelRegistry:
 
 
 def require(role: str, data_dir: Path | str | None = None) -> Path:
-    """Shortcut for jobs: ``require("vae")`` with the data dir of this process."""
+    """Shortcut for jobs: ``require("normal-estimator")`` with the data dir of this process."""
     return ModelRegistry.load(data_dir).require(role)

@@ -231,6 +231,6 @@ def render_preview(config: PreviewConfig, out_dir: Path, *,
     return PreviewResult(
         files=files, n_frames=n_frames, fps=motion.fps, cameras=cameras, depth_range=depth_range,
         joints_2d=joints_2d, joints_visible=joints_visible,
-        info={"model": "stand-in" if model.config.is_standin else str(model.model_file),
+        info={"model": "stand-in" if model.is_standin else "licensed",
               "rasterizer": rasterizer.name},
     )

@@ -36,6 +36,7 @@ import zmq
 
 import backend
 from backend.jobs.api import JOB_KINDS
+from backend.jobs.confine import check_params
 from protocol import (
     DEFAULT_LIMITS,
     PROTOCOL_VERSION,
@@ -54,6 +55,7 @@ from protocol.integrity import (
     is_loopback_address,  # one definition of 'loopback' for the project
     resolve_buffer_integrity,
 )
+from protocol.kinds import ParamError
 from protocol.session import REPLAY_START_SKEW_S
 
 from .artifacts import ArtifactStore
@@ -109,6 +111,9 @@ class ServerConfig:
     # "digest" | "transport" | None (the link's default: transport with CURVE, else digest);
     # docs/protocol.md §2.1. Falls back to $AVATAR_STUDIO_BUFFER_INTEGRITY; CLI: serve --buffer-integrity.
     buffer_integrity: str | None = None
+    # Folders jobs may read besides <data-dir>/inputs (`serve --input-root DIR`, repeatable);
+    # paths in params are confined to them (backend/jobs/confine.py).
+    input_roots: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -185,7 +190,8 @@ class Server:
                                buffer_integrity=self.buffer_integrity,
                                replay_not_before=time.time() - REPLAY_START_SKEW_S)
         self.executor = Executor(
-            self.data_dir, workers=self.config.workers, cancel_grace_s=self.config.cancel_grace_s
+            self.data_dir, workers=self.config.workers, cancel_grace_s=self.config.cancel_grace_s,
+            input_roots=tuple(self.config.input_roots),
         )
         self.executor.start()
         self.context = zmq.Context()
@@ -484,6 +490,10 @@ class Server:
             raise BadRequest(M.E_BAD_REQUEST, "submit 'params' must be an object")
         if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 256):
             raise BadRequest(M.E_BAD_REQUEST, "'idempotency_key' must be a string of 1-256 characters")
+        try:  # the kind's contract (protocol/kinds.py), paths confined, before anything is stored
+            check_params(kind, params, self.data_dir, self.config.input_roots)
+        except ParamError as exc:
+            raise BadRequest(M.E_BAD_REQUEST, str(exc)) from None
         try:
             job, duplicate = self.store.create(kind, externalize(params, self.artifacts), key)
         except (IdempotencyConflict, ParamsError) as exc:

@@ -13,8 +13,9 @@ watchdog, or was killed because it ignored a cancel is replaced by a fresh one.
 Pipe messages, worker -> server (tuples): ``("ready", pid)``, ``("loaded", job_id)``,
 ``("progress", job_id, fraction, stage, message, preview | None)``,
 ``("succeeded", job_id, data, [ArtifactRecord])``, ``("failed", job_id, {ename, evalue,
-traceback})``, ``("cancelled", job_id)``. Server -> worker: ``("run", job_id, module, function,
-params, work_dir)`` (the job function is imported lazily, in the worker) and ``("exit",)``.
+traceback: ""}, traceback text for the log)``, ``("cancelled", job_id)``. Server -> worker:
+``("run", job_id, module, function, params, work_dir)`` (the job function is imported lazily, in
+the worker) and ``("exit",)``.
 Cancel is a ``multiprocessing.Event`` per worker, so the job sees it without the worker having to
 read its pipe while busy.
 """
@@ -106,9 +107,15 @@ RENDER_THREADS_ENV = "AVATAR_STUDIO_RENDER_THREADS"
 
 
 def _with_environment(defaults: dict[str, str], entry: Callable[..., None], *args: Any) -> None:
-    """A worker's entry point, run with ``defaults`` added to its environment where unset."""
+    """A worker's entry point, run with ``defaults`` added to its environment where unset (the
+    input roots are the server's setting, always)."""
+    from backend.jobs.confine import INPUT_ROOTS_ENV
+
     for name, value in defaults.items():
-        os.environ.setdefault(name, value)
+        if name == INPUT_ROOTS_ENV:
+            os.environ[name] = value
+        else:
+            os.environ.setdefault(name, value)
     entry(*args)
 
 
@@ -148,6 +155,7 @@ class Executor:
     cancel_grace_s: float = DEFAULT_CANCEL_GRACE_S
     kinds: Mapping[str, JobKind] = field(default_factory=lambda: JOB_KINDS)
     worker_entry: Callable[..., None] = worker_main  # the child's entry point (tests swap it)
+    input_roots: tuple[Path, ...] = ()  # `serve --input-root`: where jobs may read (backend/jobs/confine.py)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -205,7 +213,13 @@ class Executor:
         thread per CPU: oversubscribed pools collapse (docs/benchmarks.md, Render). The user's
         settings win."""
         share = str(max(1, len(os.sched_getaffinity(0)) // len(self._slots)))
-        return {RENDER_THREADS_ENV: share, "OMP_NUM_THREADS": share}
+        return {RENDER_THREADS_ENV: share, "OMP_NUM_THREADS": share, **self._roots_environment()}
+
+    def _roots_environment(self) -> dict[str, str]:
+        """The input roots travel to the workers in their environment, not in any job's params."""
+        from backend.jobs.confine import INPUT_ROOTS_ENV, InputRoots
+
+        return {INPUT_ROOTS_ENV: InputRoots.for_server(self.data_dir, self.input_roots).to_env()}
 
     def _discard(self, slot: _Slot) -> None:
         """Kill (if needed) and forget a slot's worker."""
@@ -352,6 +366,8 @@ class Executor:
             events.append(JobSucceeded(job.job_id, message[2], list(message[3])))
             self._finish(slot)
         elif tag == "failed":
+            if len(message) > 3 and message[3]:  # the traceback: for the server's log, not clients
+                log.error("job %s failed in its worker:\n%s", job.job_id, message[3])
             events.append(JobFailed(job.job_id, dict(message[2])))
             self._finish(slot)
         elif tag == "cancelled":

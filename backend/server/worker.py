@@ -30,8 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from backend.jobs.api import JobCancelled, JobInputError, JobResult
+from backend.jobs.api import JOB_KINDS, JobCancelled, JobInputError, JobResult
+from backend.jobs.confine import InputRoots
 from protocol.connection import DATA_DIR_ENV
+from protocol.kinds import ParamError, parse
 
 from .artifacts import ArtifactNameError, ArtifactStore
 from .params import internalize
@@ -41,8 +43,9 @@ from .params import internalize
 PROGRESS_INTERVAL_S = 0.05
 _WIRE_DTYPE_KINDS = frozenset("biufc")  # what protocol/arrays.py can send as a buffer
 
-# Exceptions whose message is meant for the user: no traceback is sent with them.
-_CLEAN_ERRORS: tuple[type[BaseException], ...] = (JobInputError, ArtifactNameError)
+# Exceptions whose message is meant for the user. No traceback ever goes to a client: it goes to
+# the server's log (this process's stderr is the server's), for the others only.
+_CLEAN_ERRORS: tuple[type[BaseException], ...] = (JobInputError, ArtifactNameError, ParamError)
 
 
 def _clean_error_types() -> tuple[type[BaseException], ...]:
@@ -53,12 +56,36 @@ def _clean_error_types() -> tuple[type[BaseException], ...]:
     return (*_CLEAN_ERRORS, ModelMissingError)
 
 
-def error_record(
-    exc: BaseException, clean: tuple[type[BaseException], ...] = _CLEAN_ERRORS
-) -> dict[str, str]:
-    """``{ename, evalue, traceback}``: how an exception crosses the process and the wire."""
-    tb = "" if isinstance(exc, clean) else "".join(traceback.format_exception(exc))
-    return {"ename": type(exc).__name__, "evalue": str(exc), "traceback": tb}
+def _server_paths(data_dir: str | None) -> list[tuple[str, str]]:
+    """(path, placeholder) pairs to hide from clients, longest first."""
+    pairs = {
+        str(Path(__file__).resolve().parents[2]): "<backend>",
+        sys.prefix: "<python>",
+        sys.base_prefix: "<python>",
+        str(Path.home()): "~",
+    }
+    if data_dir:
+        pairs[str(Path(data_dir))] = "<data-dir>"
+        pairs[os.path.realpath(data_dir)] = "<data-dir>"
+    return sorted(((p, h) for p, h in pairs.items() if len(p) > 1), key=lambda ph: -len(ph[0]))
+
+
+def redact(text: str, data_dir: str | None = None) -> str:
+    """``text`` with the server's own paths (data dir, code, Python, home) replaced by placeholders."""
+    for path, placeholder in _server_paths(data_dir):
+        text = text.replace(path, placeholder)
+    return text
+
+
+def error_record(exc: BaseException, data_dir: str | None = None) -> dict[str, str]:
+    """``{ename, evalue, traceback}``: how an exception crosses the process and the wire. The
+    client gets the class and the message (server paths replaced); ``traceback`` stays empty."""
+    return {"ename": type(exc).__name__, "evalue": redact(str(exc), data_dir)[:4000], "traceback": ""}
+
+
+def log_traceback(exc: BaseException, clean: tuple[type[BaseException], ...] = _CLEAN_ERRORS) -> str:
+    """The traceback for the server's log ('' for errors whose message says it all)."""
+    return "" if isinstance(exc, clean) else "".join(traceback.format_exception(exc))
 
 
 class WorkerContext:
@@ -114,6 +141,14 @@ def _store_result(result: object, store: ArtifactStore) -> tuple[dict[str, Any],
     return data, records
 
 
+def _kind_of(target: tuple[str, str]) -> str | None:
+    """The contract of the function ``target`` runs (None: an executor test's own function)."""
+    for kind in JOB_KINDS.values():
+        if (kind.module, kind.function) == target:
+            return kind.name
+    return None
+
+
 def _run_one(
     conn: Connection,
     cancel_event: Event,
@@ -122,19 +157,30 @@ def _run_one(
     target: tuple[str, str],
     params: dict[str, Any],
     work_dir: Path,
+    roots: InputRoots | None = None,
 ) -> None:
     clean = _clean_error_types()
     work_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = os.environ.get(DATA_DIR_ENV)
     try:
         module, name = target
+        # The contract again, now with paths confined (the server checked at submit; files may
+        # have changed since): the job gets typed params, never the client's raw dict.
+        roots = roots or InputRoots.from_env(data_dir or work_dir)
+        kind = _kind_of(target)
+        raw = internalize(params, store)
+        try:
+            typed = raw if kind is None else parse(kind, raw, roots.resolve)
+        except ParamError as exc:
+            raise JobInputError(str(exc)) from None
         function = getattr(importlib.import_module(module), name)
         conn.send(("loaded", job_id))  # liveness: importing torch may have taken a while
-        result = function(internalize(params, store), WorkerContext(job_id, conn, cancel_event, work_dir))
+        result = function(typed, WorkerContext(job_id, conn, cancel_event, work_dir))
         data, records = _store_result(result, store)
     except JobCancelled:
         conn.send(("cancelled", job_id))
     except Exception as exc:  # any job error becomes a failed job; the worker lives on
-        conn.send(("failed", job_id, error_record(exc, clean)))
+        conn.send(("failed", job_id, error_record(exc, data_dir), log_traceback(exc, clean)))
     else:
         conn.send(("succeeded", job_id, data, records))
     finally:

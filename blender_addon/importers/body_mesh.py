@@ -11,6 +11,7 @@ import bpy
 import numpy as np
 
 from .. import axes, smplx_rig
+from ..job_params import MESH
 from .action import apply_joint_transforms_action
 from .arrays import ResultFormatError, check_shape, pick
 from .correctives import bake_from_result
@@ -223,8 +224,9 @@ def import_body_mesh(
     settings.is_body = True
     params = data.get("params") if isinstance(data.get("params"), Mapping) else {}
     _copy_shape(settings, params)
-    if isinstance(params.get("gender"), str) and params["gender"] in ("neutral", "male", "female"):
-        settings.gender = params["gender"]
+    gender = params.get(MESH.gender)
+    if isinstance(gender, str) and gender in ("neutral", "male", "female"):
+        settings.gender = gender
     mesh_obj.avatar_studio_body.is_body = True
     if place_on_ground and target is None:
         arm_obj.location = (0.0, 0.0, -float(axes.to_blender(vertices)[:, 2].min()))
@@ -240,7 +242,7 @@ def import_body_mesh(
 
 
 def _copy_shape(settings: Any, params: Mapping[str, Any]) -> None:
-    for field in ("betas", "expression"):
+    for field in (MESH.betas, MESH.expression):
         values = params.get(field)
         if isinstance(values, list | tuple | np.ndarray):
             target = getattr(settings, field)

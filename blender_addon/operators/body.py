@@ -31,7 +31,7 @@ class AVS_OT_add_body(bpy.types.Operator):
         return gates.poll_connected(cls)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        shape = {"betas": [0.0] * 10, "expression": [0.0] * 10, "gender": self.gender}
+        shape = job_params.default_shape(self.gender)
         item = bridge.get_bridge().submit(
             context.scene,
             "body.mesh",
@@ -90,19 +90,10 @@ class AVS_OT_pose_on_backend(bpy.types.Operator):
             context.scene,
             "body.mesh",
             job_params.body_mesh_params(shape, motion),
-            frame_start=int(motion["frame_start"]),
+            frame_start=int(motion[job_params.POSE.frame_start]),
             meta={**shape, "name": f"{arm_obj.name} posed", "import_motion": True, "source": arm_obj.name},
         )
         return {"FINISHED"}
-
-
-# Quality presets for avatar.from_views (backend/jobs/avatar.py knobs); "DRAFT" runs in about a
-# minute on a laptop CPU, "STANDARD" uses the backend's defaults.
-AVATAR_QUALITY = {
-    "DRAFT": {"grid": 36, "init_iters": 40, "refine_iters": 40, "texture_size": 256, "texture_iters": 20},
-    "STANDARD": {},
-}
-AVATAR_VIEW_RESOLUTION = {"DRAFT": 128, "STANDARD": 512}
 
 
 class AVS_OT_generate_avatar(bpy.types.Operator):
@@ -140,15 +131,7 @@ class AVS_OT_generate_avatar(bpy.types.Operator):
         return True
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        params = {
-            **AVATAR_QUALITY[self.quality],
-            "synthetic": {
-                "shape": self.shape,
-                "skirt": self.skirt,
-                "hair": self.hair,
-                "resolution": AVATAR_VIEW_RESOLUTION[self.quality],
-            },
-        }
+        params = job_params.synthetic_avatar_params(self.quality, self.shape, self.skirt, self.hair)
         bridge.get_bridge().submit(context.scene, "avatar.from_views", params, meta={"name": self.name})
         self.report({"INFO"}, "avatar requested; it takes minutes on a CPU (see the Jobs panel)")
         return {"FINISHED"}

@@ -13,6 +13,7 @@ def test_protocol_imports_only_stdlib_zmq_numpy() -> None:
     code = (
         "import sys\n"
         "import protocol, protocol.client, protocol.curve, protocol.messages, protocol.connection\n"
+        "import protocol.kinds\n"
         "mods = {m.split('.')[0] for m in sys.modules}\n"
         "print(' '.join(sorted(mods - set(sys.stdlib_module_names))))\n"
     )

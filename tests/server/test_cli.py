@@ -59,12 +59,17 @@ def test_cli_commands_in_process(fresh_server: ServerProcess, tmp_path: Path, ca
     assert cli.main(["cancel", job_id, "--json", *conn]) == 0
     assert json.loads(capsys.readouterr().out) == {"job_id": job_id, "state": "cancelled"}
 
-    # A failing job: exit status 1, the error in the JSON.
+    # Params that break the kind's contract: refused at submit (exit 2), the field named.
     assert (
-        cli.main(["submit", "system.sleep", "--params", '{"seconds": "x"}', "--wait", "--json", *conn]) == 1
+        cli.main(["submit", "system.sleep", "--params", '{"seconds": "x"}', "--wait", "--json", *conn]) == 2
     )
+    refused = json.loads(capsys.readouterr().out)["error"]
+    assert refused["ename"] == "BadRequest" and refused["evalue"].startswith("params.seconds: ")
+    # A failing job: exit status 1, the error in the JSON.
+    params = '{"seconds": 0, "fail": "no"}'
+    assert cli.main(["submit", "system.sleep", "--params", params, "--wait", "--json", *conn]) == 1
     failed = json.loads(capsys.readouterr().out)
-    assert failed["state"] == "failed" and failed["error"]["ename"] == "JobInputError"
+    assert failed["state"] == "failed" and failed["error"]["ename"] == "RuntimeError"
 
     # Idempotency through the CLI: the same key names the same job.
     args = [

@@ -92,7 +92,7 @@ def test_jobs_run_in_workers_and_store_artifacts(executor: Executor) -> None:
     assert not any((executor.work_root).iterdir())  # scratch dirs are removed
 
 
-def test_errors_cross_the_process_boundary(executor: Executor) -> None:
+def test_errors_cross_the_process_boundary(executor: Executor, caplog: Any) -> None:
     executor.submit("bad", "system.sleep", {"seconds": "soon"})
     executor.submit("boom", "system.sleep", {"seconds": 0, "fail": "kaput"})
     executor.submit("nomod", "test.missing_module", {})
@@ -105,7 +105,10 @@ def test_errors_cross_the_process_boundary(executor: Executor) -> None:
         "ename": "RuntimeError",
         "evalue": "kaput",
     }
-    assert "system_sleep" in boom.error["traceback"] and "RuntimeError: kaput" in boom.error["traceback"]
+    # Clients get the class and the message; the traceback goes to the server's log (stderr).
+    assert boom.error["traceback"] == ""
+    log = caplog.text
+    assert "job boom failed" in log and "system_sleep" in log and "RuntimeError: kaput" in log
     assert isinstance(nomod, JobFailed) and nomod.error["ename"] == "ModuleNotFoundError"
     # The worker survived all three and runs the next job.
     executor.submit("ok", "system.sleep", {"seconds": 0})
@@ -226,6 +229,7 @@ def test_workers_get_a_share_of_the_cpus_unless_the_user_set_it(monkeypatch: Any
     for workers in (1, 2, 64):
         env = Executor(data_dir=Path("/nonexistent"), workers=workers)._worker_environment()
         share = str(max(1, len(os.sched_getaffinity(0)) // workers))
+        assert env.pop("AVATAR_STUDIO_INPUT_ROOTS") == "/nonexistent/inputs"  # confine.py
         assert env == {RENDER_THREADS_ENV: share, "OMP_NUM_THREADS": share}
     seen: list[str | None] = []
     _with_environment({RENDER_THREADS_ENV: "1"}, lambda: seen.append(os.environ.get(RENDER_THREADS_ENV)))

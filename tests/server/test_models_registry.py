@@ -16,18 +16,12 @@ from backend.models.registry import (
     ModelMissingError,
     ModelRegistry,
     find_in_hf_cache,
+    smplx_model_file,
 )
 
-EXPECTED_ROLES = {
-    "base-diffusion",
-    "controlnet-openpose",
-    "vae",
-    "clip-image-encoder",
-    "depth-estimator",
-    "normal-estimator",
-    "mimo-unet",
-    "smplx",
-}
+# Only roles some code reads (issue 10: roles nothing consumes were dropped).
+EXPECTED_ROLES = {"normal-estimator", "smplx"}
+MARIGOLD = "prs-eth/marigold-normals-v1-1"
 
 
 def _fake_hf_snapshot(cache: Path, hub_id: str, commit: str = "a" * 40, ref: str = "main") -> Path:
@@ -45,49 +39,54 @@ def test_defaults_are_all_missing_with_how_to(tmp_path: Path) -> None:
     results = {r.spec.role: r for r in registry.check()}
     assert set(results) == EXPECTED_ROLES == set(ROLES)
     assert not any(r.present for r in results.values())
-    assert results["controlnet-openpose"].spec.hub_id == "lllyasviel/control_v11p_sd15_openpose"
-    assert (
-        "huggingface-cli download lllyasviel/control_v11p_sd15_openpose"
-        in results["controlnet-openpose"].how_to
-    )
+    assert results["normal-estimator"].spec.hub_id == MARIGOLD
+    assert f"huggingface-cli download {MARIGOLD}" in results["normal-estimator"].how_to
     assert results["smplx"].spec.hub_id is None and "smpl-x.is.tue.mpg.de" in results["smplx"].how_to
     with pytest.raises(ModelMissingError) as err:
-        registry.require("vae")
+        registry.require("normal-estimator")
     text = str(err.value)
-    assert "'vae'" in text and "stabilityai/sd-vae-ft-mse" in text and "models.toml" in text
-    assert err.value.role == "vae" and err.value.model == "stabilityai/sd-vae-ft-mse"
+    assert "'normal-estimator'" in text and MARIGOLD in text and "models.toml" in text
+    assert err.value.role == "normal-estimator" and err.value.model == MARIGOLD
 
 
 def test_config_local_path_then_hf_cache(tmp_path: Path, monkeypatch: Any) -> None:
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # use the documented layout
     data = tmp_path / "data"
     data.mkdir()
-    local_vae = tmp_path / "weights" / "vae"
-    local_vae.mkdir(parents=True)
+    local = tmp_path / "weights" / "normals"
+    local.mkdir(parents=True)
     smplx_dir = tmp_path / "smplx"
     smplx_dir.mkdir()
     (data / "models.toml").write_text(
-        f'[models.vae]\npath = "{local_vae}"\n\n'
-        '[models.depth-estimator]\nhub_id = "org/depth"\nrevision = "v2"\n\n'
-        f'[models.smplx]\npath = "{smplx_dir}"\n\n'
-        '[models.mimo-unet]\npath = "relative/unet"\n'
+        f'[models.normal-estimator]\npath = "{local}"\n\n[models.smplx]\npath = "{smplx_dir}"\n'
     )
-    cache = tmp_path / "hf"
-    snapshot = _fake_hf_snapshot(cache, "org/depth", ref="v2")
-    base = _fake_hf_snapshot(cache, "stable-diffusion-v1-5/stable-diffusion-v1-5", commit="b" * 40)
-    registry = ModelRegistry.load(data, hf_cache=cache)
-    assert registry.require("vae") == local_vae
-    assert registry.resolve("vae").source == "path"
-    assert registry.require("depth-estimator") == snapshot
-    assert registry.resolve("depth-estimator").source == "hf-cache"
-    assert registry.require("base-diffusion") == base  # default hub id, found in the cache
-    # smplx: the folder exists but holds no SMPLX_* file yet -> missing; with the file -> present.
+    registry = ModelRegistry.load(data, hf_cache=tmp_path / "hf")
+    assert registry.require("normal-estimator") == local
+    assert registry.resolve("normal-estimator").source == "path"
+    # smplx: the folder exists but holds no SMPLX_* .npz yet -> missing; a .pkl in the folder is
+    # not used (a pickle runs code: only a models.toml naming the file itself selects one).
+    assert not registry.resolve("smplx").present
+    (smplx_dir / "SMPLX_NEUTRAL.pkl").write_bytes(b"x")
     assert not registry.resolve("smplx").present
     (smplx_dir / "SMPLX_NEUTRAL.npz").write_bytes(b"x")
     assert registry.require("smplx") == smplx_dir
-    # A relative path is relative to the config file and, when absent, is reported missing.
-    mimo = registry.resolve("mimo-unet")
-    assert mimo.spec.path == data / "relative" / "unet" and not mimo.present and mimo.spec.hub_id is None
+    assert smplx_model_file(smplx_dir, "neutral") == (smplx_dir / "SMPLX_NEUTRAL.npz", False)
+    assert smplx_model_file(smplx_dir, "male") is None
+    assert smplx_model_file(smplx_dir / "SMPLX_NEUTRAL.pkl", "male") == (
+        smplx_dir / "SMPLX_NEUTRAL.pkl",
+        True,
+    )
+    # The hub id of a role found in the cache; a relative path is relative to the config file.
+    (data / "models.toml").write_text('[models.normal-estimator]\nhub_id = "org/normals"\nrevision = "v2"\n')
+    snapshot = _fake_hf_snapshot(tmp_path / "hf", "org/normals", ref="v2")
+    registry = ModelRegistry.load(data, hf_cache=tmp_path / "hf")
+    assert registry.require("normal-estimator") == snapshot
+    assert registry.resolve("normal-estimator").source == "hf-cache"
+    (data / "models.toml").write_text('[models.normal-estimator]\npath = "relative/normals"\n')
+    found = ModelRegistry.load(data, hf_cache=tmp_path / "hf").resolve("normal-estimator")
+    assert (
+        found.spec.path == data / "relative" / "normals" and not found.present and found.spec.hub_id is None
+    )
 
 
 def test_hf_cache_pinned_commit(tmp_path: Path, monkeypatch: Any) -> None:
@@ -103,9 +102,10 @@ def test_hf_cache_pinned_commit(tmp_path: Path, monkeypatch: Any) -> None:
     "text, message",
     [
         ("[models.unknown-role]\npath = '/x'\n", "unknown model roles"),
-        ("[models.vae]\npath = 3\n", "must be a string"),
+        ("[models.smplx]\npath = 3\n", "must be a string"),
+        ("[models.vae]\npath = '/x'\n", "unknown model roles"),  # a dropped role
         ("models = 3\n", "must be a table"),
-        ("[models.vae\n", "models.toml"),
+        ("[models.smplx\n", "models.toml"),
     ],
 )
 def test_bad_config_is_a_clear_error(tmp_path: Path, text: str, message: str) -> None:
@@ -117,13 +117,13 @@ def test_bad_config_is_a_clear_error(tmp_path: Path, text: str, message: str) ->
 def test_models_check_cli(tmp_path: Path, capsys: Any, monkeypatch: Any) -> None:
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
-    _fake_hf_snapshot(tmp_path / "hf", "stabilityai/sd-vae-ft-mse")
+    _fake_hf_snapshot(tmp_path / "hf", MARIGOLD)
     assert cli.main(["models", "check", "--data-dir", str(tmp_path), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     by_role = {m["role"]: m for m in report["models"]}
     assert set(by_role) == EXPECTED_ROLES
-    assert by_role["vae"]["present"] and by_role["vae"]["source"] == "hf-cache"
-    assert not by_role["controlnet-openpose"]["present"] and by_role["controlnet-openpose"]["how_to"]
+    assert by_role["normal-estimator"]["present"] and by_role["normal-estimator"]["source"] == "hf-cache"
+    assert not by_role["smplx"]["present"] and by_role["smplx"]["how_to"]
     assert cli.main(["models", "check", "--data-dir", str(tmp_path)]) == 0
     human = capsys.readouterr().out
-    assert "vae" in human and "present (hf-cache" in human and "how to provide" in human
+    assert "normal-estimator" in human and "present (hf-cache" in human and "how to provide" in human

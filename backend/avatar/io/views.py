@@ -107,6 +107,14 @@ def write_views(folder: str | Path, views: ViewSet) -> Path:
     return path
 
 
+def _member(folder: Path, name: object) -> Path:
+    """A file named by the manifest: relative and inside the folder (a job reads only there)."""
+    rel = Path(str(name))
+    if rel.is_absolute() or ".." in rel.parts:
+        raise ValueError(f"image paths must be relative and inside the views folder, got {str(name)[:80]!r}")
+    return folder / rel
+
+
 def read_views(folder: str | Path) -> ViewSet:
     folder = Path(folder)
     path = folder / "views.json"
@@ -130,7 +138,7 @@ def read_views(folder: str | Path) -> ViewSet:
         try:
             cam = CameraFrame.from_payload({"near": DEFAULT_NEAR, **e})
             name = str(e.get("name", f"view{i:03d}"))
-            img = np.asarray(Image.open(folder / e["image"]).convert("RGBA"), np.float32) / 255.0
+            img = np.asarray(Image.open(_member(folder, e["image"])).convert("RGBA"), np.float32) / 255.0
         except (KeyError, TypeError, ValueError, OSError) as exc:
             raise ViewsFormatError(f"{path}: view {i}: {exc}") from exc
         if img.shape[:2] != (cam.height, cam.width):
@@ -140,7 +148,11 @@ def read_views(folder: str | Path) -> ViewSet:
             )
         normal = None
         if e.get("normal"):
-            normal = _decode_normal(np.asarray(Image.open(folder / e["normal"]).convert("RGB")))
+            try:
+                normal_path = _member(folder, e["normal"])
+            except ValueError as exc:
+                raise ViewsFormatError(f"{path}: view {name}: {exc}") from exc
+            normal = _decode_normal(np.asarray(Image.open(normal_path).convert("RGB")))
             if space == "camera":  # camera -> world: n_w = R^T n_c
                 normal = normal @ cam.R.astype(np.float32)
         views.append(View(name=name, camera=cam, rgba=img, normal=normal, split=str(e.get("split", "train"))))

@@ -1,0 +1,420 @@
+"""Job-kind contracts: the params each job kind accepts and the result it returns (spec:
+docs/protocol.md §11, generated from this module by :func:`spec_markdown`).
+
+One declaration per kind, used by every side:
+- the server validates a ``submit`` against it before anything is stored (:func:`validate`);
+- the backend's worker builds the typed params the job function receives (:func:`parse`, with a
+  ``resolve_path`` hook that confines paths to the server's input roots);
+- the add-on and the CLI build params through it (:func:`names`, :func:`describe`).
+A new job kind starts here. Pure Python + numpy, like the rest of ``protocol/``; the types live in
+:mod:`protocol.kind_types`.
+
+Errors name the field, e.g. ``params.size[0]: must be an int in [1, 4096], got 0``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from .kind_types import (
+    MAX_FRAMES,
+    REQUIRED,
+    Array,
+    Bool,
+    Enum,
+    Float,
+    Int,
+    JobContract,
+    List,
+    OneOf,
+    Param,
+    ParamError,
+    ParseContext,
+    PathParam,
+    Result,
+    ResultArray,
+    Size,
+    Str,
+    Struct,
+    Type,
+    parse_fields,
+)
+
+__all__ = [
+    "KINDS",
+    "REQUIRED",
+    "JobContract",
+    "Param",
+    "ParamError",
+    "PathParam",
+    "Struct",
+    "contract",
+    "describe",
+    "names",
+    "parse",
+    "spec_markdown",
+    "validate",
+]
+
+# ----------------------------------------------------------------------------------- shared payloads
+
+GENDER = Enum(("neutral", "male", "female"))
+PROCEDURAL_MOTIONS = ("a-pose", "t-pose", "walk", "turn", "wave")
+_F = "F"
+
+SMPLX_POSE = Struct(
+    "SMPL-X parameters",
+    (
+        Param("global_orient", Array("float32", (_F, 3)), help="root rotation, axis-angle"),
+        Param("body_pose", Array("float32", (_F, 63)), help="21 body joints, axis-angle"),
+        Param("left_hand_pose", Array("float32", (_F, 45)), help="15 joints, full axis-angle (no PCA)"),
+        Param("right_hand_pose", Array("float32", (_F, 45))),
+        Param("jaw_pose", Array("float32", (_F, 3))),
+        Param("leye_pose", Array("float32", (_F, 3))),
+        Param("reye_pose", Array("float32", (_F, 3))),
+        Param("transl", Array("float32", (_F, 3)), help="metres, protocol world (Y up)"),
+        Param("betas", Array("float32", ("B",), (("B", 300),))),
+        Param("expression", Array("float32", ("E",), (("E", 100),))),
+        Param("gender", GENDER),
+        Param("fps", Float(0.0, 1000.0, lo_open=True)),
+        Param("frame_start", Int(-1_000_000, 1_000_000)),
+    ),
+    required_any=("global_orient",),
+)
+
+AMASS_MOTION = Struct(
+    "AMASS motion",
+    (
+        Param("poses", Array("float32", (_F, None)), REQUIRED, "(F,165) SMPL-X or (F,156) SMPL+H axis-angle"),
+        Param("trans", Array("float32", (_F, 3)), REQUIRED, "metres, AMASS world (Z up)"),
+        Param("mocap_frame_rate", Float(0.0, 1000.0, lo_open=True)),
+        Param("mocap_framerate", Float(0.0, 1000.0, lo_open=True)),
+        Param("betas", Array("float32", ("B",), (("B", 300),))),
+        Param("expression", Array("float32", ("E",), (("E", 100),))),
+        Param("gender", GENDER),
+        Param("surface_model_type", Enum(("smplx", "smplh"))),
+    ),
+    required_any=("poses",),
+)
+
+CAMERA_PATH = Struct(
+    "CameraPath",
+    (
+        Param("K", Array("float64", (_F, 3, 3)), REQUIRED, "intrinsics, pixels (OpenCV)"),
+        Param("R", Array("float64", (_F, 3, 3)), REQUIRED, "world-to-camera rotation"),
+        Param("t", Array("float64", (_F, 3)), REQUIRED, "world-to-camera translation, metres"),
+        Param("width", Int(1, 4096), REQUIRED),
+        Param("height", Int(1, 4096), REQUIRED),
+        Param("near", Float(0.0, 1e6, lo_open=True)),
+        Param("far", Float(0.0, 1e6, lo_open=True)),
+        Param("frame_start", Int(-1_000_000, 1_000_000)),
+        Param("fps", Float(0.0, 1000.0, lo_open=True)),
+        Param("names", List(Str(128), 0, MAX_FRAMES)),
+    ),
+    required_any=("K",),
+)
+
+MOTION = OneOf(
+    (
+        Enum(PROCEDURAL_MOTIONS),
+        PathParam("file", (".npz", ".bvh")),
+        AMASS_MOTION,
+        SMPLX_POSE,
+    )
+)
+ORBIT = Str(16, r"orbit:([1-9][0-9]{0,2})", 'camera spec "orbit:N", N in 1-999')
+SIZE = Size()
+BETAS = Array("float32", ("B",), (("B", 300),))
+EXPRESSION = Array("float32", ("E",), (("E", 100),))
+PREVIEW_PASSES = ("rgb", "mask", "depth", "normal", "pose")
+
+SYNTHETIC = Struct(
+    "synthetic character",
+    (
+        Param("shape", Enum(("average", "tall", "broad")), "average"),
+        Param("resolution", Int(64, 2048), 512, "pixels of each rendered view"),
+        Param("skirt", Bool(), True),
+        Param("hair", Bool(), True),
+    ),
+)
+
+# ----------------------------------------------------------------------------------- the kinds
+
+_CONTRACTS = [
+    JobContract(
+        "system.info",
+        "Versions, device, CPU count and which model roles are present.",
+        (),
+        Result(
+            data=(
+                ("python", "Python version"), ("numpy", "numpy version"), ("pyzmq", "pyzmq version"),
+                ("torch", "torch version or null"), ("device", '"cuda" or "cpu"'),
+                ("cpu_count", "CPUs"), ("render_threads", "threads of the CPU rasterizer"),
+                ("models", "role -> {present, source, location}"),
+                ("body_model", '{"kind": "licensed"|"stand-in", ...}: the body every job uses'),
+            )
+        ),
+    ),
+    JobContract(
+        "system.sleep",
+        "A cheap, cancellable job for tests of servers and clients: sleeps in 0.1 s ticks.",
+        (
+            Param("seconds", Float(0.0, 3600.0), 1.0, "how long to sleep"),
+            Param("ignore_cancel", Bool(), False, "never check the cancel flag (the server must kill it)"),
+            Param("silent", Bool(), False, "no progress events (the watchdog must fire)"),
+            Param("fail", Str(1000), None, "raise RuntimeError(fail) at the end"),
+            Param("preview", Bool(), False, "an 8x8 RGB preview with each progress event"),
+            Param("file_bytes", Int(0, 1 << 30), 0, "also return files/data.bin of this size"),
+        ),
+        Result(
+            data=(("seconds", "as asked"), ("ticks", "progress ticks"), ("slept_s", "measured")),
+            arrays=(ResultArray("ticks", "float32", ("T",), "0..T-1"),),
+            files=(("files/data.bin", "with file_bytes > 0: a fixed byte pattern"),),
+        ),
+    ),
+    JobContract(
+        "body.preview",
+        "Render the posed body (RGB, mask, depth, normals, OpenPose) as PNG sequences + mp4.",
+        (
+            Param("motion", MOTION, "a-pose", "procedural name, AMASS .npz / .bvh path, AMASS or SMPL-X"),
+            Param("cameras", OneOf((ORBIT, CAMERA_PATH)), "orbit:8", "turntable or one camera per frame"),
+            Param("size", SIZE, [512, 512], "[W, H] (a CameraPath's own size wins)"),
+            Param("frames", Int(1, MAX_FRAMES), None, "frames to render (default: motion or cameras)"),
+            Param("fps", Float(0.0, 1000.0, lo_open=True), None, "resample the motion to this rate"),
+            Param("betas", BETAS, None, "shape coefficients (override the motion's)"),
+            Param("gender", GENDER, None, "default: the motion's"),
+            Param("passes", List(Enum(PREVIEW_PASSES), 1, 5), list(PREVIEW_PASSES), "which images"),
+            Param("color", Enum(("parts", "grey")), "parts", "body colouring"),
+            Param("mp4", Bool(), True, "also encode rgb.mp4"),
+            Param("hands", Bool(), True, "hand keypoints in the pose pass"),
+            Param("face", Bool(), True, "face keypoints in the pose pass"),
+        ),
+        Result(
+            data=(
+                ("frames", "frames rendered"), ("width", "pixels"), ("height", "pixels"), ("fps", ""),
+                ("frame_start", "1"), ("passes", "as rendered"),
+                ("depth_range", "[near, far] for decoding the 16-bit depth PNGs"),
+                ("keypoint_names", "127 names, the order of joints_2d"),
+            ),
+            arrays=(
+                ResultArray("camera_K", "float64", ("F", 3, 3), "one camera per frame"),
+                ResultArray("camera_R", "float64", ("F", 3, 3)),
+                ResultArray("camera_t", "float64", ("F", 3)),
+                ResultArray("joints_2d", "float32", ("F", 127, 2), "pixels"),
+                ResultArray("joints_visible", "uint8", ("F", 127)),
+            ),
+            files=(("<pass>/0001.png ...", "one PNG per frame and pass"), ("rgb.mp4", "with mp4")),
+        ),
+    ),
+    JobContract(
+        "body.mesh",
+        "The SMPL-X body (licensed through the smplx model role, else the stand-in): rest mesh, "
+        "skinning weights, joint tree, part labels, posed by a motion or a pose payload.",
+        (
+            Param("betas", BETAS, None, "shape coefficients (padded/truncated to the model's)"),
+            Param("expression", EXPRESSION, None, "expression coefficients"),
+            Param("gender", GENDER, "neutral"),
+            Param("motion", MOTION, None, "as body.preview (default a-pose)"),
+            Param("pose", SMPLX_POSE, None, "an SMPL-X parameter payload (instead of motion)"),
+            Param("frames", Int(1, MAX_FRAMES), None, "at most this many frames"),
+            Param("fps", Float(0.0, 1000.0, lo_open=True), None, "resample the motion to this rate"),
+        ),
+        Result(
+            data=(
+                ("joint_names", "55 names"), ("part_names", "body part names"), ("n_frames", "N"),
+                ("fps", ""), ("n_vertices", "V"), ("model", '"stand-in" or "licensed"'),
+            ),
+            arrays=(
+                ResultArray("rest_vertices", "float32", ("V", 3), "metres, Y up, at betas"),
+                ResultArray("faces", "int32", ("F", 3)),
+                ResultArray("weights", "float32", ("V", 55), "skinning weights, rows sum to 1"),
+                ResultArray("parents", "int32", (55,), "-1 for the root"),
+                ResultArray("joints_rest", "float32", (55, 3)),
+                ResultArray("part_labels", "int32", ("V",), "index into part_names"),
+                ResultArray("posed_vertices", "float32", ("N", "V", 3)),
+                ResultArray("joint_transforms", "float32", ("N", 55, 4, 4), "world transform per joint"),
+            ),
+        ),
+        exclusive=(("motion", "pose"),),
+    ),
+    JobContract(
+        "avatar.from_views",
+        "Sculpt, texture and rig an avatar from calibrated views (En3D GS + ET).",
+        (
+            Param("views", PathParam("dir"), None, "a views folder (docs/avatar.md)"),
+            Param("synthetic", SYNTHETIC, None, "make a synthetic character and build from its views"),
+            Param("grid", Int(8, 512), 64, "tet-grid resolution"),
+            Param("init_iters", Int(0, 100_000), 100, "body-SDF fitting iterations"),
+            Param("refine_iters", Int(0, 100_000), 160, "sculpt refinement iterations"),
+            Param("render_scale", Float(0.0, 2.0, lo_open=True), 0.5, "optimisation render scale"),
+            Param("texture_size", Int(16, 2048), 1024, "texture pixels (square)"),
+            Param("texture_iters", Int(0, 100_000), 60, "texture optimisation iterations"),
+            Param("unwrap", Enum(("cylinder", "xatlas")), "cylinder", "UV unwrapper"),
+            Param("normals", Enum(("auto", "views", "estimator", "none")), "auto", "normal supervision"),
+        ),
+        Result(
+            data=(
+                ("timings_s", "per stage"), ("info", "diagnostics"), ("joint_names", "55 names"),
+                ("part_names", ""), ("vertices", "N"), ("faces", "F"),
+            ),
+            arrays=(
+                ResultArray("vertices", "float32", ("N", 3), "split vertices, canonical bind pose"),
+                ResultArray("faces", "int32", ("F", 3)),
+                ResultArray("uvs", "float32", ("N", 2), "v = 0 at the bottom"),
+                ResultArray("normals", "float32", ("N", 3)),
+                ResultArray("texture", "uint8", ("S", "S", 3), "row 0 = top"),
+                ResultArray("weights", "float32", ("N", 55)),
+                ResultArray("parents", "int32", (55,)),
+                ResultArray("joints_rest", "float32", (55, 3)),
+                ResultArray("part_labels", "int32", ("N",)),
+                ResultArray("vertices_posed", "float32", ("N", 3), "as posed in the views"),
+                ResultArray("normals_posed", "float32", ("N", 3)),
+                ResultArray("joints_posed", "float32", (55, 3)),
+                ResultArray("pose_transforms", "float32", (55, 4, 4)),
+                ResultArray("pose_offsets", "float32", ("N", 3), "pose correctives"),
+            ),
+            files=(
+                ("avatar.glb", "rigged glTF"), ("avatar.obj", ""), ("avatar.mtl", ""),
+                ("avatar.png", "texture"), ("avatar.json", "summary"),
+            ),
+        ),
+        one_required=(("views", "synthetic"),),
+    ),
+]
+
+KINDS: dict[str, JobContract] = {c.kind: c for c in _CONTRACTS}
+
+
+def contract(kind: str) -> JobContract:
+    try:
+        return KINDS[kind]
+    except KeyError:
+        raise KeyError(f"unknown job kind {kind!r}; known: {', '.join(sorted(KINDS))}") from None
+
+
+def parse(
+    kind: str,
+    params: Mapping[str, Any],
+    resolve_path: Callable[[str, str, PathParam], Any] | None = None,
+) -> Any:
+    """The typed params of ``kind`` (an instance of ``contract(kind).params_class``) with defaults
+    filled in; :class:`ParamError` naming the field when ``params`` breaks the contract.
+
+    ``resolve_path(value, field, param)`` turns each path param into what the job opens (the
+    backend confines it there); without it paths stay strings.
+    """
+    c = contract(kind)
+    if not isinstance(params, Mapping):
+        raise ParamError("params", f"must be an object, got {type(params).__name__}")
+    ctx = ParseContext(resolve_path)
+    values = parse_fields(c.params, params, "params", ctx)
+    given = {k for k, v in params.items() if v is not None}
+    for group in c.exclusive:
+        both = [n for n in group if n in given]
+        if len(both) > 1:
+            raise ParamError(f"params.{both[1]}", f"give either {' or '.join(group)}, not both")
+    for group in c.one_required:
+        chosen = [n for n in group if n in given]
+        if len(chosen) != 1:
+            where = f"params.{chosen[1]}" if chosen else f"params.{group[0]}"
+            raise ParamError(where, f"give exactly one of {', '.join(group)}")
+    return c.params_class(**values)
+
+
+def validate(kind: str, params: Mapping[str, Any]) -> None:
+    """Check ``params`` against the contract (paths are checked for form only)."""
+    parse(kind, params)
+
+
+class _Names:
+    def __init__(self, owner: str, fields_: Sequence[Param]) -> None:
+        self._owner = owner
+        self._names = frozenset(p.name for p in fields_)
+
+    def __getattr__(self, name: str) -> str:
+        if name.startswith("_") or name not in self._names:
+            raise AttributeError(f"{self._owner} has no param {name!r}")
+        return name
+
+
+def names(kind_or_payload: str | Struct) -> Any:
+    """Attribute access to declared names, so callers never spell a param name as a literal:
+    ``names("body.mesh").betas == "betas"``; a typo is an ``AttributeError``."""
+    if isinstance(kind_or_payload, Struct):
+        return _Names(kind_or_payload.name, kind_or_payload.fields)
+    return _Names(kind_or_payload, contract(kind_or_payload).params)
+
+
+# ----------------------------------------------------------------------------------- text
+
+
+def _default_text(p: Param) -> str:
+    if p.required:
+        return "required"
+    if p.default is None:
+        return "optional"
+    value = p.default
+    text = ("true" if value else "false") if isinstance(value, bool) else repr(value).replace("'", '"')
+    return f"default {text}"
+
+
+def _payload_types(c: JobContract) -> list[Struct]:
+    found: list[Struct] = []
+
+    def visit(t: Type) -> None:
+        if isinstance(t, Struct) and t not in found:
+            found.append(t)
+        for child in getattr(t, "options", ()):
+            visit(child)
+
+    for p in c.params:
+        visit(p.type)
+    return found
+
+
+def describe(kind: str) -> str:
+    """The contract as plain text (``avatar-studio submit --help-kind KIND``)."""
+    c = contract(kind)
+    lines = [f"{c.kind}: {c.summary}", "", "params:"]
+    if not c.params:
+        lines.append("  (none)")
+    for p in c.params:
+        lines.append(f"  {p.name:14} {p.type.doc()}; {_default_text(p)}")
+        if p.help:
+            lines.append(f"  {'':14} {p.help}")
+    for group in c.exclusive:
+        lines.append(f"  at most one of: {', '.join(group)}")
+    for group in c.one_required:
+        lines.append(f"  exactly one of: {', '.join(group)}")
+    for struct in _payload_types(c):
+        lines += ["", f"{struct.name} payload:"]
+        for p in struct.fields:
+            note = f"  ({p.help})" if p.help else ""
+            lines.append(f"  {p.name:18} {p.type.doc()}; {_default_text(p)}{note}")
+    r = c.result
+    lines += ["", "result:"]
+    for name, meaning in r.data:
+        lines.append(f"  data.{name:18} {meaning}")
+    for a in r.arrays:
+        shape = ", ".join(str(d) for d in a.shape)
+        comma = "," if len(a.shape) == 1 else ""
+        lines.append(f"  array {a.name:18} ({shape}{comma}) {a.dtype}  {a.help}".rstrip())
+    for name, meaning in r.files:
+        lines.append(f"  file {name:19} {meaning}".rstrip())
+    return "\n".join(lines)
+
+
+def spec_markdown() -> str:
+    """The spec section listing every kind (docs/protocol.md embeds exactly this text)."""
+    out = [
+        "Generated from `protocol/kinds.py` (`python -m protocol.kinds`); a test keeps this copy equal.",
+        "",
+    ]
+    for kind in KINDS:
+        out += [f"### `{kind}`", "", "```", describe(kind), "```", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+if __name__ == "__main__":  # print the spec section
+    print(spec_markdown(), end="")
