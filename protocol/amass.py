@@ -38,6 +38,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -152,14 +153,16 @@ def _smplx_pose(poses: np.ndarray, model_type: str | None) -> tuple[np.ndarray, 
     )
 
 
-def read_amass(path: str | Path, num_betas: int | None = None) -> AmassMotion:
+def read_amass(path: str | Path | BinaryIO, num_betas: int | None = None) -> AmassMotion:
     """An AMASS npz of any release as stored (its own Z-up world); :func:`load_amass` converts.
+
+    ``path`` may also be an open binary file (the jobs read confined files once, into memory).
 
     A missing or unreadable file raises ``OSError``; anything that is not an AMASS motion
     :class:`AmassFormatError`.
     """
     try:
-        loaded = np.load(Path(path), allow_pickle=False)
+        loaded = np.load(path if hasattr(path, "read") else Path(path), allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):
             raise AmassFormatError(f"{path}: a single .npy array, not an AMASS npz")
         with loaded:
@@ -210,7 +213,7 @@ def change_world_axes(
 
 
 def load_amass(
-    path: str | Path,
+    path: str | Path | BinaryIO,
     num_betas: int | None = None,
     *,
     z_up: bool = True,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -159,7 +159,7 @@ def change_world_axes(motion: Motion, rotation: np.ndarray, rest_pelvis: np.ndar
 
 
 def load_amass(
-    path: str | Path,
+    path: str | Path | BinaryIO,
     num_betas: int | None = None,
     *,
     z_up: bool = True,
