@@ -23,7 +23,7 @@ import numpy as np
 
 from . import axes, rig_math, smplx_rig
 from .importers.action import bone_joint_map, rest_rotations
-from .wire import cameras_module, kinds_module
+from .wire import cameras_module, kinds_module, smplx
 
 
 class ExportError(ValueError):
@@ -126,9 +126,7 @@ def export_smplx_motion(
 
     _visit_frames(scene, frames, visit)
     aa = rig_math.matrix_to_aa(np.stack(local_rotations))  # (F, 55, 3)
-    payload: dict[str, Any] = {}
-    for field, first, count in smplx_rig.POSE_FIELDS:
-        payload[field] = np.ascontiguousarray(aa[:, first : first + count].reshape(len(frames), count * 3))
+    payload: dict[str, Any] = smplx.split_full_pose(aa)  # the protocol's pose field layout
     names = kinds_module().names(kinds_module().SMPLX_POSE)  # the payload's field names
     payload[names.transl] = np.stack(pelvis) - rest_pelvis
     settings = arm_obj.avatar_studio_body

@@ -151,7 +151,7 @@ class CameraPath:
 class CameraFrame:
     """One frame of a :class:`CameraPath`: ``K`` (3,3), ``R`` (3,3) world-to-camera, ``t`` (3,).
 
-    What ``path.frame(i)`` returns: a read-only view of a one-frame path, so a single camera has
+    What ``path.frame(i)`` returns: a view of its own one-frame path, so a single camera has
     the path's fields, rules and payload and no convention of its own. Made directly from the
     fields, it is checked as that one-frame path.
     """
@@ -160,19 +160,14 @@ class CameraFrame:
 
     def __init__(self, K: Any, R: Any, t: Any, width: int, height: int, near: float = 0.1, far: float = 100.0,
                  name: str | None = None) -> None:
-        self._own(CameraPath(K, R, t, width, height, near, far, names=None if name is None else [name]))
+        self._path = CameraPath(K, R, t, width, height, near, far, names=None if name is None else [name])
 
     @classmethod
     def of(cls, path: CameraPath, index: int) -> CameraFrame:
-        """Frame ``index`` of ``path`` (its own copy of the arrays)."""
+        """Frame ``index`` of ``path`` (a copy: changing one never changes the other)."""
         frame = cls.__new__(cls)
-        frame._own(path.subset([range(len(path))[index]]))  # IndexError outside, negative from the end
+        frame._path = path.subset([range(len(path))[index]])  # IndexError outside, negative from the end
         return frame
-
-    def _own(self, path: CameraPath) -> None:
-        for array in (path.K, path.R, path.t):
-            array.flags.writeable = False  # a frame is a value: copy to change it
-        self._path = path
 
     def as_path(self) -> CameraPath:
         """This camera as a one-frame path (shared, not copied)."""

@@ -162,8 +162,8 @@ def test_a_camera_frame_is_one_frame_of_a_path() -> None:
     back = CameraFrame.from_payload(frame.to_payload())
     np.testing.assert_array_equal(back.t, frame.t)
     assert path.frame(-1).name == "d"
-    with pytest.raises(ValueError):
-        frame.K[0, 0] = 1.0  # read-only: a frame never changes the path it came from
+    frame.K[0, 0] = 1.0  # a frame holds its own copy: the path it came from is unchanged
+    assert path.K[2, 0, 0] != 1.0 and frame.K[0, 0] == 1.0
     with pytest.raises(IndexError):
         path.frame(4)
 
@@ -179,3 +179,24 @@ def test_a_camera_frame_obeys_the_paths_rules() -> None:
         CameraFrame.from_payload(CameraPath.from_payload({**good, "K": np.stack([np.eye(3)] * 2),
                                                           "R": np.stack([np.eye(3)] * 2),
                                                           "t": np.zeros((2, 3))}).to_payload())
+
+
+def test_views_store_their_cameras_as_camera_path_frames(tmp_path: Path) -> None:
+    import json
+
+    from backend.avatar.views import DEFAULT_NEAR, View, ViewSet, ViewsFormatError, read_views, write_views
+
+    frame = orbit_path(2, width=16, height=12, near=0.2).frame(1)
+    write_views(tmp_path, ViewSet([View("v", frame, np.zeros((12, 16, 4), np.float32))]))
+    back = read_views(tmp_path).views[0].camera
+    assert isinstance(back, CameraFrame) and back.near == 0.2
+    np.testing.assert_allclose(back.R, frame.R)
+    manifest_path = tmp_path / "views.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["views"][0]["near"]  # manifests without a clip distance keep the old default
+    manifest_path.write_text(json.dumps(manifest))
+    assert read_views(tmp_path).views[0].camera.near == DEFAULT_NEAR
+    for hostile in ({"R": (2 * np.eye(3)).tolist()}, {"K": "x"}, {"width": -4}, {"t": [1.0, 2.0]}):
+        manifest_path.write_text(json.dumps({**manifest, "views": [{**manifest["views"][0], **hostile}]}))
+        with pytest.raises(ViewsFormatError):
+            read_views(tmp_path)
