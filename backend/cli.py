@@ -24,6 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from backend.cli_fair import add_jobs_prune, add_serve_limits, serve_limits_config
+
 PLUGIN_MODULES = ["backend.render.cli", "backend.avatar.cli", "backend.addon_build"]
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_ERROR = 0, 1, 2
@@ -170,6 +172,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         cancel_grace_s=args.cancel_grace,
         buffer_integrity=args.buffer_integrity,
+        **serve_limits_config(args),
     )
     server = Server(config)
     try:
@@ -237,6 +240,7 @@ def _register_serve(sub: Any) -> None:
         help="a cancelled job that has not stopped after S seconds is killed (default 0.5)",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_serve_limits(p)
     _add_json(p)
     p.set_defaults(func=cmd_serve)
 
@@ -379,6 +383,7 @@ def _register_client_commands(sub: Any) -> None:
     _add_connection(p)
     _add_json(p)
     p.set_defaults(func=cmd_jobs)
+    add_jobs_prune(p)  # `jobs prune --older-than DURATION`
 
     p = sub.add_parser("cancel", help="cancel a job", description="Cancel a queued or running job.")
     p.add_argument("job_id")
