@@ -10,7 +10,10 @@ Delivery rules (docs/protocol.md §4, §8):
   re-``attach`` gets the terminal event again from the job store, which is the real guarantee).
 - Progress events are sent with ``NOBLOCK`` and simply dropped when the peer is slow.
 - ``ROUTER_MANDATORY`` makes a send to a vanished peer fail at once (``EHOSTUNREACH``), and that peer's
-  subscriptions are forgotten. ZMTP heartbeats on the socket notice dead TCP peers.
+  subscriptions are forgotten. TCP keepalive on the socket notices dead TCP peers.
+- Fair service (docs/security.md): requests are metered per client (ratelimit.py), submits are
+  admitted per client and in total (quotas.py), and a peer whose waiting messages exceed their
+  bound (outbox.py) is dropped.
 - A malformed message is logged and answered with an ``error`` (at most a few per second per peer);
   a bug while handling a request is answered with ``InternalError``. Neither stops the loop.
 """
@@ -212,8 +215,13 @@ class Server:
         socket.router_mandatory = True
         socket.sndhwm = ob.PEER_SEND_HWM  # beyond this a slow peer's messages wait in the bounded outbox
         socket.rcvhwm = 1000
-        socket.heartbeat_ivl = int(self.config.heartbeat_interval_s * 1000)
-        socket.heartbeat_timeout = int(self.config.heartbeat_interval_s * 5000)
+        # Dead TCP peers are noticed by TCP keepalive, not ZMTP heartbeats: libzmq 4.3 aborts the
+        # whole process (assert !_io_error) when a heartbeat timer fires on a connection whose
+        # peer flooded until our receive pipe was full and then hung up (docs/security.md).
+        socket.tcp_keepalive = 1
+        socket.tcp_keepalive_idle = max(1, round(self.config.heartbeat_interval_s * 5))
+        socket.tcp_keepalive_intvl = max(1, round(self.config.heartbeat_interval_s))
+        socket.tcp_keepalive_cnt = 5
         self.config.limits.configure_socket(socket)
         if self.config.curve:
             keys = CurveKeys(self.data_dir)

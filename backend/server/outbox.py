@@ -24,9 +24,9 @@ from typing import Any
 
 from protocol import Message
 
-PEER_SEND_HWM = 100  # messages ZeroMQ keeps per peer before a send reports EAGAIN
+PEER_SEND_HWM = 32  # messages ZeroMQ keeps per peer before a send reports EAGAIN
 MAX_MESSAGES_PER_PEER = 256
-MAX_BYTES_PER_PEER = 32 << 20
+MAX_BYTES_PER_PEER = 16 << 20
 TTL_S = 30.0  # a peer that has not taken a message for this long is dropped
 N_OWNED_FRAMES_AFTER_IDS = 6  # delimiter, signature, header, parent, metadata, content
 
@@ -87,7 +87,10 @@ class Outbox:
         queue = self._peers.get(item.identity)
         if queue is None:
             queue = self._peers[item.identity] = _PeerQueue()
-        if len(queue.items) >= self.max_messages or queue.nbytes + item.nbytes > self.max_bytes:
+        # One message of any size may wait (a large reply to a slow reader is not a reason to drop it).
+        if queue.items and (
+            len(queue.items) >= self.max_messages or queue.nbytes + item.nbytes > self.max_bytes
+        ):
             return False
         queue.items.append(item)
         queue.nbytes += item.nbytes

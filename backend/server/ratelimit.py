@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 DEFAULT_RATE = 200.0  # units per second; a unit is about a millisecond of the loop
-DEFAULT_BURST = 1000.0  # a client that was idle may spend this much at once
+DEFAULT_BURST = 250.0  # a client that was idle may spend this much at once (a quarter second)
 MAX_TRACKED_CLIENTS = 10_000  # buckets kept in memory (full buckets are forgotten first)
 
 
