@@ -26,6 +26,7 @@ from backend.jobs.system import sleep_file_content
 from backend.server.jobstore import JobStore
 from protocol import ServerError
 from protocol import messages as M
+from protocol.client import Client
 
 FLOOD_PEER = Path(__file__).with_name("flood_peer.py")
 
@@ -304,3 +305,70 @@ def test_jobs_prune_deletes_old_jobs_and_only_their_bytes(server_factory: Any) -
         assert client.get_artifact(new, "ticks").dtype == np.float32
     bad = _cli("jobs", "prune", "--older-than", "soon", "--data-dir", str(server.data_dir))
     assert bad.returncode != 0 and "not a duration" in bad.stderr
+
+
+def test_dropped_peer_loses_its_subscriptions_and_waiting_messages(tmp_path: Path) -> None:
+    """In-process server (to look at its state), real sockets: a subscriber that stops reading is
+    forgotten, and the job it followed goes on (its result stays in the store for a re-attach)."""
+    import zmq
+
+    from backend.server.app import Server, ServerConfig
+    from protocol import Session, read_connection_file
+
+    data_dir = tmp_path / "data"
+    populate(data_dir)
+    server = Server(ServerConfig(data_dir=data_dir, workers=1, request_rate=0))
+    server.start()
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def loop() -> None:
+        while not stop.is_set():
+            with lock:
+                server.run_once(0.05)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    info = read_connection_file(server.connection_file)
+    session = Session(info.key.encode(), buffer_integrity=info.buffer_integrity)
+    context = zmq.Context()
+    peer = context.socket(zmq.DEALER)
+    peer.routing_id = b"non-reader"
+    peer.rcvhwm = 1
+    peer.setsockopt(zmq.RCVBUF, 4096)
+    peer.linger = 0
+    try:
+        peer.connect(info.address)
+        submit = session.msg(M.SUBMIT, M.submit_content("system.sleep", {"seconds": 30}))
+        peer.send_multipart(session.serialize(submit))
+        deadline = time.monotonic() + 60
+        subscribed = False
+        while True:
+            with lock:
+                subscribed = subscribed or any(b"non-reader" in r.subscribers for r in server._jobs.values())
+                if server.stats["dropped_peers"]:
+                    break
+            assert time.monotonic() < deadline, "never dropped"
+            for _ in range(50):
+                request = session.msg(M.LIST_JOBS, {"limit": 200})
+                try:
+                    peer.send_multipart(session.serialize(request), flags=zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+            time.sleep(0.01)
+        assert subscribed  # it was a subscriber before it was dropped
+        with lock:
+            assert not any(b"non-reader" in r.subscribers for r in server._jobs.values())
+            assert not server._outbox.blocked(b"non-reader")
+            job = server.store.list(None, 1)[0]  # type: ignore[union-attr]  # its job, newest
+        assert job.kind == "system.sleep" and not job.terminal  # dropped while following a live job
+        with Client.from_connection_file(server.connection_file, timeout=30) as other:  # others: served
+            other.attach(job.job_id)  # (the client follows a job it attached to, not one it cancels)
+            assert other.cancel(job.job_id) in (M.RUNNING, M.CANCELLED)
+            assert other.wait(job.job_id, timeout=30).state == M.CANCELLED
+    finally:
+        peer.close(linger=0)
+        context.term()
+        stop.set()
+        thread.join(10)
+        server.close()
