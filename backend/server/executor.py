@@ -6,6 +6,10 @@ reads what the workers said, notices dead or silent workers, enforces cancel dea
 queued jobs, and returns what happened as a list of events. The executor knows nothing about
 the job store or the wire: the server turns these events into state changes and messages.
 
+Jobs wait in one FIFO per client (``client_id``, see ``clientid.py``) and clients take turns
+when a worker frees up, so a client with many queued jobs does not hold back another's one job;
+:meth:`Executor.unfinished` counts jobs per client for the server's queue limits (quotas.py).
+
 Worker processes are long-lived (a job after the first does not pay for interpreter start and
 the torch import again) and run one job at a time. A worker that died, was killed by the
 watchdog, or was killed because it ignored a cancel is replaced by a fresh one.
