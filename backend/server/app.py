@@ -688,11 +688,11 @@ class Server:
     ) -> None:
         """Send to one peer without blocking; keep non-droppable messages for a retry if it is slow."""
         assert self.session is not None
+        if self._dropped and self._dropped.get(identity, 0.0) > time.monotonic():
+            return  # dropped for not reading (e.g. a job's subscriber): nothing more for it
         message = self.session.msg(msg_type, content, parent)
         message.identities = [identity]
         item = _Outgoing(identity, message, time.monotonic() + OUTBOX_TTL_S)
-        if self._dropped and self._dropped.get(identity, 0.0) > time.monotonic():
-            return  # dropped for not reading (e.g. a job's subscriber): nothing more for it
         # Messages to a slow peer keep their order behind the queue.
         outcome = "again" if self._outbox.blocked(identity) else self._try_send(item)
         if outcome == "again":
