@@ -24,6 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from backend.cli_fair import add_jobs_prune, add_serve_limits, serve_limits_config
+
 PLUGIN_MODULES = ["backend.commands.preview", "backend.commands.avatar", "backend.addon_build"]
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_ERROR = 0, 1, 2
@@ -171,6 +173,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         cancel_grace_s=args.cancel_grace,
         buffer_integrity=args.buffer_integrity,
         input_roots=tuple(Path(r).expanduser().resolve() for r in args.input_root),
+        **serve_limits_config(args),
     )
     server = Server(config)
     try:
@@ -247,6 +250,7 @@ def _register_serve(sub: Any) -> None:
         "<data-dir>/inputs always is one; any other path in params is refused (docs/security.md)",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_serve_limits(p)
     _add_json(p)
     p.set_defaults(func=cmd_serve)
 
@@ -410,6 +414,7 @@ def _register_client_commands(sub: Any) -> None:
     _add_connection(p)
     _add_json(p)
     p.set_defaults(func=cmd_jobs)
+    add_jobs_prune(p)  # `jobs prune --older-than DURATION`
 
     p = sub.add_parser("cancel", help="cancel a job", description="Cancel a queued or running job.")
     p.add_argument("job_id")

@@ -10,7 +10,10 @@ Delivery rules (docs/protocol.md §4, §8):
   re-``attach`` gets the terminal event again from the job store, which is the real guarantee).
 - Progress events are sent with ``NOBLOCK`` and simply dropped when the peer is slow.
 - ``ROUTER_MANDATORY`` makes a send to a vanished peer fail at once (``EHOSTUNREACH``), and that peer's
-  subscriptions are forgotten. ZMTP heartbeats on the socket notice dead TCP peers.
+  subscriptions are forgotten. TCP keepalive on the socket notices dead TCP peers.
+- Fair service (docs/security.md): requests are metered per client (ratelimit.py), submits are
+  admitted per client and in total (quotas.py), and a peer whose waiting messages exceed their
+  bound (outbox.py) is dropped.
 - A malformed message is logged and answered with an ``error`` (at most a few per second per peer);
   a bug while handling a request is answered with ``InternalError``. Neither stops the loop.
 """
@@ -26,7 +29,6 @@ import mmap
 import os
 import signal
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +60,9 @@ from protocol.integrity import (
 from protocol.kinds import ParamError
 from protocol.session import REPLAY_START_SKEW_S
 
+from . import outbox as ob
 from .artifacts import ArtifactStore
+from .clientid import client_id_of
 from .curve_auth import LOCAL_CLIENT_NAME, CurveKeys, start_authenticator
 from .datadir import load_or_create_hmac_key
 from .executor import (
@@ -70,16 +74,24 @@ from .executor import (
     JobStarted,
     JobSucceeded,
 )
+from .inputs import StagedInputs
 from .jobstore import IdempotencyConflict, InvalidTransition, Job, JobStore
 from .params import ParamsError, externalize
+from .quotas import E_RATE_LIMITED, QueueLimits, Refusal
+from .ratelimit import DEFAULT_BURST, DEFAULT_RATE, RateLimiter, request_cost
+from .retention import collect_garbage
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_INTERVAL_S = 1.0
-OUTBOX_TTL_S = 30.0
+OUTBOX_TTL_S = ob.TTL_S
 PROGRESS_DB_INTERVAL_S = 0.25  # progress is written to SQLite at most this often per job
 ERROR_REPLIES_PER_S = 5.0  # per peer, for malformed input (a garbage flood gets few answers)
 MAX_REQUESTS_PER_ITERATION = 200
+# Requests are read until this much time went by in one iteration, so workers' events (a job
+# started, a job finished) wait at most about this long behind a burst of requests.
+REQUEST_TIME_PER_ITERATION_S = 0.05
+DROPPED_PEER_IGNORED_S = 10.0  # a peer dropped for not reading is ignored this long
 LIST_JOBS_DEFAULT_LIMIT = 1000
 LIST_JOBS_MAX_LIMIT = 1_000_000
 # Headroom under the message limit for the JSON frames of a get_artifact reply.
@@ -114,13 +126,14 @@ class ServerConfig:
     # Folders jobs may read besides <data-dir>/inputs (`serve --input-root DIR`, repeatable);
     # paths in params are confined to them (backend/jobs/confine.py).
     input_roots: tuple[Path, ...] = ()
+    # Fair service (backend/server/quotas.py, ratelimit.py, outbox.py; docs/security.md).
+    queue_limits: QueueLimits = field(default_factory=QueueLimits)
+    request_rate: float = DEFAULT_RATE  # loop-time units (~1 ms) per second per client; <= 0: off
+    request_burst: float = DEFAULT_BURST
+    artifact_quota_bytes: int | None = None  # all stored blobs together; None: no quota
 
 
-@dataclass
-class _Outgoing:
-    identity: bytes
-    message: Message
-    expires: float
+_Outgoing = ob.Outgoing
 
 
 @dataclass
@@ -154,10 +167,13 @@ class Server:
         self._lock_fd: int | None = None
         self._stopping = False
         self._jobs: dict[str, _JobRuntime] = {}
-        self._outbox: deque[_Outgoing] = deque()
-        self._blocked: set[bytes] = set()  # peers with messages waiting in the outbox
+        self._outbox = ob.Outbox()  # messages that met back-pressure, bounded per peer
+        self._limiter = RateLimiter(config.request_rate, config.request_burst)
+        self._peer_clients: dict[bytes, str] = {}  # routing identity -> client id (accounting)
+        self._dropped: dict[bytes, float] = {}  # peers that stopped reading -> ignored until
         self._error_budget: dict[bytes, tuple[float, float]] = {}  # identity -> (tokens, time)
-        self.stats = {"requests": 0, "malformed": 0, "internal_errors": 0, "dropped_progress": 0}
+        self.stats = {"requests": 0, "malformed": 0, "internal_errors": 0, "dropped_progress": 0,
+                      "rate_limited": 0, "dropped_peers": 0}
 
     # --- start / stop ----------------------------------------------------------------------------
 
@@ -185,6 +201,11 @@ class Server:
         if lost:
             log.warning("marked %d job(s) of a previous server failed: %s", len(lost), ", ".join(lost))
         self.artifacts = ArtifactStore(self.data_dir / "artifacts")
+        self.artifacts.set_quota(self.config.artifact_quota_bytes)  # read by the workers too
+        collected = collect_garbage(self.store, self.artifacts)  # orphans of earlier runs
+        if collected.blobs or collected.temp_files:
+            log.info("removed %d unreferenced blob(s) (%d bytes) and %d temp file(s) from the artifact "
+                     "store", collected.blobs, collected.bytes, collected.temp_files)
         key = load_or_create_hmac_key(self.data_dir)
         self.session = Session(key.encode("utf-8"), limits=self.config.limits,
                                buffer_integrity=self.buffer_integrity,
@@ -200,10 +221,15 @@ class Server:
         socket = self.context.socket(zmq.ROUTER)
         socket.linger = 0
         socket.router_mandatory = True
-        socket.sndhwm = 1000
+        socket.sndhwm = ob.PEER_SEND_HWM  # beyond this a slow peer's messages wait in the bounded outbox
         socket.rcvhwm = 1000
-        socket.heartbeat_ivl = int(self.config.heartbeat_interval_s * 1000)
-        socket.heartbeat_timeout = int(self.config.heartbeat_interval_s * 5000)
+        # Dead TCP peers are noticed by TCP keepalive, not ZMTP heartbeats: libzmq 4.3 aborts the
+        # whole process (assert !_io_error) when a heartbeat timer fires on a connection whose
+        # peer flooded until our receive pipe was full and then hung up (docs/security.md).
+        socket.tcp_keepalive = 1
+        socket.tcp_keepalive_idle = max(1, round(self.config.heartbeat_interval_s * 5))
+        socket.tcp_keepalive_intvl = max(1, round(self.config.heartbeat_interval_s))
+        socket.tcp_keepalive_cnt = 5
         self.config.limits.configure_socket(socket)
         if self.config.curve:
             keys = CurveKeys(self.data_dir)
@@ -339,17 +365,59 @@ class Server:
         if self._outbox:
             wait = min(wait, 0.02)
         poller.poll(math.ceil(wait * 1000))  # ceil: never spin on a sub-millisecond wait
+        # ZeroMQ hands out one message per peer in turn (fair queueing), so a flood from one peer
+        # does not hide the others' requests; the time budget bounds how long workers' events wait.
+        until = time.monotonic() + REQUEST_TIME_PER_ITERATION_S
         for _ in range(MAX_REQUESTS_PER_ITERATION):
             try:
                 frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 break
-            self._on_frames(frames)
+            self._on_frames_metered(frames)
+            if time.monotonic() > until:
+                break
         for event in self.executor.service():
             self._on_executor_event(event)
         self._flush_outbox()
 
     # --- incoming -------------------------------------------------------------------------------
+
+    def _on_frames_metered(self, frames: list[Any]) -> None:
+        """Rate limit per client (ratelimit.py) around :meth:`_on_frames`; ignore dropped peers."""
+        identity = bytes(frames[0].bytes) if frames else b""
+        if self._dropped and self._dropped.get(identity, 0.0) > time.monotonic():
+            return  # it stopped reading what we sent; nothing it asks now would reach it
+        client = self._peer_clients.get(identity)
+        if client is None:
+            if len(self._peer_clients) > 10_000:  # bound memory against many short-lived peers
+                self._peer_clients.clear()
+            client = self._peer_clients[identity] = client_id_of(frames, identity)
+        if not self._limiter.allow(client):
+            self.stats["rate_limited"] += 1
+            if identity and self._may_send_error(identity):  # the refusals are limited too
+                self._refuse_rate_limited(identity, client, frames)
+            return
+        started = time.perf_counter()
+        try:
+            self._on_frames(frames)
+        finally:
+            self._limiter.charge(client, request_cost(time.perf_counter() - started))
+
+    def _refuse_rate_limited(self, identity: bytes, client: str, frames: list[Any]) -> None:
+        assert self.session is not None
+        try:
+            message = self.session.deserialize(frames)  # only to name the request in the reply
+        except ProtocolError:
+            return
+        wait = self._limiter.retry_after(client)
+        text = (f"too many requests: this client used its share of the server's time "
+                f"({self._limiter.rate:g} units/s, burst {self._limiter.burst:g}; a unit is about "
+                f"1 ms of the server's loop); retry in {wait:.2f} s")
+        content = M.error_content(E_RATE_LIMITED, text, {"retry_after_s": round(wait, 3)})
+        self._send(identity, M.ERROR, content, parent=message)
+
+    def _client_of(self, identity: bytes) -> str:
+        return self._peer_clients.get(identity) or f"peer:{identity.hex()}"
 
     def _on_frames(self, frames: list[Any]) -> None:
         assert self.session is not None
@@ -376,6 +444,8 @@ class Server:
             self._on_request(identity, message)
         except BadRequest as exc:
             self._send(identity, M.ERROR, M.error_content(exc.ename, exc.evalue), parent=message)
+        except Refusal as exc:  # a limit (quotas.py): the reply names it
+            self._send(identity, M.ERROR, M.error_content(exc.ename, exc.evalue, exc.details), parent=message)
         except UnicodeEncodeError:  # JSON may carry lone surrogates ("\ud800"); SQLite refuses them
             text = "strings in the request must be valid Unicode (no lone surrogates)"
             self._send(identity, M.ERROR, M.error_content(M.E_BAD_REQUEST, text), parent=message)
@@ -494,8 +564,15 @@ class Server:
             check_params(kind, params, self.data_dir, self.config.input_roots)
         except ParamError as exc:
             raise BadRequest(M.E_BAD_REQUEST, str(exc)) from None
-        try:
-            job, duplicate = self.store.create(kind, externalize(params, self.artifacts), key)
+        client = self._client_of(identity)
+        if key is None or self.store.by_idempotency_key(key) is None:  # a duplicate adds no job
+            limits = self.config.queue_limits
+            limits.check(client, self.executor.unfinished(client), self.executor.unfinished())
+        try:  # inputs are kept only if the job is recorded (inputs.py): a refusal stores nothing
+            with StagedInputs(self.artifacts) as inputs:
+                stored = externalize(params, self.artifacts, inputs.blobs)
+                inputs.admit()
+                job, duplicate = self.store.create(kind, stored, key)
         except (IdempotencyConflict, ParamsError) as exc:
             raise BadRequest(M.E_BAD_REQUEST, str(exc)) from None
         self._subscribe(job.job_id, identity, message)
@@ -503,7 +580,7 @@ class Server:
         if duplicate:
             self._send_current_state(identity, job, message)
         else:
-            self.executor.submit(job.job_id, kind, job.params)
+            self.executor.submit(job.job_id, kind, job.params, client_id=client)
             log.info("job %s (%s) queued", job.job_id, kind)
 
     def _on_attach(self, identity: bytes, message: Message) -> None:
@@ -599,6 +676,19 @@ class Server:
         for runtime in self._jobs.values():
             runtime.subscribers.pop(identity, None)
         self._error_budget.pop(identity, None)
+        self._peer_clients.pop(identity, None)
+
+    def _drop_peer(self, identity: bytes, why: str) -> None:
+        """Stop serving a peer that does not read (outbox.py): discard, forget, ignore a while."""
+        discarded = self._outbox.discard(identity)
+        self._forget_peer(identity)
+        now = time.monotonic()
+        if len(self._dropped) > 10_000:
+            self._dropped = {peer: until for peer, until in self._dropped.items() if until > now}
+        self._dropped[identity] = now + DROPPED_PEER_IGNORED_S
+        self.stats["dropped_peers"] += 1
+        log.warning("dropped peer %s: %s; discarded %d waiting message(s), its requests are ignored "
+                    "for %g s", identity.hex()[:16], why, discarded, DROPPED_PEER_IGNORED_S)
 
     def _send(
         self,
@@ -611,28 +701,35 @@ class Server:
     ) -> None:
         """Send to one peer without blocking; keep non-droppable messages for a retry if it is slow."""
         assert self.session is not None
+        if self._dropped and self._dropped.get(identity, 0.0) > time.monotonic():
+            return  # dropped for not reading (e.g. a job's subscriber): nothing more for it
         message = self.session.msg(msg_type, content, parent)
         message.identities = [identity]
         item = _Outgoing(identity, message, time.monotonic() + OUTBOX_TTL_S)
-        if identity in self._blocked:  # messages to a slow peer keep their order behind the queue
-            if droppable:
-                self.stats["dropped_progress"] += 1
-            else:
-                self._outbox.append(item)
-            return
-        outcome = self._try_send(item)
+        # Messages to a slow peer keep their order behind the queue.
+        outcome = "again" if self._outbox.blocked(identity) else self._try_send(item)
         if outcome == "again":
             if droppable:
                 self.stats["dropped_progress"] += 1
             else:
-                self._outbox.append(item)
-                self._blocked.add(identity)
+                self._keep_for_retry(item)
+
+    def _keep_for_retry(self, item: _Outgoing) -> None:
+        assert self.session is not None
+        if item.frames is None:
+            item.frames = self.session.serialize(item.message)
+        item.nbytes = ob.owned_bytes(item.frames, len(item.message.identities))
+        if not self._outbox.add(item):
+            self._drop_peer(item.identity, f"over its bound of waiting messages ({self._outbox.max_messages} "
+                            f"messages, {self._outbox.max_bytes} bytes)")
 
     def _try_send(self, item: _Outgoing) -> str:
         """``"sent"``, ``"again"`` (the peer's queue is full) or ``"gone"`` (the peer disconnected)."""
         assert self.session is not None and self.socket is not None
+        if item.frames is None:  # signed once: a retry sends the same frames
+            item.frames = self.session.serialize(item.message)
         try:
-            self.socket.send_multipart(self.session.serialize(item.message), flags=zmq.NOBLOCK, copy=False)
+            self.socket.send_multipart(item.frames, flags=zmq.NOBLOCK, copy=False)
             return "sent"
         except zmq.Again:
             return "again"
@@ -645,16 +742,8 @@ class Server:
     def _flush_outbox(self) -> None:
         if not self._outbox:
             return
-        now = time.monotonic()
-        still_blocked: set[bytes] = set()
-        for _ in range(len(self._outbox)):
-            item = self._outbox.popleft()
-            if item.expires < now:
-                log.warning("gave up delivering %s to a peer that stopped reading", item.message.msg_type)
-            elif item.identity in still_blocked or self._try_send(item) == "again":
-                self._outbox.append(item)
-                still_blocked.add(item.identity)
-        self._blocked = {item.identity for item in self._outbox}
+        for identity in self._outbox.flush(self._try_send, time.monotonic()):
+            self._drop_peer(identity, f"it took no message for {OUTBOX_TTL_S:g} s")
 
     def _emit(self, job_id: str, msg_type: str, content: dict[str, Any], *, droppable: bool = False) -> None:
         runtime = self._jobs.get(job_id)

@@ -6,6 +6,10 @@ reads what the workers said, notices dead or silent workers, enforces cancel dea
 queued jobs, and returns what happened as a list of events. The executor knows nothing about
 the job store or the wire: the server turns these events into state changes and messages.
 
+Jobs wait in one FIFO per client (``client_id``, see ``clientid.py``) and clients take turns
+when a worker frees up, so a client with many queued jobs does not hold back another's one job;
+:meth:`Executor.unfinished` counts jobs per client for the server's queue limits (quotas.py).
+
 Worker processes are long-lived (a job after the first does not pay for interpreter start and
 the torch import again) and run one job at a time. A worker that died, was killed by the
 watchdog, or was killed because it ignored a cancel is replaced by a fresh one.
@@ -29,7 +33,7 @@ import os
 import shutil
 import signal
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -126,6 +130,7 @@ class _Assignment:
     work_dir: Path
     last_seen: float
     cancel_deadline: float | None = None
+    client_id: str = ""
 
 
 @dataclass
@@ -146,6 +151,7 @@ class _Queued:
     job_id: str
     kind: JobKind
     params: dict[str, Any]
+    client_id: str = ""
 
 
 @dataclass
@@ -163,7 +169,9 @@ class Executor:
         self.work_root = self.data_dir / "work"
         self._mp = multiprocessing.get_context("spawn")
         self._slots = [_Slot(i) for i in range(max(1, int(self.workers)))]
-        self._queue: deque[_Queued] = deque()
+        # One FIFO per client, served round-robin: a client with a hundred queued jobs delays
+        # another client's single job by at most one job per worker, not by a hundred.
+        self._queues: OrderedDict[str, deque[_Queued]] = OrderedDict()
         self._pending: list[ExecutorEvent] = []
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -237,9 +245,40 @@ class Executor:
 
     # --- requests from the server ----------------------------------------------------------------
 
-    def submit(self, job_id: str, kind: str, params: dict[str, Any]) -> None:
-        """Queue a job; it starts (``JobStarted``) at a later :meth:`service` when a worker is free."""
-        self._queue.append(_Queued(job_id, self.kinds[kind], params))
+    def submit(self, job_id: str, kind: str, params: dict[str, Any], client_id: str = "") -> None:
+        """Queue a job; it starts (``JobStarted``) at a later :meth:`service` when a worker is free.
+
+        Jobs of one client start in the order they were submitted; clients take turns."""
+        queued = _Queued(job_id, self.kinds[kind], params, client_id)
+        self._queues.setdefault(client_id, deque()).append(queued)
+
+    def unfinished(self, client_id: str | None = None) -> int:
+        """Jobs queued or running, of one client or (``None``) of all clients."""
+        queued = sum(len(q) for c, q in self._queues.items() if client_id is None or c == client_id)
+        running = sum(
+            1 for s in self._slots if s.job is not None and client_id in (None, s.job.client_id)
+        )
+        return queued + running
+
+    def _pop_next(self) -> _Queued | None:
+        """The next job to start: the oldest of the client whose turn it is (round-robin)."""
+        while self._queues:
+            client_id, queue = next(iter(self._queues.items()))
+            if not queue:
+                del self._queues[client_id]
+                continue
+            queued = queue.popleft()
+            if queue:
+                self._queues.move_to_end(client_id)  # the others go first next time
+            else:
+                del self._queues[client_id]
+            return queued
+        return None
+
+    def _push_front(self, queued: _Queued) -> None:
+        """Put back a job that could not start: it keeps its place at the head of the line."""
+        self._queues.setdefault(queued.client_id, deque()).appendleft(queued)
+        self._queues.move_to_end(queued.client_id, last=False)
 
     def cancel(self, job_id: str) -> bool:
         """Ask a queued or running job to stop. False when the executor does not know the job.
@@ -248,11 +287,12 @@ class Executor:
         has not stopped after ``cancel_grace_s``. Either way a ``JobCancelledEvent`` follows from
         :meth:`service` (unless the job finished first, then its result stands).
         """
-        for queued in self._queue:
-            if queued.job_id == job_id:
-                self._queue.remove(queued)
-                self._pending.append(JobCancelledEvent(job_id))
-                return True
+        for queue in self._queues.values():
+            for queued in queue:
+                if queued.job_id == job_id:
+                    queue.remove(queued)
+                    self._pending.append(JobCancelledEvent(job_id))
+                    return True
         for slot in self._slots:
             if slot.job is not None and slot.job.job_id == job_id:
                 if slot.job.cancel_deadline is None:
@@ -273,7 +313,7 @@ class Executor:
 
     @property
     def queued(self) -> list[str]:
-        return [q.job_id for q in self._queue]
+        return [q.job_id for queue in self._queues.values() for q in queue]
 
     # --- polling ---------------------------------------------------------------------------------
 
@@ -315,11 +355,10 @@ class Executor:
 
     def _fail_queue_if_workers_cannot_start(self, events: list[ExecutorEvent]) -> None:
         """Queued jobs must not wait forever for workers that die at start (broken install...)."""
-        if not self._queue or not all(s.start_failures >= MAX_START_FAILURES for s in self._slots):
+        if not self.queued or not all(s.start_failures >= MAX_START_FAILURES for s in self._slots):
             return
         how = self._slots[0].last_exit
-        while self._queue:
-            queued = self._queue.popleft()
+        while (queued := self._pop_next()) is not None:
             events.append(
                 JobFailed(
                     queued.job_id,
@@ -436,11 +475,13 @@ class Executor:
 
     def _dispatch(self, events: list[ExecutorEvent]) -> None:
         for slot in self._slots:
-            if not self._queue:
+            if not self._queues:
                 return
             if slot.job is not None or not slot.ready or slot.conn is None or slot.process is None:
                 continue
-            queued = self._queue.popleft()
+            queued = self._pop_next()
+            if queued is None:
+                return
             work_dir = self.work_root / queued.job_id
             try:
                 slot.conn.send(
@@ -454,9 +495,11 @@ class Executor:
                     )
                 )
             except OSError:  # died between ready and now: put the job back, respawn the worker
-                self._queue.appendleft(queued)
+                self._push_front(queued)
                 slot.process.kill()
                 continue
-            slot.job = _Assignment(queued.job_id, queued.kind, work_dir, time.monotonic())
+            slot.job = _Assignment(
+                queued.job_id, queued.kind, work_dir, time.monotonic(), client_id=queued.client_id
+            )
             assert slot.process.pid is not None
             events.append(JobStarted(queued.job_id, slot.process.pid))

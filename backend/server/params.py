@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .artifacts import ArtifactStore
+from .artifacts import ArtifactStore, Staged
 
 STORED_ARRAY = "__stored_array__"
 STORED_BYTES = "__stored_bytes__"
@@ -38,22 +38,35 @@ def check_sha256(value: object) -> str:
     return value
 
 
-def externalize(params: Any, store: ArtifactStore) -> Any:
-    """A JSON-able copy of ``params`` with arrays/bytes stored and replaced by descriptors."""
+def externalize(params: Any, store: ArtifactStore, staged: list[Staged] | None = None) -> Any:
+    """A JSON-able copy of ``params`` with arrays/bytes stored and replaced by descriptors.
+
+    With ``staged``, the blobs are only staged (temp files, listed there) for the caller to commit
+    once the job is recorded, or discard when the submit is refused (see ``backend.server.inputs``).
+    """
     if isinstance(params, dict):
         forged = RESERVED_KEYS.intersection(params)
         if forged:
             raise ParamsError(f"the key {sorted(forged)[0]!r} is reserved for the server's own use")
-        return {key: externalize(value, store) for key, value in params.items()}
+        return {key: externalize(value, store, staged) for key, value in params.items()}
     if isinstance(params, list | tuple):
-        return [externalize(value, store) for value in params]
+        return [externalize(value, store, staged) for value in params]
     if isinstance(params, np.ndarray):
-        sha256, size = store.put_array(params)
+        sha256 = _keep(store, staged, params)
         return {STORED_ARRAY: {"sha256": sha256, "dtype": params.dtype.str, "shape": list(params.shape)}}
     if isinstance(params, bytes | bytearray | memoryview):
-        sha256, size = store.put_bytes(memoryview(params))
-        return {STORED_BYTES: {"sha256": sha256, "size": size}}
+        data = memoryview(params)
+        sha256 = _keep(store, staged, data)
+        return {STORED_BYTES: {"sha256": sha256, "size": data.nbytes}}
     return params
+
+
+def _keep(store: ArtifactStore, staged: list[Staged] | None, value: np.ndarray | memoryview) -> str:
+    if staged is None:
+        return (store.put_array(value) if isinstance(value, np.ndarray) else store.put_bytes(value))[0]
+    blob = store.stage_array(value) if isinstance(value, np.ndarray) else store.stage_bytes(value)
+    staged.append(blob)
+    return blob.sha256
 
 
 def internalize(params: Any, store: ArtifactStore) -> Any:
