@@ -38,3 +38,8 @@ def client_module() -> ModuleType:
 def cameras_module() -> ModuleType:
     """``protocol.cameras``: the one place of the Blender <-> protocol convention math."""
     return _load("cameras")
+
+
+def transfers_module() -> ModuleType:
+    """``protocol.transfers``: the stepped, ranged, hash-checked artifact downloads."""
+    return _load("transfers")
