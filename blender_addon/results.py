@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,8 @@ class ResultTasks:
         self.report = report
         self.tasks: dict[str, ResultTask] = {}
         self.longest_step_s = 0.0  # the slowest single import step so far (for measurements)
+        # (kind, stage, wall s, CPU s) of recent import steps: what each step costs.
+        self.step_costs: deque[tuple[str, str, float, float]] = deque(maxlen=20_000)
 
     def __contains__(self, job_id: str) -> bool:
         return job_id in self.tasks
@@ -148,6 +151,8 @@ class ResultTasks:
             return
         finally:
             self.longest_step_s = max(self.longest_step_s, task.runner.longest_step_s)
+            self.step_costs.extend((task.request.kind, *cost) for cost in task.runner.costs)
+            task.runner.costs.clear()
         if done:
             del self.tasks[job_id]
             self._finish(job_id, task, task.runner.value)

@@ -83,8 +83,11 @@ def import_avatar_steps(
     loop_vertices = np.empty(len(mesh.loops), dtype=np.int32)
     mesh.loops.foreach_get("vertex_index", loop_vertices)
     yield "uv map"
+    corner_uvs = uvs[loop_vertices].astype(np.float32).ravel()
+    yield "uv map"
     layer = mesh.uv_layers.new(name="UVMap")
-    layer.data.foreach_set("uv", uvs[loop_vertices].astype(np.float32).ravel())
+    yield "uv map"
+    layer.data.foreach_set("uv", corner_uvs)
     yield "uv map"
     normals = pick(found, "normals", required=False)
     if normals is not None and normals.shape == vertices.shape:

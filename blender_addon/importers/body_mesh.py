@@ -120,6 +120,7 @@ def fill_mesh_steps(mesh: bpy.types.Mesh, vertices: np.ndarray, faces: np.ndarra
     mesh.vertices.foreach_set("co", vertices.astype(np.float32).ravel())
     yield "mesh (vertices)"
     mesh.loops.add(faces.size)
+    yield "mesh (corners)"
     mesh.loops.foreach_set("vertex_index", faces.astype(np.int32).ravel())
     yield "mesh (corners)"
     mesh.polygons.add(len(faces))

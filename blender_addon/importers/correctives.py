@@ -50,6 +50,7 @@ def corrective_offsets_steps(
     # Skinning matrices: rotate about the rest joint, then move it to the posed joint.
     trans = g[..., :3, 3] - np.einsum("fjab,jb->fja", rot, np.asarray(joints, dtype=np.float64))
     offsets = np.empty((g.shape[0], *rest.shape))
+    yield "correctives (skinning matrices)"
     for frame in range(g.shape[0]):
         for start in range(0, len(rest), vertices_per_step):
             block = slice(start, start + vertices_per_step)
@@ -83,12 +84,13 @@ def bake_correctives_steps(mesh_obj: bpy.types.Object, offsets: np.ndarray, fram
         return 0
     mesh = mesh_obj.data
     if mesh.shape_keys is None:
+        yield "correctives (basis)"
         mesh_obj.shape_key_add(name="Basis", from_mix=False)
     basis = np.empty(len(mesh.vertices) * 3, dtype=np.float32)
     mesh.shape_keys.key_blocks[0].data.foreach_get("co", basis)
     basis = basis.reshape(-1, 3).astype(np.float64)
     count = offsets.shape[0]
-    yield "correctives (shape keys)"
+    yield "correctives (basis)"
     for index in range(count):
         frame = frame_start + index
         block = mesh_obj.shape_key_add(name=f"{KEY_PREFIX}{frame}", from_mix=False)
