@@ -350,6 +350,11 @@ def register() -> None:
     if on_load_post not in bpy.app.handlers.load_post:
         bpy.app.handlers.load_post.append(on_load_post)
     ensure_timer()
+    if bpy.app.background:  # see warm_image_decoding: a one-off set-up, done here, not in a pump
+        from .importers.texture import warm_image_decoding
+
+        with contextlib.suppress(RuntimeError):  # restricted context while Blender starts
+            warm_image_decoding()
     from .preferences import get_preferences
 
     prefs = get_preferences()

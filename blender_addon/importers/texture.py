@@ -65,3 +65,17 @@ def texture_image_steps(texture: np.ndarray, name: str) -> Steps[bpy.types.Image
 
 def texture_image(texture: np.ndarray, name: str) -> bpy.types.Image:
     return run(texture_image_steps(texture, name))
+
+
+def warm_image_decoding() -> None:
+    """Decode a 1x1 PNG once. The first file image a Blender process decodes sets up colour
+    management (0.2-0.5 s); a GUI session has done that long before, a background one (scripts,
+    tests) would otherwise do it inside the first pump that imports an image strip."""
+    png = run(png_steps(np.zeros((1, 1, 3), dtype=np.uint8)))
+    image = bpy.data.images.new("AVS warm-up", 1, 1)
+    try:
+        image.pack(data=png, data_len=len(png))
+        image.source = "FILE"
+        image.pixels[0]  # the read is the point: it decodes
+    finally:
+        bpy.data.images.remove(image)
