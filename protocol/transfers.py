@@ -253,7 +253,9 @@ class Download:
     def _write(self, view: memoryview) -> None:
         self._hash.update(view)
         if self.target is None:
-            self._memory += view
+            if len(self._memory) != self.size:  # one allocation, not one per range
+                self._memory = bytearray(self.size or 0)
+            self._memory[self.received : self.received + view.nbytes] = view
             return
         if self._handle is None:
             self.target.parent.mkdir(parents=True, exist_ok=True)
