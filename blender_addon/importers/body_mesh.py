@@ -202,6 +202,7 @@ def import_body_mesh_steps(
         pick(arrays, "rest_vertices", "vertices", "v_shaped").astype(np.float64), (None, 3), "rest vertices"
     )
     faces = check_shape(pick(arrays, "faces", "f").astype(np.int64), (None, 3), "faces")
+    yield "checking arrays"
     weights = pick(arrays, "weights", "skinning_weights", "lbs_weights").astype(np.float64)
     joints = check_shape(
         pick(arrays, "joints_rest", "rest_joints", "joints", "J").astype(np.float64), (None, 3), "rest joints"
@@ -216,6 +217,7 @@ def import_body_mesh_steps(
     if faces.min() < 0 or faces.max() >= len(vertices):
         raise ResultFormatError("face indices out of range")
     names = joint_names_from(data, len(joints))
+    yield "checking arrays"
 
     heads = axes.to_blender(joints)
     tails = bone_tails(heads, parents, names)
