@@ -109,15 +109,18 @@ class AVS_PT_avatar(_SidebarPanel, bpy.types.Panel):
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
+        # Say what runs: avatar.from_views sculpts, textures and rigs an avatar from the views of
+        # a synthetic character made on the backend (no text or image prompt yet).
+        column = layout.column(align=True)
         if bridge.get_bridge().has_job_kind("avatar.from_views"):
-            layout.label(text="Textured, rigged SMPL-X avatar")
+            for line in ("A textured, rigged SMPL-X avatar", "from views of a synthetic character."):
+                column.label(text=line)
             layout.operator("avatar_studio.generate_avatar", icon="OUTLINER_OB_ARMATURE")
         else:
-            column = layout.column(align=True)
             for line in (
                 "Needs a backend with avatar.from_views:",
-                "text or image to a textured,",
-                "rigged SMPL-X avatar (UV + material).",
+                "a synthetic character's views to a",
+                "textured, rigged SMPL-X avatar.",
             ):
                 column.label(text=line)
 
@@ -151,7 +154,11 @@ class AVS_UL_jobs(bpy.types.UIList):
     ) -> None:
         row = layout.row(align=True)
         row.label(text=item.kind, icon=STATE_ICONS.get(item.state, "QUESTION"))
-        if item.state in ("queued", "running", "unknown"):
+        importing = bridge.get_bridge().import_progress(item.job_id) if item.job_id else None
+        if importing is not None:  # results downloading or importing, a little per pump
+            row.label(text=importing)
+            row.operator("avatar_studio.cancel_job", text="", icon="X").job_id = item.job_id
+        elif item.state in ("queued", "running", "unknown"):
             row.progress(factor=item.fraction, type="BAR", text=f"{item.fraction * 100:.0f}%")
             cancel = row.operator("avatar_studio.cancel_job", text="", icon="X")
             cancel.job_id = item.job_id
@@ -176,7 +183,10 @@ class AVS_PT_jobs(_SidebarPanel, bpy.types.Panel):
         box = layout.box()
         box.label(text=f"{item.kind}  {item.job_id[:12] or '(not accepted yet)'}")
         box.label(text=f"State: {item.state}  {item.stage}")
-        if item.message:
+        importing = bridge.get_bridge().import_progress(item.job_id) if item.job_id else None
+        if importing is not None:
+            box.label(text=importing, icon="IMPORT")
+        elif item.message:
             box.label(text=item.message)
         if item.error:
             box.label(text=item.error, icon="ERROR")

@@ -47,3 +47,6 @@ def cameras_module() -> ModuleType:
 def kinds_module() -> ModuleType:
     """``protocol.kinds``: the job contracts the add-on builds params from."""
     return _load("kinds")
+def transfers_module() -> ModuleType:
+    """``protocol.transfers``: the stepped, ranged, hash-checked artifact downloads."""
+    return _load("transfers")

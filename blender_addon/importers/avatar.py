@@ -9,6 +9,7 @@ top), ``normals``, ``texture`` (H, W, 3|4) uint8, ``weights``, ``parents``, ``jo
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,36 +18,45 @@ import bpy
 import numpy as np
 
 from .. import axes
+from ..wire import protocol, transfers_module
 from .arrays import ResultFormatError, check_shape, pick
-from .body_mesh import import_body_mesh
+from .body_mesh import import_body_mesh_steps
+from .steps import FRESH_PUMP, Steps, run
+from .texture import texture_image_steps
+
+NPZ_READ_BYTES = 1 << 20  # inflated from avatar_arrays.npz per step (~3 ms)
 
 
-def _arrays_from(arrays: Mapping[str, Any], files: Mapping[str, Path]) -> dict[str, np.ndarray]:
+def _arrays_from_steps(arrays: Mapping[str, Any], files: Mapping[str, Path]) -> Steps[dict[str, np.ndarray]]:
+    """The result's arrays, or those of ``avatar_arrays.npz``, inflated a megabyte per step
+    (``np.load`` inflates a whole member in one call: ~12 ms for a 1024² texture)."""
     found = dict(arrays)
-    if "vertices" not in found and "avatar_arrays.npz" in files:
-        with np.load(files["avatar_arrays.npz"], allow_pickle=False) as npz:
-            found.update({key: npz[key] for key in npz.files})
+    if "vertices" in found or "avatar_arrays.npz" not in files:
+        return found
+    array_from_npy = transfers_module().array_from_npy
+    try:
+        archive = zipfile.ZipFile(files["avatar_arrays.npz"])
+    except zipfile.BadZipFile as exc:
+        raise ResultFormatError(f"avatar_arrays.npz: {exc}") from exc
+    with archive:
+        for member in archive.namelist():
+            if not member.endswith(".npy"):
+                continue
+            data = bytearray()
+            with archive.open(member) as stream:
+                while chunk := stream.read(NPZ_READ_BYTES):
+                    data += chunk
+                    yield "checking arrays"
+            try:
+                found[member[:-4]] = array_from_npy(data)
+            except protocol.ProtocolError as exc:  # not a valid .npy member
+                raise ResultFormatError(f"avatar_arrays.npz: {member}: {exc}") from exc
     return found
-
-
-def texture_image(texture: np.ndarray, name: str) -> bpy.types.Image:
-    """A packed Blender image from an (H, W, 3|4) uint8 array whose row 0 is the top."""
-    texture = np.asarray(texture)
-    if texture.ndim != 3 or texture.shape[2] not in (3, 4):
-        raise ResultFormatError(f"texture must be (H, W, 3|4), got {texture.shape}")
-    height, width = texture.shape[:2]
-    rgba = np.ones((height, width, 4), dtype=np.float32)
-    scale = 255.0 if texture.dtype == np.uint8 else 1.0
-    rgba[..., : texture.shape[2]] = texture.astype(np.float32) / scale
-    image = bpy.data.images.new(name, width, height, alpha=True)
-    image.pixels.foreach_set(rgba[::-1].ravel())  # Blender's pixel rows start at the bottom
-    image.pack()  # saved inside the .blend: no dangling path to a download folder
-    return image
 
 
 def textured_material(image: bpy.types.Image, name: str) -> bpy.types.Material:
     material = bpy.data.materials.new(name)
-    if hasattr(material, "use_nodes"):  # always node-based from Blender 5.0
+    if material.node_tree is None:  # Blender < 5.0; always node-based since (use_nodes goes in 6.0)
         material.use_nodes = True
     nodes, links = material.node_tree.nodes, material.node_tree.links
     shader = next((n for n in nodes if n.type == "BSDF_PRINCIPLED"), None) or nodes.new(
@@ -64,32 +74,53 @@ def textured_material(image: bpy.types.Image, name: str) -> bpy.types.Material:
     return material
 
 
-def import_avatar(
+AVATAR_STAGES = (
+    "checking arrays", "rig", "mesh", "vertex groups", "uv map", "normals", "texture", "material",
+)
+
+
+def import_avatar(arrays: Mapping[str, Any], data: Mapping[str, Any], files: Mapping[str, Path],
+                  **options: Any) -> tuple[bpy.types.Object, bpy.types.Object]:
+    """Create the avatar in one go; see :func:`import_avatar_steps`."""
+    return run(import_avatar_steps(arrays, data, files, **options))
+
+
+def import_avatar_steps(
     arrays: Mapping[str, Any],
     data: Mapping[str, Any],
     files: Mapping[str, Path],
     *,
     name: str = "Avatar",
     collection: bpy.types.Collection | None = None,
-) -> tuple[bpy.types.Object, bpy.types.Object]:
-    """Create the avatar; returns ``(armature_object, mesh_object)``."""
-    found = _arrays_from(arrays, files)
+) -> Steps[tuple[bpy.types.Object, bpy.types.Object]]:
+    """Create the avatar in steps; returns ``(armature_object, mesh_object)``."""
+    found = yield from _arrays_from_steps(arrays, files)
     vertices = check_shape(pick(found, "vertices").astype(np.float64), (None, 3), "vertices")
     uvs = check_shape(pick(found, "uvs").astype(np.float64), (len(vertices), 2), "per-vertex uvs")
-    arm_obj, mesh_obj = import_body_mesh(found, data, name=name, collection=collection, place_on_ground=True)
+    arm_obj, mesh_obj = yield from import_body_mesh_steps(
+        found, data, name=name, collection=collection, place_on_ground=True
+    )
     mesh = mesh_obj.data
     loop_vertices = np.empty(len(mesh.loops), dtype=np.int32)
     mesh.loops.foreach_get("vertex_index", loop_vertices)
+    yield "uv map"
+    corner_uvs = uvs[loop_vertices].astype(np.float32).ravel()
+    yield "uv map"
     layer = mesh.uv_layers.new(name="UVMap")
-    layer.data.foreach_set("uv", uvs[loop_vertices].astype(np.float32).ravel())
+    yield "uv map"
+    layer.data.foreach_set("uv", corner_uvs)
+    yield "uv map"
     normals = pick(found, "normals", required=False)
     if normals is not None and normals.shape == vertices.shape:
+        custom = axes.to_blender(normals).astype(np.float32).tolist()
+        yield FRESH_PUMP  # one bpy call of ~9 ms for an SMPL-X-sized mesh: give it a whole budget
         # Seams are split vertices: the backend's normals keep the shading smooth across them.
-        mesh.normals_split_custom_set_from_vertices(axes.to_blender(normals).astype(np.float32).tolist())
+        mesh.normals_split_custom_set_from_vertices(custom)
+        yield "normals"
     texture = pick(found, "texture", required=False)
     mesh.materials.clear()
     if texture is not None:
-        mesh.materials.append(
-            textured_material(texture_image(texture, f"{name} Texture"), f"{name} Material")
-        )
+        image = yield from texture_image_steps(texture, f"{name} Texture")
+        mesh.materials.append(textured_material(image, f"{name} Material"))
+        yield "material"
     return arm_obj, mesh_obj

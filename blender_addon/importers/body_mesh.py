@@ -4,6 +4,7 @@ vertex group per joint, weighted as the backend's skinning weights) parented to 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,9 +13,10 @@ import numpy as np
 
 from .. import axes, smplx_rig
 from ..job_params import MESH
-from .action import apply_joint_transforms_action
+from .action import apply_joint_transforms_action_steps
 from .arrays import ResultFormatError, check_shape, pick
-from .correctives import bake_from_result
+from .correctives import bake_from_result_steps
+from .steps import Steps, run
 
 SKIN_COLOR = (0.8, 0.62, 0.52, 1.0)
 MIN_BONE_LENGTH = 0.01  # metres; Blender deletes zero-length bones
@@ -111,22 +113,35 @@ def _build_armature_bones(
         pose_bone.rotation_mode = "QUATERNION"
 
 
-def _fill_mesh(mesh: bpy.types.Mesh, vertices: np.ndarray, faces: np.ndarray) -> None:
+def fill_mesh_steps(mesh: bpy.types.Mesh, vertices: np.ndarray, faces: np.ndarray) -> Steps[None]:
+    """Triangles into an empty mesh, one bulk call per step (each a few ms for an SMPL-X body;
+    ``from_pydata`` would be one 30 ms call)."""
     mesh.clear_geometry()
     mesh.vertices.add(len(vertices))
     mesh.vertices.foreach_set("co", vertices.astype(np.float32).ravel())
+    yield "mesh (vertices)"
     mesh.loops.add(faces.size)
+    yield "mesh (corners)"
     mesh.loops.foreach_set("vertex_index", faces.astype(np.int32).ravel())
+    yield "mesh (corners)"
     mesh.polygons.add(len(faces))
     mesh.polygons.foreach_set("loop_start", (np.arange(len(faces), dtype=np.int32) * 3))
+    yield "mesh (faces)"
     mesh.update(calc_edges=True)
+    yield "mesh (edges)"
     mesh.validate(verbose=False)
+    yield "mesh (checked)"
     mesh.polygons.foreach_set("use_smooth", np.ones(len(faces), dtype=bool))
 
 
-def assign_weights(mesh_obj: bpy.types.Object, weights: np.ndarray, names: list[str]) -> None:
-    """One vertex group per joint, holding that joint's non-zero skinning weights."""
+def assign_weights_steps(
+    mesh_obj: bpy.types.Object, weights: np.ndarray, names: list[str], adds_per_step: int = 150
+) -> Steps[None]:
+    """One vertex group per joint, holding that joint's non-zero skinning weights; a step per
+    ``adds_per_step`` calls of ``VertexGroup.add`` (about 0.5 ms per joint on average, but a
+    joint with many distinct weights costs several)."""
     mesh_obj.vertex_groups.clear()
+    budget = adds_per_step
     for joint, name in enumerate(names):
         group = mesh_obj.vertex_groups.new(name=name)
         column = weights[:, joint]
@@ -142,9 +157,30 @@ def assign_weights(mesh_obj: bpy.types.Object, weights: np.ndarray, names: list[
         ends = np.r_[starts[1:], len(values)]
         for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
             group.add(vertices[start:end].tolist(), float(values[start]), "REPLACE")
+            budget -= 1
+            if budget <= 0:
+                budget = adds_per_step
+                yield f"vertex groups ({joint + 1}/{len(names)})"
+        budget -= 10  # creating a group costs about as much as a few adds
+        if budget <= 0:
+            budget = adds_per_step
+            yield f"vertex groups ({joint + 1}/{len(names)})"
 
 
-def import_body_mesh(
+def assign_weights(mesh_obj: bpy.types.Object, weights: np.ndarray, names: list[str]) -> None:
+    """One vertex group per joint, holding that joint's non-zero skinning weights."""
+    run(assign_weights_steps(mesh_obj, weights, names))
+
+
+BODY_STAGES = ("checking arrays", "rig", "mesh", "vertex groups", "motion", "correctives")
+
+
+def import_body_mesh(arrays: Mapping[str, Any], data: Mapping[str, Any], **options: Any) -> tuple[Any, Any]:
+    """Create (or reshape) a body in one go; see :func:`import_body_mesh_steps`."""
+    return run(import_body_mesh_steps(arrays, data, **options))
+
+
+def import_body_mesh_steps(
     arrays: Mapping[str, Any],
     data: Mapping[str, Any],
     *,
@@ -154,8 +190,8 @@ def import_body_mesh(
     frame_start: int = 1,
     import_motion: bool = False,
     place_on_ground: bool = False,
-) -> tuple[bpy.types.Object, bpy.types.Object]:
-    """Create (or reshape ``target``'s) body; returns ``(armature_object, mesh_object)``.
+) -> Steps[tuple[bpy.types.Object, bpy.types.Object]]:
+    """Create (or reshape ``target``'s) body in steps; returns ``(armature_object, mesh_object)``.
 
     With ``import_motion`` the result's per-frame ``joint_transforms`` become an action starting at
     ``frame_start`` and its pose correctives shape keys (a rest-pose result has one frame of zero
@@ -167,6 +203,7 @@ def import_body_mesh(
         pick(arrays, "rest_vertices", "vertices", "v_shaped").astype(np.float64), (None, 3), "rest vertices"
     )
     faces = check_shape(pick(arrays, "faces", "f").astype(np.int64), (None, 3), "faces")
+    yield "checking arrays"
     weights = pick(arrays, "weights", "skinning_weights", "lbs_weights").astype(np.float64)
     joints = check_shape(
         pick(arrays, "joints_rest", "rest_joints", "joints", "J").astype(np.float64), (None, 3), "rest joints"
@@ -181,64 +218,93 @@ def import_body_mesh(
     if faces.min() < 0 or faces.max() >= len(vertices):
         raise ResultFormatError("face indices out of range")
     names = joint_names_from(data, len(joints))
+    yield "checking arrays"
 
     heads = axes.to_blender(joints)
     tails = bone_tails(heads, parents, names)
     collection = collection or bpy.context.scene.collection
+    yield "checking arrays"
 
-    if target is not None and target.type == "ARMATURE":
-        arm_obj = target
-        mesh_obj = next((c for c in arm_obj.children if c.type == "MESH"), None)
-    else:
-        arm_obj = bpy.data.objects.new(name, bpy.data.armatures.new(f"{name} Rig"))
-        collection.objects.link(arm_obj)
-        arm_obj.data.display_type = "STICK"
-        arm_obj.show_in_front = True
-        mesh_obj = None
-    # Deform in the rest pose while bones move; the action (if any) re-applies afterwards.
-    arm_obj.data.pose_position = "REST"
-    _build_armature_bones(arm_obj, heads, tails, parents, names)
-    arm_obj.data.pose_position = "POSE"
+    created: list[Any] = []  # new data, removed again when the import is cancelled half-way
+    try:
+        if target is not None and target.type == "ARMATURE":
+            arm_obj = target
+            mesh_obj = next((c for c in arm_obj.children if c.type == "MESH"), None)
+        else:
+            arm_obj = bpy.data.objects.new(name, bpy.data.armatures.new(f"{name} Rig"))
+            created += [arm_obj, arm_obj.data]
+            collection.objects.link(arm_obj)
+            arm_obj.data.display_type = "STICK"
+            arm_obj.show_in_front = True
+            mesh_obj = None
+        # Deform in the rest pose while bones move; the action (if any) re-applies afterwards.
+        arm_obj.data.pose_position = "REST"
+        _build_armature_bones(arm_obj, heads, tails, parents, names)
+        arm_obj.data.pose_position = "POSE"
+        yield "rig"
 
-    mesh = bpy.data.meshes.new(f"{name} Body")
-    _fill_mesh(mesh, axes.to_blender(vertices), faces)
-    mesh.materials.append(_skin_material())
-    labels = pick(arrays, "part_labels", "parts", required=False)
-    if labels is not None and labels.shape == (len(vertices),):
-        attribute = mesh.attributes.new("smplx_part", "INT", "POINT")
-        attribute.data.foreach_set("value", labels.astype(np.int32))
-    if mesh_obj is None:
-        mesh_obj = bpy.data.objects.new(f"{name} Body", mesh)
-        collection.objects.link(mesh_obj)
-        mesh_obj.parent = arm_obj
-        modifier = mesh_obj.modifiers.new("Armature", "ARMATURE")
-        modifier.object = arm_obj
-    else:
-        old = mesh_obj.data
-        mesh_obj.data = mesh
-        if old.users == 0:
-            bpy.data.meshes.remove(old)
-    assign_weights(mesh_obj, weights, names)
+        mesh = bpy.data.meshes.new(f"{name} Body")
+        created.append(mesh)
+        yield from fill_mesh_steps(mesh, axes.to_blender(vertices), faces)
+        mesh.materials.append(_skin_material())
+        labels = pick(arrays, "part_labels", "parts", required=False)
+        if labels is not None and labels.shape == (len(vertices),):
+            attribute = mesh.attributes.new("smplx_part", "INT", "POINT")
+            attribute.data.foreach_set("value", labels.astype(np.int32))
+        if mesh_obj is None:
+            mesh_obj = bpy.data.objects.new(f"{name} Body", mesh)
+            created.insert(0, mesh_obj)
+            collection.objects.link(mesh_obj)
+            mesh_obj.parent = arm_obj
+            modifier = mesh_obj.modifiers.new("Armature", "ARMATURE")
+            modifier.object = arm_obj
+        else:
+            old = mesh_obj.data
+            mesh_obj.data = mesh
+            if old.users == 0:
+                bpy.data.meshes.remove(old)
+        yield "mesh"
+        yield from assign_weights_steps(mesh_obj, weights, names)
 
-    settings = arm_obj.avatar_studio_body
-    settings.is_body = True
-    params = data.get("params") if isinstance(data.get("params"), Mapping) else {}
-    _copy_shape(settings, params)
-    gender = params.get(MESH.gender)
-    if isinstance(gender, str) and gender in ("neutral", "male", "female"):
-        settings.gender = gender
-    mesh_obj.avatar_studio_body.is_body = True
-    if place_on_ground and target is None:
-        arm_obj.location = (0.0, 0.0, -float(axes.to_blender(vertices)[:, 2].min()))
+        settings = arm_obj.avatar_studio_body
+        settings.is_body = True
+        params = data.get("params") if isinstance(data.get("params"), Mapping) else {}
+        _copy_shape(settings, params)
+        gender = params.get(MESH.gender)
+        if isinstance(gender, str) and gender in ("neutral", "male", "female"):
+            settings.gender = gender
+        mesh_obj.avatar_studio_body.is_body = True
+        if place_on_ground and target is None:
+            arm_obj.location = (0.0, 0.0, -float(axes.to_blender(vertices)[:, 2].min()))
 
-    transforms = pick(arrays, "joint_transforms", required=False)
-    if import_motion and transforms is not None and transforms.ndim == 4 and transforms.shape[0] > 0:
-        apply_joint_transforms_action(
-            arm_obj, transforms, parents, rest_root=joints[0], frame_start=frame_start, name=f"{name} Motion"
-        )
-        # SMPL-X's pose correctives, which skinning alone lacks, as per-frame shape keys.
-        bake_from_result(mesh_obj, dict(arrays), frame_start)
-    return arm_obj, mesh_obj
+        transforms = pick(arrays, "joint_transforms", required=False)
+        if import_motion and transforms is not None and transforms.ndim == 4 and transforms.shape[0] > 0:
+            yield from apply_joint_transforms_action_steps(
+                arm_obj, transforms, parents, rest_root=joints[0], frame_start=frame_start,
+                name=f"{name} Motion",
+            )
+            # SMPL-X's pose correctives, which skinning alone lacks, as per-frame shape keys.
+            yield from bake_from_result_steps(mesh_obj, dict(arrays), frame_start)
+        return arm_obj, mesh_obj
+    except GeneratorExit:
+        remove_data(created)
+        raise
+
+
+def remove_data(blocks: list[Any]) -> None:
+    """Remove objects and data blocks an unfinished import made (objects first)."""
+    for block in blocks:
+        with contextlib.suppress(ReferenceError, RuntimeError):  # already gone (file load...)
+            _remove_one(block)
+
+
+def _remove_one(block: Any) -> None:
+    if isinstance(block, bpy.types.Object):
+        bpy.data.objects.remove(block)
+    elif isinstance(block, bpy.types.Mesh):
+        bpy.data.meshes.remove(block)
+    elif isinstance(block, bpy.types.Armature):
+        bpy.data.armatures.remove(block)
 
 
 def _copy_shape(settings: Any, params: Mapping[str, Any]) -> None:

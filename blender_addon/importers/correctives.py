@@ -19,7 +19,9 @@ import bpy
 import numpy as np
 
 from .. import axes
+from .steps import Steps, run
 
+VERTICES_PER_STEP = 1500  # ~1 ms of offsets per step for a 55-joint body
 KEY_PREFIX = "AVS corrective "
 NEGLIGIBLE_M = 1e-6  # offsets below this (metres) are float noise, not correctives
 
@@ -28,6 +30,19 @@ def corrective_offsets(
     rest: np.ndarray, joints: np.ndarray, weights: np.ndarray, transforms: np.ndarray, posed: np.ndarray
 ) -> np.ndarray:
     """(F, V, 3) rest-space offsets (protocol frame) that skinning alone is missing."""
+    return run(corrective_offsets_steps(rest, joints, weights, transforms, posed))
+
+
+def corrective_offsets_steps(
+    rest: np.ndarray,
+    joints: np.ndarray,
+    weights: np.ndarray,
+    transforms: np.ndarray,
+    posed: np.ndarray,
+    vertices_per_step: int = VERTICES_PER_STEP,
+) -> Steps[np.ndarray]:
+    """:func:`corrective_offsets` a block of vertices of one frame per step (a whole SMPL-X
+    frame is ~7 ms of numpy)."""
     rest = np.asarray(rest, dtype=np.float64)
     weights = np.asarray(weights, dtype=np.float64)
     g = np.asarray(transforms, dtype=np.float64)
@@ -35,12 +50,16 @@ def corrective_offsets(
     # Skinning matrices: rotate about the rest joint, then move it to the posed joint.
     trans = g[..., :3, 3] - np.einsum("fjab,jb->fja", rot, np.asarray(joints, dtype=np.float64))
     offsets = np.empty((g.shape[0], *rest.shape))
+    yield "correctives (skinning matrices)"
     for frame in range(g.shape[0]):
-        blended_rot = np.einsum("vj,jab->vab", weights, rot[frame])
-        blended_trans = weights @ trans[frame]
-        skinned = np.einsum("vab,vb->va", blended_rot, rest) + blended_trans
-        residual = np.asarray(posed[frame], dtype=np.float64) - skinned
-        offsets[frame] = np.linalg.solve(blended_rot, residual[..., None])[..., 0]
+        for start in range(0, len(rest), vertices_per_step):
+            block = slice(start, start + vertices_per_step)
+            blended_rot = np.einsum("vj,jab->vab", weights[block], rot[frame])
+            blended_trans = weights[block] @ trans[frame]
+            skinned = np.einsum("vab,vb->va", blended_rot, rest[block]) + blended_trans
+            residual = np.asarray(posed[frame][block], dtype=np.float64) - skinned
+            offsets[frame, block] = np.linalg.solve(blended_rot, residual[..., None])[..., 0]
+            yield f"correctives (frame {frame + 1}/{g.shape[0]})"
     return offsets
 
 
@@ -55,16 +74,23 @@ def clear_correctives(mesh_obj: bpy.types.Object) -> None:
 def bake_correctives(mesh_obj: bpy.types.Object, offsets: np.ndarray, frame_start: int) -> int:
     """Replace the mesh's baked correctives with ``offsets`` (F, V, 3, protocol frame); returns the
     number of shape keys made (0 when the body has no correctives)."""
+    return run(bake_correctives_steps(mesh_obj, offsets, frame_start))
+
+
+def bake_correctives_steps(mesh_obj: bpy.types.Object, offsets: np.ndarray, frame_start: int) -> Steps[int]:
+    """:func:`bake_correctives`, one shape key per step."""
     clear_correctives(mesh_obj)
     if offsets.size == 0 or np.abs(offsets).max() < NEGLIGIBLE_M:
         return 0
     mesh = mesh_obj.data
     if mesh.shape_keys is None:
+        yield "correctives (basis)"
         mesh_obj.shape_key_add(name="Basis", from_mix=False)
     basis = np.empty(len(mesh.vertices) * 3, dtype=np.float32)
     mesh.shape_keys.key_blocks[0].data.foreach_get("co", basis)
     basis = basis.reshape(-1, 3).astype(np.float64)
     count = offsets.shape[0]
+    yield "correctives (basis)"
     for index in range(count):
         frame = frame_start + index
         block = mesh_obj.shape_key_add(name=f"{KEY_PREFIX}{frame}", from_mix=False)
@@ -73,11 +99,17 @@ def bake_correctives(mesh_obj: bpy.types.Object, offsets: np.ndarray, frame_star
             block.value = value
             block.keyframe_insert("value", frame=key_frame)
         block.value = 0.0
+        yield f"correctives (key {index + 1}/{count})"
     return count
 
 
 def bake_from_result(mesh_obj: bpy.types.Object, arrays: dict, frame_start: int) -> int:
     """Bake the correctives of a posed ``body.mesh`` result onto ``mesh_obj`` (same vertex order)."""
+    return run(bake_from_result_steps(mesh_obj, arrays, frame_start))
+
+
+def bake_from_result_steps(mesh_obj: bpy.types.Object, arrays: dict, frame_start: int) -> Steps[int]:
+    """:func:`bake_from_result` in steps (offsets by blocks of vertices, then a key per step)."""
     from .arrays import pick
 
     rest = pick(arrays, "rest_vertices", "vertices")
@@ -87,6 +119,5 @@ def bake_from_result(mesh_obj: bpy.types.Object, arrays: dict, frame_start: int)
         return 0
     joints = pick(arrays, "joints_rest", "rest_joints", "joints")
     weights = pick(arrays, "weights", "skinning_weights")
-    return bake_correctives(
-        mesh_obj, corrective_offsets(rest, joints, weights, transforms, posed), frame_start
-    )
+    offsets = yield from corrective_offsets_steps(rest, joints, weights, transforms, posed)
+    return (yield from bake_correctives_steps(mesh_obj, offsets, frame_start))

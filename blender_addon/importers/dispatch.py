@@ -1,9 +1,16 @@
-"""Job kind -> importer. A kind without an importer only reports where its files were saved."""
+"""Job kind -> importer. A kind without an importer only reports where its files were saved.
+
+An import runs in steps across the bridge's pumps (see :mod:`.steps`), so what it needs from the
+job item is read once into an :class:`ImportRequest` (an item reference does not survive the
+job list growing in between), and what it produces comes back as an :class:`ImportOutcome` that
+the bridge writes to the item.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,100 +18,142 @@ import bpy
 import numpy as np
 
 from .arrays import ResultFormatError
+from .steps import Steps, run
 
 
 class ImportFailed(RuntimeError):
     """An importer could not turn a result into Blender data; the message says why."""
 
 
-def _meta(item: Any) -> dict[str, Any]:
-    try:
-        meta = json.loads(item.meta or "{}")
-    except ValueError:
-        return {}
-    return meta if isinstance(meta, dict) else {}
+# Errors an importer raises for a bad result (as opposed to an add-on bug).
+RESULT_ERRORS = (ResultFormatError, ValueError, KeyError, RuntimeError, OSError)
 
 
-def import_body_mesh_result(
-    scene: bpy.types.Scene,
-    item: Any,
-    data: dict[str, Any],
-    arrays: Mapping[str, np.ndarray],
-    files: Mapping[str, Path],
-) -> str:
-    from .body_mesh import import_body_mesh
+@dataclass(frozen=True)
+class ImportRequest:
+    """What an import needs from the job item, read once when it starts."""
 
-    meta = _meta(item)
+    scene_name: str
+    job_id: str
+    kind: str
+    target: str = ""
+    frame_start: int = 1
+    meta: dict[str, Any] = field(default_factory=dict)
+    result_dir: str = ""
+
+    @classmethod
+    def from_item(cls, scene: bpy.types.Scene, item: Any) -> ImportRequest:
+        try:
+            meta = json.loads(item.meta or "{}")
+        except ValueError:
+            meta = {}
+        return cls(scene.name, item.job_id, item.kind, item.target, int(item.frame_start),
+                   meta if isinstance(meta, dict) else {}, item.result_dir)
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    summary: str
+    target: str | None = None  # the object the job's item points at from now on
+
+
+def _body_mesh(scene: bpy.types.Scene, request: ImportRequest, data: dict[str, Any],
+               arrays: Mapping[str, np.ndarray], files: Mapping[str, Path]) -> Steps[ImportOutcome]:
+    from .body_mesh import import_body_mesh_steps
+    from .correctives import bake_from_result_steps
+
+    meta = request.meta
     data = {**data, "params": {**meta, **(data.get("params") or {})}}
-    target = scene.objects.get(item.target) if item.target else None
+    target = scene.objects.get(request.target) if request.target else None
     name = meta.get("name") if isinstance(meta.get("name"), str) else "SMPLX"
-    arm_obj, mesh_obj = import_body_mesh(
+    arm_obj, mesh_obj = yield from import_body_mesh_steps(
         arrays,
         data,
         name=name,
         target=target,
         collection=scene.collection,
-        frame_start=item.frame_start,
+        frame_start=request.frame_start,
         import_motion=bool(meta.get("import_motion")),
         place_on_ground=not meta.get("import_motion"),
     )
-    item.target = arm_obj.name
     summary = f"{arm_obj.name}: {len(mesh_obj.data.vertices)} vertices, {len(arm_obj.data.bones)} bones"
     source = scene.objects.get(meta["source"]) if isinstance(meta.get("source"), str) else None
     source_mesh = next((c for c in source.children if c.type == "MESH"), None) if source is not None else None
     if source_mesh is not None:
         # The body whose animation was posed gets the same correctives, so it matches too.
-        from .correctives import bake_from_result
-
-        baked = bake_from_result(source_mesh, dict(arrays), item.frame_start)
+        baked = yield from bake_from_result_steps(source_mesh, dict(arrays), request.frame_start)
         summary += f"; {baked} corrective shape keys on {source.name}" if baked else ""
-    return summary
+    return ImportOutcome(summary, arm_obj.name)
 
 
-def import_preview_result(
-    scene: bpy.types.Scene,
-    item: Any,
-    data: dict[str, Any],
-    arrays: Mapping[str, np.ndarray],
-    files: Mapping[str, Path],
-) -> str:
-    from .preview import import_preview
+def _preview(scene: bpy.types.Scene, request: ImportRequest, data: dict[str, Any],
+             arrays: Mapping[str, np.ndarray], files: Mapping[str, Path]) -> Steps[ImportOutcome]:
+    from .preview import import_preview_steps
 
-    label = _meta(item).get("camera")
-    strips = import_preview(
+    label = request.meta.get("camera")
+    strips = yield from import_preview_steps(
         files,
         scene=scene,
-        job_id=item.job_id,
-        frame_start=item.frame_start,
+        job_id=request.job_id,
+        frame_start=request.frame_start,
         label=label if isinstance(label, str) else "",
     )
-    return f"{len(strips)} strips from frame {item.frame_start}, {len(strips[0].elements)} frames"
-
-
-def import_avatar_result(
-    scene: bpy.types.Scene,
-    item: Any,
-    data: dict[str, Any],
-    arrays: Mapping[str, np.ndarray],
-    files: Mapping[str, Path],
-) -> str:
-    from .avatar import import_avatar
-
-    name = _meta(item).get("name")
-    arm_obj, mesh_obj = import_avatar(
-        arrays, data, files, name=name if isinstance(name, str) else "Avatar", collection=scene.collection
+    return ImportOutcome(
+        f"{len(strips)} strips from frame {request.frame_start}, {len(strips[0].elements)} frames"
     )
-    item.target = arm_obj.name
-    return (
-        f"{arm_obj.name}: {len(mesh_obj.data.vertices)} vertices, textured, {len(arm_obj.data.bones)} bones"
+
+
+def _avatar(scene: bpy.types.Scene, request: ImportRequest, data: dict[str, Any],
+            arrays: Mapping[str, np.ndarray], files: Mapping[str, Path]) -> Steps[ImportOutcome]:
+    from .avatar import import_avatar_steps
+
+    name = request.meta.get("name")
+    arm_obj, mesh_obj = yield from import_avatar_steps(
+        arrays,
+        data,
+        files,
+        name=name if isinstance(name, str) else "Avatar",
+        collection=scene.collection,
+    )
+    return ImportOutcome(
+        f"{arm_obj.name}: {len(mesh_obj.data.vertices)} vertices, textured, {len(arm_obj.data.bones)} bones",
+        arm_obj.name,
     )
 
 
 IMPORTERS = {
-    "avatar.from_views": import_avatar_result,
-    "body.mesh": import_body_mesh_result,
-    "body.preview": import_preview_result,
+    "avatar.from_views": _avatar,
+    "body.mesh": _body_mesh,
+    "body.preview": _preview,
 }
+
+
+def stages(kind: str) -> tuple[str, ...]:
+    """The stage names an import of ``kind`` goes through, in order (for the Jobs panel)."""
+    from .avatar import AVATAR_STAGES
+    from .body_mesh import BODY_STAGES
+    from .preview import PREVIEW_STAGES
+
+    return {"avatar.from_views": AVATAR_STAGES, "body.mesh": BODY_STAGES, "body.preview": PREVIEW_STAGES}.get(
+        kind, ()
+    )
+
+
+def import_steps(
+    scene: bpy.types.Scene,
+    request: ImportRequest,
+    data: dict[str, Any],
+    arrays: Mapping[str, np.ndarray],
+    files: Mapping[str, Path],
+) -> Steps[ImportOutcome]:
+    """The import of one result, in steps; a bad result raises :class:`ImportFailed`."""
+    importer = IMPORTERS.get(request.kind)
+    if importer is None:
+        return ImportOutcome(f"{len(arrays) + len(files)} result(s) saved in {request.result_dir}")
+    try:
+        return (yield from importer(scene, request, data, arrays, files))
+    except RESULT_ERRORS as exc:
+        raise ImportFailed(str(exc)) from exc
 
 
 def import_result(
@@ -114,10 +163,8 @@ def import_result(
     arrays: Mapping[str, np.ndarray],
     files: Mapping[str, Path],
 ) -> str:
-    importer = IMPORTERS.get(item.kind)
-    if importer is None:
-        return f"{len(arrays) + len(files)} result(s) saved in {item.result_dir}"
-    try:
-        return importer(scene, item, data, arrays, files)
-    except (ResultFormatError, ValueError, KeyError, RuntimeError, OSError) as exc:
-        raise ImportFailed(str(exc)) from exc
+    """The whole import in one go (scripts, tests); writes the new target to ``item``."""
+    outcome = run(import_steps(scene, ImportRequest.from_item(scene, item), data, arrays, files))
+    if outcome.target is not None:
+        item.target = outcome.target
+    return outcome.summary

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import bpy
+
+from .steps import Steps, run
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".exr", ".tif", ".tiff"}
 PASS_ORDER = ("rgb", "color", "mask", "alpha", "depth", "normals", "normal", "pose", "openpose")
@@ -43,22 +46,43 @@ def _strips(editor: bpy.types.SequenceEditor, everything: bool = False) -> bpy.t
     return editor.strips if hasattr(editor, "strips") else editor.sequences
 
 
+def strip_start(strip: bpy.types.Strip) -> float:
+    """The scene frame a strip's content starts at (``content_start`` from Blender 5.x;
+    ``frame_start`` goes away in 6.0)."""
+    return strip.content_start if hasattr(strip, "content_start") else strip.frame_start
+
+
+def strip_duration(strip: bpy.types.Strip) -> int:
+    """Frames the strip shows (``duration`` from Blender 5.x; ``frame_final_duration`` goes away)."""
+    return strip.duration if hasattr(strip, "duration") else strip.frame_final_duration
+
+
 def first_free_channel(editor: bpy.types.SequenceEditor) -> int:
     used = [strip.channel for strip in _strips(editor, everything=True)]
     return max(used, default=0) + 1
 
 
-def import_preview(
+PREVIEW_STAGES = ("strips",)
+FRAMES_PER_STEP = 100  # strip elements appended per step
+
+
+def import_preview(files: Mapping[str, Path], **options: Any) -> list[bpy.types.Strip]:
+    """All the strips in one go; see :func:`import_preview_steps`."""
+    return run(import_preview_steps(files, **options))
+
+
+def import_preview_steps(
     files: Mapping[str, Path],
     *,
     scene: bpy.types.Scene,
     job_id: str,
     frame_start: int = 1,
     label: str = "",
-) -> list[bpy.types.Strip]:
-    """Add one image strip per pass, the first frame at scene frame ``frame_start`` (where the
-    exported frame range began); returns the strips (RGB first). ``label`` (e.g. the camera name)
-    goes into the strip and channel names. Re-importing a job replaces its strips."""
+) -> Steps[list[bpy.types.Strip]]:
+    """In steps (a strip, or a hundred of its frames, each): add one image strip per pass, the
+    first frame at scene frame ``frame_start`` (where the exported frame range began); returns the
+    strips (RGB first). ``label`` (e.g. the camera name) goes into the strip and channel names.
+    Re-importing a job replaces its strips."""
     sequences = group_sequences(files)
     if not sequences:
         raise ValueError("the preview result holds no image sequences")
@@ -77,10 +101,12 @@ def import_preview(
             frame_start=frame_start,
             fit_method="FIT",
         )
-        for frame in frames[1:]:
+        for index, frame in enumerate(frames[1:], start=1):
             if frame.parent != frames[0].parent:
                 raise ValueError(f"frames of {group} are in several folders")
             strip.elements.append(frame.name)
+            if index % FRAMES_PER_STEP == 0:
+                yield f"strips ({offset + 1}/{len(sequences)}: frame {index + 1}/{len(frames)})"
         strip["avatar_studio_job"] = job_id
         strip["avatar_studio_pass"] = group
         # Passes sit above the RGB strip; muted so the sequencer's output stays the RGB render.
@@ -88,4 +114,5 @@ def import_preview(
         if channel + offset < len(editor.channels):
             editor.channels[channel + offset].name = f"{label} {group}" if label else group
         strips.append(strip)
+        yield f"strips ({offset + 1}/{len(sequences)})"
     return strips

@@ -70,21 +70,28 @@ class _JobOperator:
 
 
 class AVS_OT_cancel_job(_JobOperator, bpy.types.Operator):
-    """Ask the backend to cancel this job"""
+    """Ask the backend to cancel this job, or stop downloading and importing its results"""
 
     bl_idname = "avatar_studio.cancel_job"
     bl_label = "Cancel Job"
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        return gates.connected()
+        return gates.connected() or bool(bridge.get_bridge().results)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
+        the_bridge = bridge.get_bridge()
+        if the_bridge.cancel_import(self.job_id):  # an import is local: it stops at once
+            self.report({"INFO"}, "import cancelled")
+            return {"FINISHED"}
         item = self._job(context, self.job_id)
         if item is None or item.state in props.TERMINAL_STATES:
             self.report({"WARNING"}, "that job is not running")
             return {"CANCELLED"}
-        bridge.get_bridge().cancel(self.job_id)
+        if not the_bridge.connected:
+            self.report({"WARNING"}, "connect to a backend first")
+            return {"CANCELLED"}
+        the_bridge.cancel(self.job_id)
         return {"FINISHED"}
 
 

@@ -25,6 +25,7 @@ from test_addon_rig import C, evaluated_vertices  # noqa: E402  (protocol -> Ble
 from blender_addon import bridge as bridge_mod  # noqa: E402
 from blender_addon import smplx_rig  # noqa: E402
 from blender_addon.importers.action import apply_pose_action  # noqa: E402
+from blender_addon.importers.preview import strip_duration, strip_start  # noqa: E402
 from blender_addon.wire import client_module  # noqa: E402
 
 PUMP_LIMIT_S = 0.05
@@ -241,7 +242,7 @@ def test_slice_end_to_end(clean_scene, backend_server, tmp_path: Path) -> None:
     assert {s.name.split()[2] for s in strips} == {"CamFront", "CamSide"}
     assert len({s.channel for s in strips}) == len(strips)  # one channel per pass and camera
     for strip in strips:
-        assert strip.frame_start == 1 and strip.frame_final_duration == frames, strip.name
+        assert strip_start(strip) == 1 and strip_duration(strip) == frames, strip.name
         assert len(strip.elements) == frames
     checker = client_module().Client.from_connection_file(backend_server.connection_file)
     try:

@@ -9,7 +9,12 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
-from blender_addon.importers.preview import group_sequences, import_preview  # noqa: E402
+from blender_addon.importers.preview import (  # noqa: E402
+    group_sequences,
+    import_preview,
+    strip_duration,
+    strip_start,
+)
 
 
 def write_png(path: Path, value: float, size: int = 8) -> None:
@@ -39,14 +44,14 @@ def test_passes_become_strips_at_the_right_frames(clean_scene, tmp_path: Path) -
     assert [s["avatar_studio_pass"] for s in strips] == ["rgb", "mask", "depth"]
     assert len({s.channel for s in strips}) == 3
     for strip in strips:
-        assert strip.frame_start == 11 and strip.frame_final_duration == 4
+        assert strip_start(strip) == 11 and strip_duration(strip) == 4
         assert [e.filename for e in strip.elements] == [f"{i:04d}.png" for i in range(4)]
     assert not strips[0].mute and strips[1].mute  # the RGB strip is what the sequencer shows
     assert strips[0].name == "AVS abcdef01 Cam rgb"
 
     # Re-importing the same job replaces its strips instead of stacking duplicates.
     again = import_preview(files, scene=scene, job_id="abcdef0123456789", frame_start=20)
-    assert len(scene.sequence_editor.strips) == 3 and again[0].frame_start == 20
+    assert len(scene.sequence_editor.strips) == 3 and strip_start(again[0]) == 20
 
     with pytest.raises(ValueError, match="no image sequences"):
         import_preview({"preview.mp4": tmp_path / "preview.mp4"}, scene=scene, job_id="x")

@@ -377,16 +377,19 @@ def test_an_importer_error_marks_the_job_instead_of_leaving_it_downloading(
     # Before: an unexpected exception escaped the pump and the job stayed "downloading results"
     # forever (a script waiting for it hung until its timeout).
     from blender_addon import bridge as bridge_mod
-    from blender_addon.downloads import DownloadTask
     from blender_addon.importers import dispatch
 
-    def broken(*_args: Any) -> str:
+    def broken(*_args: Any) -> Any:
+        yield "checking arrays"
         raise IndexError("importer bug")
 
-    monkeypatch.setattr(dispatch, "import_result", broken)
+    monkeypatch.setitem(dispatch.IMPORTERS, "avatar.from_views", broken)
     item = clean_scene.avatar_studio.jobs.add()
     item.job_id, item.kind, item.state = "f" * 32, "avatar.from_views", "succeeded"
     the_bridge = bridge_mod.get_bridge()
-    the_bridge._import(clean_scene, item, DownloadTask(item.job_id, tmp_path, []))
+    the_bridge.import_local(clean_scene, "avatar.from_views", item.job_id, {}, {}, {})
+    for _ in range(5):
+        the_bridge.pump()
     assert not item.imported and item.message.startswith("import failed")
+    assert the_bridge.import_progress(item.job_id) is None  # the task is gone, not stuck
     assert any("IndexError: importer bug" in text for level, text in the_bridge.log if level == "ERROR")
