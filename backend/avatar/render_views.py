@@ -6,13 +6,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backend.avatar.io.views import Camera
 from backend.render.api import Raster
 from backend.render.edges import DEFAULT_MAX_HOPS
 from backend.render.ops import antialias
+from protocol.cameras import CameraFrame
 
 
-def camera_clip(vertices: torch.Tensor, cam: Camera, scale: float = 1.0) -> torch.Tensor:
+def camera_clip(vertices: torch.Tensor, cam: CameraFrame, scale: float = 1.0) -> torch.Tensor:
     """Clip positions (1,V,4) of world vertices for ``cam`` rendered at ``scale`` x its resolution."""
     from backend.render import world_to_clip
 
@@ -31,7 +31,7 @@ def camera_clip(vertices: torch.Tensor, cam: Camera, scale: float = 1.0) -> torc
     )
 
 
-def scaled_size(cam: Camera, scale: float) -> tuple[int, int]:
+def scaled_size(cam: CameraFrame, scale: float) -> tuple[int, int]:
     """(H, W) of ``cam``'s image at ``scale``."""
     return round(cam.height * scale), round(cam.width * scale)
 

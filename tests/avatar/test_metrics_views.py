@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from backend.avatar.eval.metrics import geometry_scores, psnr, ssim
-from backend.avatar.io.views import Camera, View, ViewSet, ViewsFormatError, read_views, write_views
+from backend.avatar.io.views import View, ViewSet, ViewsFormatError, read_views, write_views
+from protocol.cameras import CameraFrame
 
 
 def _box(size: float = 1.0):
@@ -46,7 +47,7 @@ def test_psnr_ssim():
 
 
 def test_views_round_trip(tmp_path):
-    cam = Camera(
+    cam = CameraFrame(
         K=np.array([[50.0, 0, 16], [0, 50, 16], [0, 0, 1]]),
         R=np.eye(3),
         t=np.array([0, 0, 3.0]),

@@ -184,7 +184,7 @@ def test_a_camera_frame_obeys_the_paths_rules() -> None:
 def test_views_store_their_cameras_as_camera_path_frames(tmp_path: Path) -> None:
     import json
 
-    from backend.avatar.views import DEFAULT_NEAR, View, ViewSet, ViewsFormatError, read_views, write_views
+    from backend.avatar.io.views import DEFAULT_NEAR, View, ViewSet, ViewsFormatError, read_views, write_views
 
     frame = orbit_path(2, width=16, height=12, near=0.2).frame(1)
     write_views(tmp_path, ViewSet([View("v", frame, np.zeros((12, 16, 4), np.float32))]))

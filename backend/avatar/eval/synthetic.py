@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 
 from backend.avatar.body_mesh import BodyMesh
-from backend.avatar.io.views import Camera, View, ViewSet, write_views
+from backend.avatar.io.views import View, ViewSet, write_views
 from backend.mesh.adjacency import diffuse, vertex_adjacency
 from backend.mesh.closest import MeshQuery
 from backend.mesh.normals import vertex_normals
+from protocol.cameras import CameraFrame
 
 # A few body shapes (first betas): average, tall and slim, short and broad.
 SHAPE_PRESETS: dict[str, list[float]] = {
@@ -260,7 +261,7 @@ def albedo(
     return np.clip(col, 0, 1)
 
 
-def look_at_camera(eye: np.ndarray, target: np.ndarray, width: int, height: int, focal: float) -> Camera:
+def look_at_camera(eye: np.ndarray, target: np.ndarray, width: int, height: int, focal: float) -> CameraFrame:
     """OpenCV camera at ``eye`` looking at ``target`` with world +Y up."""
     f = target - eye
     f = f / np.linalg.norm(f)
@@ -269,14 +270,14 @@ def look_at_camera(eye: np.ndarray, target: np.ndarray, width: int, height: int,
     d = np.cross(f, r)
     R = np.stack([r, d, f])
     K = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1.0]])
-    return Camera(K=K, R=R, t=-R @ eye, width=width, height=height, near=0.1, far=20.0)
+    return CameraFrame(K=K, R=R, t=-R @ eye, width=width, height=height, near=0.1, far=20.0)
 
 
-def orbit_cameras(centre: np.ndarray, config: SyntheticConfig) -> tuple[list[Camera], list[Camera]]:
+def orbit_cameras(centre: np.ndarray, config: SyntheticConfig) -> tuple[list[CameraFrame], list[CameraFrame]]:
     """Training views evenly around the body at 5 deg elevation; held-out views in between, 15 deg up."""
     res, focal = config.resolution, config.focal_factor * config.resolution
 
-    def ring(n: int, phase: float, elev: float) -> list[Camera]:
+    def ring(n: int, phase: float, elev: float) -> list[CameraFrame]:
         cams = []
         for k in range(n):
             az = np.radians(phase + 360.0 * k / n)
@@ -290,7 +291,9 @@ def orbit_cameras(centre: np.ndarray, config: SyntheticConfig) -> tuple[list[Cam
     return ring(config.train_views, 0.0, 5.0), ring(config.test_views, 360.0 / config.train_views / 2, 15.0)
 
 
-def render_character(char: Character, cam: Camera, config: SyntheticConfig) -> tuple[np.ndarray, np.ndarray]:
+def render_character(
+    char: Character, cam: CameraFrame, config: SyntheticConfig
+) -> tuple[np.ndarray, np.ndarray]:
     """(H,W,4) RGBA albedo over the background colour and (H,W,3) unit world normals (0 outside)."""
     import torch
 

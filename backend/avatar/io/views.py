@@ -35,8 +35,6 @@ class ViewsFormatError(ValueError):
     """The folder is not a readable views set; the message says what is wrong."""
 
 
-# A view's camera is one frame of the protocol's camera path: the same fields, rules and payload.
-Camera = CameraFrame
 # Manifests written before ``near`` was stored in each view used this clip distance.
 DEFAULT_NEAR = 0.05
 
