@@ -57,7 +57,7 @@ from protocol.integrity import (
 
 from .artifacts import ArtifactStore
 from .curve_auth import LOCAL_CLIENT_NAME, CurveKeys, start_authenticator
-from .datadir import load_or_create_hmac_key
+from .datadir import DataDirError, load_or_create_hmac_key, secure_data_dir
 from .executor import (
     Executor,
     ExecutorEvent,
@@ -67,6 +67,7 @@ from .executor import (
     JobStarted,
     JobSucceeded,
 )
+from .identity import ClientIdentity, PeerIdentities
 from .jobstore import IdempotencyConflict, InvalidTransition, Job, JobStore
 from .params import externalize
 
@@ -138,7 +139,8 @@ class Server:
         self.connection_file = self.data_dir / "connection.json"
         self.context: zmq.Context[Any] | None = None
         self.socket: zmq.Socket[Any] | None = None
-        self.session: Session | None = None
+        self.session: Session | None = None  # builds headers; per-client keys in self.identities
+        self.identities: PeerIdentities | None = None
         self.store: JobStore | None = None
         self.artifacts: ArtifactStore | None = None
         self.executor: Executor | None = None
@@ -170,7 +172,10 @@ class Server:
                 bind, self.config.curve)
         except ProtocolError as exc:
             raise ServerStartError(str(exc)) from None
-        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:  # private like ~/.ssh before any secret is read or written there
+            secure_data_dir(self.data_dir)
+        except DataDirError as exc:
+            raise ServerStartError(str(exc)) from None
         self._lock_data_dir()
         self.store = JobStore(self.data_dir / "jobs.sqlite3")
         lost = self.store.fail_unfinished(
@@ -182,6 +187,8 @@ class Server:
         key = load_or_create_hmac_key(self.data_dir)
         self.session = Session(key.encode("utf-8"), limits=self.config.limits,
                                buffer_integrity=self.buffer_integrity)
+        self.identities = PeerIdentities(self.data_dir, self.config.curve, session_id=self.session.session_id,
+                                         limits=self.config.limits, buffer_integrity=self.buffer_integrity)
         self.executor = Executor(
             self.data_dir, workers=self.config.workers, cancel_grace_s=self.config.cancel_grace_s
         )
@@ -343,11 +350,28 @@ class Server:
 
     # --- incoming -------------------------------------------------------------------------------
 
+    def client_of(self, identity: bytes) -> ClientIdentity:
+        """The client behind a routing id that sent the request being handled (client_id, admin)."""
+        assert self.identities is not None
+        client = self.identities.client(identity)
+        assert client is not None, "only requests of known clients reach the handlers"
+        return client
+
     def _on_frames(self, frames: list[Any]) -> None:
-        assert self.session is not None
+        assert self.session is not None and self.identities is not None
         identity = bytes(frames[0].bytes) if frames else b""
+        # Verified with the key of the client CURVE authenticated on this connection (ZAP User-Id),
+        # so another client's HMAC key is useless here.
+        client, changed = self.identities.on_frames(identity, frames)
+        if changed:  # a routing id reused by another client: it inherits no subscriptions
+            for runtime in self._jobs.values():
+                runtime.subscribers.pop(identity, None)
+        if client is None:
+            self.stats["malformed"] += 1
+            log.warning("dropped a message from peer %s: its client is no longer listed", identity.hex()[:16])
+            return
         try:
-            message = self.session.deserialize(frames)
+            message = self.identities.session(client).deserialize(frames)
         except ProtocolError as exc:
             self.stats["malformed"] += 1
             # One budget for the log line and the reply: a flood of garbage costs little of either.
@@ -456,13 +480,15 @@ class Server:
     def _on_heartbeat(self, identity: bytes, message: Message) -> None:
         self._reply(identity, message, {"time": message.content.get("time"), "server_time": time.time()})
 
-    def _job_or_error(self, message: Message) -> Job:
+    def _job_or_error(self, identity: bytes, message: Message) -> Job:
+        """The requested job, if this client may see it. Another client's job is answered exactly
+        like a job that does not exist (no oracle for other clients' job ids)."""
         assert self.store is not None
         job_id = message.content.get("job_id")
         if not isinstance(job_id, str) or not job_id:
             raise BadRequest(M.E_BAD_REQUEST, f"{message.msg_type} needs a string 'job_id'")
         job = self.store.get(job_id)
-        if job is None:
+        if job is None or not self.client_of(identity).may_see(job.owner):
             raise BadRequest(M.E_UNKNOWN_JOB, f"no job with id {job_id[:64]!r}")
         return job
 
@@ -483,7 +509,8 @@ class Server:
         if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 256):
             raise BadRequest(M.E_BAD_REQUEST, "'idempotency_key' must be a string of 1-256 characters")
         try:
-            job, duplicate = self.store.create(kind, externalize(params, self.artifacts), key)
+            job, duplicate = self.store.create(kind, externalize(params, self.artifacts), key,
+                                               owner=self.client_of(identity).client_id)
         except IdempotencyConflict as exc:
             raise BadRequest(M.E_BAD_REQUEST, str(exc)) from None
         self._subscribe(job.job_id, identity, message)
@@ -495,7 +522,7 @@ class Server:
             log.info("job %s (%s) queued", job.job_id, kind)
 
     def _on_attach(self, identity: bytes, message: Message) -> None:
-        job = self._job_or_error(message)
+        job = self._job_or_error(identity, message)
         if not job.terminal:
             self._subscribe(job.job_id, identity, message)
         self._reply(identity, message, {"job": job.to_wire()})
@@ -512,14 +539,14 @@ class Server:
 
     def _on_cancel(self, identity: bytes, message: Message) -> None:
         assert self.executor is not None
-        job = self._job_or_error(message)
+        job = self._job_or_error(identity, message)
         if not job.terminal:
             if self.executor.cancel(job.job_id):
                 # A queued job is cancelled at once: let the reply carry the final state.
                 self._apply_events(self.executor.service())
             else:  # in the store but unknown to the executor (should not happen): end it here
                 self._finish(job.job_id, M.CANCELLED)
-            job = self._job_or_error(message)
+            job = self._job_or_error(identity, message)
         self._reply(identity, message, {"job_id": job.job_id, "state": job.state})
 
     def _on_list_jobs(self, identity: bytes, message: Message) -> None:
@@ -532,12 +559,13 @@ class Server:
             raise BadRequest(M.E_BAD_REQUEST, f"'states' must be a list of {', '.join(M.JOB_STATES)}")
         if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= LIST_JOBS_MAX_LIMIT:
             raise BadRequest(M.E_BAD_REQUEST, f"'limit' must be an integer in [0, {LIST_JOBS_MAX_LIMIT}]")
-        jobs = self.store.list(states, limit)
+        client = self.client_of(identity)
+        jobs = self.store.list(states, limit, owner=None if client.admin else client.client_id)
         self._reply(identity, message, {"jobs": [job.to_wire() for job in jobs]})
 
     def _on_get_artifact(self, identity: bytes, message: Message) -> None:
         assert self.store is not None and self.artifacts is not None
-        job = self._job_or_error(message)
+        job = self._job_or_error(identity, message)
         name = message.content.get("name")
         if not isinstance(name, str):
             raise BadRequest(M.E_BAD_REQUEST, "get_artifact needs a string 'name'")
@@ -586,6 +614,8 @@ class Server:
         for runtime in self._jobs.values():
             runtime.subscribers.pop(identity, None)
         self._error_budget.pop(identity, None)
+        if self.identities is not None:
+            self.identities.forget(identity)
 
     def _send(
         self,
@@ -617,9 +647,11 @@ class Server:
 
     def _try_send(self, item: _Outgoing) -> str:
         """``"sent"``, ``"again"`` (the peer's queue is full) or ``"gone"`` (the peer disconnected)."""
-        assert self.session is not None and self.socket is not None
+        assert self.session is not None and self.socket is not None and self.identities is not None
+        client = self.identities.client(item.identity)  # signed with that client's key
+        session = self.identities.session(client) if client is not None else self.session
         try:
-            self.socket.send_multipart(self.session.serialize(item.message), flags=zmq.NOBLOCK, copy=False)
+            self.socket.send_multipart(session.serialize(item.message), flags=zmq.NOBLOCK, copy=False)
             return "sent"
         except zmq.Again:
             return "again"
