@@ -163,6 +163,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Everything the server and its workers create (work dirs, artifacts, logs) is private, like
+    # the data dir that secure_data_dir makes 0700 (backend/server/datadir.py).
+    os.umask(0o077)
     config = ServerConfig(
         data_dir=_data_dir(args),
         bind=args.bind,
