@@ -213,9 +213,11 @@ def _register_serve(sub: Any) -> None:
     _add_data_dir(p)
     p.add_argument(
         "--bind",
-        default="tcp://127.0.0.1:0",
+        default=None,
         metavar="ADDRESS",
-        help="ZeroMQ address to bind (default tcp://127.0.0.1:0, port 0 = a free port). "
+        help="ZeroMQ address to bind. Default: ipc://<data-dir>/backend.sock (only this user can "
+        "connect; a short private folder when that path is too long; tcp://127.0.0.1:0 where ipc is "
+        "unavailable), or tcp://127.0.0.1:0 with --curve (port 0 = a free port). "
         "A non-loopback address requires --curve.",
     )
     p.add_argument(
@@ -404,8 +406,10 @@ def _server_settings_for_clients(data_dir: Path) -> tuple[str | None, str | None
         info = read_connection_file(data_dir / "connection.json")
     except ProtocolError:
         return None, None
-    address = info.address
-    if info.ip in ("0.0.0.0", "*", "::", None):
+    address: str | None = info.address
+    if info.transport != "tcp":  # ipc: reachable from this machine only, no use to a remote client
+        address = None
+    elif info.ip in ("0.0.0.0", "*", "::", None):
         address = f"tcp://{socket.getfqdn()}:{info.port}"
     return address, info.effective_buffer_integrity
 
@@ -450,8 +454,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
         return _fail(
             args,
             ValueError(
-                "no running server found in the data dir to take the address from; "
-                "pass --address tcp://HOST:PORT"
+                "no running TCP server found in the data dir to take the address from (a local ipc "
+                "server cannot be reached from other machines); pass --address tcp://HOST:PORT"
             ),
         )
     try:

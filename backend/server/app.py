@@ -57,7 +57,13 @@ from protocol.integrity import (
 
 from .artifacts import ArtifactStore
 from .curve_auth import LOCAL_CLIENT_NAME, CurveKeys, start_authenticator
-from .datadir import DataDirError, load_or_create_hmac_key, secure_data_dir
+from .datadir import (
+    TCP_LOOPBACK_BIND,
+    DataDirError,
+    load_or_create_hmac_key,
+    local_endpoint,
+    secure_data_dir,
+)
 from .executor import (
     Executor,
     ExecutorEvent,
@@ -100,7 +106,9 @@ class BadRequest(Exception):
 @dataclass
 class ServerConfig:
     data_dir: Path
-    bind: str = "tcp://127.0.0.1:0"
+    # None: the local default, an ipc socket inside the data dir (datadir.local_endpoint; TCP
+    # loopback where ipc is unavailable), or TCP loopback with CURVE (meant for remote clients).
+    bind: str | None = None
     curve: bool = False
     workers: int = 2
     heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S
@@ -132,6 +140,28 @@ def _normalize_bind(address: str) -> str:
     return address[:-2] + ":*" if address.startswith("tcp://") and address.endswith(":0") else address
 
 
+def _check_ipc_path_free(path: str) -> None:
+    """libzmq unlinks whatever is at an ipc path before binding it: refuse a path where another
+    server listens (it would silently lose its socket) or that is not a socket at all (a file)."""
+    import socket as pysocket
+    import stat
+
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise zmq.ZMQError(errno.EEXIST, f"{path} exists and is not a socket")
+    probe = pysocket.socket(pysocket.AF_UNIX, pysocket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        return  # nobody listens: a socket left by a server that died, libzmq replaces it
+    finally:
+        probe.close()
+    raise zmq.ZMQError(errno.EADDRINUSE)
+
+
 class Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
@@ -159,6 +189,8 @@ class Server:
 
     def start(self) -> ConnectionInfo:
         """Lock the data dir, open the store, start workers, bind, then write the connection file."""
+        if self.config.bind is None:
+            self.config.bind = TCP_LOOPBACK_BIND if self.config.curve else local_endpoint(self.data_dir)
         bind = _normalize_bind(self.config.bind)
         if not is_loopback_address(bind) and not self.config.curve:
             raise ServerStartError(
@@ -258,6 +290,8 @@ class Server:
 
     def _bind(self, socket: zmq.Socket[Any], bind: str) -> str:
         """Bind; for a free-port request prefer the port of the previous run (clients reconnect)."""
+        if bind.startswith("ipc://"):
+            _check_ipc_path_free(bind[len("ipc://"):])
         if bind.startswith("tcp://") and bind.endswith(":*") and self.connection_file.exists():
             with contextlib.suppress(Exception):
                 from protocol import read_connection_file

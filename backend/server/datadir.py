@@ -106,3 +106,62 @@ def secure_data_dir(data_dir: Path) -> list[str]:
     for item in repaired:
         log.warning("made private (was readable or writable by others): %s", item)
     return repaired
+
+
+# --- the default local endpoint ------------------------------------------------------------------
+
+SOCKET_NAME = "backend.sock"
+# sun_path holds 108 bytes on Linux and 104 on macOS, the terminating NUL included.
+MAX_IPC_PATH_BYTES = 103
+TCP_LOOPBACK_BIND = "tcp://127.0.0.1:0"
+
+
+def _private_runtime_dir() -> Path | None:
+    """A short folder of our own for the socket when the data dir's path is too long:
+    ``$XDG_RUNTIME_DIR/avatar-studio`` or ``/tmp/avatar-studio-UID``, 0700 and ours, else None
+    (e.g. someone else made the /tmp one first: then we do not use it)."""
+    uid = os.getuid()
+    candidates = []
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and Path(runtime).is_dir():
+        candidates.append(Path(runtime) / "avatar-studio")
+    candidates.append(Path("/tmp") / f"avatar-studio-{uid}")
+    for folder in candidates:
+        try:
+            folder.mkdir(mode=0o700, exist_ok=True)
+            st = folder.lstat()
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != uid:
+                log.warning("not using %s for the backend socket: not a folder of uid %d", folder, uid)
+                continue
+            if stat.S_IMODE(st.st_mode) != 0o700:
+                os.chmod(folder, 0o700)
+            return folder
+        except OSError as exc:
+            log.warning("not using %s for the backend socket: %s", folder, exc)
+    return None
+
+
+def local_endpoint(data_dir: Path) -> str:
+    """The default bind of a local server: an ``ipc://`` socket the OS lets only this user reach.
+
+    ``<data-dir>/backend.sock`` (the data dir is 0700, so only its owner, and root, can connect);
+    when that path is too long for a Unix socket, ``<short private dir>/<hash of the data dir>.sock``;
+    where neither works (Windows, no ipc in libzmq), TCP on 127.0.0.1 with a free port.
+    docs/protocol.md §2.1 says why ipc carries buffers in ``transport`` mode by default.
+    """
+    import hashlib
+
+    import zmq
+
+    if os.name == "nt" or not zmq.has("ipc"):
+        return TCP_LOOPBACK_BIND
+    path = Path(data_dir) / SOCKET_NAME
+    if len(os.fsencode(path)) > MAX_IPC_PATH_BYTES:
+        folder = _private_runtime_dir()
+        if folder is None:
+            return TCP_LOOPBACK_BIND
+        digest = hashlib.sha256(os.fsencode(Path(data_dir))).hexdigest()[:16]
+        path = folder / f"{digest}.sock"
+        if len(os.fsencode(path)) > MAX_IPC_PATH_BYTES:
+            return TCP_LOOPBACK_BIND
+    return f"ipc://{path}"
