@@ -400,9 +400,10 @@ class Server:
         if changed:  # a routing id reused by another client: it inherits no subscriptions
             for runtime in self._jobs.values():
                 runtime.subscribers.pop(identity, None)
-        if client is None:
+        if client is None:  # revoked while connected: nothing to verify with, nobody to answer
             self.stats["malformed"] += 1
-            log.warning("dropped a message from peer %s: its client is no longer listed", identity.hex()[:16])
+            log.log(logging.WARNING if self._may_send_error(identity) else logging.DEBUG,
+                    "dropped a message from peer %s: its client is no longer listed", identity.hex()[:16])
             return
         try:
             message = self.identities.session(client).deserialize(frames)

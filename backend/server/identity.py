@@ -123,7 +123,8 @@ class PeerIdentities:
     def on_frames(self, routing_id: bytes, frames: Sequence[Any]) -> tuple[ClientIdentity | None, bool]:
         """Who sent ``frames``; and whether this routing id was another client before (its old
         subscriptions must then be dropped: a routing id is not an identity)."""
-        client = self.registry.resolve(client_id_of(frames))
+        # Without CURVE there is no ZAP User-Id to read (and asking raises): everyone is local.
+        client = self.registry.resolve(client_id_of(frames) if self.registry.curve else LOCAL_CLIENT_ID)
         previous = self._peers.pop(routing_id, None)
         if client is not None:
             self._peers[routing_id] = client
