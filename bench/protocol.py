@@ -29,9 +29,11 @@ measured alternately, best of 3-5 repeats. Round trip: a small request and its r
 from __future__ import annotations
 
 import argparse
+import atexit
 import hashlib
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -56,6 +58,7 @@ MiB = 1 << 20
 
 
 _IPC_DIR = tempfile.mkdtemp(prefix="avs-bench-")  # 0700, like a data dir
+atexit.register(shutil.rmtree, _IPC_DIR, ignore_errors=True)
 
 
 def ipc_endpoint() -> str:
