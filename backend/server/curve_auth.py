@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -259,23 +260,48 @@ class CurveKeys:
         return True
 
 
+class ChangeWatch:
+    """Tells whether any of some files/folders may have changed since the last True, by stat.
+
+    Modification times are coarse (a few ms on ext4), so two changes within one tick look like
+    one. As git does for its index, a stamp that is not clearly older than the moment it was last
+    read is treated as possibly changed again: for ``RACY_S`` after a change, every call says True.
+    """
+
+    RACY_S = 0.1
+
+    def __init__(self, *paths: Path) -> None:
+        self.paths = paths
+        self._seen: tuple[tuple[int, int, int], ...] | None = None
+        self._read_at = 0.0
+
+    @staticmethod
+    def _stamp(path: Path) -> tuple[int, int, int]:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return (0, 0, 0)
+        return (st.st_mtime_ns, st.st_ino, st.st_size)
+
+    def changed(self) -> bool:
+        stamps = tuple(self._stamp(p) for p in self.paths)
+        if stamps == self._seen and all(s[0] / 1e9 < self._read_at - self.RACY_S for s in stamps):
+            return False
+        self._seen, self._read_at = stamps, time.time()  # stamped before the caller reads
+        return True
+
+
 class ClientKeyDirectory:
     """ZAP credentials provider: allows exactly the public keys in ``clients_dir`` (re-read on change)."""
 
     def __init__(self, keys: CurveKeys) -> None:
         self.keys = keys
-        self._stamp: tuple[int, int] | None = None
+        self._watch = ChangeWatch(keys.clients_dir)
         self._allowed: dict[bytes, str] = {}
 
     def _refresh(self) -> None:
-        try:
-            st = self.keys.clients_dir.stat()
-            stamp = (st.st_mtime_ns, st.st_ino)
-        except FileNotFoundError:
-            stamp = (0, 0)
-        if stamp != self._stamp:
+        if self._watch.changed():
             self._allowed = {key: name for name, key in self.keys.client_public_keys().items()}
-            self._stamp = stamp
 
     def name_of(self, key: bytes) -> str | None:
         """The name a Z85 public key was allowed under at the last :meth:`callback`."""

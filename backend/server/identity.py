@@ -29,7 +29,7 @@ import zmq
 
 from protocol import Limits, Session
 
-from .curve_auth import LOCAL_CLIENT_NAME, ClientRecord, CurveKeys
+from .curve_auth import LOCAL_CLIENT_NAME, ChangeWatch, ClientRecord, CurveKeys
 from .datadir import HMAC_KEY_FILE, read_hmac_key
 
 log = logging.getLogger(__name__)
@@ -63,14 +63,6 @@ class ClientIdentity:
         return self.admin or (owner or LOCAL_CLIENT_ID) == self.client_id
 
 
-def _stamp(path: Path) -> tuple[int, int, int]:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return (0, 0, 0)
-    return (st.st_mtime_ns, st.st_ino, st.st_size)
-
-
 class ClientRegistry:
     """client id -> :class:`ClientIdentity`, re-read when ``hmac.key`` or the clients folder changes,
     so ``keys create``/``revoke``/``rotate`` act on a running server for the next message."""
@@ -79,21 +71,19 @@ class ClientRegistry:
         self.data_dir = Path(data_dir)
         self.curve = curve
         self.keys = CurveKeys(self.data_dir)
-        self._stamps: tuple[object, ...] = ()
+        watched = [self.data_dir / HMAC_KEY_FILE] + ([self.keys.clients_dir] if curve else [])
+        self._watch = ChangeWatch(*watched)
         self._local_key = b""
         self._records: dict[str, ClientRecord] = {}
         self._listed: set[str] = set()
 
     def _refresh(self) -> None:
-        stamps = (_stamp(self.data_dir / HMAC_KEY_FILE),
-                  _stamp(self.keys.clients_dir) if self.curve else None)
-        if stamps == self._stamps:
+        if not self._watch.changed():
             return
         self._local_key = read_hmac_key(self.data_dir).encode("utf-8")
         if self.curve:
             self._records = self.keys.client_records()
             self._listed = set(self.keys.client_public_keys())
-        self._stamps = stamps
 
     def resolve(self, client_id: str) -> ClientIdentity | None:
         """The identity behind ``client_id``; None when it may not talk to us (revoked meanwhile)."""
