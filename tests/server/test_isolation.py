@@ -157,3 +157,48 @@ def test_a_schema_1_store_is_migrated_its_jobs_owned_by_the_data_dir_owner(tmp_p
     finally:
         store.close()
     assert JobStore(path).get("old") is not None  # opening a migrated store again changes nothing
+
+
+def test_quick_key_changes_are_all_seen_by_a_registry(tmp_path: Path) -> None:
+    """Each change of a client record or the listing is seen at the next message (ChangeWatch also
+    re-reads while a stamp is younger than its last read, for file systems with coarse mtimes)."""
+    from backend.server.curve_auth import ClientRecord, CurveKeys
+    from backend.server.identity import ClientRegistry
+
+    keys = CurveKeys(tmp_path)
+    keys.create_client("alice", "tcp://127.0.0.1:9")
+    registry = ClientRegistry(tmp_path, curve=True)
+    first = registry.resolve("alice")
+    assert first is not None and not first.admin
+    for admin in (True, False, True):  # rewritten right after each read
+        record = keys.client_records()["alice"]
+        keys.write_record(ClientRecord(**{**record.to_json(), "hmac_key": "n" * 64, "admin": admin}))
+        seen = registry.resolve("alice")
+        assert seen is not None and seen.admin is admin and seen.key == b"n" * 64
+    keys.revoke_client("alice")
+    assert registry.resolve("alice") is None
+    assert registry.resolve("mallory") is None and registry.resolve("local").admin  # type: ignore[union-attr]
+
+
+def test_a_revoked_clients_open_connection_is_cut_off(server_factory: Any, capsys: Any) -> None:
+    server: ServerProcess = server_factory("--curve")
+    alice = read_connection_file(_create(server.data_dir, "alice", capsys))
+    assert alice.client_key_file is not None
+    context = zmq.Context()
+    try:
+        socket = context.socket(zmq.DEALER)
+        socket.linger = 0
+        socket.rcvtimeo = 10_000
+        apply_client_curve(socket, alice.server_public_key or "", *load_keypair(alice.client_key_file))
+        socket.connect(alice.address)
+        session = Session(alice.key_bytes, buffer_integrity="transport")
+        session.send(socket, _hello(session))
+        assert session.recv(socket).msg_type == M.reply_type(M.HELLO)
+        assert cli_main(["keys", "revoke", "alice", "--data-dir", str(server.data_dir)]) == 0
+        session.send(socket, _hello(session))  # same open connection, after the revoke
+        socket.rcvtimeo = 2_000
+        with pytest.raises(zmq.Again):
+            session.recv(socket)
+    finally:
+        context.destroy(linger=0)
+    assert "no longer listed" in server.log()
