@@ -391,6 +391,12 @@ class Server:
         assert client is not None, "only requests of known clients reach the handlers"
         return client
 
+    def client_id_of(self, identity: bytes) -> str:
+        """The client id of the request being handled: the key for per-client quotas and limits
+        (a CURVE client's listed name, else "local"; backend/server/identity.py). Before a message
+        is verified, ``identity.client_id_of(frames)`` gives the same from the raw frames."""
+        return self.client_of(identity).client_id
+
     def _on_frames(self, frames: list[Any]) -> None:
         assert self.session is not None and self.identities is not None
         identity = bytes(frames[0].bytes) if frames else b""
@@ -545,7 +551,7 @@ class Server:
             raise BadRequest(M.E_BAD_REQUEST, "'idempotency_key' must be a string of 1-256 characters")
         try:
             job, duplicate = self.store.create(kind, externalize(params, self.artifacts), key,
-                                               owner=self.client_of(identity).client_id)
+                                               owner=self.client_id_of(identity))
         except IdempotencyConflict as exc:
             raise BadRequest(M.E_BAD_REQUEST, str(exc)) from None
         self._subscribe(job.job_id, identity, message)
