@@ -28,6 +28,7 @@ from typing import Any
 import zmq
 
 from protocol import Limits, Session
+from protocol.signing import ReplayGuard
 
 from .curve_auth import LOCAL_CLIENT_NAME, ChangeWatch, ClientRecord, CurveKeys
 from .datadir import HMAC_KEY_FILE, read_hmac_key
@@ -100,7 +101,8 @@ class ClientRegistry:
 
 class PeerIdentities:
     """The server's view of its peers: routing id -> client identity, and a :class:`Session` per
-    client key (each with its own replay memory), all sharing the server's session id."""
+    client key, all sharing the server's session id and one replay memory (signatures differ per
+    key, so one bounded memory covers every client, as the single Session did before)."""
 
     def __init__(self, data_dir: Path, curve: bool, *, session_id: str, limits: Limits,
                  buffer_integrity: str) -> None:
@@ -108,6 +110,7 @@ class PeerIdentities:
         self._session_args = {"session_id": session_id, "limits": limits,
                               "buffer_integrity": buffer_integrity}
         self._sessions: dict[tuple[str, bytes], Session] = {}
+        self._replay_guard: ReplayGuard | None = None
         self._peers: OrderedDict[bytes, ClientIdentity] = OrderedDict()
 
     def on_frames(self, routing_id: bytes, frames: Sequence[Any]) -> tuple[ClientIdentity | None, bool]:
@@ -134,8 +137,12 @@ class PeerIdentities:
         cache_key = (client.client_id, client.key)
         session = self._sessions.get(cache_key)
         if session is None:
-            if len(self._sessions) > 4 * 1024:  # keys rotated many times: start over
+            if len(self._sessions) > 4 * 1024:  # keys rotated many times: start over (the replay
+                # memory is kept: it is shared, not per session)
                 self._sessions.clear()
             session = self._sessions[cache_key] = Session(client.key, **self._session_args)  # type: ignore[arg-type]
+            if self._replay_guard is None:
+                self._replay_guard = session.replay_guard
+            session.replay_guard = self._replay_guard
         return session
 
