@@ -165,6 +165,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Everything the server and its workers create (work dirs, artifacts, logs) is private, like
+    # the data dir that secure_data_dir makes 0700 (backend/server/datadir.py).
+    os.umask(0o077)
     config = ServerConfig(
         data_dir=_data_dir(args),
         bind=args.bind,
@@ -214,9 +217,11 @@ def _register_serve(sub: Any) -> None:
     _add_data_dir(p)
     p.add_argument(
         "--bind",
-        default="tcp://127.0.0.1:0",
+        default=None,
         metavar="ADDRESS",
-        help="ZeroMQ address to bind (default tcp://127.0.0.1:0, port 0 = a free port). "
+        help="ZeroMQ address to bind. Default: ipc://<data-dir>/backend.sock (only this user can "
+        "connect; a short private folder when that path is too long; tcp://127.0.0.1:0 where ipc is "
+        "unavailable), or tcp://127.0.0.1:0 with --curve (port 0 = a free port). "
         "A non-loopback address requires --curve.",
     )
     p.add_argument(
@@ -437,8 +442,10 @@ def _server_settings_for_clients(data_dir: Path) -> tuple[str | None, str | None
         info = read_connection_file(data_dir / "connection.json")
     except ProtocolError:
         return None, None
-    address = info.address
-    if info.ip in ("0.0.0.0", "*", "::", None):
+    address: str | None = info.address
+    if info.transport != "tcp":  # ipc: reachable from this machine only, no use to a remote client
+        address = None
+    elif info.ip in ("0.0.0.0", "*", "::", None):
         address = f"tcp://{socket.getfqdn()}:{info.port}"
     return address, info.effective_buffer_integrity
 
@@ -452,14 +459,18 @@ def cmd_keys(args: argparse.Namespace) -> int:
     keys = CurveKeys(data_dir)
     if args.keys_command == "list":
         names = keys.client_public_keys()
+        admins = {n for n, record in keys.client_records().items() if record.admin} | {"local"}
         if args.json:
-            _print_json({"clients": [{"name": n, "public_key": k.decode("ascii")} for n, k in names.items()]})
+            _print_json({"clients": [{"name": n, "public_key": k.decode("ascii"), "admin": n in admins}
+                                     for n, k in names.items()]})
         else:
             for name, key in names.items():
-                print(f"{name:24} {key.decode('ascii')}")
+                print(f"{name:24} {key.decode('ascii')}{'  admin' if name in admins else ''}")
             if not names:
                 print("no client keys (create one with `avatar-studio keys create NAME`)", file=sys.stderr)
         return EXIT_OK
+    if args.keys_command == "rotate":
+        return _rotate_keys(args, data_dir, keys)
     if args.keys_command == "revoke":
         try:
             removed = keys.revoke_client(args.name)
@@ -479,17 +490,19 @@ def cmd_keys(args: argparse.Namespace) -> int:
         return _fail(
             args,
             ValueError(
-                "no running server found in the data dir to take the address from; "
-                "pass --address tcp://HOST:PORT"
+                "no running TCP server found in the data dir to take the address from (a local ipc "
+                "server cannot be reached from other machines); pass --address tcp://HOST:PORT"
             ),
         )
     try:
-        hmac_key = load_or_create_hmac_key(data_dir)
-        issued = keys.create_client(args.name, address, hmac_key, args.out, buffer_integrity=integrity)
+        load_or_create_hmac_key(data_dir)
+        issued = keys.create_client(args.name, address, args.out, buffer_integrity=integrity,
+                                    admin=args.admin)
     except (ValueError, FileExistsError, ProtocolError) as exc:
         return _fail(args, exc)
     result = {
         "name": issued.name,
+        "admin": args.admin,
         "public_key": issued.public_key,
         "address": address,
         "buffer_integrity": read_connection_file(issued.connection_file).effective_buffer_integrity,
@@ -508,11 +521,39 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _rotate_keys(args: argparse.Namespace, data_dir: Path, keys: Any) -> int:
+    """New HMAC keys for the data dir and every issued client; rewrite their connection files."""
+    import contextlib
+    from dataclasses import replace
+
+    from backend.server.datadir import rotate_hmac_key
+    from protocol import ProtocolError, read_connection_file, write_connection_file
+
+    if not data_dir.is_dir():
+        return _fail(args, FileNotFoundError(f"no data dir at {data_dir}"))
+    key = rotate_hmac_key(data_dir)
+    written = [data_dir / "hmac.key"]
+    server_file = data_dir / "connection.json"
+    # A running server's own file: local clients read the new key from it. None (no server running,
+    # no file): the next start writes it with the new key.
+    with contextlib.suppress(ProtocolError):
+        info = replace(read_connection_file(server_file), key=key)
+        written.append(write_connection_file(server_file, info))
+    written += keys.rotate_client_keys()
+    if args.json:
+        _print_json({"rotated": [str(p) for p in written]})
+    else:
+        print("new keys; give each client its new connection file (the old ones are refused now):")
+        for path in written:
+            print(f"  {path}")
+    return EXIT_OK
+
+
 def _register_keys(sub: Any) -> None:
     p = sub.add_parser(
         "keys",
         help="CURVE client keys for remote mode",
-        description="Create, list and revoke the per-client CURVE keys of a --curve server.",
+        description="Create, list, revoke and rotate the per-client keys of a server.",
     )
     keys_sub = p.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create a key pair and a connection file for a client")
@@ -537,10 +578,17 @@ def _register_keys(sub: Any) -> None:
         help="how the client signs array buffers; must match the server's "
         "(default: the running server's mode, else transport; docs/protocol.md §2.1)",
     )
+    create.add_argument(
+        "--admin", action="store_true",
+        help="the client may list, attach to, cancel and download every client's jobs",
+    )
     list_ = keys_sub.add_parser("list", help="list the allowed client keys")
     revoke = keys_sub.add_parser("revoke", help="remove a client's key (it can no longer connect)")
     revoke.add_argument("name")
-    for parser in (create, list_, revoke):
+    rotate = keys_sub.add_parser(
+        "rotate", help="new HMAC keys for the data dir and every client; old connection files stop working",
+    )
+    for parser in (create, list_, revoke, rotate):
         _add_data_dir(parser)
         _add_json(parser)
         parser.set_defaults(func=cmd_keys)

@@ -12,9 +12,14 @@ buffer-integrity mode (docs/protocol.md §2.1):
 - *ours*: ``Session.send`` (serialize + sign) and ``Session.recv`` (verify, replay check, JSON parse,
   array restore). In ``digest`` mode signing and verifying each hash the whole buffer; in
   ``transport`` mode they sign its length only.
-Links: ``tcp`` (plain loopback TCP) and ``curve`` (CurveZMQ on both raw and ours: libzmq encrypts and
-authenticates every frame, so raw pays for that too). Rows: tcp+digest, tcp+transport,
-curve+transport (the defaults and the opt-in), plus curve+digest unless ``--no-curve-digest``.
+Links: ``ipc`` (the local server's default endpoint, made by the same ``local_endpoint`` the server
+uses, in a fresh 0700 folder), ``tcp`` (plain loopback TCP, the fallback where ipc is unavailable)
+and ``curve`` (CurveZMQ over loopback TCP on both raw and ours: libzmq encrypts and authenticates
+every frame, so raw pays for that too). Rows: ipc with its default integrity (``transport``, marked
+``<- default local``), tcp+digest (the TCP fallback's default), tcp+transport, curve+transport,
+plus curve+digest unless ``--no-curve-digest``; ``--links`` picks a subset.
+The ratio column is the median over the repeats of (raw time / our time), each repeat measuring
+raw and ours back to back; the GiB/s columns are the best repeat of each.
 Two throughput modes: *sequential* (send one, receive it, repeat: latency-bound, one thread) and
 *streaming* (a sender thread keeps sending while the main thread receives). Raw and ours are
 measured alternately, best of 3-5 repeats. Round trip: a small request and its reply, p50/p99
@@ -24,11 +29,14 @@ measured alternately, best of 3-5 repeats. Round trip: a small request and its r
 from __future__ import annotations
 
 import argparse
+import atexit
 import hashlib
 import os
 import platform
+import shutil
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -40,8 +48,9 @@ import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from backend.server.datadir import local_endpoint
 from protocol import Limits, Session
-from protocol.integrity import DIGEST, TRANSPORT
+from protocol.integrity import DIGEST, TRANSPORT, resolve_buffer_integrity
 from protocol.signing import _hash_threads, buffer_digests, set_hash_threads
 
 KEY = os.urandom(32)
@@ -51,7 +60,17 @@ MiB = 1 << 20
 BENCH_LIMITS = Limits(max_frame_bytes=1 << 30)
 
 
-def socket_pair(context: zmq.Context[Any], curve: bool = False) -> tuple[zmq.Socket[Any], zmq.Socket[Any]]:
+_IPC_DIR = tempfile.mkdtemp(prefix="avs-bench-")  # 0700, like a data dir
+atexit.register(shutil.rmtree, _IPC_DIR, ignore_errors=True)
+
+
+def ipc_endpoint() -> str:
+    """What a local server with a data dir here would bind by default."""
+    return local_endpoint(Path(_IPC_DIR))
+
+
+def socket_pair(context: zmq.Context[Any], curve: bool = False,
+                ipc: bool = False) -> tuple[zmq.Socket[Any], zmq.Socket[Any]]:
     router = context.socket(zmq.ROUTER)
     dealer = context.socket(zmq.DEALER)
     for sock in (router, dealer):
@@ -65,6 +84,10 @@ def socket_pair(context: zmq.Context[Any], curve: bool = False) -> tuple[zmq.Soc
     # Streaming: bound the big messages held in flight. Only on the DEALER->ROUTER direction: a ROUTER
     # silently drops what exceeds its send HWM, and the reader's HWM credit comes back in batches.
     dealer.sndhwm = router.rcvhwm = 4
+    if ipc:
+        router.bind(ipc_endpoint())
+        dealer.connect(router.getsockopt_string(zmq.LAST_ENDPOINT))
+        return router, dealer
     port = router.bind_to_random_port("tcp://127.0.0.1")
     dealer.connect(f"tcp://127.0.0.1:{port}")
     return router, dealer
@@ -76,10 +99,11 @@ def warm(router: zmq.Socket[Any], dealer: zmq.Socket[Any]) -> None:
 
 
 def throughput(size_mib: int, count: int, repeats: int, streaming: bool, integrity: str = DIGEST,
-               curve: bool = False) -> tuple[float, float]:
-    """GiB/s for (raw, protocol) on one link, in one buffer-integrity mode."""
+               link: str = "tcp") -> tuple[float, float, float]:
+    """Best GiB/s for (raw, protocol) on one link, in one buffer-integrity mode, and the median
+    over the repeats of raw time / protocol time."""
     context = zmq.Context()
-    router, dealer = socket_pair(context, curve)
+    router, dealer = socket_pair(context, curve=link == "curve", ipc=link == "ipc")
     warm(router, dealer)
     sender = Session(KEY, buffer_integrity=integrity, limits=BENCH_LIMITS)
     receiver = Session(KEY, buffer_integrity=integrity, limits=BENCH_LIMITS)
@@ -116,14 +140,17 @@ def throughput(size_mib: int, count: int, repeats: int, streaming: bool, integri
         return time.perf_counter() - start
 
     raw = proto = float("inf")
+    ratios: list[float] = []
     for _ in range(repeats):  # alternate, so that both see the same (shared, noisy) machine
-        raw = min(raw, measure(raw_send, raw_recv))
-        proto = min(proto, measure(proto_send, proto_recv))
+        raw_s = measure(raw_send, raw_recv)
+        proto_s = measure(proto_send, proto_recv)
+        raw, proto = min(raw, raw_s), min(proto, proto_s)
+        ratios.append(raw_s / proto_s)
     router.close()
     dealer.close()
     context.term()
     gib = size_mib * count / 1024
-    return gib / raw, gib / proto
+    return gib / raw, gib / proto, statistics.median(ratios)
 
 
 def round_trip(count: int) -> tuple[list[float], list[float]]:
@@ -201,11 +228,17 @@ def main() -> None:
     parser.add_argument("--skip-hashes", action="store_true", help="skip the digest speed table")
     parser.add_argument("--no-curve-digest", action="store_true",
                         help="skip the curve+digest rows (CURVE with the redundant byte digest)")
+    parser.add_argument("--links", default="ipc,tcp,curve",
+                        help="links to measure, comma separated: ipc (the local default), tcp, curve")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="repeats per row (default 5, 3 for 256 MiB; the ratio is their median)")
     args = parser.parse_args()
     set_hash_threads(args.hash_threads)
-    plan = {1: (200, 5), 16: (24, 5), 256: (4, 3)}  # (messages, repeats): best of the repeats
+    plan = {1: (200, 5), 16: (24, 5), 256: (4, 3)}  # (messages, repeats)
     if args.quick:
         plan = {1: (50, 3), 16: (8, 3), 256: (2, 2)}
+    if args.repeats:
+        plan = {size: (count, args.repeats) for size, (count, _) in plan.items()}
     print(f"# avatar-studio protocol bench: Python {platform.python_version()}, pyzmq {zmq.__version__}, "
           f"libzmq {zmq.zmq_version()}, {os.cpu_count()} CPUs, {_hash_threads()} hash threads")
     if not args.skip_hashes:
@@ -213,19 +246,26 @@ def main() -> None:
         for name, speed in hash_speeds().items():
             print(f"{name:<34} {speed:>6.2f}")
         print()
-    configs = [("tcp", DIGEST), ("tcp", TRANSPORT), ("curve", TRANSPORT)]
+    default_endpoint = ipc_endpoint()
+    default_integrity = resolve_buffer_integrity(None, default_endpoint, curve=False)
+    default_link = default_endpoint.split(":", 1)[0]  # tcp where ipc is unavailable
+    print(f"# default local endpoint here: {default_endpoint} ({default_integrity})")
+    configs = [(default_link, default_integrity), ("tcp", DIGEST), ("tcp", TRANSPORT), ("curve", TRANSPORT)]
     if not args.no_curve_digest:
         configs.append(("curve", DIGEST))
+    wanted = set(args.links.split(","))
+    configs = [c for i, c in enumerate(configs) if c[0] in wanted and (i == 0 or c != configs[0])]
     print(f"{'mode':<11} {'link':<6} {'integrity':<10} {'size':>8} {'raw GiB/s':>10} {'ours GiB/s':>11} "
           f"{'ratio':>6}")
     for streaming in (False, True):
         for size in (int(s) for s in args.sizes.split(",")):
             count, repeats = plan.get(size, (max(2, 256 // size), 2))
             for link, integrity in configs:
-                raw, ours = throughput(size, count, repeats, streaming, integrity, curve=link == "curve")
+                raw, ours, ratio = throughput(size, count, repeats, streaming, integrity, link)
                 mode = "streaming" if streaming else "sequential"
+                mark = "  <- default local" if (link, integrity) == (default_link, default_integrity) else ""
                 print(f"{mode:<11} {link:<6} {integrity:<10} {size:>5} MiB {raw:>10.2f} {ours:>11.2f} "
-                      f"{ours / raw:>6.2f}", flush=True)
+                      f"{ratio:>6.2f}{mark}", flush=True)
     raw_rt, ours_rt = round_trip(500 if args.quick else 3000)
     print(f"\n{'round trip':<11} {'p50 us':>8} {'p99 us':>8}")
     for name, values in (("raw", raw_rt), ("ours", ours_rt)):

@@ -9,6 +9,11 @@ it lives in a separate key file the user holds (see :mod:`protocol.curve`), name
 Written atomically with mode 0600 from the moment it exists: a temp file created with
 ``O_CREAT | O_EXCL`` and mode 0600 in the same directory, fsynced, then renamed over the target,
 so there is no window in which the key is world-readable or a reader sees half a file.
+
+Read like ``ssh`` reads its keys: :func:`check_private_file` refuses (on POSIX) a connection file
+or secret key file that group or others may read or write, or that belongs to another user,
+naming the file and the ``chmod`` that fixes it. A readable key is a leaked key: anyone who could
+read it can sign as this client.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import contextlib
 import json
 import os
 import secrets
+import stat
 import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -161,10 +167,33 @@ def write_connection_file(path: str | os.PathLike[str], info: ConnectionInfo) ->
     return write_private_file(path, (json.dumps(info.to_json(), indent=2) + "\n").encode("utf-8"))
 
 
+def check_private_file(path: str | os.PathLike[str], what: str = "key file") -> None:
+    """Raise :class:`ConnectionFileError` unless ``path`` is private to its owner: no permission
+    bits for group or others, and owned by this user (or root). No-op on Windows (no POSIX modes).
+    FileNotFoundError passes through."""
+    if os.name == "nt":
+        return
+    st = os.stat(path)
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        raise ConnectionFileError(
+            f"{what} {path} has mode {mode:04o}: group or others may read or change it, so its "
+            f"key may be known to others. Refusing to use it; run `chmod 600 {path}` (and get a new "
+            f"key, `avatar-studio keys rotate`, if others may have read it)"
+        )
+    if st.st_uid not in (os.getuid(), 0):
+        raise ConnectionFileError(
+            f"{what} {path} belongs to uid {st.st_uid}, not to you (uid {os.getuid()}): refusing to "
+            f"use a key another user controls; copy it to a file of your own with mode 0600"
+        )
+
+
 def read_connection_file(path: str | os.PathLike[str] | None = None) -> ConnectionInfo:
-    """Load and validate a connection file (default: the default data dir's)."""
+    """Load and validate a connection file (default: the default data dir's); refuses one that
+    others may read or write (:func:`check_private_file`)."""
     file = Path(path) if path is not None else default_connection_file()
     try:
+        check_private_file(file, "connection file")
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConnectionFileError(f"no connection file at {file} (is the backend running?)") from None

@@ -17,7 +17,7 @@ from typing import Any
 import zmq
 import zmq.auth
 
-from .connection import default_data_dir, write_private_file
+from .connection import check_private_file, default_data_dir, write_private_file
 from .errors import ConnectionFileError
 
 CLIENT_KEY_ENV = "AVATAR_STUDIO_CLIENT_KEY"
@@ -58,7 +58,12 @@ def write_keypair(directory: str | os.PathLike[str], name: str, role: str = "cli
 
 
 def load_keypair(path: str | os.PathLike[str]) -> tuple[bytes, bytes]:
-    """``(public, secret)`` Z85 keys from a secret key file; ConnectionFileError if unusable."""
+    """``(public, secret)`` Z85 keys from a secret key file; ConnectionFileError if unusable or
+    readable by others (like ssh, see :func:`protocol.connection.check_private_file`)."""
+    try:
+        check_private_file(path, "CURVE secret key file")
+    except FileNotFoundError:
+        raise ConnectionFileError(f"no CURVE secret key file at {path}") from None
     public, secret = _load(path)
     if secret is None:
         raise ConnectionFileError(f"{path} holds no secret key (use the .key_secret file)")

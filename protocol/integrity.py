@@ -11,9 +11,12 @@ Two modes, fixed per connection by the server and written into the connection fi
   would only repeat that check) and loopback/IPC (only the two endpoints' kernel carries the bytes;
   altering them in flight needs root, who can read the connection file's key anyway).
 
-Defaults: ``transport`` with CURVE (the digest would be redundant work), ``digest`` otherwise
-(on loopback nothing else checks the bytes at all: not even TCP checksums, which Linux skips on
-``lo``); an explicit setting overrides the default wherever it is allowed.
+Defaults: ``transport`` with CURVE (the digest would be redundant work) and on ``ipc://`` (the
+local server's default endpoint, a Unix socket inside the 0700 data dir: only the data dir's owner
+can connect at all, and only the kernel carries the bytes); ``digest`` on TCP loopback, the
+fallback where ipc is unavailable (any local user can connect to a TCP port, and nothing else
+checks the bytes there, not even TCP checksums, which Linux skips on ``lo``). An explicit setting
+overrides the default wherever it is allowed.
 Messages without buffers are signed identically in both modes.
 """
 
@@ -55,9 +58,9 @@ def is_loopback_address(address: str) -> bool:
         return False
 
 
-def default_buffer_integrity(curve: bool) -> str:
-    """``transport`` under CURVE, ``digest`` otherwise (see the module docstring for why)."""
-    return TRANSPORT if curve else DIGEST
+def default_buffer_integrity(curve: bool, address: str | None = None) -> str:
+    """``transport`` under CURVE or on ``ipc://``, ``digest`` otherwise (the module docstring says why)."""
+    return TRANSPORT if curve or (address or "").startswith("ipc://") else DIGEST
 
 
 def check_buffer_integrity_mode(mode: object) -> str:
@@ -77,7 +80,7 @@ def resolve_buffer_integrity(requested: object, address: str, curve: bool) -> st
     could be altered in flight by anyone on the path, so this is refused rather than accepted.
     """
     if requested is None:
-        return default_buffer_integrity(curve)
+        return default_buffer_integrity(curve, address)
     mode = check_buffer_integrity_mode(requested)
     if mode == TRANSPORT and not curve and not is_loopback_address(address):
         raise ConnectionFileError(

@@ -64,7 +64,13 @@ from . import outbox as ob
 from .artifacts import ArtifactStore
 from .clientid import client_id_of
 from .curve_auth import LOCAL_CLIENT_NAME, CurveKeys, start_authenticator
-from .datadir import load_or_create_hmac_key
+from .datadir import (
+    TCP_LOOPBACK_BIND,
+    DataDirError,
+    load_or_create_hmac_key,
+    local_endpoint,
+    secure_data_dir,
+)
 from .executor import (
     Executor,
     ExecutorEvent,
@@ -75,6 +81,7 @@ from .executor import (
     JobSucceeded,
 )
 from .inputs import StagedInputs
+from .identity import ClientIdentity, PeerIdentities
 from .jobstore import IdempotencyConflict, InvalidTransition, Job, JobStore
 from .params import ParamsError, externalize
 from .quotas import E_RATE_LIMITED, QueueLimits, Refusal
@@ -114,7 +121,9 @@ class BadRequest(Exception):
 @dataclass
 class ServerConfig:
     data_dir: Path
-    bind: str = "tcp://127.0.0.1:0"
+    # None: the local default, an ipc socket inside the data dir (datadir.local_endpoint; TCP
+    # loopback where ipc is unavailable), or TCP loopback with CURVE (meant for remote clients).
+    bind: str | None = None
     curve: bool = False
     workers: int = 2
     heartbeat_interval_s: float = HEARTBEAT_INTERVAL_S
@@ -150,6 +159,28 @@ def _normalize_bind(address: str) -> str:
     return address[:-2] + ":*" if address.startswith("tcp://") and address.endswith(":0") else address
 
 
+def _check_ipc_path_free(path: str) -> None:
+    """libzmq unlinks whatever is at an ipc path before binding it: refuse a path where another
+    server listens (it would silently lose its socket) or that is not a socket at all (a file)."""
+    import socket as pysocket
+    import stat
+
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise zmq.ZMQError(errno.EEXIST, f"{path} exists and is not a socket")
+    probe = pysocket.socket(pysocket.AF_UNIX, pysocket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        return  # nobody listens: a socket left by a server that died, libzmq replaces it
+    finally:
+        probe.close()
+    raise zmq.ZMQError(errno.EADDRINUSE)
+
+
 class Server:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
@@ -157,7 +188,8 @@ class Server:
         self.connection_file = self.data_dir / "connection.json"
         self.context: zmq.Context[Any] | None = None
         self.socket: zmq.Socket[Any] | None = None
-        self.session: Session | None = None
+        self.session: Session | None = None  # builds headers; per-client keys in self.identities
+        self.identities: PeerIdentities | None = None
         self.store: JobStore | None = None
         self.artifacts: ArtifactStore | None = None
         self.executor: Executor | None = None
@@ -179,6 +211,8 @@ class Server:
 
     def start(self) -> ConnectionInfo:
         """Lock the data dir, open the store, start workers, bind, then write the connection file."""
+        if self.config.bind is None:
+            self.config.bind = TCP_LOOPBACK_BIND if self.config.curve else local_endpoint(self.data_dir)
         bind = _normalize_bind(self.config.bind)
         if not is_loopback_address(bind) and not self.config.curve:
             raise ServerStartError(
@@ -192,7 +226,10 @@ class Server:
                 bind, self.config.curve)
         except ProtocolError as exc:
             raise ServerStartError(str(exc)) from None
-        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:  # private like ~/.ssh before any secret is read or written there
+            secure_data_dir(self.data_dir)
+        except DataDirError as exc:
+            raise ServerStartError(str(exc)) from None
         self._lock_data_dir()
         self.store = JobStore(self.data_dir / "jobs.sqlite3")
         lost = self.store.fail_unfinished(
@@ -207,9 +244,12 @@ class Server:
             log.info("removed %d unreferenced blob(s) (%d bytes) and %d temp file(s) from the artifact "
                      "store", collected.blobs, collected.bytes, collected.temp_files)
         key = load_or_create_hmac_key(self.data_dir)
+        not_before = time.time() - REPLAY_START_SKEW_S  # messages signed before this start: replays
         self.session = Session(key.encode("utf-8"), limits=self.config.limits,
-                               buffer_integrity=self.buffer_integrity,
-                               replay_not_before=time.time() - REPLAY_START_SKEW_S)
+                               buffer_integrity=self.buffer_integrity, replay_not_before=not_before)
+        self.identities = PeerIdentities(self.data_dir, self.config.curve, session_id=self.session.session_id,
+                                         limits=self.config.limits, buffer_integrity=self.buffer_integrity,
+                                         replay_not_before=not_before)
         self.executor = Executor(
             self.data_dir, workers=self.config.workers, cancel_grace_s=self.config.cancel_grace_s,
             input_roots=tuple(self.config.input_roots),
@@ -285,6 +325,8 @@ class Server:
 
     def _bind(self, socket: zmq.Socket[Any], bind: str) -> str:
         """Bind; for a free-port request prefer the port of the previous run (clients reconnect)."""
+        if bind.startswith("ipc://"):
+            _check_ipc_path_free(bind[len("ipc://"):])
         if bind.startswith("tcp://") and bind.endswith(":*") and self.connection_file.exists():
             with contextlib.suppress(Exception):
                 from protocol import read_connection_file
@@ -417,13 +459,41 @@ class Server:
         self._send(identity, M.ERROR, content, parent=message)
 
     def _client_of(self, identity: bytes) -> str:
+        """The share a request is counted against for queue and rate limits (clientid.py): a CURVE
+        client's name, else the connection. Local connections are all owned by "local" (see
+        :meth:`client_id_of`) but each gets its own share, so one busy script does not starve the
+        user's Blender session."""
         return self._peer_clients.get(identity) or f"peer:{identity.hex()}"
 
+    def client_of(self, identity: bytes) -> ClientIdentity:
+        """The client behind a routing id that sent the request being handled (client_id, admin)."""
+        assert self.identities is not None
+        client = self.identities.client(identity)
+        assert client is not None, "only requests of known clients reach the handlers"
+        return client
+
+    def client_id_of(self, identity: bytes) -> str:
+        """The client id of the request being handled: the key for per-client quotas and limits
+        (a CURVE client's listed name, else "local"; backend/server/identity.py). Before a message
+        is verified, ``identity.client_id_of(frames)`` gives the same from the raw frames."""
+        return self.client_of(identity).client_id
+
     def _on_frames(self, frames: list[Any]) -> None:
-        assert self.session is not None
+        assert self.session is not None and self.identities is not None
         identity = bytes(frames[0].bytes) if frames else b""
+        # Verified with the key of the client CURVE authenticated on this connection (ZAP User-Id),
+        # so another client's HMAC key is useless here.
+        client, changed = self.identities.on_frames(identity, frames)
+        if changed:  # a routing id reused by another client: it inherits no subscriptions
+            for runtime in self._jobs.values():
+                runtime.subscribers.pop(identity, None)
+        if client is None:  # revoked while connected: nothing to verify with, nobody to answer
+            self.stats["malformed"] += 1
+            log.log(logging.WARNING if self._may_send_error(identity) else logging.DEBUG,
+                    "dropped a message from peer %s: its client is no longer listed", identity.hex()[:16])
+            return
         try:
-            message = self.session.deserialize(frames)
+            message = self.identities.session(client).deserialize(frames)
         except ProtocolError as exc:
             self.stats["malformed"] += 1
             # One budget for the log line and the reply: a flood of garbage costs little of either.
@@ -534,13 +604,15 @@ class Server:
     def _on_heartbeat(self, identity: bytes, message: Message) -> None:
         self._reply(identity, message, {"time": message.content.get("time"), "server_time": time.time()})
 
-    def _job_or_error(self, message: Message) -> Job:
+    def _job_or_error(self, identity: bytes, message: Message) -> Job:
+        """The requested job, if this client may see it. Another client's job is answered exactly
+        like a job that does not exist (no oracle for other clients' job ids)."""
         assert self.store is not None
         job_id = message.content.get("job_id")
         if not isinstance(job_id, str) or not job_id:
             raise BadRequest(M.E_BAD_REQUEST, f"{message.msg_type} needs a string 'job_id'")
         job = self.store.get(job_id)
-        if job is None:
+        if job is None or not self.client_of(identity).may_see(job.owner):
             raise BadRequest(M.E_UNKNOWN_JOB, f"no job with id {job_id[:64]!r}")
         return job
 
@@ -565,14 +637,14 @@ class Server:
         except ParamError as exc:
             raise BadRequest(M.E_BAD_REQUEST, str(exc)) from None
         client = self._client_of(identity)
-        if key is None or self.store.by_idempotency_key(key) is None:  # a duplicate adds no job
+        if key is None or self.store.by_idempotency_key(key, self.client_id_of(identity)) is None:  # a duplicate adds no job
             limits = self.config.queue_limits
             limits.check(client, self.executor.unfinished(client), self.executor.unfinished())
         try:  # inputs are kept only if the job is recorded (inputs.py): a refusal stores nothing
             with StagedInputs(self.artifacts) as inputs:
                 stored = externalize(params, self.artifacts, inputs.blobs)
                 inputs.admit()
-                job, duplicate = self.store.create(kind, stored, key)
+                job, duplicate = self.store.create(kind, stored, key, owner=self.client_id_of(identity))
         except (IdempotencyConflict, ParamsError) as exc:
             raise BadRequest(M.E_BAD_REQUEST, str(exc)) from None
         self._subscribe(job.job_id, identity, message)
@@ -584,7 +656,7 @@ class Server:
             log.info("job %s (%s) queued", job.job_id, kind)
 
     def _on_attach(self, identity: bytes, message: Message) -> None:
-        job = self._job_or_error(message)
+        job = self._job_or_error(identity, message)
         if not job.terminal:
             self._subscribe(job.job_id, identity, message)
         self._reply(identity, message, {"job": job.to_wire()})
@@ -601,14 +673,14 @@ class Server:
 
     def _on_cancel(self, identity: bytes, message: Message) -> None:
         assert self.executor is not None
-        job = self._job_or_error(message)
+        job = self._job_or_error(identity, message)
         if not job.terminal:
             if self.executor.cancel(job.job_id):
                 # A queued job is cancelled at once: let the reply carry the final state.
                 self._apply_events(self.executor.service())
             else:  # in the store but unknown to the executor (should not happen): end it here
                 self._finish(job.job_id, M.CANCELLED)
-            job = self._job_or_error(message)
+            job = self._job_or_error(identity, message)
         self._reply(identity, message, {"job_id": job.job_id, "state": job.state})
 
     def _on_list_jobs(self, identity: bytes, message: Message) -> None:
@@ -621,12 +693,13 @@ class Server:
             raise BadRequest(M.E_BAD_REQUEST, f"'states' must be a list of {', '.join(M.JOB_STATES)}")
         if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= LIST_JOBS_MAX_LIMIT:
             raise BadRequest(M.E_BAD_REQUEST, f"'limit' must be an integer in [0, {LIST_JOBS_MAX_LIMIT}]")
-        jobs = self.store.list(states, limit)
+        client = self.client_of(identity)
+        jobs = self.store.list(states, limit, owner=None if client.admin else client.client_id)
         self._reply(identity, message, {"jobs": [job.to_wire() for job in jobs]})
 
     def _on_get_artifact(self, identity: bytes, message: Message) -> None:
         assert self.store is not None and self.artifacts is not None
-        job = self._job_or_error(message)
+        job = self._job_or_error(identity, message)
         name = message.content.get("name")
         if not isinstance(name, str):
             raise BadRequest(M.E_BAD_REQUEST, "get_artifact needs a string 'name'")
@@ -677,6 +750,8 @@ class Server:
             runtime.subscribers.pop(identity, None)
         self._error_budget.pop(identity, None)
         self._peer_clients.pop(identity, None)
+        if self.identities is not None:
+            self.identities.forget(identity)
 
     def _drop_peer(self, identity: bytes, why: str) -> None:
         """Stop serving a peer that does not read (outbox.py): discard, forget, ignore a while."""
@@ -725,9 +800,11 @@ class Server:
 
     def _try_send(self, item: _Outgoing) -> str:
         """``"sent"``, ``"again"`` (the peer's queue is full) or ``"gone"`` (the peer disconnected)."""
-        assert self.session is not None and self.socket is not None
-        if item.frames is None:  # signed once: a retry sends the same frames
-            item.frames = self.session.serialize(item.message)
+        assert self.session is not None and self.socket is not None and self.identities is not None
+        if item.frames is None:  # signed once, with that client's key: a retry sends the same frames
+            client = self.identities.client(item.identity)
+            session = self.identities.session(client) if client is not None else self.session
+            item.frames = session.serialize(item.message)
         try:
             self.socket.send_multipart(item.frames, flags=zmq.NOBLOCK, copy=False)
             return "sent"

@@ -9,6 +9,11 @@ Restart policy: a job found ``queued`` or ``running`` when a server opens the st
 server that died (SIGKILL, power loss). Its worker is gone and its params may not be safe to rerun,
 so it is marked ``failed`` with ``ename = "ServerRestarted"``; clients may resubmit it (with the
 same idempotency key they get the failed job back, so they choose a new key to retry).
+
+Owners: every job records the client id that submitted it (backend/server/identity.py);
+idempotency keys are scoped per owner, so one client's key never finds (or reveals) another's job.
+Schema 1 stores (no owner, keys unique across all clients) are migrated on open: their jobs
+belong to ``local``, the data dir's owner.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from protocol.session import loads_strict
 
 from .artifacts import ArtifactRecord
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+DEFAULT_OWNER = "local"  # backend/server/identity.py LOCAL_CLIENT_ID; the data dir's owner
 log = logging.getLogger(__name__)
 _REPORTED_DAMAGE: set[str] = set()
 
@@ -42,14 +48,17 @@ CREATE TABLE IF NOT EXISTS jobs (
     fraction        REAL NOT NULL DEFAULT 0,
     stage           TEXT NOT NULL DEFAULT '',
     message         TEXT NOT NULL DEFAULT '',
-    idempotency_key TEXT UNIQUE,                -- NULLs never collide
+    idempotency_key TEXT,                       -- unique per owner (NULLs never collide)
     created         TEXT NOT NULL,              -- ISO 8601 UTC
     updated         TEXT NOT NULL,
     seq             INTEGER NOT NULL DEFAULT 0, -- submission order (stable sort for list_jobs)
     error           TEXT,                       -- JSON {ename, evalue, traceback} when failed
-    result          TEXT                        -- JSON data object when succeeded
+    result          TEXT,                       -- JSON data object when succeeded
+    owner           TEXT NOT NULL DEFAULT 'local', -- client id that submitted it
+    UNIQUE (owner, idempotency_key)
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, seq);
 CREATE TABLE IF NOT EXISTS artifacts (
     job_id     TEXT NOT NULL REFERENCES jobs(job_id),
     name       TEXT NOT NULL,
@@ -92,6 +101,7 @@ class Job:
     result: dict[str, Any] | None = None
     artifacts: list[ArtifactRecord] = field(default_factory=list)
     damaged: str | None = None  # why a stored column could not be read (see _load_column)
+    owner: str = DEFAULT_OWNER
 
     @property
     def terminal(self) -> bool:
@@ -110,6 +120,7 @@ class Job:
             "updated": self.updated,
             "idempotency_key": self.idempotency_key,
             "params": self.params,
+            "owner": self.owner,
         }
         if self.state == m.SUCCEEDED:
             record["artifacts"] = [a.to_wire() for a in self.artifacts]
@@ -153,9 +164,33 @@ class JobStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")  # a reported result survives power loss
         self.db.execute("PRAGMA foreign_keys=ON")
+        self._migrate_v1()
         # executescript commits on its own, so it runs outside an explicit transaction.
         self.db.executescript(_SCHEMA)
         self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _migrate_v1(self) -> None:
+        """Schema 1 -> 2: add ``owner`` (old jobs: the data dir's owner) and scope idempotency keys
+        per owner. SQLite cannot drop a column's UNIQUE, so the table is rebuilt in one transaction."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(jobs)")}
+        if not columns or "owner" in columns:
+            return
+        self.db.execute("PRAGMA foreign_keys=OFF")  # artifacts reference jobs while it is swapped
+        try:
+            with self.transaction() as db:
+                # The order SQLite documents for a rebuild: new table, copy, drop, rename (renaming
+                # the old table instead would repoint the artifacts' foreign key at it).
+                db.execute(_SCHEMA.split(";")[0].replace("IF NOT EXISTS jobs (", "jobs_v2 ("))
+                db.execute(
+                    "INSERT INTO jobs_v2 (job_id, kind, params, state, fraction, stage, message,"
+                    " idempotency_key, created, updated, seq, error, result, owner)"
+                    " SELECT job_id, kind, params, state, fraction, stage, message, idempotency_key,"
+                    " created, updated, seq, error, result, ? FROM jobs", (DEFAULT_OWNER,)
+                )
+                db.execute("DROP TABLE jobs")
+                db.execute("ALTER TABLE jobs_v2 RENAME TO jobs")
+        finally:
+            self.db.execute("PRAGMA foreign_keys=ON")
 
     def close(self) -> None:
         self.db.close()
@@ -187,6 +222,7 @@ class JobStore:
             updated=row["updated"],
             error=_load_column(row, "error", problems),
             result=_load_column(row, "result", problems),
+            owner=row["owner"],
         )
         if problems:
             job.damaged = "stored record unreadable, shown without it: " + "; ".join(problems)
@@ -201,17 +237,26 @@ class JobStore:
         row = self.db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return self._job_from_row(row) if row else None
 
-    def by_idempotency_key(self, key: str) -> Job | None:
-        row = self.db.execute("SELECT * FROM jobs WHERE idempotency_key = ?", (key,)).fetchone()
+    def by_idempotency_key(self, key: str, owner: str = DEFAULT_OWNER) -> Job | None:
+        row = self.db.execute(
+            "SELECT * FROM jobs WHERE owner = ? AND idempotency_key = ?", (owner, key)
+        ).fetchone()
         return self._job_from_row(row) if row else None
 
-    def list(self, states: Iterable[str] | None = None, limit: int | None = None) -> list[Job]:
-        """Newest first."""
-        sql, args = "SELECT * FROM jobs", []
+    def list(
+        self, states: Iterable[str] | None = None, limit: int | None = None, owner: str | None = None
+    ) -> list[Job]:
+        """Newest first; ``owner``: only that client's jobs (None: everybody's)."""
+        sql, args, where = "SELECT * FROM jobs", [], []
         if states is not None:
             states = list(states)
-            sql += f" WHERE state IN ({','.join('?' * len(states))})"
+            where.append(f"state IN ({','.join('?' * len(states))})")
             args.extend(states)
+        if owner is not None:
+            where.append("owner = ?")
+            args.append(owner)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq DESC"
         if limit is not None:
             sql += " LIMIT ?"
@@ -230,9 +275,11 @@ class JobStore:
     # --- writing ---------------------------------------------------------------------------------
 
     def create(
-        self, kind: str, params: dict[str, Any], idempotency_key: str | None = None
+        self, kind: str, params: dict[str, Any], idempotency_key: str | None = None,
+        owner: str = DEFAULT_OWNER,
     ) -> tuple[Job, bool]:
-        """Insert a queued job; with a known idempotency key return the existing job instead.
+        """Insert a queued job owned by ``owner``; with an idempotency key that owner used before,
+        return that job instead.
 
         Returns ``(job, duplicate)``. Raises :class:`IdempotencyConflict` when the key is reused for
         a different kind or different params (a client bug that must not silently return the wrong
@@ -243,7 +290,7 @@ class JobStore:
         with self.transaction() as db:
             if idempotency_key is not None:
                 row = db.execute(
-                    "SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,)
+                    "SELECT * FROM jobs WHERE owner = ? AND idempotency_key = ?", (owner, idempotency_key)
                 ).fetchone()
                 if row is not None:
                     if row["kind"] != kind or json.loads(row["params"]) != json.loads(params_json):
@@ -256,9 +303,9 @@ class JobStore:
             job_id = uuid.uuid4().hex
             seq = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()[0]
             db.execute(
-                "INSERT INTO jobs (job_id, kind, params, state, idempotency_key, created, updated, seq)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (job_id, kind, params_json, m.QUEUED, idempotency_key, now, now, seq),
+                "INSERT INTO jobs (job_id, kind, params, state, idempotency_key, created, updated, seq,"
+                " owner) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, kind, params_json, m.QUEUED, idempotency_key, now, now, seq, owner),
             )
         job = self.get(job_id)
         assert job is not None

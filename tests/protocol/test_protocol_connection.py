@@ -63,6 +63,7 @@ def test_rewrite_replaces_atomically(tmp_path: Path) -> None:
 def test_bad_connection_files_raise_connection_file_error(tmp_path: Path, content: str) -> None:
     path = tmp_path / "c.json"
     path.write_text(content)
+    path.chmod(0o600)  # refused for its content, not for its mode
     with pytest.raises(ConnectionFileError):
         read_connection_file(path)
 

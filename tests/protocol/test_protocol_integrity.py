@@ -212,6 +212,7 @@ def test_transport_refused_on_a_non_loopback_non_curve_address(tmp_path: Path) -
     data = {"address": remote, "key": "k" * 32, "protocol_version": "1.0", "buffer_integrity": TRANSPORT}
     path = tmp_path / "connection.json"
     path.write_text(json.dumps(data))
+    path.chmod(0o600)  # a key file others may read is refused for that alone (test_permissions.py)
     with pytest.raises(ConnectionFileError, match="refused"):
         read_connection_file(path)
     info = ConnectionInfo(address=remote, key="k" * 32, buffer_integrity=TRANSPORT)
@@ -233,6 +234,7 @@ def test_connection_file_states_the_mode_and_defaults_by_link(tmp_path: Path) ->
     old = {"address": "tcp://gpu:5", "key": "k" * 32, "protocol_version": "1.0", "curve": True,
            "server_public_key": "x" * 40}  # e.g. issued by `keys create`: no field, CURVE default
     (tmp_path / "old.json").write_text(json.dumps(old))
+    (tmp_path / "old.json").chmod(0o600)
     assert read_connection_file(tmp_path / "old.json").effective_buffer_integrity == TRANSPORT
 
 

@@ -126,11 +126,13 @@ def test_keys_list_and_duplicate_names(tmp_path: Path, capsys: Any) -> None:
     assert read_connection_file(created["connection_file"]).address == "tcp://gpu-box:5555"
     assert cli_main(["keys", "list", *args]) == 0
     listed = json.loads(capsys.readouterr().out)["clients"]
-    assert listed == [{"name": "bob", "public_key": created["public_key"]}]  # no "local" before a start
+    # no "local" before a start; not an admin unless created with --admin
+    assert listed == [{"name": "bob", "public_key": created["public_key"], "admin": False}]
     assert cli_main(["keys", "create", "bob", "--address", "tcp://gpu-box:5555", *args]) == 2
     assert "already exists" in capsys.readouterr().out
     assert cli_main(["keys", "create", "../evil", "--address", "tcp://gpu-box:5555", *args]) == 2
-    capsys.readouterr()
+    assert cli_main(["keys", "create", "local", "--address", "tcp://gpu-box:5555", *args]) == 2
+    assert "this machine's own key" in capsys.readouterr().out
     assert cli_main(["keys", "revoke", "bob", *args]) == 0
     assert cli_main(["keys", "revoke", "bob", *args]) == 2
     capsys.readouterr()

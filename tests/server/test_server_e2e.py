@@ -25,7 +25,9 @@ def test_start_writes_private_connection_file(server: ServerProcess) -> None:
     mode = stat.S_IMODE(server.connection_file.stat().st_mode)
     assert mode == 0o600
     assert info.address == server.ready["address"]
-    assert info.address.startswith("tcp://127.0.0.1:") and info.port and info.port > 0
+    # The local default: a Unix socket inside the (0700) data dir, buffers left to the kernel.
+    assert info.address == f"ipc://{server.data_dir.resolve() / 'backend.sock'}"
+    assert info.effective_buffer_integrity == "transport"
     assert info.protocol_version == PROTOCOL_VERSION
     assert len(info.key) >= 32 and info.server_pid == server.pid and info.curve is False
 
