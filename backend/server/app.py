@@ -80,8 +80,8 @@ from .executor import (
     JobStarted,
     JobSucceeded,
 )
-from .inputs import StagedInputs
 from .identity import ClientIdentity, PeerIdentities
+from .inputs import StagedInputs
 from .jobstore import IdempotencyConflict, InvalidTransition, Job, JobStore
 from .params import ParamsError, externalize
 from .quotas import E_RATE_LIMITED, QueueLimits, Refusal
@@ -636,15 +636,15 @@ class Server:
             check_params(kind, params, self.data_dir, self.config.input_roots)
         except ParamError as exc:
             raise BadRequest(M.E_BAD_REQUEST, str(exc)) from None
-        client = self._client_of(identity)
-        if key is None or self.store.by_idempotency_key(key, self.client_id_of(identity)) is None:  # a duplicate adds no job
+        client, owner = self._client_of(identity), self.client_id_of(identity)
+        if key is None or self.store.by_idempotency_key(key, owner) is None:  # a duplicate adds no job
             limits = self.config.queue_limits
             limits.check(client, self.executor.unfinished(client), self.executor.unfinished())
         try:  # inputs are kept only if the job is recorded (inputs.py): a refusal stores nothing
             with StagedInputs(self.artifacts) as inputs:
                 stored = externalize(params, self.artifacts, inputs.blobs)
                 inputs.admit()
-                job, duplicate = self.store.create(kind, stored, key, owner=self.client_id_of(identity))
+                job, duplicate = self.store.create(kind, stored, key, owner=owner)
         except (IdempotencyConflict, ParamsError) as exc:
             raise BadRequest(M.E_BAD_REQUEST, str(exc)) from None
         self._subscribe(job.job_id, identity, message)
