@@ -65,7 +65,6 @@ class Bridge(JobsMixin):
         self.log: deque[tuple[str, str]] = deque(maxlen=100)
         self.protocol = protocol
         self.requests = RequestTable(lambda error: isinstance(error, protocol.BackendUnavailable))
-
         self._client_identity: tuple[str, str] | None = None
         self._last_source_check = 0.0
         self._needs_reattach = False
