@@ -35,6 +35,7 @@ from . import props
 from .bridge_jobs import JobsMixin
 from .importers.dispatch import ImportRequest
 from .inflight import RequestTable
+from .pump_clock import PumpClock
 from .results import ResultTasks
 from .wire import client_module, messages, protocol
 
@@ -58,14 +59,12 @@ class Bridge(JobsMixin):
         self.want_connection = False
         self.connection_override: Any = None  # a ConnectionInfo or a path; else the preferences
         self.download_root_override: Path | None = None
-        self.last_pump_s = 0.0
-        self.max_pump_s = 0.0
-        self.last_pump_cpu_s = 0.0
-        self.max_pump_cpu_s = 0.0
+        self.clock = PumpClock()  # wall, CPU and garbage-collector time of the pumps
+        self.clock.gc.install()
+        self.results = ResultTasks(self.report, self.clock.gc)
         self.log: deque[tuple[str, str]] = deque(maxlen=100)
         self.protocol = protocol
         self.requests = RequestTable(lambda error: isinstance(error, protocol.BackendUnavailable))
-        self.results = ResultTasks(self.report)
         self._client_identity: tuple[str, str] | None = None
         self._last_source_check = 0.0
         self._needs_reattach = False
@@ -175,7 +174,8 @@ class Bridge(JobsMixin):
     # --- the pump ----------------------------------------------------------------------------------
     def pump(self, budget_s: float = PUMP_BUDGET_S) -> None:
         """One bounded round of work. Never raises: errors go to the info area and the log."""
-        started, started_cpu = time.perf_counter(), time.process_time()
+        self.clock.start()
+        started = time.perf_counter()
         try:
             self._pump(started, budget_s)
         except Exception as exc:  # a timer that raises is dropped by Blender: keep the bridge alive
@@ -184,12 +184,15 @@ class Bridge(JobsMixin):
                 self._last_internal_error = text
                 self.report("ERROR", text)
                 traceback.print_exc()
-        self.last_pump_s = time.perf_counter() - started
-        self.max_pump_s = max(self.max_pump_s, self.last_pump_s)
-        # CPU time of the whole process (all threads): what the pump cost, whatever else the
-        # machine was doing meanwhile; a pump that blocked would show in the wall time instead.
-        self.last_pump_cpu_s = time.process_time() - started_cpu
-        self.max_pump_cpu_s = max(self.max_pump_cpu_s, self.last_pump_cpu_s)
+        self.clock.stop()
+
+    @property
+    def last_pump_s(self) -> float:
+        return self.clock.last_wall_s
+
+    @property
+    def max_pump_s(self) -> float:
+        return self.clock.max_wall_s
 
     def _pump(self, started: float, budget_s: float) -> None:
         if self.want_connection:
@@ -313,6 +316,7 @@ def reset_bridge() -> None:
     global _bridge
     if _bridge is not None:
         _bridge.disconnect()
+        _bridge.clock.gc.remove()
     _bridge = None
 
 

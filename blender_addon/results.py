@@ -51,12 +51,13 @@ class ResultTask:
 class ResultTasks:
     """The bridge's result tasks, by job id (a local import uses any unique key)."""
 
-    def __init__(self, report: Callable[[str, str], None]) -> None:
+    def __init__(self, report: Callable[[str, str], None], gc_clock: Any = None) -> None:
         self.report = report
+        self.gc_clock = gc_clock  # pump_clock.GcClock: step costs are given without collections
         self.tasks: dict[str, ResultTask] = {}
         self.longest_step_s = 0.0  # the slowest single import step so far (for measurements)
         # (kind, stage, wall s, CPU s) of recent import steps: what each step costs.
-        self.step_costs: deque[tuple[str, str, float, float]] = deque(maxlen=20_000)
+        self.step_costs: deque[tuple[str, str, float, float]] = deque(maxlen=2_000)
 
     def __contains__(self, job_id: str) -> bool:
         return job_id in self.tasks
@@ -131,7 +132,7 @@ class ResultTasks:
             del self.tasks[job_id]
             return
         steps = import_steps(scene, task.request, task.data, task.arrays, task.files)
-        task.runner = StepRunner(steps, stages(task.request.kind))
+        task.runner = StepRunner(steps, stages(task.request.kind), self.gc_clock)
 
     def _step_import(self, job_id: str, task: ResultTask, deadline: float) -> None:
         assert task.runner is not None

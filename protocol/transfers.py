@@ -324,6 +324,8 @@ class JobDownload:
         self._active: list[Download] = []
         self._link, self._range_bytes = link, range_bytes
         self.finished_count = 0
+        self._finished_bytes = 0
+        self._bytes_total = sum(_int(r.get("size")) or 0 for r in self.records)
 
     @property
     def done(self) -> bool:
@@ -340,32 +342,33 @@ class JobDownload:
 
     @property
     def bytes_total(self) -> int:
-        return sum(_int(r.get("size")) or 0 for r in self.records)
+        return self._bytes_total
 
     @property
     def bytes_done(self) -> int:
-        active = sum(d.received for d in self._active)
-        return sum(_int(self._record(n).get("size")) or 0 for n in self.files) + active
-
-    def _record(self, name: str) -> dict[str, Any]:
-        return next((r for r in self.records if r.get("name") == name), {})
+        return self._finished_bytes + sum(d.received for d in self._active)
 
     def step(self, budget_s: float = 0.005) -> bool:
         """Step the active downloads and start queued ones, for about ``budget_s``; returns done."""
         deadline = time.perf_counter() + budget_s
         try:
-            while self._queue and len(self._active) < self.parallel:
-                record = self._queue.pop(0)
-                target = local_path(self.out_dir, record)
-                self._active.append(Download(self._link, self.job_id, record["name"], record=record,
-                                             target=target, range_bytes=self._range_bytes))
-            for download in list(self._active):
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0:
-                    break
-                if download.step(remaining):
-                    self._active.remove(download)
-                    self._take(download)
+            finished = True
+            while finished and not self.done and time.perf_counter() < deadline:
+                # Refill as downloads end (many small files: several per step, not one round).
+                while self._queue and len(self._active) < self.parallel:
+                    record = self._queue.pop(0)
+                    target = local_path(self.out_dir, record)
+                    self._active.append(Download(self._link, self.job_id, record["name"], record=record,
+                                                 target=target, range_bytes=self._range_bytes))
+                finished = False
+                for download in list(self._active):
+                    remaining = deadline - time.perf_counter()
+                    if remaining <= 0:
+                        break
+                    if download.step(remaining):
+                        self._active.remove(download)
+                        self._take(download)
+                        finished = True
         except ProtocolError as exc:
             self.cancel()
             self.error = exc
@@ -376,6 +379,7 @@ class JobDownload:
             raise download.error
         assert download.target is not None
         self.files[download.name] = download.target
+        self._finished_bytes += download.size or 0
         if download.is_array and self.load_arrays:
             self.arrays[array_key(download.name)] = load_array_file(download.target)
         self.finished_count += 1

@@ -44,11 +44,13 @@ def test_headless_slice_writes_a_blend(tmp_path: Path) -> None:
     assert [j["state"] for j in summary["jobs"]] == ["succeeded"] * 5  # mesh, shape, 2 previews, posed
     assert len(summary["bodies"]) == 2 and all(n == 10475 for n in summary["meshes"].values())
     assert len(summary["strips"]) == 10 and {s["frames"] for s in summary["strips"]} == {3}
-    # Imports ran in steps: no pump cost 30 ms of CPU (the wall time is printed; on a loaded
-    # machine it also counts waits for a core).
-    print(f"max pump: {summary['max_pump_ms']} ms wall, {summary['max_pump_cpu_ms']} ms CPU; "
-          f"longest import step {summary['longest_import_step_ms']} ms")
-    assert summary["max_pump_cpu_ms"] < 30.0, summary
+    # Imports ran in steps: no pump's own work cost 30 ms of CPU. Printed beside it: the wall
+    # time (on a loaded machine it also counts waits for a core) and the longest garbage
+    # collection that ran inside a pump (its length follows the whole process's heap).
+    print(f"max pump: {summary['max_pump_ms']} ms wall, {summary['max_pump_cpu_ms']} ms CPU of which "
+          f"up to {summary['max_gc_in_pump_ms']} ms garbage collection, {summary['max_pump_work_cpu_ms']} "
+          f"ms CPU of work; longest import step {summary['longest_import_step_ms']} ms")
+    assert summary["max_pump_work_cpu_ms"] < 30.0, summary
 
     # The saved file holds the results (opened in a fresh process: this session's scene stays).
     check = (

