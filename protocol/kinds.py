@@ -166,9 +166,12 @@ _CONTRACTS = [
             Param("fail", Str(1000), None, "raise RuntimeError(fail) at the end"),
             Param("preview", Bool(), False, "an 8x8 RGB preview with each progress event"),
             Param("file_bytes", Int(0, 1 << 30), 0, "also return files/data.bin of this size"),
+            Param("echo", Array("float64", (None,)), None,
+                  "an input array (a buffer frame), for tests of stored inputs; data.echo = [size, sum]"),
         ),
         Result(
-            data=(("seconds", "as asked"), ("ticks", "progress ticks"), ("slept_s", "measured")),
+            data=(("seconds", "as asked"), ("ticks", "progress ticks"), ("slept_s", "measured"),
+                  ("echo", "with echo: [element count, sum] of the input array")),
             arrays=(ResultArray("ticks", "float32", ("T",), "0..T-1"),),
             files=(("files/data.bin", "with file_bytes > 0: a fixed byte pattern"),),
         ),

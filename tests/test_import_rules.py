@@ -22,7 +22,7 @@ LIBRARIES = ("backend.mesh", "backend.body", "backend.models", "backend.render",
 # for ``__version__``, is always allowed). Lower layers first.
 BACKEND_LAYERS: dict[str, frozenset[str]] = {
     "backend.mesh": frozenset(),
-    "backend.body": frozenset({"backend.mesh"}),
+    "backend.body": frozenset({"backend.mesh", "backend.models"}),  # the smplx role's files
     "backend.models": frozenset(),
     "backend.render": frozenset({"backend.mesh"}),
     "backend.preview": frozenset({"backend.mesh", "backend.body", "backend.render"}),
@@ -31,7 +31,9 @@ BACKEND_LAYERS: dict[str, frozenset[str]] = {
     "backend.server": frozenset({"backend.jobs", "backend.models"}),
     "backend.commands": frozenset({*LIBRARIES, "backend.jobs"}),
     # entry points: the command line and the add-on packager see everything
-    "backend.cli": frozenset({*LIBRARIES, "backend.jobs", "backend.server", "backend.commands"}),
+    "backend.cli": frozenset({*LIBRARIES, "backend.jobs", "backend.server", "backend.commands",
+                              "backend.cli_fair"}),
+    "backend.cli_fair": frozenset({"backend.server", "backend.cli"}),  # serve limits + jobs prune, for backend.cli
     "backend.__main__": frozenset({"backend.cli"}),
     "backend.addon_build": frozenset(),
 }
@@ -71,9 +73,16 @@ def part_of(name: str) -> str:
     return ".".join(parts[:2]) if parts[0] == "backend" and len(parts) > 1 else parts[0]
 
 
+# The light, torch-free modules of the jobs layer the server may use: the registry and the input
+# roots check (it refuses a submit's paths before anything is stored).
+SERVER_VISIBLE_JOB_MODULES = ("backend.jobs.api", "backend.jobs.confine")
+
+
 def _job_registry(name: str) -> bool:
-    """``backend.jobs`` itself or ``backend.jobs.api`` (the light registry), not a job module."""
-    return name == "backend.jobs" or name == "backend.jobs.api" or name.startswith("backend.jobs.api.")
+    """``backend.jobs`` itself, ``backend.jobs.api`` (the light registry) or ``backend.jobs.confine``
+    (paths), not a job module."""
+    return name == "backend.jobs" or any(
+        name == m or name.startswith(m + ".") for m in SERVER_VISIBLE_JOB_MODULES)
 
 
 def violations(path: Path, source: str) -> list[str]:
@@ -114,7 +123,8 @@ def test_import_rules_hold_for_every_module() -> None:
 
 def test_the_server_never_imports_torch_even_through_a_job_module() -> None:
     """``backend.server`` imports ``backend.jobs.api`` only; that module must stay torch-free too."""
-    for path in [*sorted((ROOT / "backend" / "server").rglob("*.py")), ROOT / "backend/jobs/api.py"]:
+    light = [ROOT / "backend/jobs/api.py", ROOT / "backend/jobs/confine.py"]
+    for path in [*sorted((ROOT / "backend" / "server").rglob("*.py")), *light]:
         names = [n for _, n in imports_of(path.read_text(encoding="utf-8"), module_name(path), False)]
         assert not [n for n in names if n.split(".")[0] == "torch"], path
 

@@ -98,7 +98,8 @@ def system_sleep(params: Any, ctx: JobContext) -> JobResult:
     progress, so the watchdog must fire), ``fail`` (raises ``RuntimeError(fail)`` at the end, to see
     how errors cross the process boundary), ``preview`` (a small RGB uint8 preview with each
     progress event), ``file_bytes`` (also returns a file artifact ``files/data.bin`` of that size,
-    content :func:`sleep_file_content`).
+    content :func:`sleep_file_content`), ``echo`` (an input array: exercises stored inputs end to
+    end; ``data.echo`` = [element count, sum]).
     """
     p = typed_params("system.sleep", params)
     ticks = max(1, math.ceil(p.seconds / SLEEP_TICK_S - 1e-9))
@@ -122,8 +123,12 @@ def system_sleep(params: Any, ctx: JobContext) -> JobResult:
         path = ctx.work_dir / "data.bin"
         path.write_bytes(sleep_file_content(p.file_bytes))
         files["files/data.bin"] = path
+    slept = round(time.monotonic() - start, 4)
+    data: dict[str, Any] = {"seconds": p.seconds, "ticks": ticks, "slept_s": slept}
+    if p.echo is not None:
+        data["echo"] = [int(p.echo.size), float(p.echo.sum())]
     return JobResult(
-        data={"seconds": p.seconds, "ticks": ticks, "slept_s": round(time.monotonic() - start, 4)},
+        data=data,
         arrays={"ticks": np.arange(ticks, dtype=np.float32)},
         files=files,
     )

@@ -83,7 +83,7 @@ from .executor import (
 from .identity import ClientIdentity, PeerIdentities
 from .inputs import StagedInputs
 from .jobstore import IdempotencyConflict, InvalidTransition, Job, JobStore
-from .params import ParamsError, externalize
+from .params import ParamsError, externalize, refuse_reserved_keys
 from .quotas import E_RATE_LIMITED, QueueLimits, Refusal
 from .ratelimit import DEFAULT_BURST, DEFAULT_RATE, RateLimiter, request_cost
 from .retention import collect_garbage
@@ -633,8 +633,9 @@ class Server:
         if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 256):
             raise BadRequest(M.E_BAD_REQUEST, "'idempotency_key' must be a string of 1-256 characters")
         try:  # the kind's contract (protocol/kinds.py), paths confined, before anything is stored
+            refuse_reserved_keys(params)
             check_params(kind, params, self.data_dir, self.config.input_roots)
-        except ParamError as exc:
+        except (ParamError, ParamsError) as exc:
             raise BadRequest(M.E_BAD_REQUEST, str(exc)) from None
         client, owner = self._client_of(identity), self.client_id_of(identity)
         if key is None or self.store.by_idempotency_key(key, owner) is None:  # a duplicate adds no job

@@ -38,6 +38,21 @@ def check_sha256(value: object) -> str:
     return value
 
 
+def refuse_reserved_keys(params: Any) -> None:
+    """ParamsError when a client's params use a stored-descriptor key anywhere: those descriptors
+    are the server's own (one would make the worker load any stored blob by its hash). Checked
+    first, before the contract, so the refusal says why whatever the kind."""
+    if isinstance(params, dict):
+        forged = RESERVED_KEYS.intersection(params)
+        if forged:
+            raise ParamsError(f"the key {sorted(forged)[0]!r} is reserved for the server's own use")
+        for value in params.values():
+            refuse_reserved_keys(value)
+    elif isinstance(params, list | tuple):
+        for value in params:
+            refuse_reserved_keys(value)
+
+
 def externalize(params: Any, store: ArtifactStore, staged: list[Staged] | None = None) -> Any:
     """A JSON-able copy of ``params`` with arrays/bytes stored and replaced by descriptors.
 
