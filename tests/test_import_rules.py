@@ -33,7 +33,8 @@ BACKEND_LAYERS: dict[str, frozenset[str]] = {
     # entry points: the command line and the add-on packager see everything
     "backend.cli": frozenset({*LIBRARIES, "backend.jobs", "backend.server", "backend.commands",
                               "backend.cli_fair"}),
-    "backend.cli_fair": frozenset({"backend.server", "backend.cli"}),  # serve limits + jobs prune, for backend.cli
+    # serve limits and `jobs prune`, a part of the command line
+    "backend.cli_fair": frozenset({"backend.server", "backend.cli"}),
     "backend.__main__": frozenset({"backend.cli"}),
     "backend.addon_build": frozenset(),
 }
