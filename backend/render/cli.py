@@ -22,8 +22,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``preview`` sub-command to an ``argparse`` sub-parsers object; returns its parser."""
     parser = subparsers.add_parser("preview", help=PREVIEW_HELP, description=PREVIEW_HELP)
     parser.add_argument("--motion", default="a-pose",
-                        help="AMASS .npz file, or a procedural motion: walk, turn, wave, a-pose, t-pose "
-                             "(default: a-pose)")
+                        help="AMASS .npz or .bvh file, or a procedural motion: walk, turn, wave, a-pose, "
+                             "t-pose (default: a-pose)")
     parser.add_argument("--cameras", default="orbit:8",
                         help="orbit:N (turntable framed on the body) or a CameraPath JSON file "
                              "(default: orbit:8)")
