@@ -403,3 +403,32 @@ class JobContract:
             if p.name == name:
                 return p
         raise KeyError(f"{self.kind} has no param {name!r}")
+
+    def check_result(self, data: Mapping[str, Any], arrays: Mapping[str, Any]) -> list[str]:
+        """What in a job's result breaks the contract (empty: it keeps it): missing or extra data keys
+        are not checked (data is a free summary); every declared, non-optional array must be present
+        with its dtype and shape rule (letters agree across the arrays), and no undeclared array."""
+        problems: list[str] = []
+        symbols: dict[str, int] = {}
+        declared = {a.name: a for a in self.result.arrays}
+        for name in arrays:
+            if name not in declared:
+                problems.append(f"array {name!r} is not in the contract")
+        for spec in declared.values():
+            if spec.name not in arrays:
+                if not spec.optional:
+                    problems.append(f"array {spec.name!r} is missing")
+                continue
+            value = arrays[spec.name]
+            if str(value.dtype) != spec.dtype:
+                problems.append(f"array {spec.name!r} is {value.dtype}, the contract says {spec.dtype}")
+            wrong_shape = f"array {spec.name!r} has shape {value.shape}, the contract says {spec.shape}"
+            if value.ndim != len(spec.shape):
+                problems.append(wrong_shape)
+                continue
+            for rule, size in zip(spec.shape, value.shape, strict=True):
+                if isinstance(rule, int) and rule != size:
+                    problems.append(wrong_shape)
+                elif isinstance(rule, str) and symbols.setdefault(rule, size) != size:
+                    problems.append(f"array {spec.name!r}: {rule} = {size}, elsewhere {symbols[rule]}")
+        return problems

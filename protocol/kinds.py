@@ -49,6 +49,7 @@ __all__ = [
     "ParamError",
     "PathParam",
     "Struct",
+    "check_result",
     "contract",
     "describe",
     "names",
@@ -328,6 +329,12 @@ def parse(
 def validate(kind: str, params: Mapping[str, Any]) -> None:
     """Check ``params`` against the contract (paths are checked for form only)."""
     parse(kind, params)
+
+
+def check_result(kind: str, data: Mapping[str, Any], arrays: Mapping[str, Any]) -> list[str]:
+    """What in a job's result breaks the contract of ``kind`` (empty: nothing); see
+    :meth:`JobContract.check_result`."""
+    return contract(kind).check_result(data, arrays)
 
 
 class _Names:

@@ -20,20 +20,26 @@ PREVIEW_HELP = "Render the posed SMPL-X body (RGB, mask, depth, normals, OpenPos
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``preview`` sub-command to an ``argparse`` sub-parsers object; returns its parser."""
+    from protocol.kinds import contract
+
+    c = contract("body.preview")  # defaults and choices of the job this command runs
+    default = {p.name: p.default for p in c.params}
     parser = subparsers.add_parser("preview", help=PREVIEW_HELP, description=PREVIEW_HELP)
-    parser.add_argument("--motion", default="a-pose",
-                        help="AMASS .npz file, or a procedural motion: walk, turn, wave, a-pose, t-pose "
-                             "(default: a-pose)")
-    parser.add_argument("--cameras", default="orbit:8",
+    parser.add_argument("--motion", default=default["motion"],
+                        help="AMASS .npz or .bvh file, or a procedural motion: walk, turn, wave, a-pose, "
+                             f"t-pose (default: {default['motion']})")
+    parser.add_argument("--cameras", default=default["cameras"],
                         help="orbit:N (turntable framed on the body) or a CameraPath JSON file "
-                             "(default: orbit:8)")
+                             f"(default: {default['cameras']})")
     parser.add_argument("--frames", type=int, help="number of frames (default: motion or camera length)")
-    parser.add_argument("--size", default="512x512", help="WxH (default 512x512; a camera file's size wins)")
+    size = "x".join(str(v) for v in default["size"])
+    parser.add_argument("--size", default=size, help=f"WxH (default {size}; a camera file's size wins)")
     parser.add_argument("--fps", type=float, help="resample the motion to this frame rate")
     parser.add_argument("--betas", type=float, nargs="+", help="shape coefficients")
-    parser.add_argument("--passes", default="rgb,mask,depth,normal,pose",
-                        help="comma-separated subset of rgb,mask,depth,normal,pose")
-    parser.add_argument("--color", choices=("parts", "grey"), default="parts", help="body colouring")
+    passes = ",".join(default["passes"])
+    parser.add_argument("--passes", default=passes, help=f"comma-separated subset of {passes}")
+    parser.add_argument("--color", choices=c.param("color").type.values, default=default["color"],
+                        help=f"body colouring (default {default['color']})")
     parser.add_argument("--no-mp4", action="store_true", help="skip rgb.mp4")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--json", action="store_true", help="print a JSON summary instead of progress")

@@ -45,11 +45,11 @@ def _cameras(spec: Any) -> Any:
 
 
 def body_preview(params: Any, ctx: JobContext) -> JobResult:
-    from backend.preview.pipeline import KEYPOINT_NAMES, PreviewConfig, render_preview
-
     p = typed_params("body.preview", params)
     width, height = p.size
-    motion = load_motion(p.motion, p.frames, p.fps)
+    motion = load_motion(p.motion, p.frames, p.fps)  # before torch is imported: bad input fails fast
+
+    from backend.preview.pipeline import KEYPOINT_NAMES, PreviewConfig, render_preview
     try:
         config = PreviewConfig(
             motion=motion, cameras=_cameras(p.cameras), width=width, height=height, frames=p.frames,
@@ -91,13 +91,14 @@ def body_mesh(params: Any, ctx: JobContext) -> JobResult:
     from backend.body.model import BodyParams
 
     p = typed_params("body.mesh", params)
+    motion = None if p.pose is not None else load_motion(p.motion, p.frames, p.fps)  # fail fast
     try:
         model = load_body_model(p.gender)  # the smplx role's body, else the stand-in
     except (ValueError, FileNotFoundError) as exc:
         raise JobInputError(str(exc)) from exc
     ctx.progress(0.1, "body model loaded", stage="mesh")
     ctx.check_cancelled()
-    if p.pose is not None:
+    if motion is None:
         try:
             body_params = BodyParams.from_arrays(p.pose, num_betas=model.num_betas,
                                                  num_expression=model.num_expression)
@@ -105,7 +106,6 @@ def body_mesh(params: Any, ctx: JobContext) -> JobResult:
             raise JobInputError(f"params.pose: {exc}") from exc
         fps = float(p.pose.get("fps", 30.0))
     else:
-        motion = load_motion(p.motion, p.frames, p.fps)
         body_params = motion.to_params(num_betas=model.num_betas, num_expression=model.num_expression)
         fps = motion.fps
     if p.frames:

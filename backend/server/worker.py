@@ -33,7 +33,7 @@ import numpy as np
 from backend.jobs.api import JOB_KINDS, JobCancelled, JobInputError, JobResult
 from backend.jobs.confine import InputRoots
 from protocol.connection import DATA_DIR_ENV
-from protocol.kinds import ParamError, parse
+from protocol.kinds import ParamError, check_result, parse
 
 from .artifacts import ArtifactNameError, ArtifactStore
 from .params import internalize
@@ -141,6 +141,17 @@ def _store_result(result: object, store: ArtifactStore) -> tuple[dict[str, Any],
     return data, records
 
 
+def _warn_off_contract(job_id: str, kind: str, result: JobResult) -> None:
+    """A result that breaks its contract is a backend bug: say so in the server's log (stderr)."""
+    try:
+        problems = check_result(kind, result.data, {k: np.asarray(v) for k, v in result.arrays.items()})
+    except Exception as exc:  # the check must never cost the job
+        problems = [f"result check failed: {exc!r}"]
+    if problems:
+        print(f"avatar-studio worker: job {job_id} ({kind}) breaks its contract: {'; '.join(problems)}",
+              file=sys.stderr, flush=True)
+
+
 def _kind_of(target: tuple[str, str]) -> str | None:
     """The contract of the function ``target`` runs (None: an executor test's own function)."""
     for kind in JOB_KINDS.values():
@@ -176,6 +187,8 @@ def _run_one(
         function = getattr(importlib.import_module(module), name)
         conn.send(("loaded", job_id))  # liveness: importing torch may have taken a while
         result = function(typed, WorkerContext(job_id, conn, cancel_event, work_dir))
+        if kind is not None and isinstance(result, JobResult):
+            _warn_off_contract(job_id, kind, result)
         data, records = _store_result(result, store)
     except JobCancelled:
         conn.send(("cancelled", job_id))

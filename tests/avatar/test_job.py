@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from backend.jobs.api import JobCancelled, JobInputError, get_job_kind
+from protocol.kinds import check_result
 
 
 class Ctx:
@@ -44,6 +45,7 @@ def test_job_returns_files_and_arrays(small_character, tmp_path):
     run = get_job_kind("avatar.from_views").load()
     ctx = Ctx(tmp_path)
     res = run({"views": str(folder), **TINY}, ctx)
+    assert check_result("avatar.from_views", res.data, res.arrays) == []  # protocol/kinds.py
     for name in ("avatar.glb", "avatar.obj", "avatar.mtl", "avatar.png", "avatar.json"):
         assert res.files[name].exists()
     a = res.arrays

@@ -191,6 +191,37 @@ def test_load_motion_takes_a_file_or_a_name(tmp_path: Path) -> None:
         load_motion(str(tmp_path / "missing.npz"))
 
 
+def test_one_load_motion_for_bvh_payloads_and_confined_files(tmp_path: Path) -> None:
+    """BVH is reachable through the one load_motion the jobs and `--motion` use."""
+    from backend.body.bvh import save_bvh
+    from backend.body.procedural import load_motion
+    from backend.jobs.confine import InputRoots
+    from protocol.kinds import PathParam
+
+    walk = procedural_motion("walk", 12)
+    rest = np.zeros((55, 3))
+    rest[1:, 1] = 0.1  # any rest skeleton: BVH stores offsets, the angles map one to one
+    bvh = save_bvh(walk, tmp_path / "walk.bvh", rest)
+    back = load_motion(str(bvh))
+    assert back.n_frames == 12 and np.isclose(back.fps, walk.fps)
+    np.testing.assert_allclose(back.body_pose, walk.body_pose, atol=1e-5)
+    # A job's confined file is read through its check, once: the same motion.
+    roots = InputRoots.for_server(tmp_path / "data", [tmp_path])
+    confined = roots.resolve(str(bvh), "params.motion", PathParam())
+    np.testing.assert_allclose(load_motion(confined).body_pose, back.body_pose)
+    # Payloads: SMPL-X parameters and AMASS arrays sent inline.
+    assert load_motion(walk.to_payload()).n_frames == 12
+    amass = save_amass(walk, tmp_path / "walk.npz")
+    with np.load(amass) as npz:
+        inline = {k: npz[k] for k in npz.files}
+    np.testing.assert_allclose(load_motion(inline).body_pose, load_motion(str(amass)).body_pose)
+    with pytest.raises(MotionFormatError, match=r"walk\.npz: "):
+        bad = tmp_path / "bad" / "walk.npz"
+        bad.parent.mkdir()
+        np.savez(bad, poses=np.zeros((2, 7)), trans=np.zeros((2, 3)))
+        load_motion(str(bad))
+
+
 def test_motion_modules_do_not_pull_in_torch() -> None:
     import subprocess
     import sys

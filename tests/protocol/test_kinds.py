@@ -158,3 +158,13 @@ def test_no_param_name_literal_in_the_addon() -> None:
 def test_the_scan_finds_a_planted_literal() -> None:
     tree = ast.parse('params = {"betas": [0.0]}\nx = params["motion"]\ny = p.get("views")\nz = "grid" in p\n')
     assert [n.value for n in _keyed_literals(tree)] == ["betas", "motion", "views", "grid"]
+
+
+def test_check_result_reports_what_breaks_the_contract() -> None:
+    good = {"ticks": np.arange(3, dtype=np.float32)}
+    assert kinds.check_result("system.sleep", {}, good) == []
+    bad = kinds.check_result("system.sleep", {}, {"ticks": np.arange(3), "extra": np.zeros(1)})
+    assert any("'extra' is not in the contract" in p for p in bad)
+    assert any("'ticks' is int64, the contract says float32" in p for p in bad)
+    mesh = kinds.check_result("body.mesh", {}, {"faces": np.zeros((4, 3), np.int32)})
+    assert "array 'rest_vertices' is missing" in mesh

@@ -13,6 +13,7 @@ from backend.body.procedural import procedural_motion
 from backend.jobs.api import JobCancelled, JobInputError, get_job_kind
 from backend.preview.video import decode_depth_uint16, read_mp4_frame_count
 from protocol.cameras import orbit_path
+from protocol.kinds import check_result
 
 
 @dataclass
@@ -35,6 +36,7 @@ def test_body_preview_orbit(tmp_path: Path) -> None:
     run = get_job_kind("body.preview").load()
     ctx = FakeContext(tmp_path)
     result = run({"motion": "wave", "cameras": "orbit:3", "frames": 3, "size": "96x128"}, ctx)
+    assert check_result("body.preview", result.data, result.arrays) == []  # protocol/kinds.py
     for pass_name in ("rgb", "mask", "depth", "normal", "pose"):
         names = sorted(k for k in result.files if k.startswith(pass_name + "/"))
         assert names == [f"{pass_name}/000{i}.png" for i in (1, 2, 3)]
@@ -98,6 +100,7 @@ def test_body_mesh_arrays(tmp_path: Path) -> None:
     run = get_job_kind("body.mesh").load()
     ctx = FakeContext(tmp_path)
     result = run({"motion": "walk", "frames": 4, "betas": [1.0, 0.5]}, ctx)
+    assert check_result("body.mesh", result.data, result.arrays) == []  # protocol/kinds.py
     a = result.arrays
     assert a["rest_vertices"].shape == (10475, 3) and a["faces"].shape == (20908, 3)
     assert a["faces"].dtype == np.int32 and a["weights"].shape == (10475, 55)
