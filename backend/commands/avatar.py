@@ -26,14 +26,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     parser = subparsers.add_parser("avatar", help=AVATAR_HELP, description=AVATAR_HELP)
     parser.add_argument("--views", type=Path, help="views folder (views.json + rgba/ [+ normal/])")
     parser.add_argument("--out", type=Path, help="output folder")
-    # The defaults written here are the stage configs' (SculptConfig, TextureConfig, UnwrapConfig);
-    # they are not imported (that would load torch for --help): tests/avatar/test_cli_help.py
-    # checks they agree.
     parser.add_argument("--grid", type=int, help="tet-grid resolution (default 64)")
-    parser.add_argument("--iters", type=int, help="sculpt refinement iterations (default 160)")
-    parser.add_argument("--init-iters", type=int, help="body-SDF fitting iterations (default 100)")
+    parser.add_argument("--iters", type=int, help="sculpt refinement iterations (default 300)")
+    parser.add_argument("--init-iters", type=int, help="body-SDF fitting iterations (default 300)")
     parser.add_argument("--texture-size", type=int, help="texture size, up to 2048 (default 1024)")
-    parser.add_argument("--texture-iters", type=int, help="texture optimisation iterations (default 60)")
+    parser.add_argument("--texture-iters", type=int, help="texture optimisation iterations")
     parser.add_argument("--unwrap", choices=("cylinder", "xatlas"), help="UV unwrapper (default cylinder)")
     parser.add_argument(
         "--normals",
