@@ -30,11 +30,10 @@ BACKEND_LAYERS: dict[str, frozenset[str]] = {
     "backend.jobs": frozenset(LIBRARIES),
     "backend.server": frozenset({"backend.jobs", "backend.models"}),
     "backend.commands": frozenset({*LIBRARIES, "backend.jobs"}),
-    # entry points: the command line and the add-on packager see everything
-    "backend.cli": frozenset({*LIBRARIES, "backend.jobs", "backend.server", "backend.commands"}),
-    "backend.__main__": frozenset({"backend.cli"}),
-    "backend.addon_build": frozenset(),
 }
+# Entry points (the command line, its serve/prune options, the add-on packager) see everything.
+ENTRY_POINTS = ("backend.cli", "backend.cli_fair", "backend.__main__", "backend.addon_build")
+BACKEND_LAYERS.update({name: frozenset({*BACKEND_LAYERS, *ENTRY_POINTS}) for name in ENTRY_POINTS})
 FOREIGN = {  # top-level packages a part must never import
     "protocol": {"torch", "bpy", "backend", "blender_addon"},
     "blender_addon": {"torch", "backend"},
@@ -87,8 +86,10 @@ def violations(path: Path, source: str) -> list[str]:
             found.append(f"{where} ({top} never imports {target_top})")
         if top != "backend" or target_top != "backend" or target_part in ("backend", part):
             continue
-        if target_part not in BACKEND_LAYERS:
-            continue  # a name that is not a backend part, e.g. ``from backend import __version__``
+        if target_part not in BACKEND_LAYERS or part not in BACKEND_LAYERS:
+            # a name that is not a backend part (``from backend import __version__``), or a module
+            # of a part with no layer yet (test_every_backend_part_has_a_layer says so)
+            continue
         allowed = sorted(BACKEND_LAYERS[part]) or "no backend part"
         if target_part not in BACKEND_LAYERS[part]:
             found.append(f"{where} ({part} may import only {allowed})")
