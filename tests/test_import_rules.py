@@ -22,7 +22,7 @@ LIBRARIES = ("backend.mesh", "backend.body", "backend.models", "backend.render",
 # for ``__version__``, is always allowed). Lower layers first.
 BACKEND_LAYERS: dict[str, frozenset[str]] = {
     "backend.mesh": frozenset(),
-    "backend.body": frozenset({"backend.mesh"}),
+    "backend.body": frozenset({"backend.mesh", "backend.models"}),  # models: the smplx role
     "backend.models": frozenset(),
     "backend.render": frozenset({"backend.mesh"}),
     "backend.preview": frozenset({"backend.mesh", "backend.body", "backend.render"}),
@@ -70,9 +70,15 @@ def part_of(name: str) -> str:
     return ".".join(parts[:2]) if parts[0] == "backend" and len(parts) > 1 else parts[0]
 
 
-def _job_registry(name: str) -> bool:
-    """``backend.jobs`` itself or ``backend.jobs.api`` (the light registry), not a job module."""
-    return name == "backend.jobs" or name == "backend.jobs.api" or name.startswith("backend.jobs.api.")
+def _job_kind_modules() -> frozenset[str]:
+    """The modules that hold job kinds (they import torch lazily and run only in workers)."""
+    from backend.jobs.api import JOB_KINDS
+
+    return frozenset(kind.module for kind in JOB_KINDS.values())
+
+
+def _is_job_kind_module(name: str) -> bool:
+    return any(name == m or name.startswith(m + ".") for m in _job_kind_modules())
 
 
 def violations(path: Path, source: str) -> list[str]:
@@ -93,8 +99,8 @@ def violations(path: Path, source: str) -> list[str]:
         allowed = sorted(BACKEND_LAYERS[part]) or "no backend part"
         if target_part not in BACKEND_LAYERS[part]:
             found.append(f"{where} ({part} may import only {allowed})")
-        elif target_part == "backend.jobs" and part == "backend.server" and not _job_registry(name):
-            found.append(f"{where} (the server knows the job registry backend.jobs.api, not the job modules)")
+        elif part == "backend.server" and _is_job_kind_module(name):
+            found.append(f"{where} (the server never imports a job kind's module: workers load it by name)")
     return found
 
 
@@ -113,11 +119,38 @@ def test_import_rules_hold_for_every_module() -> None:
     assert not found, "\n".join(found)
 
 
-def test_the_server_never_imports_torch_even_through_a_job_module() -> None:
-    """``backend.server`` imports ``backend.jobs.api`` only; that module must stay torch-free too."""
-    for path in [*sorted((ROOT / "backend" / "server").rglob("*.py")), ROOT / "backend/jobs/api.py"]:
-        names = [n for _, n in imports_of(path.read_text(encoding="utf-8"), module_name(path), False)]
-        assert not [n for n in names if n.split(".")[0] == "torch"], path
+def module_file(name: str) -> Path | None:
+    """The repository file of a dotted name (``backend.jobs.api.JOB_KINDS`` -> backend/jobs/api.py)."""
+    parts = name.split(".")
+    while parts:
+        base = ROOT.joinpath(*parts)
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+        parts.pop()
+    return None
+
+
+def test_the_server_never_reaches_torch() -> None:
+    """Follow every import (lazy ones too) from backend/server through the repository's modules:
+    torch must not be reachable. Job kinds are loaded by name in the worker, so they are not."""
+    todo = sorted((ROOT / "backend" / "server").rglob("*.py"))
+    seen: set[Path] = set()
+    via: dict[Path, Path] = {}
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for line, name in imports_of(path.read_text(encoding="utf-8"), module_name(path),
+                                     path.name == "__init__.py"):
+            assert name.split(".")[0] != "torch", f"{path.relative_to(ROOT)}:{line} imports torch " + (
+                f"(reached from {via[path].relative_to(ROOT)})" if path in via else "")
+            target = module_file(name) if name.split(".")[0] in ("backend", "protocol") else None
+            if target is not None and target not in seen:
+                via.setdefault(target, via.get(path, path))
+                todo.append(target)
+    assert ROOT / "backend/jobs/api.py" in seen  # the walk did follow the server into the jobs layer
 
 
 @pytest.mark.parametrize(
@@ -130,7 +163,7 @@ def test_the_server_never_imports_torch_even_through_a_job_module() -> None:
         ("backend/render/x.py", "from ..avatar import rig\n", "backend.render may import only"),
         ("backend/avatar/io/x.py", "from backend.jobs.api import JobContext\n", "backend.avatar may import"),
         ("backend/body/x.py", "from backend import jobs\n", "backend.body may import only"),
-        ("backend/server/x.py", "from backend.jobs.body import body_preview\n", "not the job modules"),
+        ("backend/server/x.py", "from backend.jobs.body import body_preview\n", "never imports a job kind"),
         ("backend/mesh/x.py", "import bpy\n", "backend never imports bpy"),
     ],
 )
