@@ -22,7 +22,7 @@ LIBRARIES = ("backend.mesh", "backend.body", "backend.models", "backend.render",
 # for ``__version__``, is always allowed). Lower layers first.
 BACKEND_LAYERS: dict[str, frozenset[str]] = {
     "backend.mesh": frozenset(),
-    "backend.body": frozenset({"backend.mesh", "backend.models"}),  # the smplx role's files
+    "backend.body": frozenset({"backend.mesh", "backend.models"}),  # models: the smplx role
     "backend.models": frozenset(),
     "backend.render": frozenset({"backend.mesh"}),
     "backend.preview": frozenset({"backend.mesh", "backend.body", "backend.render"}),
@@ -30,14 +30,10 @@ BACKEND_LAYERS: dict[str, frozenset[str]] = {
     "backend.jobs": frozenset(LIBRARIES),
     "backend.server": frozenset({"backend.jobs", "backend.models"}),
     "backend.commands": frozenset({*LIBRARIES, "backend.jobs"}),
-    # entry points: the command line and the add-on packager see everything
-    "backend.cli": frozenset({*LIBRARIES, "backend.jobs", "backend.server", "backend.commands",
-                              "backend.cli_fair"}),
-    # serve limits and `jobs prune`, a part of the command line
-    "backend.cli_fair": frozenset({"backend.server", "backend.cli"}),
-    "backend.__main__": frozenset({"backend.cli"}),
-    "backend.addon_build": frozenset(),
 }
+# Entry points (the command line, its serve/prune options, the add-on packager) see everything.
+ENTRY_POINTS = ("backend.cli", "backend.cli_fair", "backend.__main__", "backend.addon_build")
+BACKEND_LAYERS.update({name: frozenset({*BACKEND_LAYERS, *ENTRY_POINTS}) for name in ENTRY_POINTS})
 FOREIGN = {  # top-level packages a part must never import
     "protocol": {"torch", "bpy", "backend", "blender_addon"},
     "blender_addon": {"torch", "backend"},
@@ -74,16 +70,15 @@ def part_of(name: str) -> str:
     return ".".join(parts[:2]) if parts[0] == "backend" and len(parts) > 1 else parts[0]
 
 
-# The light, torch-free modules of the jobs layer the server may use: the registry and the input
-# roots check (it refuses a submit's paths before anything is stored).
-SERVER_VISIBLE_JOB_MODULES = ("backend.jobs.api", "backend.jobs.confine")
+def _job_kind_modules() -> frozenset[str]:
+    """The modules that hold job kinds (they import torch lazily and run only in workers)."""
+    from backend.jobs.api import JOB_KINDS
+
+    return frozenset(kind.module for kind in JOB_KINDS.values())
 
 
-def _job_registry(name: str) -> bool:
-    """``backend.jobs`` itself, ``backend.jobs.api`` (the light registry) or ``backend.jobs.confine``
-    (paths), not a job module."""
-    return name == "backend.jobs" or any(
-        name == m or name.startswith(m + ".") for m in SERVER_VISIBLE_JOB_MODULES)
+def _is_job_kind_module(name: str) -> bool:
+    return any(name == m or name.startswith(m + ".") for m in _job_kind_modules())
 
 
 def violations(path: Path, source: str) -> list[str]:
@@ -97,13 +92,15 @@ def violations(path: Path, source: str) -> list[str]:
             found.append(f"{where} ({top} never imports {target_top})")
         if top != "backend" or target_top != "backend" or target_part in ("backend", part):
             continue
-        if target_part not in BACKEND_LAYERS:
-            continue  # a name that is not a backend part, e.g. ``from backend import __version__``
+        if target_part not in BACKEND_LAYERS or part not in BACKEND_LAYERS:
+            # a name that is not a backend part (``from backend import __version__``), or a module
+            # of a part with no layer yet (test_every_backend_part_has_a_layer says so)
+            continue
         allowed = sorted(BACKEND_LAYERS[part]) or "no backend part"
         if target_part not in BACKEND_LAYERS[part]:
             found.append(f"{where} ({part} may import only {allowed})")
-        elif target_part == "backend.jobs" and part == "backend.server" and not _job_registry(name):
-            found.append(f"{where} (the server knows the job registry backend.jobs.api, not the job modules)")
+        elif part == "backend.server" and _is_job_kind_module(name):
+            found.append(f"{where} (the server never imports a job kind's module: workers load it by name)")
     return found
 
 
@@ -122,12 +119,38 @@ def test_import_rules_hold_for_every_module() -> None:
     assert not found, "\n".join(found)
 
 
-def test_the_server_never_imports_torch_even_through_a_job_module() -> None:
-    """``backend.server`` imports ``backend.jobs.api`` only; that module must stay torch-free too."""
-    light = [ROOT / "backend/jobs/api.py", ROOT / "backend/jobs/confine.py"]
-    for path in [*sorted((ROOT / "backend" / "server").rglob("*.py")), *light]:
-        names = [n for _, n in imports_of(path.read_text(encoding="utf-8"), module_name(path), False)]
-        assert not [n for n in names if n.split(".")[0] == "torch"], path
+def module_file(name: str) -> Path | None:
+    """The repository file of a dotted name (``backend.jobs.api.JOB_KINDS`` -> backend/jobs/api.py)."""
+    parts = name.split(".")
+    while parts:
+        base = ROOT.joinpath(*parts)
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+        parts.pop()
+    return None
+
+
+def test_the_server_never_reaches_torch() -> None:
+    """Follow every import (lazy ones too) from backend/server through the repository's modules:
+    torch must not be reachable. Job kinds are loaded by name in the worker, so they are not."""
+    todo = sorted((ROOT / "backend" / "server").rglob("*.py"))
+    seen: set[Path] = set()
+    via: dict[Path, Path] = {}
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for line, name in imports_of(path.read_text(encoding="utf-8"), module_name(path),
+                                     path.name == "__init__.py"):
+            assert name.split(".")[0] != "torch", f"{path.relative_to(ROOT)}:{line} imports torch " + (
+                f"(reached from {via[path].relative_to(ROOT)})" if path in via else "")
+            target = module_file(name) if name.split(".")[0] in ("backend", "protocol") else None
+            if target is not None and target not in seen:
+                via.setdefault(target, via.get(path, path))
+                todo.append(target)
+    assert ROOT / "backend/jobs/api.py" in seen  # the walk did follow the server into the jobs layer
 
 
 @pytest.mark.parametrize(
@@ -140,7 +163,7 @@ def test_the_server_never_imports_torch_even_through_a_job_module() -> None:
         ("backend/render/x.py", "from ..avatar import rig\n", "backend.render may import only"),
         ("backend/avatar/io/x.py", "from backend.jobs.api import JobContext\n", "backend.avatar may import"),
         ("backend/body/x.py", "from backend import jobs\n", "backend.body may import only"),
-        ("backend/server/x.py", "from backend.jobs.body import body_preview\n", "not the job modules"),
+        ("backend/server/x.py", "from backend.jobs.body import body_preview\n", "never imports a job kind"),
         ("backend/mesh/x.py", "import bpy\n", "backend never imports bpy"),
     ],
 )

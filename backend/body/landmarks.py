@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from backend.mesh.closest import closest_on_triangles
+
 from .anatomy import fingertip
 from .joints import EXTRA_VERTEX_IDS
 
@@ -141,22 +143,17 @@ def project_to_faces(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Face index and barycentric coordinates of each target's nearest surface point.
 
-    The search starts from the nearest ``allowed`` vertex and picks, among its faces, the one
-    whose clipped barycentric point is closest to the target.
+    The search starts from the nearest ``allowed`` vertex and takes, among its faces, the one whose
+    exact closest point (``backend.mesh.closest``) is nearest to the target.
     """
     face_ids = np.zeros(len(targets), dtype=np.int64)
     bary = np.zeros((len(targets), 3))
     candidates = np.nonzero(allowed)[0]
     for i, t in enumerate(targets):
         nearest = candidates[np.linalg.norm(vertices[candidates] - t, axis=1).argmin()]
-        best = np.inf
-        for fi in np.nonzero((faces == nearest).any(axis=1))[0]:
-            a, b, c = vertices[faces[fi]]
-            m = np.stack([b - a, c - a], axis=1)
-            uv, *_ = np.linalg.lstsq(m, t - a, rcond=None)
-            w = np.clip(np.array([1 - uv.sum(), uv[0], uv[1]]), 0.0, 1.0)
-            w /= w.sum()
-            dist = np.linalg.norm(w @ vertices[faces[fi]] - t)
-            if dist < best:
-                best, face_ids[i], bary[i] = dist, fi, w
+        ring = np.nonzero((faces == nearest).any(axis=1))[0]
+        tri = vertices[faces[ring]]  # (k,3,3)
+        w = closest_on_triangles(np.asarray(t)[None], tri[:, 0], tri[:, 1], tri[:, 2])
+        best = np.linalg.norm((w[:, :, None] * tri).sum(1) - t, axis=1).argmin()
+        face_ids[i], bary[i] = ring[best], w[best]
     return face_ids, bary

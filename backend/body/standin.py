@@ -43,7 +43,7 @@ from .skinning import body_skinning_weights
 from .surface import mesh_implicit
 
 # Bump whenever the generated data changes, so cached files are rebuilt.
-STANDIN_VERSION = 19
+STANDIN_VERSION = 20  # 20: landmark barycentrics from exact closest points
 GENDERS = ("neutral", "male", "female")
 
 NUM_BODY_VERTICES = NUM_VERTICES - 2 * CAP_VERTICES  # 9383, eyeballs follow as in SMPL-X

@@ -18,7 +18,7 @@ import trimesh
 from scipy import ndimage
 from skimage.measure import marching_cubes
 
-from backend.mesh.adjacency import vertex_adjacency, vertex_degree
+from backend.mesh.adjacency import mesh_edges, vertex_adjacency, vertex_degree
 from backend.mesh.normals import face_normals
 
 from .sdf import Grid, Primitive, evaluate_union
@@ -64,7 +64,7 @@ def split_longest_edges(
     f = faces.copy()
     for _ in range(count):
         vv = np.asarray(v)
-        edges = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+        edges = mesh_edges(f)
         lengths = np.linalg.norm(vv[edges[:, 0]] - vv[edges[:, 1]], axis=1)
         if detail is not None:
             lengths = lengths * detail(0.5 * (vv[edges[:, 0]] + vv[edges[:, 1]]))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from backend.mesh.adjacency import mesh_edges
+
 
 class SymmetryError(RuntimeError):
     """The mesh could not be cut and mirrored into one closed surface."""
@@ -24,9 +26,7 @@ def cut_left_half(vertices: np.ndarray, faces: np.ndarray, snap: float) -> tuple
     v[np.abs(v[:, 0]) < snap, 0] = 0.0
     # A crossing edge whose cut point would land within ``snap`` of an end point would make a
     # tiny edge: put that end point on the plane instead (it moves by less than ``snap``).
-    edges = np.unique(
-        np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1), axis=0
-    )
+    edges = np.unique(np.sort(mesh_edges(faces), axis=1), axis=0)
     for _ in range(5):
         xa, xb = v[edges[:, 0], 0], v[edges[:, 1], 0]
         cross = xa * xb < 0
@@ -80,7 +80,7 @@ def cut_left_half(vertices: np.ndarray, faces: np.ndarray, snap: float) -> tuple
 
 def boundary_edges(faces: np.ndarray) -> np.ndarray:
     """(E, 2) directed edges used by exactly one face."""
-    edges = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
+    edges = mesh_edges(faces)
     key = np.sort(edges, axis=1)
     _, inverse, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
     return edges[counts[inverse.ravel()] == 1]

@@ -38,3 +38,19 @@ def diffuse(values: np.ndarray, adjacency: sp.csr_matrix, steps: int, rate: floa
     for _ in range(steps):
         out = (1.0 - rate) * out + rate * (adjacency @ out) / degree[:, None]
     return out[:, 0] if column else out
+
+
+def face_components(faces: np.ndarray) -> tuple[int, np.ndarray]:
+    """Pieces of a mesh: their number and the (F,) piece of each face (faces sharing a vertex are
+    one piece). Pieces are numbered in the order of their first face, so labels are stable."""
+    from scipy.sparse.csgraph import connected_components
+
+    f = np.asarray(faces, dtype=np.int64)
+    if len(f) == 0:
+        return 0, np.zeros(0, dtype=np.int64)
+    _, vertex_label = connected_components(vertex_adjacency(f, int(f.max()) + 1), directed=False)
+    face_label = vertex_label[f[:, 0]]
+    pieces, first = np.unique(face_label, return_index=True)
+    rank = np.empty(int(pieces.max()) + 1, dtype=np.int64)
+    rank[pieces[np.argsort(first)]] = np.arange(len(pieces))
+    return len(pieces), rank[face_label]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend.mesh.adjacency import diffuse, mesh_edges, vertex_adjacency, vertex_degree
+from backend.mesh.adjacency import diffuse, face_components, mesh_edges, vertex_adjacency, vertex_degree
 from backend.mesh.closest import MeshQuery, closest_on_triangles
 from backend.mesh.normals import face_areas, face_normals, vertex_normals
 from backend.mesh.sampling import sample_surface
@@ -109,3 +109,13 @@ def test_surface_samples_lie_on_the_surface_and_repeat_with_the_seed() -> None:
     assert np.array_equal(a, b) and np.array_equal(fa, fb)
     assert np.allclose(MeshQuery(v, f).closest(a).distance, 0.0, atol=1e-12)
     assert np.allclose(np.abs(a).max(1), 0.5)  # every sample on a face of the cube
+
+
+def test_face_components_are_numbered_by_their_first_face() -> None:
+    _, f = cube()
+    far = f + 8  # a second cube, same faces on new vertices
+    faces = np.concatenate([far[:4], f, far[4:]])  # the second cube's faces come first
+    n, labels = face_components(faces)
+    assert n == 2
+    assert (labels[:4] == 0).all() and (labels[4:16] == 1).all() and (labels[16:] == 0).all()
+    assert face_components(np.zeros((0, 3), dtype=np.int64))[0] == 0

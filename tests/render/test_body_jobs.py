@@ -127,3 +127,15 @@ def test_body_mesh_from_pose_payload(tmp_path: Path) -> None:
     assert result.arrays["posed_vertices"].shape == (3, 10475, 3)
     with pytest.raises(JobInputError):
         get_job_kind("body.mesh").load()({"pose": "nope"}, FakeContext(tmp_path))
+
+
+def test_preview_and_body_mesh_share_one_cached_body_per_process() -> None:
+    """Both load through backend.body.loading (not through each other), one model per (gender, file)."""
+    import backend.jobs.body as jobs_body
+    import backend.preview.pipeline as preview
+    from backend.body.loading import load_body_model
+
+    assert preview.load_body_model is load_body_model
+    assert not hasattr(jobs_body, "load_body_model")  # imported inside body_mesh, from backend.body
+    assert load_body_model("neutral") is load_body_model("neutral")
+    assert load_body_model("neutral").faces.shape == (20908, 3)

@@ -34,6 +34,7 @@ from backend.avatar.render_views import (
     scaled_size,
     silhouette_coverage,
 )
+from backend.mesh.adjacency import face_components
 from backend.mesh.normals import vertex_normals
 from backend.render.edges import edge_twins
 
@@ -114,15 +115,9 @@ def resolve_normal_source(views: list[View], config: SculptConfig) -> str:
 
 
 def _remove_small_components(v: np.ndarray, f: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     if len(f) == 0:
         return v, f
-    rows = np.repeat(np.arange(len(f)), 3)
-    inc = coo_matrix((np.ones(3 * len(f)), (f.reshape(-1), rows)), shape=(len(v), len(f))).tocsr()
-    n, label_v = connected_components(inc @ inc.T, directed=False)
-    label_f = label_v[f[:, 0]]
+    n, label_f = face_components(f)
     sizes = np.bincount(label_f, minlength=n)
     keep_f = sizes[label_f] >= ratio * sizes.max()
     f = f[keep_f]

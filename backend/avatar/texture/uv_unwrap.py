@@ -19,9 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
+from backend.mesh.adjacency import face_components
 from backend.mesh.normals import face_areas
 
 # Semantic components: name -> body parts (backend.body.joints.PART_NAMES) in it.
@@ -176,10 +175,7 @@ def xatlas_charts(vertices: np.ndarray, faces: np.ndarray, fidx: np.ndarray, nam
     a2 = np.abs(uv_signed_area(uv_c)).sum()
     uv_c *= np.sqrt(a3 / max(a2, 1e-20))
     # xatlas splits vertices at chart borders: connected faces over its output vertices are its charts.
-    n = len(indices)
-    rows = np.repeat(np.arange(n), 3)
-    inc = coo_matrix((np.ones(3 * n), (rows, indices.reshape(-1))), shape=(n, int(indices.max()) + 1)).tocsr()
-    _count, labels = connected_components(inc @ inc.T, directed=False)
+    _count, labels = face_components(indices)
     out = []
     for c in np.unique(labels):
         m = labels == c
