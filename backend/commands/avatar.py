@@ -87,7 +87,9 @@ def run_avatar(args: argparse.Namespace) -> int:
     from protocol.kinds import contract
 
     try:
-        names = [p.name for p in contract("avatar.from_views").params if hasattr(args, p.name)]
+        # The stage knobs the command shares with the job (``--views`` is read below, unconfined).
+        names = [p.name for p in contract("avatar.from_views").params
+                 if hasattr(args, p.name) and p.name != "views"]
         # The job's contract checks the ranges, as for a submitted job.
         knobs = {n: getattr(args, n) for n in names}
         p = typed_params("avatar.from_views", {"views": str(args.views), **knobs})
