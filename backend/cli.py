@@ -1,3 +1,4 @@
+# Over 450 lines: the built-in commands; a backend/cli/ package (serve, jobs, keys, models) is next.
 """``avatar-studio`` (also ``python -m backend``): the backend's command line.
 
 Built-in commands: ``serve``, ``submit``, ``jobs``, ``cancel``, ``attach``, ``keys``, ``models``.

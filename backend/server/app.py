@@ -1,3 +1,4 @@
+# Over 450 lines: one loop; to split into startup, receive, handlers, events, sending (next).
 """The job server: one ROUTER socket, one thread, never blocked by a job.
 
 Each loop iteration polls the socket together with the executor's worker pipes and process

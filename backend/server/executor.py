@@ -1,3 +1,4 @@
+# Over 450 lines: worker pool, per-client queue and watchdog share the executor state.
 """Server side of job execution: a small pool of worker processes, a queue, a watchdog, cancel.
 
 Nothing here blocks. The server's event loop polls :meth:`Executor.poll_fds` (worker pipes and

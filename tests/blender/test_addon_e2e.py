@@ -1,3 +1,4 @@
+# Over 450 lines: one vertical slice against one backend subprocess, its steps share fixtures.
 """The vertical slice against a real backend subprocess on 127.0.0.1, driven through the add-on's
 operators with the bridge's pump called from the test (timers do not run in bpy-as-a-module).
 
