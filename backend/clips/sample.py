@@ -70,6 +70,10 @@ class ClipPlan:
     near: float
     far: float
     info: dict[str, Any] = field(default_factory=dict)
+    # Per person, the posed vertices (F,V,3) and 127 keypoints (F,127,3) in the world, float32: the
+    # body posed before placement, moved by the same rigid map as the root parameters (equal to
+    # re-posing the stored parameters to ~1e-6 m; saves a second pass through the body model).
+    posed: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
 
 
 # --- posing ------------------------------------------------------------------------------------
@@ -320,8 +324,8 @@ def plan_clip(spec: ClipSpec, index: int, model: BodyModel | None = None) -> Cli
         posed.append(pose(body, params))
     footprints = [_footprint(v, k) for v, k in posed]
     places = place_people(footprints, spec.people.area, spec.people.margin, rng)
-    lows = []
-    for person, (verts, _), (yaw, offset) in zip(people, posed, places, strict=True):
+    placed = []
+    for person, (verts, keypoints), (yaw, offset) in zip(people, posed, places, strict=True):
         body = model if model is not None and person.gender == "neutral" else load_body_model(person.gender)
         pelvis = rest_pelvis(body, person.params["betas"])
         R = _yaw(yaw)
@@ -332,8 +336,8 @@ def plan_clip(spec: ClipSpec, index: int, model: BodyModel | None = None) -> Cli
         person.params["global_orient"] = orient.astype(np.float32)
         person.params["transl"] = transl.astype(np.float32)
         person.motion.update(yaw_deg=math.degrees(yaw), position=[float(offset[0]), float(offset[1])])
-        lows.append(moved + t)
-    allv = np.concatenate([v.reshape(-1, 3) for v in lows])
+        placed.append(((moved + t).astype(np.float32), (keypoints @ R.T + t).astype(np.float32)))
+    allv = np.concatenate([v.reshape(-1, 3) for v, _ in placed])
     lo_, hi_ = allv.min(0), allv.max(0)
     centre = (lo_ + hi_) / 2
     radius = float(np.linalg.norm(allv - centre, axis=1).max())
@@ -341,4 +345,4 @@ def plan_clip(spec: ClipSpec, index: int, model: BodyModel | None = None) -> Cli
     return ClipPlan(index=index, clip_id=clip_id(index), seed=[int(spec.seed), index], people=people,
                     cameras=cameras, frames=F, width=spec.width, height=spec.height, fps=spec.fps,
                     near=spec.near, far=spec.far,
-                    info={"scene_centre": centre.tolist(), "scene_radius": radius})
+                    info={"scene_centre": centre.tolist(), "scene_radius": radius}, posed=placed)
