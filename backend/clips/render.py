@@ -19,11 +19,11 @@ import numba
 import numpy as np
 import torch
 from numpy.lib.format import open_memmap
-from PIL import Image
 
 from backend.body.loading import load_body_model
 from backend.body.model import BodyModel
 from backend.clips.coco import COCO17_FROM_SMPLX, clip_fragment, write_json
+from backend.clips.png import write_rgb_png
 from backend.clips.sample import ClipPlan, pose, rest_pelvis, transform_root
 from backend.preview.pipeline import KEYPOINT_NAMES, torch_threads
 from backend.render.api import Rasterizer, get_rasterizer
@@ -35,13 +35,6 @@ from protocol.smplx import PER_FRAME_FIELDS
 BACKGROUND = (0.32, 0.34, 0.38)
 VISIBILITY_TOLERANCE = 0.15  # metres a joint may lie behind the surface seen at its pixel (limb thickness)
 CHUNK = 8  # frames rendered per call
-
-
-def _write_png(path: Path, rgb: np.ndarray) -> None:
-    """Float RGB in [0, 1] to an 8-bit PNG. zlib level 1: 2-3x faster than the default for a few %
-    more bytes; runs in the pool (numpy and zlib release the GIL), beside the next frame's render."""
-    image = (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    Image.fromarray(image).save(path, format="PNG", compress_level=1)
 
 
 def _pass_array(folder: Path, wanted: set[str], name: str, shape: tuple[int, ...], dtype: type,
@@ -146,7 +139,8 @@ def render_clip(plan: ClipPlan, out_dir: Path, passes: tuple[str, ...], *, model
                 if "rgb" in wanted:
                     rgb = out.rgb.numpy()
                     for f in range(hi - lo):
-                        pending.append(pool.submit(_write_png, cam_dir / "rgb" / f"{lo + f:06d}.png", rgb[f]))
+                        pending.append(pool.submit(write_rgb_png, cam_dir / "rgb" / f"{lo + f:06d}.png",
+                                                   rgb[f]))
                 on_frames(hi - lo)
             # Ground truth that does not need pixels beyond the depth test.
             kp3d = joints3d.reshape(F, P * len(KEYPOINT_NAMES), 3)

@@ -135,3 +135,17 @@ def test_spec_json_round_trip() -> None:
     spec = ClipSpec.parse(TINY)
     again = ClipSpec.parse(json.loads(json.dumps(spec.to_json_dict())))
     assert again == spec and spec.n_cameras == 2
+
+
+def test_png_writer_round_trips_through_pillow(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from backend.clips.png import write_rgb_png
+
+    rng = np.random.default_rng(1)
+    for image in (rng.integers(0, 256, (5, 7, 3), dtype=np.uint8), np.zeros((1, 1, 3), np.uint8),
+                  np.full((3, 300, 3), 255, np.uint8)):
+        write_rgb_png(tmp_path / "a.png", image)
+        assert (np.asarray(Image.open(tmp_path / "a.png").convert("RGB")) == image).all()
+    write_rgb_png(tmp_path / "b.png", np.array([[[0.0, 0.5, 1.0]]], np.float32))
+    assert np.asarray(Image.open(tmp_path / "b.png")).tolist() == [[[0, 128, 255]]]
