@@ -232,7 +232,7 @@ class ClipSpec:
 
     def resolve_motions(self, base_dir: Path | None) -> ClipSpec:
         """Motion files as absolute paths, each checked to exist and to load; names checked known."""
-        from backend.body.procedural import PROCEDURAL_MOTIONS, load_motion
+        from backend.body.procedural import load_motion
 
         resolved = []
         for i, source in enumerate(self.motion.sources):
@@ -249,12 +249,10 @@ class ClipSpec:
                     raise SpecError(f"{where}: {path}: {exc}") from None
                 resolved.append(str(path.resolve()))
             else:
-                key = source.strip().lower().replace("-", "_")
-                key = {"apose": "a_pose", "tpose": "t_pose"}.get(key, key)
-                if key not in PROCEDURAL_MOTIONS:
-                    known = ", ".join(n.replace("_", "-") for n in PROCEDURAL_MOTIONS)
-                    raise SpecError(f"{where}: unknown motion {source!r}; known: {known}, "
-                                    "or an .npz/.bvh file")
+                try:  # the one name lookup (and its message listing the known names)
+                    load_motion(source, n_frames=1)
+                except KeyError as exc:
+                    raise SpecError(f"{where}: {exc.args[0]}, or an AMASS .npz / .bvh file") from None
                 resolved.append(source)
         motion = MotionSpec(tuple(resolved), self.motion.mirror, self.motion.speed)
         return ClipSpec(**{**{f.name: getattr(self, f.name) for f in fields(self)}, "motion": motion})

@@ -11,7 +11,7 @@ import pytest
 from backend.body.loading import load_body_model
 from backend.cli import main
 from backend.clips import read_clip
-from backend.clips.check import check_dataset
+from backend.clips.check import check_dataset, surface_distance
 from backend.clips.render import render_clip
 from backend.clips.sample import Camera, ClipPlan, Person, pose, sample_colors, sample_motion
 from backend.mesh.closest import MeshQuery
@@ -57,7 +57,7 @@ def test_depth_back_projects_onto_the_posed_body(dataset: Path) -> None:
             z = cam.depth[f][ys, xs].astype(np.float64)
             rays = np.stack([xs + 0.5, ys + 0.5, np.ones_like(z)], 1) @ np.linalg.inv(cam.K[f]).T
             world = (rays * z[:, None] - cam.t[f]) @ cam.R[f]
-            worst = max(worst, float(query.closest(world).distance.max()))
+            worst = max(worst, float(surface_distance(query, world).max()))
             points += len(z)
     assert points > 500
     assert worst < 1e-3
@@ -158,3 +158,20 @@ def test_vis_sheet_and_reader_shapes(dataset: Path, tmp_path: Path) -> None:
     from PIL import Image
 
     assert Image.open(out).size == (96 * F, 72 * len(clip.cameras))
+
+
+def test_surface_distance_is_exact_where_the_kd_tree_guess_is_not() -> None:
+    from backend.mesh.closest import closest_on_triangles
+
+    rng = np.random.default_rng(0)
+    # a fan of long, thin triangles: where nearest-sample guesses go wrong
+    angles = np.linspace(0, np.pi, 40)
+    rim = np.stack([np.cos(angles), np.sin(angles), 0 * angles], 1) * 2.0
+    vertices = np.concatenate([[[0.0, 0.0, 0.0]], rim])
+    faces = np.array([[0, i, i + 1] for i in range(1, 40)])
+    query = MeshQuery(vertices, faces, candidates=2)
+    points = rng.uniform(-2, 2, (300, 3)) * np.array([1, 1, 0.05])
+    tri = vertices[faces]
+    bary = closest_on_triangles(points[:, None], tri[None, :, 0], tri[None, :, 1], tri[None, :, 2])
+    brute = np.linalg.norm((bary[..., None] * tri[None]).sum(2) - points[:, None], axis=-1).min(1)
+    assert np.abs(surface_distance(query, points, exact_above=0.0) - brute).max() < 1e-12
