@@ -116,7 +116,7 @@ def transform_root(global_orient: np.ndarray, transl: np.ndarray, pelvis: np.nda
 # --- motion ------------------------------------------------------------------------------------
 
 
-def _mirror_index() -> np.ndarray:
+def mirror_joint_index() -> np.ndarray:
     index = np.arange(len(JOINT_NAMES))
     for j, name in enumerate(JOINT_NAMES):
         for a, b in (("left_", "right_"), ("right_", "left_")):
@@ -128,7 +128,7 @@ def _mirror_index() -> np.ndarray:
 def mirror_motion(motion: Motion) -> Motion:
     """The motion reflected through the x = 0 plane: left and right joints swap, each rotation
     (x, y, z) becomes (x, -y, -z), the translation's x flips."""
-    pose_ = motion.full_pose()[:, _mirror_index()] * np.array([1.0, -1.0, -1.0])
+    pose_ = motion.full_pose()[:, mirror_joint_index()] * np.array([1.0, -1.0, -1.0])
     transl = motion.transl * np.array([-1.0, 1.0, 1.0])
     return Motion.from_full_pose(pose_, transl, motion.fps, betas=motion.betas, expression=motion.expression,
                                  gender=motion.gender, source_model=motion.source_model)
