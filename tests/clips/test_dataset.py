@@ -124,6 +124,15 @@ def test_cli_bad_spec_exit_status_and_foreign_folder(tmp_path: Path,
     out = tmp_path / "out"
     assert main(["clips", "render", "--cameras", "ring:0", "--out", str(out)]) == 2
     assert "ring:0" in capsys.readouterr().err and not out.exists()
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps({**TINY, "clips": 1, "passes": ["instance"]}))
+    assert main(["clips", "render", "--spec", str(spec_file), "--frames", "3", "--out", str(out)]) == 2
+    assert "exclude each other" in capsys.readouterr().err and not out.exists()
+    assert main(["clips", "render", "--spec", str(spec_file), "--out", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {"clips": 1, "images": 4,
+                                                                            "annotations": 4}
+    assert sorted(p.name for p in (out / "clips" / "000000" / "cam_01").iterdir()) == [
+        "annotations.npz", "camera.npz", "instance.npy"]
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
