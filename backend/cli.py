@@ -27,7 +27,8 @@ from typing import Any
 
 from backend.cli_fair import add_jobs_prune, add_serve_limits, serve_limits_config
 
-PLUGIN_MODULES = ["backend.commands.preview", "backend.commands.avatar", "backend.addon_build"]
+PLUGIN_MODULES = ["backend.commands.preview", "backend.commands.avatar", "backend.addon_build",
+                  "backend.commands.clips"]
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_ERROR = 0, 1, 2
 

@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 LIBRARIES = ("backend.mesh", "backend.body", "backend.models", "backend.render", "backend.preview",
-             "backend.avatar")
+             "backend.avatar", "backend.clips")
 # Backend part -> the backend parts it may import (importing the root package ``backend`` itself,
 # for ``__version__``, is always allowed). Lower layers first.
 BACKEND_LAYERS: dict[str, frozenset[str]] = {
@@ -27,6 +27,7 @@ BACKEND_LAYERS: dict[str, frozenset[str]] = {
     "backend.render": frozenset({"backend.mesh"}),
     "backend.preview": frozenset({"backend.mesh", "backend.body", "backend.render"}),
     "backend.avatar": frozenset({"backend.mesh", "backend.body", "backend.render", "backend.models"}),
+    "backend.clips": frozenset({"backend.mesh", "backend.body", "backend.render", "backend.preview"}),
     "backend.jobs": frozenset(LIBRARIES),
     "backend.server": frozenset({"backend.jobs", "backend.models"}),
     "backend.commands": frozenset({*LIBRARIES, "backend.jobs"}),

@@ -1,0 +1,283 @@
+"""The clip spec: what a synthetic dataset holds, as typed dataclasses read from / written to JSON.
+
+One spec is one dataset of ``clips`` clips, each sampled from the distributions below with a seed
+derived from the dataset seed and the clip index (:func:`clip_seed`), so a clip never depends on how
+many workers render the dataset or in which order. ``docs/clips.md`` documents every field.
+
+Parsing is strict: an unknown key, a wrong type, a negative size, zero cameras, an unknown
+procedural motion or a motion file that does not exist or does not load is a :class:`SpecError`
+naming the field, raised before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "avatar-studio.clips"
+VERSION = 1
+# Image passes a spec may ask for; keypoints, boxes, SMPL-X params, 3D joints and cameras are
+# always written (they cost microseconds).
+PASSES: tuple[str, ...] = ("rgb", "depth", "normal", "instance", "amodal", "part")
+CAMERA_KINDS: tuple[str, ...] = ("ring", "orbit", "handheld", "dolly")
+MAX_PEOPLE = 4
+MAX_SIDE = 4096
+
+
+class SpecError(ValueError):
+    """A clip spec that cannot be rendered; the message names the field."""
+
+
+def _range(value: Any, name: str, lo: float = -math.inf, hi: float = math.inf) -> tuple[float, float]:
+    """A ``[min, max]`` pair (or one number, meaning a fixed value) of finite floats in [lo, hi]."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = [value, value]
+    if (not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2
+            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)):
+        raise SpecError(f"{name}: expected a number or [min, max], got {value!r}")
+    a, b = float(value[0]), float(value[1])
+    if not (math.isfinite(a) and math.isfinite(b)) or a > b or a < lo or b > hi:
+        raise SpecError(f"{name}: need {lo} <= min <= max <= {hi}, got [{a}, {b}]")
+    return a, b
+
+
+def _int(value: Any, name: str, lo: int, hi: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise SpecError(f"{name}: expected an integer in [{lo}, {hi}], got {value!r}")
+    return value
+
+
+def _keys(data: Any, cls: type, name: str) -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{name}: expected an object, got {type(data).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise SpecError(f"{name}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return dict(data)
+
+
+@dataclass(frozen=True)
+class PeopleSpec:
+    """Who is in a clip: ``count`` people (sampled in [min, max]) placed in a square of ``area``
+    metres a side on the ground plane (y = 0) without their bounding circles overlapping."""
+
+    count: tuple[int, int] = (1, 1)
+    genders: tuple[str, ...] = ("neutral",)
+    betas_std: float = 1.0  # betas ~ N(0, std^2), the first num_betas of the model
+    area: float = 4.0
+    margin: float = 0.05  # metres kept between two people's bounding circles
+
+    @classmethod
+    def parse(cls, data: Any, name: str = "people") -> PeopleSpec:
+        d = _keys(data, cls, name)
+        lo, hi = _range(d.get("count", [1, 1]), f"{name}.count", 1, MAX_PEOPLE)
+        if lo != int(lo) or hi != int(hi):
+            raise SpecError(f"{name}.count: whole numbers of people, got [{lo}, {hi}]")
+        genders = d.get("genders", ["neutral"])
+        if (not isinstance(genders, list) or not genders
+                or any(g not in ("neutral", "male", "female") for g in genders)):
+            raise SpecError(f"{name}.genders: a non-empty list of neutral/male/female, got {genders!r}")
+        std = _range(d.get("betas_std", 1.0), f"{name}.betas_std", 0.0, 5.0)[0]
+        area = _range(d.get("area", 4.0), f"{name}.area", 0.0, 1000.0)[0]
+        margin = _range(d.get("margin", 0.05), f"{name}.margin", 0.0, 10.0)[0]
+        return cls((int(lo), int(hi)), tuple(genders), std, area, margin)
+
+
+@dataclass(frozen=True)
+class MotionSpec:
+    """What people do: each person picks one of ``sources`` (a procedural name or an AMASS .npz /
+    .bvh file, relative paths from the spec's folder), a random sub-window of ``frames`` frames, is
+    mirrored left/right with probability ``mirror``, and plays ``speed`` (sampled) times as fast."""
+
+    sources: tuple[str, ...] = ("walk",)
+    mirror: float = 0.5
+    speed: tuple[float, float] = (0.8, 1.2)
+
+    @classmethod
+    def parse(cls, data: Any, name: str = "motion") -> MotionSpec:
+        d = _keys(data, cls, name)
+        sources = d.get("sources", ["walk"])
+        if isinstance(sources, str):
+            sources = [sources]
+        if not isinstance(sources, list) or not sources or not all(isinstance(s, str) and s for s in sources):
+            raise SpecError(f"{name}.sources: a non-empty list of motion names or files, got {sources!r}")
+        mirror = _range(d.get("mirror", 0.5), f"{name}.mirror", 0.0, 1.0)[0]
+        speed = _range(d.get("speed", [0.8, 1.2]), f"{name}.speed", 0.05, 20.0)
+        return cls(tuple(sources), mirror, speed)
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    """A camera rig: ``count`` cameras of one ``kind``, all looking at the people's centre.
+
+    ``ring``: fixed cameras evenly spaced in azimuth (random start) at a sampled height;
+    ``orbit``: cameras that circle the people by ``sweep_deg`` over the clip; ``handheld``: a fixed
+    position plus a smooth random walk of ``shake`` metres (position and aim); ``dolly``: moves
+    straight towards the people, its distance scaled by ``dolly`` from start to end. The distance
+    is the one at which the people's bounding sphere fills the view, times ``distance``.
+    Intrinsics: vertical field of view ``fov_deg``, principal point jittered by up to
+    ``principal_jitter`` times the image size.
+    """
+
+    kind: str = "ring"
+    count: int = 4
+    fov_deg: tuple[float, float] = (35.0, 55.0)
+    distance: tuple[float, float] = (1.1, 1.4)
+    height: tuple[float, float] = (0.6, 2.0)
+    principal_jitter: float = 0.02
+    sweep_deg: tuple[float, float] = (30.0, 120.0)
+    shake: float = 0.02
+    dolly: tuple[float, float] = (0.7, 0.9)
+
+    @classmethod
+    def parse(cls, data: Any, name: str) -> CameraSpec:
+        if isinstance(data, str):
+            return parse_camera_shorthand(data, name)
+        d = _keys(data, cls, name)
+        kind = d.get("kind", "ring")
+        if kind not in CAMERA_KINDS:
+            raise SpecError(f"{name}.kind: one of {', '.join(CAMERA_KINDS)}, got {kind!r}")
+        return cls(
+            kind=kind,
+            count=_int(d.get("count", 4), f"{name}.count", 1, 64),
+            fov_deg=_range(d.get("fov_deg", [35.0, 55.0]), f"{name}.fov_deg", 1.0, 170.0),
+            distance=_range(d.get("distance", [1.1, 1.4]), f"{name}.distance", 0.5, 100.0),
+            height=_range(d.get("height", [0.6, 2.0]), f"{name}.height", -100.0, 100.0),
+            principal_jitter=_range(d.get("principal_jitter", 0.02), f"{name}.principal_jitter",
+                                    0.0, 0.25)[0],
+            sweep_deg=_range(d.get("sweep_deg", [30.0, 120.0]), f"{name}.sweep_deg", -3600.0, 3600.0),
+            shake=_range(d.get("shake", 0.02), f"{name}.shake", 0.0, 1.0)[0],
+            dolly=_range(d.get("dolly", [0.7, 0.9]), f"{name}.dolly", 0.1, 10.0),
+        )
+
+
+def parse_camera_shorthand(text: str, name: str = "cameras") -> CameraSpec:
+    """``ring:4``, ``orbit:2``, ``handheld:1``, ``dolly:1`` (the CLI's ``--cameras``)."""
+    kind, _, count = text.partition(":")
+    if kind not in CAMERA_KINDS:
+        raise SpecError(f"{name}: {text!r} is not KIND:N with KIND one of {', '.join(CAMERA_KINDS)}")
+    try:
+        n = int(count) if count else 1
+    except ValueError:
+        raise SpecError(f"{name}: {text!r}: the camera count must be an integer") from None
+    return CameraSpec(kind=kind, count=_int(n, f"{name} ({text})", 1, 64))
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """A dataset: ``clips`` clips of ``frames`` frames at ``width`` x ``height`` pixels."""
+
+    clips: int = 1
+    frames: int = 8
+    width: int = 256
+    height: int = 256
+    fps: float = 30.0
+    seed: int = 0
+    people: PeopleSpec = field(default_factory=PeopleSpec)
+    motion: MotionSpec = field(default_factory=MotionSpec)
+    cameras: tuple[CameraSpec, ...] = (CameraSpec(),)
+    passes: tuple[str, ...] = PASSES
+    near: float = 0.05
+    far: float = 100.0
+
+    @property
+    def n_cameras(self) -> int:
+        return sum(c.count for c in self.cameras)
+
+    @classmethod
+    def parse(cls, data: Any, base_dir: Path | None = None) -> ClipSpec:
+        """Validate a spec object (as read from JSON); motion files resolve against ``base_dir``."""
+        if isinstance(data, Mapping):
+            fmt, version = data.get("format", FORMAT), data.get("version", VERSION)
+            if fmt != FORMAT:
+                raise SpecError(f"format: expected {FORMAT!r}, got {fmt!r}")
+            if version != VERSION:
+                raise SpecError(f"version: this reader knows version {VERSION}, got {version!r}")
+            data = {k: v for k, v in data.items() if k not in ("format", "version")}
+        d = _keys(data, cls, "spec")
+        cams = d.get("cameras", ["ring:4"])
+        if isinstance(cams, str | Mapping):
+            cams = [cams]
+        if not isinstance(cams, list) or not cams:
+            raise SpecError("cameras: at least one camera rig is needed (e.g. \"ring:4\")")
+        cameras = tuple(CameraSpec.parse(c, f"cameras[{i}]") for i, c in enumerate(cams))
+        passes = d.get("passes", list(PASSES))
+        if not isinstance(passes, list) or any(p not in PASSES for p in passes):
+            raise SpecError(f"passes: a list out of {', '.join(PASSES)}, got {passes!r}")
+        seed = d.get("seed", 0)
+        spec = cls(
+            clips=_int(d.get("clips", 1), "clips", 1, 10_000_000),
+            frames=_int(d.get("frames", 8), "frames", 1, 100_000),
+            width=_int(d.get("width", 256), "width", 1, MAX_SIDE),
+            height=_int(d.get("height", 256), "height", 1, MAX_SIDE),
+            fps=_range(d.get("fps", 30.0), "fps", 0.1, 1000.0)[0],
+            seed=_int(seed, "seed", 0, 2**63 - 1),
+            people=PeopleSpec.parse(d.get("people", {})),
+            motion=MotionSpec.parse(d.get("motion", {})),
+            cameras=cameras,
+            passes=tuple(p for p in PASSES if p in passes),
+            near=_range(d.get("near", 0.05), "near", 1e-4, 1e6)[0],
+            far=_range(d.get("far", 100.0), "far", 1e-3, 1e7)[0],
+        )
+        if spec.near >= spec.far:
+            raise SpecError(f"near: must be below far, got near={spec.near}, far={spec.far}")
+        return spec.resolve_motions(base_dir)
+
+    def resolve_motions(self, base_dir: Path | None) -> ClipSpec:
+        """Motion files as absolute paths, each checked to exist and to load; names checked known."""
+        from backend.body.procedural import load_motion
+
+        resolved = []
+        for i, source in enumerate(self.motion.sources):
+            where = f"motion.sources[{i}]"
+            if source.lower().endswith((".npz", ".bvh")):
+                path = Path(source).expanduser()
+                if not path.is_absolute() and base_dir is not None:
+                    path = base_dir / path
+                if not path.is_file():
+                    raise SpecError(f"{where}: motion file not found: {path}")
+                try:
+                    load_motion(str(path))
+                except (ValueError, KeyError, OSError) as exc:
+                    raise SpecError(f"{where}: {path}: {exc}") from None
+                resolved.append(str(path.resolve()))
+            else:
+                try:  # the one name lookup (and its message listing the known names)
+                    load_motion(source, n_frames=1)
+                except KeyError as exc:
+                    raise SpecError(f"{where}: {exc.args[0]}, or an AMASS .npz / .bvh file") from None
+                resolved.append(source)
+        motion = MotionSpec(tuple(resolved), self.motion.mirror, self.motion.speed)
+        return ClipSpec(**{**{f.name: getattr(self, f.name) for f in fields(self)}, "motion": motion})
+
+    def to_json_dict(self) -> dict[str, Any]:
+        out = {"format": FORMAT, "version": VERSION, **asdict(self)}
+        return json.loads(json.dumps(out))  # tuples -> lists, as the JSON file holds them
+
+
+def load_spec(path: str | Path) -> ClipSpec:
+    """Read and validate a spec file (JSON)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(f"spec file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: not JSON: {exc}") from None
+    return ClipSpec.parse(data, base_dir=path.parent)
+
+
+def clip_seed(dataset_seed: int, clip_index: int) -> np.random.SeedSequence:
+    """The seed of clip ``clip_index``: a function of the dataset seed and the index only."""
+    return np.random.SeedSequence(entropy=dataset_seed, spawn_key=(clip_index,))
+
+
+def clip_id(clip_index: int) -> str:
+    return f"{clip_index:06d}"
