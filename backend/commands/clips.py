@@ -147,8 +147,3 @@ def run_vis(args: argparse.Namespace) -> int:
     print(path)
     return 0
 
-
-if __name__ == "__main__":
-    from backend.cli import main
-
-    sys.exit(main(["clips", *sys.argv[1:]]))
