@@ -232,21 +232,14 @@ class ArtifactStore:
         return size
 
     def _write(self, fill: Any) -> tuple[str, int]:
-        """Create a temp file, let ``fill(writer)`` write into it, then fsync and commit it."""
-        fd, tmp_name = tempfile.mkstemp(dir=self.root, suffix=".tmp")
-        tmp = Path(tmp_name)
+        """Stage ``fill``'s bytes (temp file, hashed, fsynced), then commit them under the quota."""
+        staged = self._stage(fill)
         try:
-            with os.fdopen(fd, "wb") as raw:
-                writer = _HashingWriter(raw)
-                fill(writer)
-                raw.flush()
-                os.fsync(raw.fileno())
-            sha256 = writer.hash.hexdigest()
-            self._commit(tmp, sha256)
-            return sha256, writer.size
+            self._commit(staged.tmp, staged.sha256)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            staged.tmp.unlink(missing_ok=True)
             raise
+        return staged.sha256, staged.size
 
     def put_bytes(self, data: bytes | memoryview) -> tuple[str, int]:
         return self._write(lambda w: w.write(data))
