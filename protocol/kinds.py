@@ -338,13 +338,14 @@ def check_result(kind: str, data: Mapping[str, Any], arrays: Mapping[str, Any]) 
 
 
 class _Names:
-    def __init__(self, owner: str, fields_: Sequence[Param]) -> None:
+    def __init__(self, owner: str, names_: Sequence[str], what: str = "param") -> None:
         self._owner = owner
-        self._names = frozenset(p.name for p in fields_)
+        self._what = what
+        self._names = frozenset(names_)
 
     def __getattr__(self, name: str) -> str:
         if name.startswith("_") or name not in self._names:
-            raise AttributeError(f"{self._owner} has no param {name!r}")
+            raise AttributeError(f"{self._owner} has no {self._what} {name!r}")
         return name
 
 
@@ -352,8 +353,14 @@ def names(kind_or_payload: str | Struct) -> Any:
     """Attribute access to declared names, so callers never spell a param name as a literal:
     ``names("body.mesh").betas == "betas"``; a typo is an ``AttributeError``."""
     if isinstance(kind_or_payload, Struct):
-        return _Names(kind_or_payload.name, kind_or_payload.fields)
-    return _Names(kind_or_payload, contract(kind_or_payload).params)
+        return _Names(kind_or_payload.name, [p.name for p in kind_or_payload.fields])
+    return _Names(kind_or_payload, [p.name for p in contract(kind_or_payload).params])
+
+
+def result_names(kind: str) -> Any:
+    """The same for the result arrays a kind declares, so importers never spell an array name:
+    ``result_names("body.mesh").rest_vertices == "rest_vertices"``."""
+    return _Names(kind, [a.name for a in contract(kind).result.arrays], "result array")
 
 
 # ----------------------------------------------------------------------------------- text

@@ -1,4 +1,5 @@
-"""Small helpers to read job result arrays under the names the backend uses (with aliases)."""
+"""Small helpers to read job result arrays under the names their kind's contract declares
+(``protocol/kinds.py``): importers spell no array name, so a renamed array fails here, loudly."""
 
 from __future__ import annotations
 
@@ -6,6 +7,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+
+from ..wire import kinds_module
+
+BODY_RESULT = kinds_module().result_names("body.mesh")
+AVATAR_RESULT = kinds_module().result_names("avatar.from_views")
 
 
 class ResultFormatError(ValueError):

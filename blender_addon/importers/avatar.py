@@ -1,10 +1,9 @@
 """``avatar.from_views`` results -> a textured, rigged avatar: the body importer's mesh + armature +
 weights, plus per-vertex UVs, the texture as a packed image and a material that uses it.
 
-The result's arrays (backend/avatar/pipeline.py ``result_arrays``): ``vertices``, ``faces``,
-``uvs`` (per vertex: seams are split vertices; OBJ/Blender convention, v up, texture row 0 at the
-top), ``normals``, ``texture`` (H, W, 3|4) uint8, ``weights``, ``parents``, ``joints_rest``,
-``part_labels``. The same arrays may come as the file ``avatar_arrays.npz``.
+The result's arrays are those of the ``avatar.from_views`` contract (``protocol/kinds.py``; per-vertex
+``uvs``: seams are split vertices, v up, texture row 0 at the top). The same arrays may come as the
+file ``avatar_arrays.npz`` of an ``avatar-studio avatar --out`` folder.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import numpy as np
 
 from .. import axes
 from ..wire import protocol, transfers_module
-from .arrays import ResultFormatError, check_shape, pick
+from .arrays import AVATAR_RESULT, BODY_RESULT, ResultFormatError, check_shape, pick
 from .body_mesh import import_body_mesh_steps
 from .steps import FRESH_PUMP, Steps, run
 from .texture import texture_image_steps
@@ -45,7 +44,7 @@ def _arrays_from_steps(arrays: Mapping[str, Any], files: Mapping[str, Path]) -> 
     """The result's arrays, or those of ``avatar_arrays.npz``, inflated a megabyte per step
     (``np.load`` inflates a whole member in one call: ~12 ms for a 1024² texture)."""
     found = dict(arrays)
-    if "vertices" in found or "avatar_arrays.npz" not in files:
+    if AVATAR_RESULT.vertices in found or "avatar_arrays.npz" not in files:
         return found
     array_from_npy = transfers_module().array_from_npy
     try:
@@ -109,10 +108,13 @@ def import_avatar_steps(
 ) -> Steps[tuple[bpy.types.Object, bpy.types.Object]]:
     """Create the avatar in steps; returns ``(armature_object, mesh_object)``."""
     found = yield from _arrays_from_steps(arrays, files)
-    vertices = check_shape(pick(found, "vertices").astype(np.float64), (None, 3), "vertices")
-    uvs = check_shape(pick(found, "uvs").astype(np.float64), (len(vertices), 2), "per-vertex uvs")
+    vertices = check_shape(pick(found, AVATAR_RESULT.vertices).astype(np.float64), (None, 3), "vertices")
+    uvs = check_shape(pick(found, AVATAR_RESULT.uvs).astype(np.float64), (len(vertices), 2), "per-vertex uvs")
+    # The rig and mesh go through the body importer: the avatar's bind-pose vertices are its rest
+    # vertices; faces, weights, parents, rest joints and part labels share the body's names.
+    as_body = {**found, BODY_RESULT.rest_vertices: vertices}
     arm_obj, mesh_obj = yield from import_body_mesh_steps(
-        found, data, name=name, collection=collection, place_on_ground=True
+        as_body, data, name=name, collection=collection, place_on_ground=True
     )
     mesh = mesh_obj.data
     loop_vertices = np.empty(len(mesh.loops), dtype=np.int32)
@@ -124,7 +126,7 @@ def import_avatar_steps(
     yield "uv map"
     layer.data.foreach_set("uv", corner_uvs)
     yield "uv map"
-    normals = pick(found, "normals", required=False)
+    normals = pick(found, AVATAR_RESULT.normals, required=False)
     if normals is not None and normals.shape == vertices.shape:
         custom = axes.to_blender(normals).astype(np.float32)
         yield FRESH_PUMP  # one bpy call of ~6 ms for an SMPL-X-sized mesh: give it a whole budget
@@ -135,7 +137,7 @@ def import_avatar_steps(
         with _collector_paused():
             mesh.normals_split_custom_set_from_vertices(custom.tolist())
         yield "normals"
-    texture = pick(found, "texture", required=False)
+    texture = pick(found, AVATAR_RESULT.texture, required=False)
     mesh.materials.clear()
     if texture is not None:
         image = yield from texture_image_steps(texture, f"{name} Texture")

@@ -14,7 +14,7 @@ import numpy as np
 from .. import axes, smplx_rig
 from ..job_params import MESH
 from .action import apply_joint_transforms_action_steps
-from .arrays import ResultFormatError, check_shape, pick
+from .arrays import BODY_RESULT, ResultFormatError, check_shape, pick
 from .correctives import bake_from_result_steps
 from .steps import Steps, run
 
@@ -199,16 +199,13 @@ def import_body_mesh_steps(
     ``place_on_ground`` moves a new body's armature object so its feet touch Blender's ground
     (SMPL-X's origin is near the pelvis); the exporter folds that object offset into ``transl``.
     """
-    vertices = check_shape(
-        pick(arrays, "rest_vertices", "vertices", "v_shaped").astype(np.float64), (None, 3), "rest vertices"
-    )
-    faces = check_shape(pick(arrays, "faces", "f").astype(np.int64), (None, 3), "faces")
+    vertices = pick(arrays, BODY_RESULT.rest_vertices).astype(np.float64)
+    vertices = check_shape(vertices, (None, 3), "rest vertices")
+    faces = check_shape(pick(arrays, BODY_RESULT.faces).astype(np.int64), (None, 3), "faces")
     yield "checking arrays"
-    weights = pick(arrays, "weights", "skinning_weights", "lbs_weights").astype(np.float64)
-    joints = check_shape(
-        pick(arrays, "joints_rest", "rest_joints", "joints", "J").astype(np.float64), (None, 3), "rest joints"
-    )
-    parents = pick(arrays, "parents", "kintree_parents", required=False)
+    weights = pick(arrays, BODY_RESULT.weights).astype(np.float64)
+    joints = check_shape(pick(arrays, BODY_RESULT.joints_rest).astype(np.float64), (None, 3), "rest joints")
+    parents = pick(arrays, BODY_RESULT.parents, required=False)
     if parents is None:
         parents = np.asarray(smplx_rig.PARENTS)
     parents = parents.astype(np.int64).ravel()
@@ -247,7 +244,7 @@ def import_body_mesh_steps(
         created.append(mesh)
         yield from fill_mesh_steps(mesh, axes.to_blender(vertices), faces)
         mesh.materials.append(_skin_material())
-        labels = pick(arrays, "part_labels", "parts", required=False)
+        labels = pick(arrays, BODY_RESULT.part_labels, required=False)
         if labels is not None and labels.shape == (len(vertices),):
             attribute = mesh.attributes.new("smplx_part", "INT", "POINT")
             attribute.data.foreach_set("value", labels.astype(np.int32))
@@ -277,7 +274,7 @@ def import_body_mesh_steps(
         if place_on_ground and target is None:
             arm_obj.location = (0.0, 0.0, -float(axes.to_blender(vertices)[:, 2].min()))
 
-        transforms = pick(arrays, "joint_transforms", required=False)
+        transforms = pick(arrays, BODY_RESULT.joint_transforms, required=False)
         if import_motion and transforms is not None and transforms.ndim == 4 and transforms.shape[0] > 0:
             yield from apply_joint_transforms_action_steps(
                 arm_obj, transforms, parents, rest_root=joints[0], frame_start=frame_start,

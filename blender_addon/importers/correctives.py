@@ -110,14 +110,14 @@ def bake_from_result(mesh_obj: bpy.types.Object, arrays: dict, frame_start: int)
 
 def bake_from_result_steps(mesh_obj: bpy.types.Object, arrays: dict, frame_start: int) -> Steps[int]:
     """:func:`bake_from_result` in steps (offsets by blocks of vertices, then a key per step)."""
-    from .arrays import pick
+    from .arrays import BODY_RESULT, pick
 
-    rest = pick(arrays, "rest_vertices", "vertices")
-    posed = pick(arrays, "posed_vertices", required=False)
-    transforms = pick(arrays, "joint_transforms", required=False)
+    rest = pick(arrays, BODY_RESULT.rest_vertices)
+    posed = pick(arrays, BODY_RESULT.posed_vertices, required=False)
+    transforms = pick(arrays, BODY_RESULT.joint_transforms, required=False)
     if posed is None or transforms is None or len(mesh_obj.data.vertices) != len(rest):
         return 0
-    joints = pick(arrays, "joints_rest", "rest_joints", "joints")
-    weights = pick(arrays, "weights", "skinning_weights")
+    joints = pick(arrays, BODY_RESULT.joints_rest)
+    weights = pick(arrays, BODY_RESULT.weights)
     offsets = yield from corrective_offsets_steps(rest, joints, weights, transforms, posed)
     return (yield from bake_correctives_steps(mesh_obj, offsets, frame_start))

@@ -27,7 +27,7 @@ def synthetic_avatar() -> dict[str, np.ndarray]:
     return {
         **body,
         "vertices": vertices.astype(np.float32),
-        "joints_rest": body.pop("rest_joints").astype(np.float32),
+        "joints_rest": body.pop("joints_rest").astype(np.float32),
         "uvs": rng.uniform(size=(len(vertices), 2)).astype(np.float32),
         "normals": (normals / np.linalg.norm(normals, axis=1, keepdims=True)).astype(np.float32),
         "texture": texture,

@@ -66,7 +66,7 @@ def synthetic_body(seed: int = 0) -> dict[str, np.ndarray]:
         "rest_vertices": verts,
         "faces": faces,
         "weights": weights.astype(np.float32),
-        "rest_joints": joints,
+        "joints_rest": joints,
         "parents": np.asarray(smplx_rig.PARENTS),
     }
 
@@ -108,7 +108,7 @@ def test_import_builds_a_skinned_rig(clean_scene) -> None:
         assert (bone.parent.name if bone.parent else None) == (
             smplx_rig.JOINT_NAMES[parent] if parent >= 0 else None
         )
-        np.testing.assert_allclose(np.array(bone.head_local), C @ body["rest_joints"][j], atol=1e-6)
+        np.testing.assert_allclose(np.array(bone.head_local), C @ body["joints_rest"][j], atol=1e-6)
         assert bone[smplx_rig.JOINT_PROPERTY] == j
     weights = np.zeros((len(mesh_obj.data.vertices), 55))
     index = {g.index: smplx_rig.JOINT_NAMES.index(g.name) for g in mesh_obj.vertex_groups}
@@ -134,7 +134,7 @@ def test_pose_action_deforms_like_smplx_and_exports_back(clean_scene) -> None:
         scene.frame_set(frame)
         expected = smplx_lbs(
             body["rest_vertices"],
-            body["rest_joints"],
+            body["joints_rest"],
             body["weights"].astype(np.float64),
             pose[frame - 3],
             transl[frame - 3],
@@ -161,20 +161,20 @@ def test_reshape_keeps_the_meaning_of_existing_keys(clean_scene) -> None:
     # Another shape: joints move (proportions change), the rig and its action stay.
     other = synthetic_body(seed=8)
     scale = np.array([1.1, 0.9, 1.05])
-    other["rest_joints"] = other["rest_joints"] * scale
+    other["joints_rest"] = other["joints_rest"] * scale
     other["rest_vertices"] = other["rest_vertices"] * scale
     arm_after, mesh_after = import_body_mesh(other, {}, name="Reshaped", target=arm_obj)
     assert arm_after == arm_obj and mesh_after == mesh_obj and len(mesh_obj.data.vertices) == 660
     for bone in arm_obj.data.bones:
         np.testing.assert_allclose(np.array(bone.matrix_local.to_3x3()), rest_before[bone.name], atol=1e-5)
         np.testing.assert_allclose(
-            np.array(bone.head_local), C @ other["rest_joints"][bone[smplx_rig.JOINT_PROPERTY]], atol=1e-6
+            np.array(bone.head_local), C @ other["joints_rest"][bone[smplx_rig.JOINT_PROPERTY]], atol=1e-6
         )
     scene = clean_scene
     scene.frame_start, scene.frame_end = 1, 2
     scene.frame_set(2)
     expected = smplx_lbs(
-        other["rest_vertices"], other["rest_joints"], other["weights"].astype(np.float64), pose[1], transl[1]
+        other["rest_vertices"], other["joints_rest"], other["weights"].astype(np.float64), pose[1], transl[1]
     )
     np.testing.assert_allclose(evaluated_vertices(mesh_obj), expected @ C.T, atol=2e-5)
 
@@ -194,7 +194,7 @@ def test_export_folds_the_object_transform_into_the_root(clean_scene) -> None:
     # The exported parameters, skinned in the protocol frame, give the world-space Blender mesh.
     expected = smplx_lbs(
         body["rest_vertices"],
-        body["rest_joints"],
+        body["joints_rest"],
         body["weights"].astype(np.float64),
         full[1],
         motion["transl"][1],
@@ -223,7 +223,7 @@ def test_amass_z_up_motion_lands_where_amass_puts_it(clean_scene, tmp_path) -> N
     scene.frame_set(2)
     # AMASS: smplx forward with root_orient/trans in its Z-up world, which is Blender's world.
     amass = smplx_lbs(
-        body["rest_vertices"], body["rest_joints"], body["weights"].astype(np.float64), pose[2], trans[2]
+        body["rest_vertices"], body["joints_rest"], body["weights"].astype(np.float64), pose[2], trans[2]
     )
     np.testing.assert_allclose(evaluated_vertices(mesh_obj), amass, atol=2e-5)
     motion = motion_io.load_amass(tmp_path / "walk.npz")
@@ -284,7 +284,7 @@ def test_pose_correctives_are_baked_as_shape_keys(clean_scene) -> None:
     weights = body["weights"].astype(np.float64)
     posed = np.stack(
         [
-            smplx_lbs(body["rest_vertices"] + extra[f], body["rest_joints"], weights, pose[f], transl[f])
+            smplx_lbs(body["rest_vertices"] + extra[f], body["joints_rest"], weights, pose[f], transl[f])
             for f in range(frames)
         ]
     )
@@ -296,15 +296,15 @@ def test_pose_correctives_are_baked_as_shape_keys(clean_scene) -> None:
             rot = rodrigues(pose[f, j])
             if parent < 0:
                 transforms[f, j, :3, :3] = rot
-                transforms[f, j, :3, 3] = body["rest_joints"][j] + transl[f]
+                transforms[f, j, :3, 3] = body["joints_rest"][j] + transl[f]
             else:
                 transforms[f, j, :3, :3] = transforms[f, parent, :3, :3] @ rot
-                offset = body["rest_joints"][j] - body["rest_joints"][parent]
+                offset = body["joints_rest"][j] - body["joints_rest"][parent]
                 transforms[f, j, :3, 3] = (
                     transforms[f, parent, :3, :3] @ offset + transforms[f, parent, :3, 3]
                 )
     np.testing.assert_allclose(
-        corrective_offsets(body["rest_vertices"], body["rest_joints"], weights, transforms, posed),
+        corrective_offsets(body["rest_vertices"], body["joints_rest"], weights, transforms, posed),
         extra,
         atol=1e-7,
     )

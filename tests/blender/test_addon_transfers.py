@@ -124,7 +124,7 @@ def avatar_sized_result(seed: int = 1) -> dict[str, np.ndarray]:
     """An avatar.from_views-like result of SMPL-X size: ~10k vertices on the 55-joint tree,
     4 weights each, per-vertex UVs and normals, a 1024² texture."""
     body = synthetic_body(seed)
-    joints = body["rest_joints"]
+    joints = body["joints_rest"]
     rng = np.random.default_rng(seed)
     verts = np.repeat(joints, 190, axis=0) + rng.normal(scale=0.05, size=(55 * 190, 3))
     dist = np.linalg.norm(verts[:, None] - joints[None], axis=2)

@@ -67,7 +67,7 @@ BACKEND_SCRIPT = textwrap.dedent(
 def backend_frames(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, np.ndarray]]:
     """AMASS files written by the backend's environment and the frames its reader made of them."""
     out = tmp_path_factory.mktemp("amass")
-    pelvis = synthetic_body(seed=BODY_SEED)["rest_joints"][0]
+    pelvis = synthetic_body(seed=BODY_SEED)["joints_rest"][0]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     numbers = [FRAMES, SOURCE_FPS, TARGET_FPS, *pelvis.tolist()]
     result = subprocess.run(
@@ -82,7 +82,7 @@ def backend_frames(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_addon_and_backend_read_the_same_frames(backend_frames, layout: str) -> None:
     folder, backend = backend_frames
-    pelvis = synthetic_body(seed=BODY_SEED)["rest_joints"][0]
+    pelvis = synthetic_body(seed=BODY_SEED)["joints_rest"][0]
     loaded = motion_io.load_amass(folder / f"{layout}.npz", rest_pelvis=pelvis)
     motion = motion_io.resample(loaded, TARGET_FPS)
     assert motion.source_model == layout and sys.modules.get("scipy") is None
@@ -111,7 +111,7 @@ def test_load_amass_operator_plays_the_backends_frames(clean_scene, backend_fram
         scene.frame_set(1 + index)
         expected = smplx_lbs(
             body["rest_vertices"],
-            body["rest_joints"],
+            body["joints_rest"],
             body["weights"].astype(np.float64),
             backend[f"{layout}_pose"][index],
             backend[f"{layout}_transl"][index],

@@ -84,6 +84,18 @@ def test_names_catch_typos() -> None:
         _ = kinds.names("body.mesh").model_path
 
 
+def test_result_names_are_the_declared_arrays_only() -> None:
+    body = kinds.result_names("body.mesh")
+    assert body.rest_vertices == "rest_vertices" and body.joint_transforms == "joint_transforms"
+    for kind, c in KINDS.items():
+        for array in c.result.arrays:
+            assert getattr(kinds.result_names(kind), array.name) == array.name
+    with pytest.raises(AttributeError, match="result array"):
+        _ = body.rest_joints  # an alias the add-on once guessed; not in the contract
+    with pytest.raises(AttributeError):
+        _ = kinds.result_names("body.mesh").betas  # a param, not a result array
+
+
 def test_describe_every_kind() -> None:
     for kind in KINDS:
         text = kinds.describe(kind)
