@@ -1,7 +1,8 @@
-"""``clips vis``: a contact sheet of one clip: masks, boxes and COCO keypoints over the RGB frames.
+"""``clips vis``: masks, boxes and COCO keypoints over the RGB frames of one clip.
 
-Rows are cameras, columns frames (at most ``columns``, evenly spread). Each person has one colour:
-its modal mask is tinted, its box drawn, its skeleton drawn between keypoints that are labelled;
+A contact sheet (PNG): rows are cameras, columns frames (at most ``columns``, evenly spread). An
+overlay video (mp4): every frame, the cameras tiled in a grid. Each person has one colour: its
+modal mask is tinted, its box drawn, its skeleton drawn between keypoints that are labelled;
 visible keypoints (v = 2) are filled discs, hidden ones (v = 1) rings.
 """
 
@@ -13,7 +14,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from backend.clips.coco import COCO17_SKELETON
-from backend.clips.read import read_clip
+from backend.clips.read import Clip, read_clip
+from backend.preview.video import write_mp4
 
 PERSON_COLORS = np.array([(230, 60, 60), (60, 160, 240), (80, 210, 90), (240, 200, 40)], dtype=np.float32)
 
@@ -44,18 +46,41 @@ def draw_frame(rgb: np.ndarray, instance: np.ndarray | None, coco17: np.ndarray,
     return out
 
 
+def _tile(clip: Clip, camera: str, frame: int) -> Image.Image:
+    cam = clip.cameras[camera]
+    W, H = clip.info["width"], clip.info["height"]
+    rgb = cam.rgb[frame] if cam.rgb is not None else np.zeros((H, W, 3), np.uint8)
+    return draw_frame(rgb, None if cam.instance is None else np.asarray(cam.instance[frame]),
+                      cam.annotations["coco17"][frame], cam.annotations["bbox"][frame])
+
+
 def contact_sheet(dataset: str | Path, clip_id: str, out: str | Path, columns: int = 6) -> Path:
     clip = read_clip(dataset, clip_id)
     F, W, H = clip.info["frames"], clip.info["width"], clip.info["height"]
     frames = sorted(set(np.linspace(0, F - 1, min(columns, F)).round().astype(int).tolist()))
     sheet = Image.new("RGB", (W * len(frames), H * len(clip.cameras)))
-    for row, cam in enumerate(clip.cameras.values()):
+    for row, camera in enumerate(clip.cameras):
         for col, f in enumerate(frames):
-            rgb = cam.rgb[f] if cam.rgb is not None else np.zeros((H, W, 3), np.uint8)
-            tile = draw_frame(rgb, None if cam.instance is None else np.asarray(cam.instance[f]),
-                              cam.annotations["coco17"][f], cam.annotations["bbox"][f])
-            sheet.paste(tile, (col * W, row * H))
+            sheet.paste(_tile(clip, camera, f), (col * W, row * H))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out)
     return out
+
+
+def overlay_video(dataset: str | Path, clip_id: str, out: str | Path) -> Path:
+    """Every frame of the clip with its overlays, the cameras tiled row-major in a near-square grid."""
+    clip = read_clip(dataset, clip_id)
+    F, W, H = clip.info["frames"], clip.info["width"], clip.info["height"]
+    names = list(clip.cameras)
+    columns = int(np.ceil(np.sqrt(len(names))))
+    rows = int(np.ceil(len(names) / columns))
+
+    def frames():  # one frame in memory at a time
+        for f in range(F):
+            grid = Image.new("RGB", (W * columns, H * rows))
+            for i, camera in enumerate(names):
+                grid.paste(_tile(clip, camera, f), ((i % columns) * W, (i // columns) * H))
+            yield np.asarray(grid)
+
+    return write_mp4(Path(out), frames(), fps=float(clip.info.get("fps", 30.0)))

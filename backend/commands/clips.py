@@ -48,7 +48,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     vis = sub.add_parser("vis", help="contact sheet of a clip: keypoints, masks, boxes over RGB")
     vis.add_argument("dataset", type=Path)
     vis.add_argument("--clip", required=True)
-    vis.add_argument("--out", type=Path, required=True, help="PNG file")
+    vis.add_argument("--out", type=Path, required=True,
+                     help="sheet.png (a contact sheet) or overlay.mp4 (every frame, cameras tiled)")
     vis.set_defaults(func=run_vis)
     return parser
 
@@ -137,10 +138,11 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_vis(args: argparse.Namespace) -> int:
-    from backend.clips.vis import contact_sheet
+    from backend.clips.vis import contact_sheet, overlay_video
 
+    write = overlay_video if args.out.suffix.lower() == ".mp4" else contact_sheet
     try:
-        path = contact_sheet(args.dataset, args.clip, args.out)
+        path = write(args.dataset, args.clip, args.out)
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

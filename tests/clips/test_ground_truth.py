@@ -160,6 +160,26 @@ def test_vis_sheet_and_reader_shapes(dataset: Path, tmp_path: Path) -> None:
     assert Image.open(out).size == (96 * F, 72 * len(clip.cameras))
 
 
+def test_vis_video_has_every_frame_with_the_cameras_tiled(dataset: Path, tmp_path: Path) -> None:
+    import imageio.v3 as iio
+
+    cid = _clips(dataset)[0]
+    clip = read_clip(dataset, cid)
+    out = tmp_path / "overlay.mp4"
+    assert main(["clips", "vis", str(dataset), "--clip", cid, "--out", str(out)]) == 0
+    frames = np.stack(list(iio.imiter(out)))
+    columns = int(np.ceil(np.sqrt(len(clip.cameras))))
+    rows = int(np.ceil(len(clip.cameras) / columns))
+    assert frames.shape == (clip.info["frames"], 72 * rows, 96 * columns, 3)
+    # the first tile is camera 0's first frame with its overlays (lossy video: compare loosely)
+    from backend.clips.vis import _tile
+
+    first = frames[0, :72, :96].astype(np.float32)
+    same = np.abs(first - np.asarray(_tile(clip, "cam_00", 0), dtype=np.float32)).mean()
+    other = np.abs(first - np.asarray(_tile(clip, "cam_01", 0), dtype=np.float32)).mean()
+    assert same < 8.0 and other > 2 * same, (same, other)
+
+
 def test_surface_distance_is_exact_where_the_kd_tree_guess_is_not() -> None:
     from backend.mesh.closest import closest_on_triangles
 
