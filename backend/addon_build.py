@@ -383,7 +383,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Add ``addon build`` to the ``avatar-studio`` command line (called by backend/cli.py)."""
+    """Add ``addon build`` to the ``avatar-studio`` command line (called by backend/cli/)."""
     addon = subparsers.add_parser(
         "addon", help="Blender add-on tools", description="Build the Blender extension zip."
     )

@@ -32,8 +32,9 @@ BACKEND_LAYERS: dict[str, frozenset[str]] = {
     "backend.server": frozenset({"backend.jobs", "backend.models"}),
     "backend.commands": frozenset({*LIBRARIES, "backend.jobs"}),
 }
-# Entry points (the command line, its serve/prune options, the add-on packager) see everything.
-ENTRY_POINTS = ("backend.cli", "backend.cli_fair", "backend.__main__", "backend.addon_build")
+# Entry points (the command line: the package backend/cli/, one module per command group, and
+# backend/__main__.py; the add-on packager) see everything.
+ENTRY_POINTS = ("backend.cli", "backend.__main__", "backend.addon_build")
 BACKEND_LAYERS.update({name: frozenset({*BACKEND_LAYERS, *ENTRY_POINTS}) for name in ENTRY_POINTS})
 FOREIGN = {  # top-level packages a part must never import
     "protocol": {"torch", "bpy", "backend", "blender_addon"},

@@ -1,6 +1,6 @@
 """CLI: ``avatar-studio avatar --views DIR --out DIR`` and ``avatar-studio avatar make-synthetic --out DIR``.
 
-Registered by backend/cli.py through ``register(subparsers)``. torch and the stages are imported
+Registered by backend/cli/ through ``register(subparsers)``. torch and the stages are imported
 inside the handlers, so ``--help`` stays fast.
 """
 

@@ -1,6 +1,6 @@
 """``avatar-studio preview``: render the posed body to PNG sequences + mp4 from the command line.
 
-``backend/cli.py`` calls :func:`register` to add the sub-command; ``python -m backend.commands.preview``
+``backend/cli/`` calls :func:`register` to add the sub-command; ``python -m backend.commands.preview``
 runs it alone. torch and the body model are imported only when the command runs.
 """
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend.cli_fair import parse_size
+from backend.cli.serve import parse_size
 from backend.server.artifacts import ArtifactStore, DiskQuotaExceeded
 from backend.server.inputs import StagedInputs
 from backend.server.jobstore import JobStore
