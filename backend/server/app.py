@@ -72,8 +72,8 @@ from .datadir import (
     local_endpoint,
     secure_data_dir,
 )
-from .executor import (
-    Executor,
+from .executor import Executor
+from .executor_events import (
     ExecutorEvent,
     JobCancelledEvent,
     JobFailed,
