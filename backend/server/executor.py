@@ -43,11 +43,16 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from backend.jobs.api import JOB_KINDS, JobKind
 
-from .artifacts import ArtifactRecord
+from .executor_events import (
+    ExecutorEvent,
+    JobCancelledEvent,
+    JobFailed,
+    JobProgressed,
+    JobStarted,
+    JobSucceeded,
+)
 from .worker import worker_main
 
 log = logging.getLogger(__name__)
@@ -55,45 +60,6 @@ log = logging.getLogger(__name__)
 DEFAULT_CANCEL_GRACE_S = 0.5  # a job that ignores a cancel this long is killed
 RESPAWN_BACKOFF_S = 1.0  # a worker that keeps dying at start is not respawned in a hot loop
 MAX_START_FAILURES = 3  # then queued jobs fail instead of waiting forever (respawning goes on)
-
-
-# --- events returned by Executor.service() -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class JobStarted:
-    job_id: str
-    pid: int
-
-
-@dataclass(frozen=True)
-class JobProgressed:
-    job_id: str
-    fraction: float
-    stage: str
-    message: str
-    preview: np.ndarray | None = None
-
-
-@dataclass(frozen=True)
-class JobSucceeded:
-    job_id: str
-    data: dict[str, Any]
-    artifacts: list[ArtifactRecord]
-
-
-@dataclass(frozen=True)
-class JobFailed:
-    job_id: str
-    error: dict[str, str]  # {ename, evalue, traceback}
-
-
-@dataclass(frozen=True)
-class JobCancelledEvent:
-    job_id: str
-
-
-ExecutorEvent = JobStarted | JobProgressed | JobSucceeded | JobFailed | JobCancelledEvent
 
 
 def _describe_exit(exitcode: int | None) -> str:

@@ -13,7 +13,7 @@ client is one if its record says so (``keys create NAME --admin``).
 
 The hook for other server features (quotas, rate limits): :func:`client_id_of` gives the client
 id of raw received frames before anything is parsed or verified (it is authenticated by CURVE,
-not by the HMAC), and ``Server.client_of(routing_id).client_id`` the same for a handled request.
+not by the HMAC), and ``Receiver.client_of(routing_id).client_id`` the same for a handled request.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ be lost (replies, terminal events) here, to retry each loop iteration. A peer th
 would make this grow without end, so each peer may have at most :data:`MAX_MESSAGES_PER_PEER`
 messages and :data:`MAX_BYTES_PER_PEER` bytes waiting here, and none older than
 :data:`TTL_S`; past either bound the server drops the peer: its waiting messages are discarded,
-its subscriptions forgotten, and its requests ignored for a while (``Server._drop_peer``). A
+its subscriptions forgotten, and its requests ignored for a while (``Sender.drop_peer``). A
 client that comes back re-``attach``es and gets the final state from the job store, which is the
 real delivery guarantee (docs/protocol.md §4).
 

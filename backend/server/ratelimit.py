@@ -9,7 +9,7 @@ with bursts up to :data:`DEFAULT_BURST`.
 
 A client may start a request while it has any credit; the cost is charged afterwards (it is only
 known then), so a bucket can go into debt, at most one burst deep. A client in debt gets
-``RateLimited`` error replies (themselves limited, see ``Server._may_send_error``) without its
+``RateLimited`` error replies (themselves limited, see ``Receiver.may_send_error``) without its
 requests being read further, so a flood costs the loop a dictionary lookup per message.
 """
 

@@ -77,7 +77,7 @@ def test_progress_dropped_terminal_event_delivered_later(live_server: tuple[Serv
         time.sleep(0.2)
         assert server.stats["dropped_progress"] > 0  # progress was thrown away, not queued
         with server.loop_lock:  # type: ignore[attr-defined]
-            waiting = [item.message.msg_type for item in server._outbox]
+            waiting = [item.message.msg_type for item in server.sender.outbox]
         assert M.JOB_SUCCEEDED in waiting and M.JOB_PROGRESS not in waiting
         assert client.jobs[job_id].state != M.SUCCEEDED
         stalling.stalled.clear()  # the peer reads again: the kept messages go out, in order
@@ -87,9 +87,9 @@ def test_progress_dropped_terminal_event_delivered_later(live_server: tuple[Serv
         deadline = time.monotonic() + 5  # the loop thread empties the outbox on its next turns
         while time.monotonic() < deadline:
             with server.loop_lock:  # type: ignore[attr-defined]
-                if not server._outbox:
+                if not server.sender.outbox:
                     break
             time.sleep(0.02)
         with server.loop_lock:  # type: ignore[attr-defined]
-            assert not server._outbox
+            assert not server.sender.outbox
         store.close()

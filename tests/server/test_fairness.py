@@ -346,7 +346,8 @@ def test_dropped_peer_loses_its_subscriptions_and_waiting_messages(tmp_path: Pat
         subscribed = False
         while True:
             with lock:
-                subscribed = subscribed or any(b"non-reader" in r.subscribers for r in server._jobs.values())
+                runtimes = server.live_jobs.runtimes.values()
+                subscribed = subscribed or any(b"non-reader" in r.subscribers for r in runtimes)
                 if server.stats["dropped_peers"]:
                     break
             assert time.monotonic() < deadline, "never dropped"
@@ -359,8 +360,8 @@ def test_dropped_peer_loses_its_subscriptions_and_waiting_messages(tmp_path: Pat
             time.sleep(0.01)
         assert subscribed  # it was a subscriber before it was dropped
         with lock:
-            assert not any(b"non-reader" in r.subscribers for r in server._jobs.values())
-            assert not server._outbox.blocked(b"non-reader")
+            assert not any(b"non-reader" in r.subscribers for r in server.live_jobs.runtimes.values())
+            assert not server.sender.outbox.blocked(b"non-reader")
             job = server.store.list(None, 1)[0]  # type: ignore[union-attr]  # its job, newest
         assert job.kind == "system.sleep" and not job.terminal  # dropped while following a live job
         with Client.from_connection_file(server.connection_file, timeout=30) as other:  # others: served
