@@ -198,6 +198,16 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def add_follow_options(p: argparse.ArgumentParser) -> None:
+    """Options of the commands that follow a job to its end (submit --wait, attach)."""
+    p.add_argument(
+        "--wait-timeout", type=float, default=None, metavar="S", help="give up waiting after S seconds"
+    )
+    p.add_argument(
+        "--progress", action="store_true", help="show the progress bar even when stderr is not a tty"
+    )
+
+
 def register(sub: Any) -> None:
     from protocol.kinds import KINDS
 
@@ -233,12 +243,7 @@ def register(sub: Any) -> None:
         metavar="K",
         help="submitting the same key again returns the same job instead of running it twice",
     )
-    p.add_argument(
-        "--wait-timeout", type=float, default=None, metavar="S", help="give up waiting after S seconds"
-    )
-    p.add_argument(
-        "--progress", action="store_true", help="show the progress bar even when stderr is not a tty"
-    )
+    add_follow_options(p)
     add_connection(p)
     add_json(p)
     p.set_defaults(func=cmd_submit)
@@ -251,12 +256,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("job_id")
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="download the artifacts into DIR")
-    p.add_argument(
-        "--wait-timeout", type=float, default=None, metavar="S", help="give up waiting after S seconds"
-    )
-    p.add_argument(
-        "--progress", action="store_true", help="show the progress bar even when stderr is not a tty"
-    )
+    add_follow_options(p)
     add_connection(p)
     add_json(p)
     p.set_defaults(func=cmd_attach)
