@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from backend.models.registry import ROLES, ModelLoadError, ModelMissingError, ModelRegistry
@@ -311,3 +312,20 @@ LOADERS: dict[str, Any] = {
     "pose-estimator": load_pose_estimator,
 }
 assert set(LOADERS) == set(ROLES) - {"smplx"}, "every role but smplx has a loader here"
+
+
+# Marigold's camera frame (x right, y up, z towards the viewer) -> OpenCV's (x right, y down,
+# z forward), the camera frame of docs/protocol.md section 5.
+MARIGOLD_TO_OPENCV = np.array([1.0, -1.0, -1.0], dtype=np.float32)
+
+
+def estimate_normals(pipe: Any, rgb: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Camera-space unit normals (H,W,3), OpenCV axes, of an (H,W,3) float RGB image in [0,1],
+    by the ``normal-estimator`` pipeline (:func:`load_normal_estimator`); seeded."""
+    from PIL import Image
+
+    image = Image.fromarray((np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), "RGB")
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    pred = pipe(image, generator=generator).prediction  # (1,H,W,3) numpy, input resolution
+    n = np.asarray(pred[0], dtype=np.float32) * MARIGOLD_TO_OPENCV
+    return n / np.maximum(np.linalg.norm(n, axis=-1, keepdims=True), 1e-6)
