@@ -25,7 +25,7 @@ import sys
 from typing import Any
 
 from backend.cli import jobs, keys, models, serve
-from backend.cli.common import EXIT_ERROR
+from backend.cli.common import EXIT_ERROR, add_models_file, use_models_file
 
 PLUGIN_MODULES = ["backend.commands.preview", "backend.commands.avatar", "backend.addon_build",
                   "backend.commands.clips"]
@@ -53,6 +53,7 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     from backend import __version__
 
     parser.add_argument("--version", action="version", version=f"avatar-studio {__version__}")
+    add_models_file(parser)  # for every command; `models ...` and `serve` also take it after their name
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve.register(sub)
     jobs.register(sub)  # submit, attach, jobs (+ jobs prune), cancel: in this order in --help
@@ -67,8 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     # A built-in command does not need the plug-ins: skipping them keeps `serve` free of whatever
     # they import (a plug-in that imports torch at module level would land torch in the server).
-    command = next((a for a in argv if not a.startswith("-")), None)
+    command = next(
+        (a for i, a in enumerate(argv) if not a.startswith("-") and argv[i - 1 : i] != ["--models"]), None
+    )
     args = build_parser(plugins=command not in BUILTIN_COMMANDS).parse_args(argv)
+    use_models_file(args)  # --models FILE -> $AVATAR_STUDIO_MODELS, for this process and its workers
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:  # e.g. `avatar-studio jobs | head`: stop quietly, as Unix tools do

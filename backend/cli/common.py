@@ -1,10 +1,11 @@
 """What every built-in command shares: exit codes, the ``--json``, ``--connection``/``--timeout`` and
-``--data-dir`` options, the client they open, JSON output and the error report."""
+``--data-dir`` and ``--models`` options, the client they open, JSON output and the error report."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -73,3 +74,29 @@ def fail(args: argparse.Namespace, exc: BaseException) -> int:
     else:
         print(f"error: {ename}: {evalue}", file=sys.stderr)
     return EXIT_ERROR
+
+
+def add_models_file(parser: argparse.ArgumentParser) -> None:
+    """``--models FILE``: a models.toml used instead of ``<data-dir>/models.toml`` (docs/models.md).
+
+    One definition for the top-level parser and the commands that read models (``models ...``,
+    ``serve``); ``SUPPRESS`` keeps a sub-command from resetting a value given before it.
+    """
+    parser.add_argument(
+        "--models",
+        type=Path,
+        default=argparse.SUPPRESS,
+        metavar="FILE",
+        help="models.toml to use instead of <data-dir>/models.toml (e.g. one written by "
+        "`models make-tiny`); also $AVATAR_STUDIO_MODELS, which job workers inherit",
+    )
+
+
+def use_models_file(args: argparse.Namespace) -> None:
+    """Make ``--models FILE`` this process's registry file: ``$AVATAR_STUDIO_MODELS`` (absolute),
+    which every registry load reads and the server's job workers inherit."""
+    from backend.models.registry import MODELS_FILE_ENV
+
+    models = getattr(args, "models", None)
+    if models is not None:
+        os.environ[MODELS_FILE_ENV] = str(Path(models).expanduser().absolute())

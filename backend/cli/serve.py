@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from backend.cli.common import EXIT_OK, add_data_dir, add_json, data_dir_of, fail
+from backend.cli.common import EXIT_OK, add_data_dir, add_json, add_models_file, data_dir_of, fail
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 _SIZE_UNIT = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -28,7 +28,13 @@ def parse_size(text: str) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from backend.models.registry import ModelConfigError, ModelRegistry
     from backend.server.app import Server, ServerConfig, ServerStartError
+
+    try:  # a --models file that is missing or malformed stops the start, not each job later
+        ModelRegistry.load(data_dir_of(args))
+    except ModelConfigError as exc:
+        return fail(args, exc)
 
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper()),
@@ -85,6 +91,7 @@ def register(sub: Any) -> None:
         "<data-dir>/connection.json (mode 0600), runs jobs in worker processes.",
     )
     add_data_dir(p)
+    add_models_file(p)  # -> $AVATAR_STUDIO_MODELS, inherited by the job workers
     p.add_argument(
         "--bind",
         default=None,

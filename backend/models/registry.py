@@ -1,23 +1,42 @@
 """One registry of the learned weights the pipelines use, by *role*.
 
-A role (``smplx``, ``normal-estimator``) names what a pipeline needs, not
-which checkpoint provides it. ``<data-dir>/models.toml`` maps a role to a local ``path`` and/or a
-Hugging Face ``hub_id`` (+ ``revision``); a role absent from the file uses the default hub id below.
-Example::
+A role (``base-diffusion``, ``pose-estimator``) names what a pipeline needs, not which checkpoint
+provides it. A ``models.toml`` maps a role to a local ``path`` and/or a Hugging Face ``hub_id``
+(+ ``revision``); a role absent from the file uses the default hub id below. The file is
+``<data-dir>/models.toml``, or the one named by ``--models FILE`` (any command; the CLI puts it in
+``$AVATAR_STUDIO_MODELS``, which the server's job workers inherit). Example::
 
-    [models.normal-estimator]
-    path = "/data/weights/marigold-normals"   # a local folder wins over the hub id
+    [models.base-diffusion]
+    path = "/data/weights/sd15"            # a local folder wins over the hub id
+
+    [models.controlnet-openpose]
+    hub_id = "lllyasviel/control_v11p_sd15_openpose"
+    revision = "main"
 
     [models.smplx]
     path = "/data/smplx"            # folder holding SMPLX_NEUTRAL.npz (licensed, see smpl-x.is.tue.mpg.de)
     # path = "/data/smplx/SMPLX_NEUTRAL.pkl"   # a .pkl is used only when named like this (it is a pickle)
 
-Resolution never touches the network: a configured ``path`` that exists, else the Hugging Face
-cache (``huggingface_hub`` with ``local_files_only=True`` when installed, else the documented cache
-layout ``$HF_HUB_CACHE`` / ``$HF_HOME/hub`` / ``~/.cache/huggingface/hub``,
-``models--ORG--NAME/snapshots/<commit>``). Downloading is the user's explicit step (the how-to
-line says which command). ``models make-tiny`` (tiny random models for tests) comes with a later
-issue.
+Relative paths are relative to the file. Resolution never touches the network: a configured
+``path`` that exists, else the Hugging Face cache (``huggingface_hub`` with
+``local_files_only=True`` when installed, else the documented cache layout ``$HF_HUB_CACHE`` /
+``$HF_HOME/hub`` / ``~/.cache/huggingface/hub``, ``models--ORG--NAME/snapshots/<commit>``).
+Downloading is the user's explicit step, ``avatar-studio models download ROLE``
+(:mod:`backend.models.download`); ``avatar-studio models make-tiny DIR`` writes tiny random models
+in the real formats and a ``models.toml`` naming them (:mod:`backend.models.tiny`, for tests).
+
+Roles and who reads them (each loads through :mod:`backend.models.load`; docs/models.md):
+
+- ``base-diffusion``, ``controlnet-openpose|depth|normal``, ``vae``: ``load_controlnet_pipeline``,
+  the multi-view synthesis of ``backend/generate/`` (``vae`` is an optional override of the base
+  folder's own VAE: used when present or configured).
+- ``clip``: ``load_clip`` (open_clip), identity-consistency metrics of generated views.
+- ``normal-estimator``: ``load_normal_estimator`` (Marigold normals), the sculpt stage
+  (``backend/avatar/geometry/sculpt.py``) for views without normal maps.
+- ``pose-estimator``: ``load_pose_estimator`` (ViTPose), 2D keypoints for body fitting.
+- ``smplx``: the licensed body every body job uses (``backend/body/model.py``), else the stand-in.
+
+This module stays light (no torch): the server imports it for ``system.info``.
 """
 
 from __future__ import annotations
@@ -35,28 +54,122 @@ from protocol import default_data_dir
 CONFIG_NAME = "models.toml"
 
 
+MODELS_FILE_ENV = "AVATAR_STUDIO_MODELS"  # a models.toml used instead of <data-dir>/models.toml
+
+# What `models download` fetches of a repo: the weights the loaders read, in safetensors, without
+# the full-checkpoint files, fp16/non-EMA variants and safety checker a hub repo may also hold.
+_DIFFUSERS_PIPELINE_FILES = (
+    "model_index.json",
+    "scheduler/*",
+    "tokenizer/*",
+    "text_encoder/config.json",
+    "text_encoder/model.safetensors",
+    "unet/config.json",
+    "unet/diffusion_pytorch_model.safetensors",
+    "vae/config.json",
+    "vae/diffusion_pytorch_model.safetensors",
+)
+_DIFFUSERS_MODEL_FILES = ("config.json", "diffusion_pytorch_model.safetensors")
+
+
 @dataclass(frozen=True)
 class ModelRole:
     name: str
     description: str
     default_hub_id: str | None  # None: not downloadable (licensed), a local path is required
+    consumer: str = ""  # which pipeline reads it (docs, `models list`)
+    loader: str = ""  # the function of backend.models.load that loads it
+    files: tuple[str, ...] = ()  # allow_patterns for `models download` (empty: the whole repo)
+    license: str = ""
+    optional: bool = False  # a pipeline works without it (unless models.toml configures it)
 
 
-# Only roles some code reads. Roles for the generative pipelines (diffusion, ControlNet, VAE, CLIP,
-# depth, MIMO) come back with the code that loads them: a role nothing consumes would be reported
-# as "present" or "missing" for no effect.
+# Only roles some code loads (backend/models/load.py) and a test exercises: a role nothing consumes
+# would be reported as "present" or "missing" for no effect.
 ROLES: dict[str, ModelRole] = {
     r.name: r
     for r in [
         ModelRole(
-            "smplx",
-            "SMPL-X body model files (licensed; every body job uses them, else a generated stand-in)",
-            None,
+            "base-diffusion",
+            "Stable Diffusion 1.5 in diffusers format (unet, vae, text_encoder, tokenizer, scheduler)",
+            "stable-diffusion-v1-5/stable-diffusion-v1-5",
+            "multi-view synthesis (backend/generate)",
+            "load_controlnet_pipeline",
+            _DIFFUSERS_PIPELINE_FILES,
+            "CreativeML OpenRAIL-M",
+        ),
+        ModelRole(
+            "controlnet-openpose",
+            "ControlNet 1.1 conditioned on OpenPose skeleton images (SD 1.5)",
+            "lllyasviel/control_v11p_sd15_openpose",
+            "multi-view synthesis (backend/generate)",
+            "load_controlnet_pipeline",
+            _DIFFUSERS_MODEL_FILES,
+            "OpenRAIL",
+        ),
+        ModelRole(
+            "controlnet-depth",
+            "ControlNet 1.1 conditioned on depth images (SD 1.5)",
+            "lllyasviel/control_v11f1p_sd15_depth",
+            "multi-view synthesis (backend/generate)",
+            "load_controlnet_pipeline",
+            _DIFFUSERS_MODEL_FILES,
+            "OpenRAIL",
+        ),
+        ModelRole(
+            "controlnet-normal",
+            "ControlNet 1.1 conditioned on normal maps (BAE convention, SD 1.5)",
+            "lllyasviel/control_v11p_sd15_normalbae",
+            "multi-view synthesis (backend/generate)",
+            "load_controlnet_pipeline",
+            _DIFFUSERS_MODEL_FILES,
+            "OpenRAIL",
+        ),
+        ModelRole(
+            "vae",
+            "optional VAE replacing the base model's own (sharper decodes)",
+            "stabilityai/sd-vae-ft-mse",
+            "multi-view synthesis (backend/generate)",
+            "load_controlnet_pipeline",
+            _DIFFUSERS_MODEL_FILES,
+            "MIT",
+            optional=True,
+        ),
+        ModelRole(
+            "clip",
+            "open_clip image/text model (identity consistency of generated views)",
+            "laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
+            "view consistency metrics",
+            "load_clip",
+            ("open_clip_config.json", "open_clip_model.safetensors"),
+            "MIT",
         ),
         ModelRole(
             "normal-estimator",
-            "monocular surface-normal estimator (avatar.from_views without normal maps)",
+            "monocular surface-normal estimator, Marigold normals (views without normal maps)",
             "prs-eth/marigold-normals-v1-1",
+            "sculpt stage (backend/avatar/geometry/sculpt.py)",
+            "load_normal_estimator",
+            _DIFFUSERS_PIPELINE_FILES,
+            "Apache-2.0 (code), RAIL++-M (weights)",
+        ),
+        ModelRole(
+            "pose-estimator",
+            "2D human keypoints, ViTPose (COCO 17 keypoints)",
+            "usyd-community/vitpose-base-simple",
+            "body fitting (backend/fitting)",
+            "load_pose_estimator",
+            ("config.json", "preprocessor_config.json", "model.safetensors"),
+            "Apache-2.0",
+        ),
+        ModelRole(
+            "smplx",
+            "SMPL-X body model files (licensed; every body job uses them, else a generated stand-in)",
+            None,
+            "every body job (backend/body/model.py)",
+            "backend.body.model",
+            (),
+            "SMPL-X license, non-commercial (smpl-x.is.tue.mpg.de)",
         ),
     ]
 }
@@ -78,12 +191,29 @@ class ModelMissingError(LookupError):
         super().__init__(f"model for role {role!r} ({model}) is not available: {how_to}")
 
 
+class ModelLoadError(ModelMissingError):
+    """The role's files are on this machine but do not load (truncated, wrong folder, wrong format)."""
+
+    def __init__(
+        self, role: str, model: str, location: Path, config_path: Path, cause: BaseException
+    ) -> None:
+        self.location = location
+        detail = str(cause).strip().splitlines()[0][:300] if str(cause).strip() else ""
+        super().__init__(
+            role,
+            model,
+            f"the files at {location} could not be loaded ({type(cause).__name__}: {detail}); "
+            f"run `avatar-studio models download {role}` again, or fix [models.{role}] path in {config_path}",
+        )
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     role: str
     path: Path | None = None
     hub_id: str | None = None
     revision: str = "main"
+    configured: bool = False  # models.toml has an entry for the role (an optional role then is required)
 
     @property
     def label(self) -> str:
@@ -174,18 +304,28 @@ def _smplx_present(path: Path) -> bool:
     return any(smplx_model_file(path, g) is not None for g in SMPLX_GENDERS)
 
 
+def download_command(role: str) -> str:
+    return f"avatar-studio models download {role}"
+
+
 def how_to_provide(spec: ModelSpec, config_path: Path) -> str:
+    # A configured path that is not there is named first: it is the likely mistake.
+    prefix = ""
+    if spec.path is not None and not spec.path.exists():
+        prefix = f"the configured path {spec.path} does not exist; "
+    elif spec.path is not None and spec.role != "smplx" and not spec.path.is_dir():
+        prefix = f"the configured path {spec.path} is not a folder; "
     if spec.role == "smplx":
-        return (
+        return prefix + (
             f"download SMPL-X (licensed) from https://smpl-x.is.tue.mpg.de and set "
             f'[models.smplx] path = "/folder/with/SMPLX_NEUTRAL.npz" in {config_path}'
         )
     if spec.hub_id:
-        return (
-            f"run `huggingface-cli download {spec.hub_id}` (pip install huggingface-hub), or set "
-            f'[models.{spec.role}] path = "/local/folder" in {config_path}'
+        return prefix + (
+            f"run `{download_command(spec.role)}` (downloads {spec.label} into the Hugging Face "
+            f'cache), or set [models.{spec.role}] path = "/local/folder" in {config_path}'
         )
-    return f"set [models.{spec.role}] path or hub_id in {config_path}"
+    return prefix + f"set [models.{spec.role}] path or hub_id in {config_path}"
 
 
 class ModelRegistry:
@@ -197,9 +337,26 @@ class ModelRegistry:
         self.hf_cache = hf_cache
 
     @classmethod
-    def load(cls, data_dir: Path | str | None = None, hf_cache: Path | None = None) -> ModelRegistry:
-        """Read ``<data-dir>/models.toml`` (missing file: every role on its default)."""
-        config_path = Path(data_dir if data_dir is not None else default_data_dir()) / CONFIG_NAME
+    def load(
+        cls,
+        data_dir: Path | str | None = None,
+        hf_cache: Path | None = None,
+        models_file: Path | str | None = None,
+    ) -> ModelRegistry:
+        """Read ``models_file``, else ``$AVATAR_STUDIO_MODELS``, else ``<data-dir>/models.toml``.
+
+        A missing ``<data-dir>/models.toml`` means every role on its default; a named file that
+        does not exist is a :class:`ModelConfigError` (a typo must not silently mean defaults).
+        """
+        named = models_file if models_file is not None else os.environ.get(MODELS_FILE_ENV) or None
+        if named is not None:
+            config_path = Path(named).expanduser().absolute()
+            if not config_path.is_file():
+                raise ModelConfigError(
+                    f"models file {config_path} does not exist (--models / ${MODELS_FILE_ENV})"
+                )
+        else:
+            config_path = Path(data_dir if data_dir is not None else default_data_dir()) / CONFIG_NAME
         table: dict[str, Any] = {}
         if config_path.is_file():
             try:
@@ -228,14 +385,17 @@ class ModelRegistry:
         if path is not None and not path.is_absolute():
             path = config_path.parent / path  # relative paths are relative to the config file
         hub_id = entry.get("hub_id", ROLES[role].default_hub_id if path is None else None)
-        return ModelSpec(role, path, hub_id or None, entry.get("revision", "main"))
+        return ModelSpec(role, path, hub_id or None, entry.get("revision", "main"), configured=bool(entry))
 
     def resolve(self, role: str) -> Resolution:
         if role not in self.specs:
             raise KeyError(f"unknown model role {role!r}; known: {', '.join(sorted(self.specs))}")
         spec = self.specs[role]
         how_to = how_to_provide(spec, self.config_path)
-        usable_path = spec.path is not None and spec.path.exists()
+        # smplx may name a file; every other role is a folder (a from_pretrained layout).
+        usable_path = spec.path is not None and (
+            spec.path.exists() if role == "smplx" else spec.path.is_dir()
+        )
         if usable_path and (role != "smplx" or _smplx_present(spec.path)):  # type: ignore[arg-type]
             return Resolution(spec, spec.path, "path", how_to)
         if spec.hub_id:
@@ -255,10 +415,11 @@ class ModelRegistry:
         return found.location
 
 
-def load_registry(data_dir: Path | str | None = None) -> ModelRegistry:
-    return ModelRegistry.load(data_dir)
+def load_registry(data_dir: Path | str | None = None, models_file: Path | str | None = None) -> ModelRegistry:
+    return ModelRegistry.load(data_dir, models_file=models_file)
 
 
 def require(role: str, data_dir: Path | str | None = None) -> Path:
-    """Shortcut for jobs: ``require("normal-estimator")`` with the data dir of this process."""
+    """Shortcut for jobs: ``require("normal-estimator")`` with the data dir (and models file) of
+    this process."""
     return ModelRegistry.load(data_dir).require(role)

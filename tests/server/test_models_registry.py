@@ -19,8 +19,11 @@ from backend.models.registry import (
     smplx_model_file,
 )
 
-# Only roles some code reads (issue 10: roles nothing consumes were dropped).
-EXPECTED_ROLES = {"normal-estimator", "smplx"}
+# Only roles some code loads (backend/models/load.py; issue 12): roles nothing consumes are dropped.
+EXPECTED_ROLES = {
+    "base-diffusion", "controlnet-openpose", "controlnet-depth", "controlnet-normal", "vae", "clip",
+    "normal-estimator", "pose-estimator", "smplx",
+}
 MARIGOLD = "prs-eth/marigold-normals-v1-1"
 
 
@@ -40,7 +43,7 @@ def test_defaults_are_all_missing_with_how_to(tmp_path: Path) -> None:
     assert set(results) == EXPECTED_ROLES == set(ROLES)
     assert not any(r.present for r in results.values())
     assert results["normal-estimator"].spec.hub_id == MARIGOLD
-    assert f"huggingface-cli download {MARIGOLD}" in results["normal-estimator"].how_to
+    assert "`avatar-studio models download normal-estimator`" in results["normal-estimator"].how_to
     assert results["smplx"].spec.hub_id is None and "smpl-x.is.tue.mpg.de" in results["smplx"].how_to
     with pytest.raises(ModelMissingError) as err:
         registry.require("normal-estimator")
@@ -103,7 +106,7 @@ def test_hf_cache_pinned_commit(tmp_path: Path, monkeypatch: Any) -> None:
     [
         ("[models.unknown-role]\npath = '/x'\n", "unknown model roles"),
         ("[models.smplx]\npath = 3\n", "must be a string"),
-        ("[models.vae]\npath = '/x'\n", "unknown model roles"),  # a dropped role
+        ("[models.depth-estimator]\npath = '/x'\n", "unknown model roles"),  # no loader: no role
         ("models = 3\n", "must be a table"),
         ("[models.smplx\n", "models.toml"),
     ],

@@ -16,6 +16,7 @@ import pytest
 import zmq
 from server_helpers import ServerProcess, pid_alive, wait_running
 
+from backend.models.registry import ROLES
 from protocol import PROTOCOL_VERSION, ServerError, Session, read_connection_file
 from protocol import messages as M
 
@@ -47,7 +48,7 @@ def test_system_info_and_sleep_via_client(client: Any, tmp_path: Path) -> None:
     assert info.state == M.SUCCEEDED, info.error
     assert info.data["python"].count(".") == 2 and info.data["numpy"] == np.__version__
     assert info.data["device"] in ("cpu", "cuda") and info.data["cpu_count"] >= 1
-    assert set(info.data["models"]) == {"smplx", "normal-estimator"}
+    assert set(info.data["models"]) == set(ROLES)
     assert info.data["body_model"]["kind"] in ("stand-in", "licensed")
     assert info.data["pid"] != os.getpid()  # it ran in a worker process
     # Two workers share the CPUs for rendering, unless the user chose a thread count.

@@ -8,9 +8,10 @@ silhouette coverage, ``render_views.silhouette_coverage``, which gives silhouett
 normal maps, with regularisers: nvdiffrec's SDF sign consistency across crossing edges (kills
 floaters), a uniform Laplacian on the surface and an L2 penalty on the vertex offsets.
 
-When the views carry no normal maps, the ``normal-estimator`` model role would provide them; the
-project has no such weights, so :class:`NormalEstimatorMissing` says how to proceed (give normal
-maps, register the role, or run with ``normal_source="none"``: the mask-only path).
+When the views carry no normal maps, the ``normal-estimator`` model role (Marigold normals,
+backend/models/load.py) estimates them from the images; without that role
+:class:`NormalEstimatorMissing` says how to proceed (give normal maps, download the role, or run
+with ``normal_source="none"``: the mask-only path).
 """
 
 from __future__ import annotations
@@ -98,9 +99,9 @@ def resolve_normal_source(views: list[View], config: SculptConfig) -> str:
     if config.normal_source == "views":
         raise ValueError("normal_source='views' but some training views have no normal map")
     try:
-        from backend.models import require  # the models registry (owned by the server helper)
+        from backend.models import require  # the models registry (backend/models/, docs/models.md)
 
-        path = require("normal-estimator")
+        require("normal-estimator")
     except Exception as exc:
         raise NormalEstimatorMissing(
             "the training views have no normal maps and the model role 'normal-estimator' is not available "
@@ -108,10 +109,22 @@ def resolve_normal_source(views: list[View], config: SculptConfig) -> str:
             "see docs/avatar.md), configure the 'normal-estimator' role in the models registry, or run the "
             "mask-only path (normal_source='none', CLI --normals none)."
         ) from exc
-    raise NormalEstimatorMissing(
-        f"the 'normal-estimator' role resolves to {path}, but the avatar stage has no adapter to run it yet; "
-        "provide normal maps in the views folder or use the mask-only path (normal_source='none')"
-    )
+    estimate_view_normals([v for v in views if v.normal is None or config.normal_source == "estimator"],
+                          config.seed)
+    return "estimator"
+
+
+def estimate_view_normals(views: list[View], seed: int = 0) -> None:
+    """Fill ``view.normal`` (world frame) from the ``normal-estimator`` role (Marigold normals,
+    backend/models/load.py): camera-space estimates rotated by the view's camera."""
+    from backend.models.load import estimate_normals, load_normal_estimator
+
+    if not views:
+        return
+    pipe = load_normal_estimator()
+    for v in views:
+        n_cam = estimate_normals(pipe, v.rgba[..., :3] * v.rgba[..., 3:4], seed)
+        v.normal = (n_cam @ v.camera.R.astype(np.float32)).astype(np.float32)  # R^T n, row vectors
 
 
 def _remove_small_components(v: np.ndarray, f: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
@@ -260,7 +273,7 @@ class Sculptor:
             mask = torch.as_tensor(resize_image(v.rgba[..., 3:4], mask_size))
             inner = torch.as_tensor(resize_image(v.rgba[..., 3:4], size))[..., 0] > 0.99
             normal = None
-            if normal_source == "views" and v.normal is not None:
+            if normal_source in ("views", "estimator") and v.normal is not None:
                 n = resize_image(v.normal * v.rgba[..., 3:4], size)
                 normal = F.normalize(torch.as_tensor(n), dim=-1, eps=1e-6)
             targets.append((size, mask_size, mask, inner, normal))

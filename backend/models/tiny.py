@@ -1,0 +1,366 @@
+"""Tiny random models in the exact on-disk formats of the real ones (``avatar-studio models make-tiny``).
+
+Every builder makes a seeded, randomly initialised model small enough to run on a CPU in a test, with
+the same classes and the same ``save_pretrained`` layout as the public weights the roles default to:
+a Stable Diffusion 1.5 folder in diffusers format, three ControlNets, a VAE, an open_clip checkpoint
+folder (``open_clip_config.json`` + ``open_clip_model.safetensors``, what ``local-dir:`` / ``hf-hub:``
+load), a Marigold-normals pipeline folder and a ViTPose model + image processor. So the tests load
+them through the very ``from_pretrained`` code (backend/models/load.py) a user's real weights go
+through. The CLIP tokenizer's vocabulary and merges are the first merges of open_clip's bundled BPE
+file, so it tokenizes like the real one (only coarser). The VAE and the ControlNets' conditioning
+embeddings downsample by 8, as the real ones do, so latent-size arithmetic is exercised.
+
+:func:`make_tiny` writes them all plus ``DIR/models.toml`` (relative paths: the folder can be moved)
+pointing every role at its tiny model; ``smplx`` is left out (the generated stand-in body is used).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SEED = 0
+# The SD-style shapes: 4 latent channels, text embeddings of CROSS_DIM.
+CROSS_DIM = 32
+UNET_CHANNELS = (16, 32)
+UNET_BLOCKS_DOWN = ("CrossAttnDownBlock2D", "DownBlock2D")
+UNET_BLOCKS_UP = ("UpBlock2D", "CrossAttnUpBlock2D")
+VAE_CHANNELS = (8, 8, 8, 8)  # four blocks: downsampling by 8, as SD's VAE
+CONTROL_EMBED_CHANNELS = (8, 8, 8, 8)  # four stages: the control image is downsampled by 8 too
+NUM_MERGES = 510  # + 512 byte tokens + 2 specials = a 1024-token vocabulary
+CONTROLNET_ROLES = ("controlnet-openpose", "controlnet-depth", "controlnet-normal")
+
+
+def _seed(offset: int) -> None:
+    torch.manual_seed(SEED + offset)
+
+
+def tiny_unet(in_channels: int = 4, seed_offset: int = 1) -> Any:
+    """A ``UNet2DConditionModel`` shaped like SD 1.5's (cross-attention down/up blocks, 4 channels)."""
+    from diffusers import UNet2DConditionModel
+
+    _seed(seed_offset)
+    return UNet2DConditionModel(
+        sample_size=8,
+        in_channels=in_channels,
+        out_channels=4,
+        block_out_channels=UNET_CHANNELS,
+        layers_per_block=1,
+        down_block_types=UNET_BLOCKS_DOWN,
+        up_block_types=UNET_BLOCKS_UP,
+        cross_attention_dim=CROSS_DIM,
+        attention_head_dim=8,
+        norm_num_groups=8,
+    )
+
+
+def tiny_controlnet(seed_offset: int = 2) -> Any:
+    """A ``ControlNetModel`` matching :func:`tiny_unet` (same down blocks, same cross-attention dim)."""
+    from diffusers import ControlNetModel
+
+    _seed(seed_offset)
+    return ControlNetModel(
+        in_channels=4,
+        block_out_channels=UNET_CHANNELS,
+        layers_per_block=1,
+        down_block_types=UNET_BLOCKS_DOWN,
+        cross_attention_dim=CROSS_DIM,
+        attention_head_dim=8,
+        norm_num_groups=8,
+        conditioning_embedding_out_channels=CONTROL_EMBED_CHANNELS,
+    )
+
+
+def tiny_vae(seed_offset: int = 3) -> Any:
+    """An ``AutoencoderKL`` with SD's 4 latent channels and downsampling factor 8."""
+    from diffusers import AutoencoderKL
+
+    _seed(seed_offset)
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=VAE_CHANNELS,
+        down_block_types=("DownEncoderBlock2D",) * len(VAE_CHANNELS),
+        up_block_types=("UpDecoderBlock2D",) * len(VAE_CHANNELS),
+        layers_per_block=1,
+        norm_num_groups=4,
+        sample_size=32,
+    )
+
+
+def tiny_scheduler() -> Any:
+    """SD 1.5's scheduler, with its configuration (PNDM, scaled-linear betas)."""
+    from diffusers import PNDMScheduler
+
+    return PNDMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        skip_prk_steps=True,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP's byte -> printable character table (the same as open_clip.tokenizer's)."""
+    from open_clip.tokenizer import bytes_to_unicode
+
+    return bytes_to_unicode()
+
+
+def clip_bpe_subset(num_merges: int = NUM_MERGES) -> tuple[dict[str, int], list[str]]:
+    """``(vocab, merges)`` of a CLIP tokenizer with the first ``num_merges`` merges of open_clip's
+    bundled ``bpe_simple_vocab_16e6.txt.gz``, in CLIP's id order: the 256 byte characters, the same
+    with ``</w>``, one token per merge, then ``<|startoftext|>`` and ``<|endoftext|>``. The first
+    merges only build on bytes and earlier merges, so any prefix is a consistent BPE."""
+    from open_clip.tokenizer import default_bpe
+
+    with gzip.open(default_bpe(), "rt", encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    merges = [m for m in lines[1 : 1 + num_merges] if m]  # line 0 is the "#version" header
+    chars = list(_bytes_to_unicode().values())
+    tokens = chars + [c + "</w>" for c in chars] + ["".join(m.split()) for m in merges]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    return {t: i for i, t in enumerate(tokens)}, merges
+
+
+def write_tiny_tokenizer(folder: Path) -> Path:
+    """Write a CLIP tokenizer folder from :func:`clip_bpe_subset` with the files of SD 1.5's
+    ``tokenizer/`` (vocab.json, merges.txt, special_tokens_map.json, tokenizer_config.json)."""
+    vocab, merges = clip_bpe_subset()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    special = {
+        "bos_token": "<|startoftext|>",
+        "eos_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>",
+    }
+    (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
+    config = {**special, "model_max_length": 77, "do_lower_case": True, "tokenizer_class": "CLIPTokenizer"}
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    return folder
+
+
+def tiny_tokenizer(folder: Path) -> Any:
+    """A transformers ``CLIPTokenizer`` written by :func:`write_tiny_tokenizer` and loaded back."""
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer.from_pretrained(write_tiny_tokenizer(folder))
+
+
+def tiny_text_encoder(vocab_size: int, bos: int, eos: int, seed_offset: int = 4) -> Any:
+    """A ``CLIPTextModel`` with SD's output width :data:`CROSS_DIM` (77 positions, as CLIP)."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    _seed(seed_offset)
+    config = CLIPTextConfig(
+        vocab_size=vocab_size,
+        hidden_size=CROSS_DIM,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        bos_token_id=bos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+        projection_dim=CROSS_DIM,
+    )
+    return CLIPTextModel(config).eval()
+
+
+def tiny_text_encoder_and_tokenizer(folder: Path) -> tuple[Any, Any]:
+    """``(CLIPTextModel, CLIPTokenizer)``; the tokenizer files are written under ``folder`` (the
+    transformers tokenizer is built from files)."""
+    tokenizer = tiny_tokenizer(folder)
+    encoder = tiny_text_encoder(
+        len(tokenizer), tokenizer.convert_tokens_to_ids("<|startoftext|>"), tokenizer.eos_token_id
+    )
+    return encoder, tokenizer
+
+
+def save_tiny_base_diffusion(folder: Path) -> Path:
+    """A Stable Diffusion 1.5 folder in diffusers format (model_index.json, unet, vae, text_encoder,
+    tokenizer, scheduler; no safety checker), via ``StableDiffusionPipeline.save_pretrained``."""
+    from diffusers import StableDiffusionPipeline
+
+    encoder, tokenizer = tiny_text_encoder_and_tokenizer(folder / ".tokenizer-build")
+    pipe = StableDiffusionPipeline(
+        vae=tiny_vae(),
+        text_encoder=encoder,
+        tokenizer=tokenizer,
+        unet=tiny_unet(),
+        scheduler=tiny_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    _sd_tokenizer_files(folder)
+    return folder
+
+
+def save_tiny_controlnet(folder: Path, seed_offset: int = 2) -> Path:
+    tiny_controlnet(seed_offset).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+def save_tiny_vae(folder: Path) -> Path:
+    tiny_vae(seed_offset=5).save_pretrained(folder, safe_serialization=True)  # differs from the base's
+    return folder
+
+
+# A ViT-B-32-like open_clip config, scaled down. The text tower keeps CLIP's full 49408-token
+# vocabulary: open_clip's tokenizer for a local folder is the bundled full BPE.
+TINY_OPEN_CLIP_CONFIG: dict[str, Any] = {
+    "model_cfg": {
+        "embed_dim": 16,
+        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 8, "heads": 2, "layers": 1},
+    },
+    "preprocess_cfg": {
+        "mean": [0.48145466, 0.4578275, 0.40821073],
+        "std": [0.26862954, 0.26130258, 0.27577711],
+        "interpolation": "bicubic",
+        "resize_mode": "shortest",
+    },
+}
+
+
+def tiny_open_clip() -> Any:
+    """An open_clip ``CLIP`` model built from :data:`TINY_OPEN_CLIP_CONFIG` (seeded)."""
+    import open_clip
+
+    _seed(6)
+    return open_clip.model.CLIP(**TINY_OPEN_CLIP_CONFIG["model_cfg"]).eval()
+
+
+def save_tiny_open_clip(folder: Path) -> Path:
+    """``open_clip_config.json`` + ``open_clip_model.safetensors``: the layout of an open_clip hub
+    repo, which ``create_model_and_transforms("local-dir:FOLDER")`` loads."""
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model = tiny_open_clip()
+    (folder / "open_clip_config.json").write_text(json.dumps(TINY_OPEN_CLIP_CONFIG, indent=2))
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(folder / "open_clip_model.safetensors"))
+    return folder
+
+
+def save_tiny_marigold_normals(folder: Path) -> Path:
+    """A ``MarigoldNormalsPipeline`` folder (its UNet takes image + noise latents: 8 channels)."""
+    from diffusers import DDIMScheduler, MarigoldNormalsPipeline
+
+    encoder, tokenizer = tiny_text_encoder_and_tokenizer(folder / ".tokenizer-build")
+    scheduler = DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        prediction_type="v_prediction",
+        timestep_spacing="trailing",
+    )
+    pipe = MarigoldNormalsPipeline(
+        unet=tiny_unet(in_channels=8, seed_offset=7),
+        vae=tiny_vae(seed_offset=8),
+        scheduler=scheduler,
+        text_encoder=encoder,
+        tokenizer=tokenizer,
+        prediction_type="normals",
+        use_full_z_range=True,
+        default_denoising_steps=1,
+        default_processing_resolution=32,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+    _sd_tokenizer_files(folder)
+    return folder
+
+
+VITPOSE_SIZE = (64, 48)  # (height, width); the real ViTPose uses 256 x 192, the same aspect
+
+
+def tiny_vitpose() -> tuple[Any, Any]:
+    """``(VitPoseImageProcessor, VitPoseForPoseEstimation)``: 17 COCO keypoints, simple decoder."""
+    from transformers import (
+        VitPoseBackboneConfig,
+        VitPoseConfig,
+        VitPoseForPoseEstimation,
+        VitPoseImageProcessor,
+    )
+
+    _seed(9)
+    backbone = VitPoseBackboneConfig(
+        image_size=list(VITPOSE_SIZE),
+        patch_size=[16, 16],
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        out_indices=[2],
+    )
+    config = VitPoseConfig(backbone_config=backbone, num_labels=17, use_simple_decoder=True, scale_factor=4)
+    processor = VitPoseImageProcessor(size={"height": VITPOSE_SIZE[0], "width": VITPOSE_SIZE[1]})
+    return processor, VitPoseForPoseEstimation(config).eval()
+
+
+def save_tiny_vitpose(folder: Path) -> Path:
+    processor, model = tiny_vitpose()
+    model.save_pretrained(folder, safe_serialization=True)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def _sd_tokenizer_files(pipeline_folder: Path) -> None:
+    """Leave ``tokenizer/`` with the files the real SD folders have (no tokenizer.json)."""
+    _rmtree(pipeline_folder / ".tokenizer-build")
+    _rmtree(pipeline_folder / "tokenizer")
+    write_tiny_tokenizer(pipeline_folder / "tokenizer")
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# role -> (sub-folder of DIR, writer). Every role the registry has, except the licensed smplx.
+TINY_WRITERS: dict[str, tuple[str, Any]] = {
+    "base-diffusion": ("sd15", save_tiny_base_diffusion),
+    "controlnet-openpose": ("controlnet-openpose", lambda p: save_tiny_controlnet(p, 2)),
+    "controlnet-depth": ("controlnet-depth", lambda p: save_tiny_controlnet(p, 12)),
+    "controlnet-normal": ("controlnet-normal", lambda p: save_tiny_controlnet(p, 22)),
+    "vae": ("vae", save_tiny_vae),
+    "clip": ("open-clip", save_tiny_open_clip),
+    "normal-estimator": ("marigold-normals", save_tiny_marigold_normals),
+    "pose-estimator": ("vitpose", save_tiny_vitpose),
+}
+
+
+def make_tiny(folder: Path | str) -> Path:
+    """Write every tiny model under ``folder`` and ``folder/models.toml`` naming them; returns that file."""
+    folder = Path(folder).expanduser().resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = [
+        "# Tiny random models written by `avatar-studio models make-tiny` (for tests; they make noise).",
+        "# Paths are relative to this file. smplx is not set: jobs use the generated stand-in body.",
+        "",
+    ]
+    for role, (sub, write) in TINY_WRITERS.items():
+        target = folder / sub
+        _rmtree(target)  # a re-run replaces the models, never mixes old and new files
+        write(target)
+        lines += [f"[models.{role}]", f'path = "{sub}"', ""]
+    config = folder / "models.toml"
+    config.write_text("\n".join(lines), encoding="utf-8")
+    return config
