@@ -121,8 +121,37 @@ def _avatar(scene: bpy.types.Scene, request: ImportRequest, data: dict[str, Any]
     )
 
 
+# Meta keys of a clips.render import: the dataset folder (a local one; else the job's download) and
+# which clip to load.
+CLIP_DATASET, CLIP_INDEX = "dataset_dir", "load_clip"
+
+
+def clip_dataset(data: Mapping[str, Any], files: Mapping[str, Path], meta: Mapping[str, Any]) -> Path:
+    """The dataset folder of a clips.render result: ``meta``'s local folder, else where the job's
+    ``<folder>/manifest.json`` was downloaded."""
+    if isinstance(meta.get(CLIP_DATASET), str):
+        return Path(meta[CLIP_DATASET])
+    folder = data.get("folder") if isinstance(data.get("folder"), str) else "dataset"
+    manifest = files.get(f"{folder}/manifest.json")
+    if manifest is None:
+        raise ValueError("the clips result holds no manifest.json")
+    return Path(manifest).parent
+
+
+def _clips(scene: bpy.types.Scene, request: ImportRequest, data: dict[str, Any],
+           arrays: Mapping[str, np.ndarray], files: Mapping[str, Path]) -> Steps[ImportOutcome]:
+    from .clip import load_clip_steps
+
+    index = request.meta.get(CLIP_INDEX, 0)
+    loaded = yield from load_clip_steps(clip_dataset(data, files, request.meta),
+                                        index if isinstance(index, int | str) else 0,
+                                        scene=scene, frame_start=request.frame_start)
+    return ImportOutcome(loaded.summary, loaded.cameras[0].name)
+
+
 IMPORTERS = {
     "avatar.from_views": _avatar,
+    "clips.render": _clips,
     "body.mesh": _body_mesh,
     "body.preview": _preview,
 }
@@ -132,11 +161,11 @@ def stages(kind: str) -> tuple[str, ...]:
     """The stage names an import of ``kind`` goes through, in order (for the Jobs panel)."""
     from .avatar import AVATAR_STAGES
     from .body_mesh import BODY_STAGES
+    from .clip import CLIP_STAGES
     from .preview import PREVIEW_STAGES
 
-    return {"avatar.from_views": AVATAR_STAGES, "body.mesh": BODY_STAGES, "body.preview": PREVIEW_STAGES}.get(
-        kind, ()
-    )
+    return {"avatar.from_views": AVATAR_STAGES, "body.mesh": BODY_STAGES, "body.preview": PREVIEW_STAGES,
+            "clips.render": CLIP_STAGES}.get(kind, ())
 
 
 def import_steps(

@@ -1,0 +1,137 @@
+"""One clip of a ``clips.render`` dataset (docs/clips.md) -> animated Blender cameras + VSE strips.
+
+Each camera folder of the clip (``cam_00/``...) becomes a Blender camera whose per-frame K, R, t
+(``camera.npz``) are keyed on the object (location, quaternion) and on its data (lens, shifts),
+converted by the one Blender <-> protocol camera conversion
+(:func:`protocol.cameras.blender_camera_from_opencv`); its ``rgb/`` frames become one image strip
+(``importers/preview.py``'s strip code), RGB of the first camera unmuted. Frame ``f`` of the clip
+is scene frame ``frame_start + f``. The people (SMPL-X parameters in ``people.npz``) are not
+imported here: the add-on cannot pose SMPL-X without the backend (see the Clips panel).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from ..wire import cameras_module, rotations
+from .action import _continuous, _new_fcurve, _write_keys
+from .preview import PREVIEW_STAGES, import_preview_steps
+from .steps import Steps, run
+
+CLIP_STAGES = ("cameras", *PREVIEW_STAGES)
+CAMERA_FILE = "camera.npz"
+
+
+@dataclass
+class LoadedClip:
+    clip_id: str
+    cameras: list[bpy.types.Object]
+    strips: list[bpy.types.Strip]
+    frames: int
+
+    @property
+    def summary(self) -> str:
+        return (f"clip {self.clip_id}: {len(self.cameras)} camera(s), {self.frames} frames, "
+                f"{len(self.strips)} strip(s)")
+
+
+def clip_folder(dataset: Path, clip: str | int) -> Path:
+    """``<dataset>/clips/<id>``; ``clip`` an id (``"000003"``) or an index (3)."""
+    clip_id = f"{int(clip):06d}" if isinstance(clip, int) or str(clip).isdigit() else str(clip)
+    folder = Path(dataset) / "clips" / clip_id
+    if not (folder / "clip.json").is_file():
+        raise ValueError(f"{folder} is not a finished clip of a clips dataset (no clip.json)")
+    return folder
+
+
+def _camera_arrays(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int, float, float]:
+    with np.load(folder / CAMERA_FILE, allow_pickle=False) as z:
+        K, R, t = (np.asarray(z[k], dtype=np.float64) for k in ("K", "R", "t"))
+        width, height = (int(v) for v in z["size"])
+        near, far = (float(v) for v in z["near_far"])
+    if K.ndim != 3 or K.shape[1:] != (3, 3) or R.shape != K.shape or t.shape != (K.shape[0], 3):
+        raise ValueError(f"{folder / CAMERA_FILE}: K, R, t must be (F,3,3), (F,3,3), (F,3)")
+    return K, R, t, width, height, near, far
+
+
+def _key_camera(obj: bpy.types.Object, fields: list, frames: np.ndarray) -> None:
+    """Key the object's location/quaternion and the data's lens and shifts, one key per frame."""
+    matrices = np.stack([f.matrix_world for f in fields])
+    location = matrices[:, :3, 3]
+    quats = _continuous(rotations.matrix_to_quaternion(matrices[:, None, :3, :3]))[:, 0]
+    obj.rotation_mode = "QUATERNION"
+    for name, values in (("location", location), ("rotation_quaternion", quats)):
+        for index in range(values.shape[1]):
+            _write_keys(_new_fcurve(obj.animation_data.action, obj, name, index, "Camera"), frames,
+                        values[:, index])
+    data = obj.data
+    for name in ("lens", "shift_x", "shift_y"):
+        values = np.array([getattr(f, name) for f in fields])
+        _write_keys(_new_fcurve(data.animation_data.action, data, name, 0, "Lens"), frames, values)
+
+
+def _make_camera(name: str, collection: bpy.types.Collection) -> bpy.types.Object:
+    old = bpy.data.objects.get(name)
+    if old is not None and old.type == "CAMERA":  # a re-import replaces it
+        bpy.data.objects.remove(old)
+    data = bpy.data.cameras.new(name)
+    obj = bpy.data.objects.new(name, data)
+    collection.objects.link(obj)
+    for block in (obj, data):
+        block.animation_data_create()
+        block.animation_data.action = bpy.data.actions.new(f"{name} {'Lens' if block is data else 'Path'}")
+    return obj
+
+
+def load_clip(dataset: Path, clip: str | int, **options: object) -> LoadedClip:
+    """The whole clip in one go (scripts, tests); see :func:`load_clip_steps`."""
+    return run(load_clip_steps(dataset, clip, **options))  # type: ignore[arg-type]
+
+
+def load_clip_steps(dataset: Path, clip: str | int, *, scene: bpy.types.Scene,
+                    frame_start: int = 1) -> Steps[LoadedClip]:
+    """In steps (a camera, then a strip, each): the clip's cameras as animated Blender cameras in
+    a collection "AVS Clip <id>", and their RGB frames as strips; sets the scene's render size and
+    frame range to the clip's. Returns what was made."""
+    cams = cameras_module()
+    folder = clip_folder(Path(dataset), clip)
+    clip_id = folder.name
+    camera_dirs = sorted(d for d in folder.iterdir() if (d / CAMERA_FILE).is_file())
+    if not camera_dirs:
+        raise ValueError(f"{folder} holds no camera folders")
+    name = f"AVS Clip {clip_id}"
+    collection = bpy.data.collections.get(name) or bpy.data.collections.new(name)
+    if collection.name not in scene.collection.children:
+        scene.collection.children.link(collection)
+    objects, frames_count, rgb = [], 0, {}
+    for cam_dir in camera_dirs:
+        K, R, t, width, height, near, far = _camera_arrays(cam_dir)
+        fields = [cams.blender_camera_from_opencv(K[f], R[f], t[f], width, height, near, far)
+                  for f in range(K.shape[0])]
+        obj = _make_camera(f"{clip_id} {cam_dir.name}", collection)
+        first = fields[0]
+        data = obj.data
+        data.sensor_fit = "HORIZONTAL"
+        data.sensor_width, data.sensor_height = first.sensor_width, first.sensor_height
+        data.clip_start, data.clip_end = near, far
+        frames = np.arange(K.shape[0], dtype=np.float64) + frame_start
+        _key_camera(obj, fields, frames)
+        render = scene.render
+        render.resolution_x, render.resolution_y, render.resolution_percentage = width, height, 100
+        render.pixel_aspect_x, render.pixel_aspect_y = first.pixel_aspect_x, first.pixel_aspect_y
+        objects.append(obj)
+        frames_count = max(frames_count, K.shape[0])
+        for png in sorted((cam_dir / "rgb").glob("*.png")):
+            rgb[f"{cam_dir.name}/rgb/{png.name}"] = png
+        yield "cameras"
+    scene.camera = objects[0]
+    scene.frame_start, scene.frame_end = frame_start, frame_start + frames_count - 1
+    strips = []
+    if rgb:
+        strips = yield from import_preview_steps(rgb, scene=scene, job_id=f"c{clip_id}",
+                                                 frame_start=frame_start, label=f"clip {clip_id}")
+    return LoadedClip(clip_id, objects, strips, frames_count)

@@ -1,0 +1,97 @@
+"""The Clips panel's add-on side on real bpy: Load Clip of a dataset rendered by the backend (a
+subprocess of the backend's Python), and the params the Render Clips operator builds."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy")
+
+from conftest import REPO_ROOT, backend_python  # noqa: E402
+
+from blender_addon import scene_export  # noqa: E402
+from blender_addon.importers.clip import load_clip  # noqa: E402
+from blender_addon.importers.preview import strip_duration, strip_start  # noqa: E402
+from protocol.cameras import (  # noqa: E402
+    blender_extrinsics,
+    blender_intrinsics,
+    protocol_to_blender_points,
+)
+
+
+def render_dataset(out: Path, *flags: str) -> Path:
+    """``python -m backend clips render ... --out DIR`` in the backend's environment."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    command = [backend_python(), "-m", "backend", "clips", "render", *flags, "--out", str(out), "--json"]
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return render_dataset(tmp_path_factory.mktemp("clips") / "ds", "--people", "1", "--motion", "walk",
+                          "--cameras", "orbit:1", "--cameras", "handheld:1", "--frames", "5",
+                          "--clips", "2", "--size", "80x60", "--seed", "4")
+
+
+def assert_camera_reproduces(scene: bpy.types.Scene, obj: bpy.types.Object, K: np.ndarray, R: np.ndarray,
+                             t: np.ndarray, frame_start: int) -> float:
+    """Per frame, the Blender camera's own K, R, t (read back from bpy) against the stored ones,
+    and a world point projected both ways; returns the worst pixel difference."""
+    worst = 0.0
+    points = np.array([[0.0, 1.0, 0.0], [0.3, 0.2, -0.4], [-0.5, 1.6, 0.2]])  # protocol world
+    for f in range(K.shape[0]):
+        scene.frame_set(frame_start + f)
+        fields = scene_export.blender_camera(scene, obj)
+        K_b, (R_b, t_b) = blender_intrinsics(fields), blender_extrinsics(fields.matrix_world)
+        np.testing.assert_allclose(K_b, K[f], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(R_b, R[f], atol=1e-5)
+        np.testing.assert_allclose(t_b, t[f], atol=1e-5)
+        # Blender's own matrices: world -> camera (matrix_world inverted), camera -> image (K_b).
+        mw = np.array(obj.matrix_world)
+        world_b = np.c_[protocol_to_blender_points(points), np.ones(len(points))]
+        cam_b = (np.linalg.inv(mw) @ world_b.T).T[:, :3] * np.array([1.0, -1.0, -1.0])  # Blender -> OpenCV
+        pix_b = (K_b @ cam_b.T).T
+        pix_b = pix_b[:, :2] / pix_b[:, 2:]
+        cam = (R[f] @ points.T).T + t[f]
+        pix = (K[f] @ cam.T).T
+        pix = pix[:, :2] / pix[:, 2:]
+        worst = max(worst, float(np.abs(pix_b - pix).max()))
+    return worst
+
+
+def test_load_clip_cameras_and_strips(clean_scene, dataset: Path) -> None:
+    scene = clean_scene
+    loaded = load_clip(dataset, 1, scene=scene, frame_start=10)
+    assert loaded.clip_id == "000001" and loaded.frames == 5
+    assert [o.name for o in loaded.cameras] == ["000001 cam_00", "000001 cam_01"]
+    worst = 0.0
+    for obj in loaded.cameras:
+        with np.load(dataset / "clips" / "000001" / obj.name.split()[1] / "camera.npz") as z:
+            worst = max(worst, assert_camera_reproduces(scene, obj, z["K"], z["R"], z["t"], 10))
+    print(f"Load Clip: worst reprojection difference {worst:.2e} px")
+    assert worst < 1e-3
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (80, 60)
+    assert (scene.frame_start, scene.frame_end) == (10, 14)
+    assert len(loaded.strips) == 2
+    for strip in loaded.strips:
+        assert strip_start(strip) == 10 and strip_duration(strip) == 5
+        assert [e.filename for e in strip.elements] == [f"{i:06d}.png" for i in range(5)]
+    # Loading again replaces the cameras and strips instead of stacking copies.
+    again = load_clip(dataset, "000001", scene=scene, frame_start=10)
+    assert len([o for o in scene.objects if o.type == "CAMERA"]) == 2
+    assert len(scene.sequence_editor.strips) == len(again.strips) == 2
+    with pytest.raises(ValueError, match="not a finished clip"):
+        load_clip(dataset, 7, scene=scene)
+
+
+def test_clip_json_is_what_the_backend_wrote(dataset: Path) -> None:
+    entry = json.loads((dataset / "clips" / "000000" / "clip.json").read_text())
+    assert entry["id"] == "000000" and entry["width"] == 80
