@@ -24,6 +24,8 @@ from .steps import Steps, run
 
 CLIP_STAGES = ("cameras", *PREVIEW_STAGES)
 CAMERA_FILE = "camera.npz"
+# camera.npz's arrays (docs/clips.md "camera.npz"): a file's fields, not job params.
+CAMERA_KEYS = ("K", "R", "t", "size", "near_far")
 
 
 @dataclass
@@ -50,9 +52,8 @@ def clip_folder(dataset: Path, clip: str | int) -> Path:
 
 def _camera_arrays(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int, float, float]:
     with np.load(folder / CAMERA_FILE, allow_pickle=False) as z:
-        K, R, t = (np.asarray(z[k], dtype=np.float64) for k in ("K", "R", "t"))
-        width, height = (int(v) for v in z["size"])
-        near, far = (float(v) for v in z["near_far"])
+        K, R, t, size, near_far = (np.asarray(z[k], dtype=np.float64) for k in CAMERA_KEYS)
+    (width, height), (near, far) = size.astype(int).tolist(), near_far.tolist()
     if K.ndim != 3 or K.shape[1:] != (3, 3) or R.shape != K.shape or t.shape != (K.shape[0], 3):
         raise ValueError(f"{folder / CAMERA_FILE}: K, R, t must be (F,3,3), (F,3,3), (F,3)")
     return K, R, t, width, height, near, far

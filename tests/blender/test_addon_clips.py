@@ -95,3 +95,57 @@ def test_load_clip_cameras_and_strips(clean_scene, dataset: Path) -> None:
 def test_clip_json_is_what_the_backend_wrote(dataset: Path) -> None:
     entry = json.loads((dataset / "clips" / "000000" / "clip.json").read_text())
     assert entry["id"] == "000000" and entry["width"] == 80
+
+
+def animated_scene(scene: bpy.types.Scene) -> list[bpy.types.Object]:
+    """Two cameras looking at the origin over frames 1-5; the second moves (keyframed)."""
+    from mathutils import Vector
+
+    scene.frame_start, scene.frame_end = 1, 5
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 640, 480, 100
+    cameras = []
+    for name in ("CamA", "CamB"):
+        cam = bpy.data.objects.new(name, bpy.data.cameras.new(name))
+        scene.collection.objects.link(cam)
+        cam.rotation_mode = "QUATERNION"
+        cameras.append(cam)
+    for frame, shift in ((1, 0.0), (5, 1.0)):
+        for cam, location in zip(cameras, ((0.0, -4.0, 1.2), (3.5 - shift, -2.0 - shift, 1.5 + 0.3 * shift)),
+                                 strict=True):
+            cam.location = location
+            cam.rotation_quaternion = (Vector((0.0, 0.0, 1.0)) - Vector(location)).to_track_quat("-Z", "Y")
+            if cam.name == "CamB" or frame == 1:
+                cam.keyframe_insert("location", frame=frame)
+                cam.keyframe_insert("rotation_quaternion", frame=frame)
+    cameras[1].data.lens = 35.0
+    for obj in scene.objects:
+        obj.select_set(False)
+    return cameras
+
+
+def test_render_clips_params_from_a_scene_with_an_animated_camera(clean_scene) -> None:
+    from blender_addon import job_params
+    from blender_addon.operators.clips import build_clips_params
+    from protocol import kinds
+
+    scene = clean_scene
+    cameras = animated_scene(scene)
+    settings = scene.avatar_studio.clips
+    settings.camera_source, settings.width, settings.people, settings.people_max = "SCENE", 64, 2, 3
+    settings.passes = {"rgb", "depth"}
+    params, frame_start = build_clips_params(bpy.context)
+    kinds.validate("clips.render", params)
+    typed = kinds.parse("clips.render", params)
+    assert frame_start == 1 and typed.people == [2, 3] and typed.passes == ["rgb", "depth"]
+    assert len(typed.cameras) == 2 and typed.frames is None and typed.size is None  # the paths' own
+    moving = typed.cameras[1]
+    assert moving[job_params.kinds.names(kinds.CAMERA_PATH).K].shape == (5, 3, 3)
+    assert (moving["width"], moving["height"]) == (64, 48)
+    centres = [-np.einsum("fji,fj->fi", c["R"], c["t"]) for c in typed.cameras]
+    assert np.linalg.norm(centres[1][0] - centres[1][4]) > 1.0  # animated: sampled per frame
+    np.testing.assert_allclose(centres[0][0], centres[0][4], atol=1e-6)
+    assert cameras[0].name == "CamA"
+
+    settings.camera_source, settings.motion, settings.motion_path = "RIG", "FILE", "/shots/run.npz"
+    rig = kinds.parse("clips.render", build_clips_params(bpy.context)[0])
+    assert rig.cameras == ["ring:4"] and rig.motions == ["/shots/run.npz"] and rig.size == (64, 256)
