@@ -149,3 +149,32 @@ def test_render_clips_params_from_a_scene_with_an_animated_camera(clean_scene) -
     settings.camera_source, settings.motion, settings.motion_path = "RIG", "FILE", "/shots/run.npz"
     rig = kinds.parse("clips.render", build_clips_params(bpy.context)[0])
     assert rig.cameras == ["ring:4"] and rig.motions == ["/shots/run.npz"] and rig.size == (64, 256)
+
+
+@pytest.mark.timeout(600)
+def test_render_clips_with_scene_cameras_over_a_backend(clean_scene, backend_server, tmp_path: Path) -> None:
+    """The panel's Render Clips through the bridge (pumped, never blocking) with two scene cameras,
+    one animated; the clip comes back as cameras that match the scene's and strips of its length."""
+    from test_addon_e2e import connect, run_job
+
+    scene = clean_scene
+    originals = animated_scene(scene)
+    settings = scene.avatar_studio.clips
+    settings.camera_source, settings.width, settings.clips = "SCENE", 64, 1
+    settings.passes = {"rgb", "depth", "instance"}
+    _bridge, pumper = connect(tmp_path, backend_server.connection_file)
+    item = run_job(pumper, scene, lambda: bpy.ops.avatar_studio.render_clips(), timeout=400)
+    assert item.kind == "clips.render" and item.imported, item.message
+    loaded = [scene.objects[f"000000 cam_0{i}"] for i in range(2)]
+    for original, clip_cam in zip(originals, loaded, strict=True):
+        for frame in range(1, 6):
+            scene.frame_set(frame)
+            want, got = (scene_export.blender_camera(scene, o) for o in (original, clip_cam))
+            want.resolution_x, want.resolution_y = 64, 48  # the clip renders at the panel's width
+            np.testing.assert_allclose(blender_intrinsics(got), blender_intrinsics(want), rtol=1e-5)
+            for a, b in zip(blender_extrinsics(got.matrix_world), blender_extrinsics(want.matrix_world),
+                            strict=True):
+                np.testing.assert_allclose(a, b, atol=1e-5)
+    strips = [s for s in scene.sequence_editor.strips if s.get("avatar_studio_pass", "").endswith("rgb")]
+    assert len(strips) == 2 and all(strip_duration(s) == 5 and strip_start(s) == 1 for s in strips)
+    assert max(pumper.durations) < 1.0  # the import ran in steps across pumps
