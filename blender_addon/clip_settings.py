@@ -7,7 +7,7 @@ camera rig kinds and the image passes are the contract's lists, not copies.
 from __future__ import annotations
 
 import bpy
-from bpy.props import EnumProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from .job_params import MOTION_FILE
 from .wire import kinds_module
@@ -56,4 +56,8 @@ class AVS_ClipSettings(bpy.types.PropertyGroup):
     )
     dataset_dir: StringProperty(name="Dataset", description="A clips dataset folder on this machine",
                                 subtype="DIR_PATH")
+    load_people: BoolProperty(
+        name="People", default=True,
+        description="Also load the clip's people as animated SMPL-X bodies (posed by body.mesh jobs)",
+    )
     load_index: IntProperty(name="Clip", description="Which clip of the dataset to load", default=0, min=0)

@@ -167,6 +167,7 @@ class AVS_PT_clips(_SidebarPanel, bpy.types.Panel):
         box.prop(settings, "dataset_dir")
         row = box.row(align=True)
         row.prop(settings, "load_index")
+        row.prop(settings, "load_people", toggle=True)
         row.operator("avatar_studio.load_clip", icon="IMPORT")
 
 

@@ -5,19 +5,21 @@ Each camera folder of the clip (``cam_00/``...) becomes a Blender camera whose p
 converted by the one Blender <-> protocol camera conversion
 (:func:`protocol.cameras.blender_camera_from_opencv`); its ``rgb/`` frames become one image strip
 (``importers/preview.py``'s strip code), RGB of the first camera unmuted. Frame ``f`` of the clip
-is scene frame ``frame_start + f``. The people (SMPL-X parameters in ``people.npz``) are not
-imported here: the add-on cannot pose SMPL-X without the backend (see the Clips panel).
+is scene frame ``frame_start + f``. The people (SMPL-X parameters in ``people.npz``) cannot be
+posed without the backend: :func:`people_payloads` gives their SMPL-X pose payloads, which the
+dispatch sends as ``body.mesh`` jobs whose results (the body importer's) come back animated.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
 import numpy as np
 
-from ..wire import cameras_module, rotations
+from ..wire import cameras_module, kinds_module, rotations, smplx
 from .action import _continuous, _new_fcurve, _write_keys
 from .preview import PREVIEW_STAGES, import_preview_steps
 from .steps import Steps, run
@@ -26,6 +28,9 @@ CLIP_STAGES = ("cameras", *PREVIEW_STAGES)
 CAMERA_FILE = "camera.npz"
 # camera.npz's arrays (docs/clips.md "camera.npz"): a file's fields, not job params.
 CAMERA_KEYS = ("K", "R", "t", "size", "near_far")
+PEOPLE_FILE = "people.npz"
+# clip.json's fields (docs/clips.md), not job params: the people's entries, their gender, the rate.
+CLIP_PEOPLE, CLIP_GENDER, CLIP_FPS = "people", "gender", "fps"
 
 
 @dataclass
@@ -136,3 +141,26 @@ def load_clip_steps(dataset: Path, clip: str | int, *, scene: bpy.types.Scene,
         strips = yield from import_preview_steps(rgb, scene=scene, job_id=f"c{clip_id}",
                                                  frame_start=frame_start, label=f"clip {clip_id}")
     return LoadedClip(clip_id, objects, strips, frames_count)
+
+
+def people_payloads(dataset: Path, clip: str | int, frame_start: int = 1) -> list[dict]:
+    """Per person of the clip, an SMPL-X pose payload (``protocol.kinds.SMPLX_POSE``) of its world
+    motion (``people.npz``), starting at scene frame ``frame_start``."""
+    kinds = kinds_module()
+    pose = kinds.names(kinds.SMPLX_POSE)
+    folder = clip_folder(Path(dataset), clip)
+    info = json.loads((folder / "clip.json").read_text(encoding="utf-8"))
+    people = info.get(CLIP_PEOPLE) if isinstance(info.get(CLIP_PEOPLE), list) else []
+    payloads = []
+    with np.load(folder / PEOPLE_FILE, allow_pickle=False) as z:
+        arrays = {name: np.asarray(z[name], dtype=np.float32) for name in (*smplx.PER_FRAME_FIELDS,
+                                                                           pose.betas, pose.expression)}
+    for person in range(arrays[pose.global_orient].shape[0]):
+        payload = {name: values[person] for name, values in arrays.items()}
+        entry = people[person] if person < len(people) and isinstance(people[person], dict) else {}
+        gender = entry.get(CLIP_GENDER)
+        payload[pose.gender] = gender if gender in ("neutral", "male", "female") else "neutral"
+        payload[pose.fps] = float(info.get(CLIP_FPS, 30.0))
+        payload[pose.frame_start] = int(frame_start)
+        payloads.append(payload)
+    return payloads

@@ -121,9 +121,9 @@ def _avatar(scene: bpy.types.Scene, request: ImportRequest, data: dict[str, Any]
     )
 
 
-# Meta keys of a clips.render import: the dataset folder (a local one; else the job's download) and
-# which clip to load.
-CLIP_DATASET, CLIP_INDEX = "dataset_dir", "load_clip"
+# Meta keys of a clips.render import: the dataset folder (a local one; else the job's download),
+# which clip to load, and whether to ask the backend for its people (body.mesh jobs).
+CLIP_DATASET, CLIP_INDEX, CLIP_BODIES = "dataset_dir", "load_clip", "load_people"
 
 
 def clip_dataset(data: Mapping[str, Any], files: Mapping[str, Path], meta: Mapping[str, Any]) -> Path:
@@ -143,10 +143,35 @@ def _clips(scene: bpy.types.Scene, request: ImportRequest, data: dict[str, Any],
     from .clip import load_clip_steps
 
     index = request.meta.get(CLIP_INDEX, 0)
-    loaded = yield from load_clip_steps(clip_dataset(data, files, request.meta),
-                                        index if isinstance(index, int | str) else 0,
-                                        scene=scene, frame_start=request.frame_start)
-    return ImportOutcome(loaded.summary, loaded.cameras[0].name)
+    index = index if isinstance(index, int | str) else 0
+    dataset = clip_dataset(data, files, request.meta)
+    loaded = yield from load_clip_steps(dataset, index, scene=scene, frame_start=request.frame_start)
+    summary = loaded.summary
+    if request.meta.get(CLIP_BODIES):
+        summary += f"; {_request_people(scene, dataset, index, loaded.clip_id, request.frame_start)}"
+    return ImportOutcome(summary, loaded.cameras[0].name)
+
+
+def _request_people(scene: bpy.types.Scene, dataset: Path, index: int | str, clip_id: str,
+                    frame_start: int) -> str:
+    """The clip's people as body.mesh jobs (the add-on cannot pose SMPL-X itself); each comes back
+    through the body importer as an animated body."""
+    from .. import bridge, job_params
+    from .clip import people_payloads
+
+    the_bridge = bridge.get_bridge()
+    if not the_bridge.connected:
+        return "people not loaded (connect to a backend to pose them)"
+    payloads = people_payloads(dataset, index, frame_start)
+    pose = job_params.POSE
+    for person, payload in enumerate(payloads):
+        shape = {job_params.MESH.betas: payload[pose.betas].tolist(),
+                 job_params.MESH.expression: payload[pose.expression].tolist(),
+                 job_params.MESH.gender: payload[pose.gender]}
+        meta = {**shape, "name": f"{clip_id} person {person}", "import_motion": True}
+        the_bridge.submit(scene, "body.mesh", job_params.body_mesh_params(shape, payload),
+                          frame_start=frame_start, meta=meta, auto_import=True)
+    return f"{len(payloads)} people requested from the backend"
 
 
 IMPORTERS = {

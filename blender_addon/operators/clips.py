@@ -11,7 +11,7 @@ from bpy.props import IntProperty, StringProperty
 from .. import bridge, job_params, scene_export
 from ..clip_settings import SCENE_CAMERAS
 from ..importers.clip import clip_folder
-from ..importers.dispatch import CLIP_DATASET, CLIP_INDEX
+from ..importers.dispatch import CLIP_BODIES, CLIP_DATASET, CLIP_INDEX
 from . import gates
 
 
@@ -59,8 +59,8 @@ class AVS_OT_render_clips(bpy.types.Operator):
         except (scene_export.ExportError, ValueError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        bridge.get_bridge().submit(context.scene, "clips.render", params, frame_start=frame_start,
-                                   meta={CLIP_INDEX: 0})
+        meta = {CLIP_INDEX: 0, CLIP_BODIES: context.scene.avatar_studio.clips.load_people}
+        bridge.get_bridge().submit(context.scene, "clips.render", params, frame_start=frame_start, meta=meta)
         self.report({"INFO"}, "clips requested (see the Jobs panel)")
         return {"FINISHED"}
 
@@ -94,7 +94,8 @@ class AVS_OT_load_clip(bpy.types.Operator):
         settings.dataset_dir = str(folder)
         # In steps across the bridge's pumps, like a job's results (the Jobs panel shows progress).
         bridge.get_bridge().import_local(context.scene, "clips.render", f"clip:{folder}:{index}", {}, {}, {},
-                                         meta={CLIP_DATASET: str(folder), CLIP_INDEX: index}, folder=folder,
+                                         meta={CLIP_DATASET: str(folder), CLIP_INDEX: index,
+                                               CLIP_BODIES: settings.load_people}, folder=folder,
                                          frame_start=context.scene.frame_start)
         return {"FINISHED"}
 

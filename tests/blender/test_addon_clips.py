@@ -16,6 +16,7 @@ bpy = pytest.importorskip("bpy")
 from conftest import REPO_ROOT, backend_python  # noqa: E402
 
 from blender_addon import scene_export  # noqa: E402
+from blender_addon.importers.action import bone_joint_map  # noqa: E402
 from blender_addon.importers.clip import load_clip  # noqa: E402
 from blender_addon.importers.preview import strip_duration, strip_start  # noqa: E402
 from protocol.cameras import (  # noqa: E402
@@ -161,6 +162,7 @@ def test_render_clips_with_scene_cameras_over_a_backend(clean_scene, backend_ser
     originals = animated_scene(scene)
     settings = scene.avatar_studio.clips
     settings.camera_source, settings.width, settings.clips = "SCENE", 64, 1
+    settings.people, settings.people_max, settings.motion = 1, 1, "walk"  # (settings live in the scene)
     settings.passes = {"rgb", "depth", "instance"}
     _bridge, pumper = connect(tmp_path, backend_server.connection_file)
     item = run_job(pumper, scene, lambda: bpy.ops.avatar_studio.render_clips(), timeout=400)
@@ -177,4 +179,17 @@ def test_render_clips_with_scene_cameras_over_a_backend(clean_scene, backend_ser
                 np.testing.assert_allclose(a, b, atol=1e-5)
     strips = [s for s in scene.sequence_editor.strips if s.get("avatar_studio_pass", "").endswith("rgb")]
     assert len(strips) == 2 and all(strip_duration(s) == 5 and strip_start(s) == 1 for s in strips)
-    assert max(pumper.durations) < 1.0  # the import ran in steps across pumps
+    # The clip's person comes back through body.mesh as an animated body where the clip has it.
+    people = [i for i in scene.avatar_studio.jobs if i.kind == "body.mesh"]
+    assert len(people) == 1
+    pumper.until(lambda: people[0].imported or people[0].state in ("failed", "cancelled"), 300, "the person")
+    assert people[0].state == "succeeded" and people[0].imported, people[0].error
+    arm = scene.objects["000000 person 0"]
+    root = bone_joint_map(arm)[0].name
+    with np.load(Path(item.result_dir) / "dataset" / "clips" / "000000" / "people.npz") as z:
+        pelvis = z["joints"][:, 0, 0]  # (F, 3) protocol world
+    for frame in range(1, 6):
+        scene.frame_set(frame)
+        head = np.array(arm.matrix_world @ arm.pose.bones[root].head)
+        np.testing.assert_allclose(head, protocol_to_blender_points(pelvis[frame - 1]), atol=1e-4)
+    assert max(pumper.durations) < 1.0  # the imports ran in steps across pumps
