@@ -178,3 +178,15 @@ def test_a_cancel_between_frames_leaves_complete_clips_only(tmp_path: Path) -> N
 def test_trusted_local_call_reports_a_bad_spec_as_input_error(tmp_path: Path) -> None:
     with pytest.raises(JobInputError, match=r"params\.size"):
         clips_render({"size": [0, 0]}, _CancelAfter(tmp_path, 10**9))
+
+
+def test_a_dataset_over_the_artifact_quota_fails_the_job(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data", "--artifact-quota", "300K", workers=1).start()
+    try:
+        with server.client(timeout=30.0) as c:
+            view = c.wait(c.submit("clips.render", {"cameras": ["ring:2"], "frames": 8, "size": [128, 128]}),
+                          timeout=300)
+    finally:
+        server.stop()
+    assert view.state == M.FAILED and "the artifact store is full" in view.error["evalue"], view.error
+    assert not view.artifacts
