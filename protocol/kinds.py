@@ -151,8 +151,10 @@ CLIP_RIG = Str(
     rf"({'|'.join(CLIP_RIG_KINDS)}):([1-9]|[1-5][0-9]|6[0-4])",
     f'camera rig "KIND:N", KIND {"|".join(CLIP_RIG_KINDS)}, N in 1-64',
 )
-# What one clips.render job may write at most: images = clips x cameras x frames, and pixels.
-CLIP_MAX_IMAGES = 20_000
+# What one clips.render job may write at most: images = clips x cameras x frames, and pixels. Each
+# image is a stored file (~13 ms to store with its fsyncs here), stored after the job returns and
+# before its terminal event, so the bound also keeps that under the job's watchdog (300 s).
+CLIP_MAX_IMAGES = 5_000
 CLIP_MAX_PIXELS = 1 << 31
 
 # ----------------------------------------------------------------------------------- the kinds

@@ -136,7 +136,7 @@ def test_over_budget_or_inconsistent_cameras_fail_before_rendering(client: Clien
     not_rotation = orbit_path(2, width=32, height=32).to_payload()
     not_rotation["R"][0] *= 2.0
     cases = [
-        ({"clips": 1000, "frames": 1000, "cameras": ["ring:64"]}, "one job renders at most 20000"),
+        ({"clips": 1000, "frames": 1000, "cameras": ["ring:64"]}, "one job renders at most 5000"),
         ({"cameras": [not_rotation]}, "cameras[0].path: invalid camera path payload: R must be rotation"),
         ({"cameras": [orbit_path(2, width=32, height=32).to_payload()], "frames": 3},
          "cameras[0].path: 2 frames of 32x32, the spec renders 3 of 32x32"),
