@@ -193,3 +193,24 @@ def test_render_clips_with_scene_cameras_over_a_backend(clean_scene, backend_ser
         head = np.array(arm.matrix_world @ arm.pose.bones[root].head)
         np.testing.assert_allclose(head, protocol_to_blender_points(pelvis[frame - 1]), atol=1e-4)
     assert max(pumper.durations) < 1.0  # the imports ran in steps across pumps
+
+
+def test_load_clip_operator_imports_in_bridge_steps(clean_scene, dataset: Path) -> None:
+    from blender_addon import bridge as bridge_mod
+
+    scene = clean_scene
+    scene.frame_start = 3
+    assert bpy.ops.avatar_studio.load_clip(directory=str(dataset), clip=0) == {"FINISHED"}
+    the_bridge = bridge_mod.get_bridge()
+    pumps = 0
+    while the_bridge.results:
+        the_bridge.pump()
+        pumps += 1
+        assert pumps < 1000
+    assert pumps > 1  # in steps, not in the operator's call
+    assert {o.name for o in scene.objects if o.type == "CAMERA"} == {"000000 cam_00", "000000 cam_01"}
+    assert (scene.frame_start, scene.frame_end) == (3, 7)
+    assert any("people not loaded (connect" in text for _level, text in the_bridge.log)
+    with pytest.raises(RuntimeError, match="not a finished clip"):  # reported, nothing imported
+        bpy.ops.avatar_studio.load_clip(directory=str(dataset), clip=9)
+    assert not the_bridge.results
