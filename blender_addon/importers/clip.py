@@ -26,6 +26,7 @@ from .steps import Steps, run
 
 CLIP_STAGES = ("cameras", *PREVIEW_STAGES)
 CAMERA_FILE = "camera.npz"
+FRAMES_PER_STEP = 250
 # camera.npz's arrays (docs/clips.md "camera.npz"): a file's fields, not job params.
 CAMERA_KEYS = ("K", "R", "t", "size", "near_far")
 PEOPLE_FILE = "people.npz"
@@ -116,8 +117,11 @@ def load_clip_steps(dataset: Path, clip: str | int, *, scene: bpy.types.Scene,
     objects, frames_count, rgb = [], 0, {}
     for cam_dir in camera_dirs:
         K, R, t, width, height, near, far = _camera_arrays(cam_dir)
-        fields = [cams.blender_camera_from_opencv(K[f], R[f], t[f], width, height, near, far)
-                  for f in range(K.shape[0])]
+        fields = []
+        for f in range(K.shape[0]):
+            fields.append(cams.blender_camera_from_opencv(K[f], R[f], t[f], width, height, near, far))
+            if (f + 1) % FRAMES_PER_STEP == 0:  # ~30 us a frame: long clips convert across pumps
+                yield "cameras"
         obj = _make_camera(f"{clip_id} {cam_dir.name}", collection)
         first = fields[0]
         data = obj.data
