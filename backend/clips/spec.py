@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from protocol.cameras import CameraPath
-from protocol.kinds import CLIP_CAMERA_KINDS, CLIP_PASSES
+from protocol.kinds import CLIP_CAMERA_KINDS, CLIP_PASSES, CLIP_RIG_KINDS
 
 FORMAT = "avatar-studio.clips"
 VERSION = 1
@@ -185,8 +185,8 @@ class CameraSpec:
 def parse_camera_shorthand(text: str, name: str = "cameras") -> CameraSpec:
     """``ring:4``, ``orbit:2``, ``handheld:1``, ``dolly:1`` (the CLI's ``--cameras``)."""
     kind, _, count = text.partition(":")
-    if kind not in CAMERA_KINDS:
-        raise SpecError(f"{name}: {text!r} is not KIND:N with KIND one of {', '.join(CAMERA_KINDS)}")
+    if kind not in CLIP_RIG_KINDS:  # a path camera has no shorthand: it carries its K, R, t
+        raise SpecError(f"{name}: {text!r} is not KIND:N with KIND one of {', '.join(CLIP_RIG_KINDS)}")
     try:
         n = int(count) if count else 1
     except ValueError:
