@@ -254,10 +254,11 @@ class Bridge(JobsMixin):
 
     def import_local(self, scene: bpy.types.Scene, kind: str, key: str, data: dict[str, Any],
                      arrays: dict[str, Any], files: dict[str, Path], meta: dict[str, Any] | None = None,
-                     folder: Path | None = None) -> None:
+                     folder: Path | None = None, frame_start: int = 1) -> None:
         """Import results already on disk (e.g. a CLI output folder) in steps, like a job's;
         ``key`` names the task (:meth:`import_progress`, :meth:`cancel_import`)."""
-        request = ImportRequest(scene.name, key, kind, meta=dict(meta or {}), result_dir=str(folder or ""))
+        request = ImportRequest(scene.name, key, kind, frame_start=frame_start, meta=dict(meta or {}),
+                                result_dir=str(folder or ""))
         self.results.start_import(scene, request, data, arrays, files)
 
     def import_progress(self, job_id: str) -> str | None:

@@ -19,6 +19,8 @@ kinds = wire.kinds_module()
 MESH = kinds.names("body.mesh")
 PREVIEW = kinds.names("body.preview")
 AVATAR = kinds.names("avatar.from_views")
+CLIPS = kinds.names("clips.render")
+MOTION_FILE = "FILE"  # the Clips panel's motion choice for a file on the backend
 SYNTHETIC = kinds.names(kinds.SYNTHETIC)
 POSE = kinds.names(kinds.SMPLX_POSE)
 
@@ -96,3 +98,24 @@ def motion_frames(motion: dict[str, Any]) -> int:
 def validate(kind: str, params: dict[str, Any]) -> None:
     """Check ``params`` against the contract before sending (the backend checks them again)."""
     kinds.validate(kind, params)
+
+
+def clips_render_params(settings: Any, camera_paths: list[Any] | None = None) -> dict[str, Any]:
+    """``clips.render`` from the Clips panel's settings (``AVS_ClipSettings``): through
+    ``camera_paths`` (``protocol.cameras.CameraPath``, e.g. the scene's cameras; frames, size and
+    fps are theirs) or a sampled rig."""
+    motion = settings.motion_path if settings.motion == MOTION_FILE else settings.motion
+    params: dict[str, Any] = {
+        CLIPS.people: [settings.people, max(settings.people, settings.people_max)],
+        CLIPS.motions: [motion],
+        CLIPS.clips: settings.clips,
+        CLIPS.seed: settings.seed,
+        CLIPS.passes: [p for p in kinds.CLIP_PASSES if p in settings.passes],
+    }
+    if camera_paths:
+        params[CLIPS.cameras] = [path.to_payload() for path in camera_paths]
+    else:
+        params[CLIPS.cameras] = [f"{settings.rig}:{settings.rig_count}"]
+        params[CLIPS.frames] = settings.frames
+        params[CLIPS.size] = [settings.width, settings.height]
+    return params

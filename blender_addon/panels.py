@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import bridge, local_backend, props, scene_export
+from . import bridge, clip_settings, local_backend, props, scene_export
 
 STATE_ICONS = {
     "submitting": "EXPORT",
@@ -125,10 +125,50 @@ class AVS_PT_avatar(_SidebarPanel, bpy.types.Panel):
                 column.label(text=line)
 
 
-class AVS_PT_clips(_ComingPanel, bpy.types.Panel):
+class AVS_PT_clips(_SidebarPanel, bpy.types.Panel):
+    """Synthetic training clips (clips.render): SMPL-X people with a motion, seen by a sampled rig
+    or the scene's (animated) cameras, with exact ground truth; Load Clip brings one back."""
+
     bl_idname = "AVS_PT_clips"
     bl_label = "Clips"
-    coming = "Coming: multi-view training clips\nwith SMPL-X, K/extrinsics, depth,\nmasks and keypoints."
+    bl_options = {"DEFAULT_CLOSED"}  # noqa: RUF012 - Blender reads a plain set
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        settings = context.scene.avatar_studio.clips
+        row = layout.row(align=True)
+        row.prop(settings, "people")
+        row.prop(settings, "people_max")
+        layout.prop(settings, "motion")
+        if settings.motion == clip_settings.MOTION_FILE:
+            layout.prop(settings, "motion_path")
+        layout.prop(settings, "camera_source", expand=True)
+        if settings.camera_source == clip_settings.RIG:
+            row = layout.row(align=True)
+            row.prop(settings, "rig", text="")
+            row.prop(settings, "rig_count")
+            layout.prop(settings, "frames")
+            row = layout.row(align=True)
+            row.prop(settings, "width")
+            row.prop(settings, "height")
+        else:
+            scene = context.scene
+            layout.label(text=f"Frames {scene.frame_start}-{scene.frame_end}, selected or all cameras")
+            layout.prop(settings, "width")
+        row = layout.row(align=True)
+        row.prop(settings, "clips")
+        row.prop(settings, "seed")
+        layout.prop(settings, "passes")
+        if bridge.get_bridge().has_job_kind("clips.render"):
+            layout.operator("avatar_studio.render_clips", icon="RENDER_ANIMATION")
+        else:
+            layout.label(text="Needs a backend with clips.render", icon="INFO")
+        box = layout.box()
+        box.prop(settings, "dataset_dir")
+        row = box.row(align=True)
+        row.prop(settings, "load_index")
+        row.prop(settings, "load_people", toggle=True)
+        row.operator("avatar_studio.load_clip", icon="IMPORT")
 
 
 class AVS_PT_footage(_ComingPanel, bpy.types.Panel):

@@ -15,6 +15,7 @@ from bpy.props import (
     StringProperty,
 )
 
+from .clip_settings import AVS_ClipSettings
 from .wire import messages, smplx
 
 NUM_BETAS = smplx.NUM_BETAS
@@ -78,6 +79,7 @@ class AVS_SceneSettings(bpy.types.PropertyGroup):
         description="Render through every selected camera (else the scene's active camera)",
         default=True,
     )
+    clips: PointerProperty(type=AVS_ClipSettings)
 
 
 class AVS_BodySettings(bpy.types.PropertyGroup):
@@ -98,7 +100,7 @@ class AVS_BodySettings(bpy.types.PropertyGroup):
     motion_fps: FloatProperty(name="Motion FPS", default=30.0, min=1.0)
 
 
-CLASSES = (AVS_JobItem, AVS_SceneSettings, AVS_BodySettings)
+CLASSES = (AVS_JobItem, AVS_ClipSettings, AVS_SceneSettings, AVS_BodySettings)
 
 
 def register_properties() -> None:

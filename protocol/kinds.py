@@ -140,6 +140,23 @@ SYNTHETIC = Struct(
     ),
 )
 
+# Synthetic clips (clips.render; the spec format itself: backend/clips/spec.py, docs/clips.md).
+CLIP_PASSES = ("rgb", "depth", "normal", "instance", "amodal", "part")
+CLIP_RIG_KINDS = ("ring", "orbit", "handheld", "dolly")  # sampled rigs; "path": explicit cameras
+CLIP_CAMERA_KINDS = (*CLIP_RIG_KINDS, "path")
+CLIP_MAX_PEOPLE = 4
+MOTION_FILE = PathParam("file", (".npz", ".bvh"))
+CLIP_RIG = Str(
+    24,
+    rf"({'|'.join(CLIP_RIG_KINDS)}):([1-9]|[1-5][0-9]|6[0-4])",
+    f'camera rig "KIND:N", KIND {"|".join(CLIP_RIG_KINDS)}, N in 1-64',
+)
+# What one clips.render job may write at most: images = clips x cameras x frames, and pixels. Each
+# image is a stored file (~13 ms to store with its fsyncs here), stored after the job returns and
+# before its terminal event, so the bound also keeps that under the job's watchdog (300 s).
+CLIP_MAX_IMAGES = 5_000
+CLIP_MAX_PIXELS = 1 << 31
+
 # ----------------------------------------------------------------------------------- the kinds
 
 _CONTRACTS = [
@@ -284,6 +301,40 @@ _CONTRACTS = [
             ),
         ),
         one_required=(("views", "synthetic"),),
+    ),
+    JobContract(
+        "clips.render",
+        "Synthetic multi-view clips of SMPL-X people with exact ground truth (docs/clips.md): "
+        "RGB, depth, normals, masks, parts, keypoints, boxes, SMPL-X and cameras per frame.",
+        (
+            Param("people", OneOf((Int(1, CLIP_MAX_PEOPLE), List(Int(1, CLIP_MAX_PEOPLE), 2, 2))), 1,
+                  "people per clip: N, or [min, max] sampled per clip"),
+            Param("motions", List(OneOf((Enum(PROCEDURAL_MOTIONS), MOTION_FILE)), 1, 16),
+                  ["walk"], "each person plays one, picked at random (sub-window, mirror, speed jitter)"),
+            Param("cameras", List(OneOf((CLIP_RIG, CAMERA_PATH)), 1, 16), ["ring:4"],
+                  "sampled rigs and/or explicit cameras (a CameraPath each, e.g. Blender's, animated)"),
+            Param("frames", Int(1, 1000), None, "frames per clip (default 8, or the camera paths' length)"),
+            Param("size", Size(2048), None, "[W, H] (default [256, 256], or the camera paths' size)"),
+            Param("fps", Float(0.0, 240.0, lo_open=True), None, "default 30, or the camera paths' fps"),
+            Param("clips", Int(1, 1000), 1, "clips in the dataset"),
+            Param("seed", Int(0, 2**53 - 1), 0, "dataset seed: clip i depends only on it and i"),
+            Param("passes", List(Enum(CLIP_PASSES), 0, len(CLIP_PASSES)), list(CLIP_PASSES),
+                  "image passes; keypoints, boxes, SMPL-X, joints and cameras are always written"),
+        ),
+        Result(
+            data=(
+                ("clips", "clips written"), ("frames", "per clip"), ("cameras", "per clip"),
+                ("images", "COCO images (clip x camera x frame)"), ("annotations", "COCO annotations"),
+                ("folder", '"dataset": the artifacts under it are the dataset folder'),
+                ("body_model", '"smplx" or "stand-in"'),
+            ),
+            files=(
+                ("dataset/manifest.json", "format, seeds, the spec, one entry per clip, counts"),
+                ("dataset/coco_person_keypoints.json", "COCO person keypoints of the whole dataset"),
+                ("dataset/spec.json", "the spec as rendered"),
+                ("dataset/clips/<id>/...", "one folder per clip and camera (layout: docs/clips.md)"),
+            ),
+        ),
     ),
 ]
 

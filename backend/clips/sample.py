@@ -261,6 +261,10 @@ def sample_cameras(spec: ClipSpec, centre: np.ndarray, radius: float,
     phase = np.linspace(0.0, 1.0, F) if F > 1 else np.zeros(1)
     cameras: list[Camera] = []
     for rig in spec.cameras:
+        if rig.path is not None:  # an explicit camera (e.g. from Blender): nothing sampled, no draw
+            K, R, t = (np.asarray(rig.path[k], dtype=np.float64) for k in ("K", "R", "t"))
+            cameras.append(Camera(f"cam_{len(cameras):02d}", rig.kind, K, R, t))
+            continue
         azimuth0 = float(rng.uniform(0.0, 2 * math.pi))
         for i in range(rig.count):
             K, fov = _intrinsics(spec, rig, rng)

@@ -20,12 +20,16 @@ from typing import Any
 
 import numpy as np
 
+from protocol.cameras import CameraPath
+from protocol.kinds import CLIP_CAMERA_KINDS, CLIP_PASSES, CLIP_RIG_KINDS
+
 FORMAT = "avatar-studio.clips"
 VERSION = 1
 # Image passes a spec may ask for; keypoints, boxes, SMPL-X params, 3D joints and cameras are
 # always written (they cost microseconds).
-PASSES: tuple[str, ...] = ("rgb", "depth", "normal", "instance", "amodal", "part")
-CAMERA_KINDS: tuple[str, ...] = ("ring", "orbit", "handheld", "dolly")
+# (Both lists live in protocol/kinds.py, beside the clips.render contract that offers them.)
+PASSES: tuple[str, ...] = CLIP_PASSES
+CAMERA_KINDS: tuple[str, ...] = CLIP_CAMERA_KINDS
 MAX_PEOPLE = 4
 MAX_SIDE = 4096
 
@@ -123,7 +127,9 @@ class CameraSpec:
     straight towards the people, its distance scaled by ``dolly`` from start to end. The distance
     is the one at which the people's bounding sphere fills the view, times ``distance``.
     Intrinsics: vertical field of view ``fov_deg``, principal point jittered by up to
-    ``principal_jitter`` times the image size.
+    ``principal_jitter`` times the image size. ``path``: one explicit, possibly animated camera
+    (e.g. a Blender scene camera): ``path`` holds its K, R, t per frame (a
+    :class:`protocol.cameras.CameraPath` payload, as JSON lists); nothing is sampled.
     """
 
     kind: str = "ring"
@@ -135,6 +141,7 @@ class CameraSpec:
     sweep_deg: tuple[float, float] = (30.0, 120.0)
     shake: float = 0.02
     dolly: tuple[float, float] = (0.7, 0.9)
+    path: dict[str, Any] | None = None  # kind "path": {"K", "R", "t", "width", "height"} as lists
 
     @classmethod
     def parse(cls, data: Any, name: str) -> CameraSpec:
@@ -144,6 +151,8 @@ class CameraSpec:
         kind = d.get("kind", "ring")
         if kind not in CAMERA_KINDS:
             raise SpecError(f"{name}.kind: one of {', '.join(CAMERA_KINDS)}, got {kind!r}")
+        if kind == "path" or d.get("path") is not None:
+            return cls._parse_path(d, name)
         return cls(
             kind=kind,
             count=_int(d.get("count", 4), f"{name}.count", 1, 64),
@@ -158,11 +167,26 @@ class CameraSpec:
         )
 
 
+    @classmethod
+    def _parse_path(cls, d: dict[str, Any], name: str) -> CameraSpec:
+        # (The sampling fields are allowed, as to_json_dict writes them, and mean nothing here.)
+        if d.get("kind") != "path" or d.get("count", 1) != 1:
+            raise SpecError(f"{name}: a path camera is {{\"kind\": \"path\", \"path\": {{K, R, t, width, "
+                            f"height}}}} (one camera, nothing sampled)")
+        try:
+            path = CameraPath.from_payload(d.get("path") if isinstance(d.get("path"), Mapping) else {})
+        except ValueError as exc:
+            raise SpecError(f"{name}.path: {exc}") from None
+        payload = {"K": path.K.tolist(), "R": path.R.tolist(), "t": path.t.tolist(),
+                   "width": path.width, "height": path.height}
+        return cls(kind="path", count=1, path=payload)
+
+
 def parse_camera_shorthand(text: str, name: str = "cameras") -> CameraSpec:
     """``ring:4``, ``orbit:2``, ``handheld:1``, ``dolly:1`` (the CLI's ``--cameras``)."""
     kind, _, count = text.partition(":")
-    if kind not in CAMERA_KINDS:
-        raise SpecError(f"{name}: {text!r} is not KIND:N with KIND one of {', '.join(CAMERA_KINDS)}")
+    if kind not in CLIP_RIG_KINDS:  # a path camera has no shorthand: it carries its K, R, t
+        raise SpecError(f"{name}: {text!r} is not KIND:N with KIND one of {', '.join(CLIP_RIG_KINDS)}")
     try:
         n = int(count) if count else 1
     except ValueError:
@@ -226,6 +250,11 @@ class ClipSpec:
             near=_range(d.get("near", 0.05), "near", 1e-4, 1e6)[0],
             far=_range(d.get("far", 100.0), "far", 1e-3, 1e7)[0],
         )
+        for i, rig in enumerate(cameras):
+            got = (len(rig.path["K"]), rig.path["width"], rig.path["height"]) if rig.path else None
+            if got is not None and got != (spec.frames, spec.width, spec.height):
+                raise SpecError(f"cameras[{i}].path: {got[0]} frames of {got[1]}x{got[2]}, the spec "
+                                f"renders {spec.frames} of {spec.width}x{spec.height}")
         if spec.near >= spec.far:
             raise SpecError(f"near: must be below far, got near={spec.near}, far={spec.far}")
         return spec.resolve_motions(base_dir)

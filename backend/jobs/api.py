@@ -115,6 +115,7 @@ JOB_KINDS: dict[str, JobKind] = {
             KINDS["avatar.from_views"].summary,
             300.0,
         ),
+        JobKind("clips.render", "backend.jobs.clips", "clips_render", KINDS["clips.render"].summary, 300.0),
     ]
 }
 assert set(JOB_KINDS) == set(KINDS), "every contract in protocol/kinds.py has a job function and back"

@@ -121,8 +121,62 @@ def _avatar(scene: bpy.types.Scene, request: ImportRequest, data: dict[str, Any]
     )
 
 
+# Meta keys of a clips.render import: the dataset folder (a local one; else the job's download),
+# which clip to load, and whether to ask the backend for its people (body.mesh jobs).
+CLIP_DATASET, CLIP_INDEX, CLIP_BODIES = "dataset_dir", "load_clip", "load_people"
+
+
+def clip_dataset(data: Mapping[str, Any], files: Mapping[str, Path], meta: Mapping[str, Any]) -> Path:
+    """The dataset folder of a clips.render result: ``meta``'s local folder, else where the job's
+    ``<folder>/manifest.json`` was downloaded."""
+    if isinstance(meta.get(CLIP_DATASET), str):
+        return Path(meta[CLIP_DATASET])
+    folder = data.get("folder") if isinstance(data.get("folder"), str) else "dataset"
+    manifest = files.get(f"{folder}/manifest.json")
+    if manifest is None:
+        raise ValueError("the clips result holds no manifest.json")
+    return Path(manifest).parent
+
+
+def _clips(scene: bpy.types.Scene, request: ImportRequest, data: dict[str, Any],
+           arrays: Mapping[str, np.ndarray], files: Mapping[str, Path]) -> Steps[ImportOutcome]:
+    from .clip import load_clip_steps
+
+    index = request.meta.get(CLIP_INDEX, 0)
+    index = index if isinstance(index, int | str) else 0
+    dataset = clip_dataset(data, files, request.meta)
+    loaded = yield from load_clip_steps(dataset, index, scene=scene, frame_start=request.frame_start)
+    summary = loaded.summary
+    if request.meta.get(CLIP_BODIES):
+        summary += f"; {_request_people(scene, dataset, index, loaded.clip_id, request.frame_start)}"
+    return ImportOutcome(summary, loaded.cameras[0].name)
+
+
+def _request_people(scene: bpy.types.Scene, dataset: Path, index: int | str, clip_id: str,
+                    frame_start: int) -> str:
+    """The clip's people as body.mesh jobs (the add-on cannot pose SMPL-X itself); each comes back
+    through the body importer as an animated body."""
+    from .. import bridge, job_params
+    from .clip import people_payloads
+
+    the_bridge = bridge.get_bridge()
+    if not the_bridge.connected:
+        return "people not loaded (connect to a backend to pose them)"
+    payloads = people_payloads(dataset, index, frame_start)
+    pose = job_params.POSE
+    for person, payload in enumerate(payloads):
+        shape = {job_params.MESH.betas: payload[pose.betas].tolist(),
+                 job_params.MESH.expression: payload[pose.expression].tolist(),
+                 job_params.MESH.gender: payload[pose.gender]}
+        meta = {**shape, "name": f"{clip_id} person {person}", "import_motion": True}
+        the_bridge.submit(scene, "body.mesh", job_params.body_mesh_params(shape, payload),
+                          frame_start=frame_start, meta=meta, auto_import=True)
+    return f"{len(payloads)} people requested from the backend"
+
+
 IMPORTERS = {
     "avatar.from_views": _avatar,
+    "clips.render": _clips,
     "body.mesh": _body_mesh,
     "body.preview": _preview,
 }
@@ -132,11 +186,11 @@ def stages(kind: str) -> tuple[str, ...]:
     """The stage names an import of ``kind`` goes through, in order (for the Jobs panel)."""
     from .avatar import AVATAR_STAGES
     from .body_mesh import BODY_STAGES
+    from .clip import CLIP_STAGES
     from .preview import PREVIEW_STAGES
 
-    return {"avatar.from_views": AVATAR_STAGES, "body.mesh": BODY_STAGES, "body.preview": PREVIEW_STAGES}.get(
-        kind, ()
-    )
+    return {"avatar.from_views": AVATAR_STAGES, "body.mesh": BODY_STAGES, "body.preview": PREVIEW_STAGES,
+            "clips.render": CLIP_STAGES}.get(kind, ())
 
 
 def import_steps(

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import body, connection, jobs
+from . import body, clips, connection, jobs
 
-CLASSES = (*connection.CLASSES, *body.CLASSES, *jobs.CLASSES)
+CLASSES = (*connection.CLASSES, *body.CLASSES, *jobs.CLASSES, *clips.CLASSES)

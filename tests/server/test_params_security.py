@@ -135,6 +135,12 @@ CONTRACT_CASES = [
         ({"grid": 32}, "params.views: give exactly one of views, synthetic"),
         ({"synthetic": {}, "texture_size": 4096}, "params.texture_size: must be an int in [16, 2048]"),
     ),
+    (
+        "clips.render",
+        ({"people": "two"}, "params.people: must be int in [1, 4] or list of 2"),
+        ({"cameras": [CAMERAS_WITHOUT_HEIGHT]}, "params.cameras[0].height: required"),
+        ({"size": [4096, 64]}, "params.size[0]: must be an int in [1, 2048], got 4096"),
+    ),
 ]
 
 
