@@ -52,6 +52,12 @@ def tiny_components(n_controlnets: int = 1, seed: int = 0) -> dict:
         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
         sample_size=SIZE,
     )
+    # SD's scaling factor is 1 / std of its VAE's latents (0.18215 for SD 1.x), so the UNet sees
+    # unit-variance latents; the random VAE gets its own, measured the same way.
+    with torch.no_grad():
+        probe = torch.nn.functional.interpolate(torch.rand(4, 3, 4, 4) * 2 - 1, size=SIZE, mode="nearest")
+        std = float(vae.encode(probe).latent_dist.mean.std())
+    vae.register_to_config(scaling_factor=1.0 / std)
     tokenizer = tiny_tokenizer()
     text_encoder = CLIPTextModel(CLIPTextConfig(
         vocab_size=len(tokenizer.get_vocab()), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
