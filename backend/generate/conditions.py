@@ -110,7 +110,8 @@ def framed_ring(n_views: int, vertices: np.ndarray, facing: np.ndarray, *, width
     tan_h = tan_v * width / height
     half_xz = float(np.hypot(half[0], half[2]))
     radius = max(half[1] / tan_v, half_xz / tan_h) / margin + half_xz
-    start = float(np.degrees(np.arctan2(facing[0], facing[2])))
+    # Rounded: a facing a hair off +z must not start the ring at 359.9999 degrees (named az360).
+    start = round(float(np.degrees(np.arctan2(facing[0], facing[2]))), 2) % 360.0
     return multiview_ring(n_views, radius=float(radius), elevations_deg=(elevation_deg,), target=centre,
                           fov_y_deg=fov_y_deg, width=width, height=height, near=0.05,
                           far=float(4 * radius + 10), azimuth_start_deg=start)
