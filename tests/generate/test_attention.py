@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
-from memory import PeakBytes
 
 from backend.generate.attention import (
     CrossFrameAttnProcessor,
@@ -15,6 +14,7 @@ from backend.generate.attention import (
     self_attention_modules,
     window_frames,
 )
+from backend.generate.meter import PeakBytes
 
 
 def test_window_frames_hold_anchor_self_and_previous_views() -> None:

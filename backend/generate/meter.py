@@ -1,4 +1,6 @@
-"""Peak bytes of the tensors torch allocates inside a block (CPU), counted at the dispatcher.
+"""Peak bytes of the tensors torch allocates inside a block, counted at the dispatcher (any device;
+CUDA has ``torch.cuda.max_memory_allocated``, the CPU has nothing like it). Used by the tests and
+``bench/generate.py`` to check the cross-frame attention's memory claim.
 
 Every op's outputs are recorded by storage; a storage counts from the op that made it until the
 last Python tensor on it is gone. Storages made before the block (inputs, weights) and views of
