@@ -228,7 +228,7 @@ def generate_views(pipe: Any, conditions: BodyConditions, prompt: str,
     if steps <= 0:
         raise ValueError("steps must be positive")
     width, height = conditions.cameras.width, conditions.cameras.height
-    factor = pipe.vae_scale_factor * (2 ** (len(pipe.unet.config.block_out_channels) - 1))
+    factor = pipe.vae_scale_factor  # the UNet itself pads odd latent sizes up and back
     if width % factor or height % factor:
         raise ValueError(f"view size {width}x{height} must be a multiple of {factor} for this model")
 

@@ -3,6 +3,8 @@ several ControlNets, and image guidance (the anchor view is the given image)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -17,6 +19,7 @@ from backend.generate.multiview import (
     view_generators,
     view_prompts,
 )
+from protocol.cameras import CameraPath
 
 PROMPT = "a knight"
 
@@ -147,3 +150,7 @@ def test_bad_requests_say_what_is_wrong(tiny_pipe, conditions4) -> None:
         generate_views(tiny_pipe, conditions4, PROMPT, steps=1, anchor=4)
     with pytest.raises(ValueError, match="steps"):
         generate_views(tiny_pipe, conditions4, PROMPT, steps=0)
+    cams = conditions4.cameras
+    odd = dataclasses.replace(conditions4, cameras=CameraPath(cams.K, cams.R, cams.t, SIZE + 1, SIZE))
+    with pytest.raises(ValueError, match="multiple of 2"):
+        generate_views(tiny_pipe, odd, PROMPT, steps=1)
