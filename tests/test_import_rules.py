@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 LIBRARIES = ("backend.mesh", "backend.body", "backend.models", "backend.render", "backend.preview",
-             "backend.avatar", "backend.clips")
+             "backend.avatar", "backend.clips", "backend.generate")
 # Backend part -> the backend parts it may import (importing the root package ``backend`` itself,
 # for ``__version__``, is always allowed). Lower layers first.
 BACKEND_LAYERS: dict[str, frozenset[str]] = {
@@ -28,6 +28,10 @@ BACKEND_LAYERS: dict[str, frozenset[str]] = {
     "backend.preview": frozenset({"backend.mesh", "backend.body", "backend.render"}),
     "backend.avatar": frozenset({"backend.mesh", "backend.body", "backend.render", "backend.models"}),
     "backend.clips": frozenset({"backend.mesh", "backend.body", "backend.render", "backend.preview"}),
+    # generate: conditions from the body (preview's OpenPose drawing), views written in the
+    # avatar's views format (avatar.io), weights by role (models)
+    "backend.generate": frozenset({"backend.mesh", "backend.body", "backend.render", "backend.preview",
+                                   "backend.avatar", "backend.models"}),
     "backend.jobs": frozenset(LIBRARIES),
     "backend.server": frozenset({"backend.jobs", "backend.models"}),
     "backend.commands": frozenset({*LIBRARIES, "backend.jobs"}),
