@@ -88,7 +88,7 @@ def run_render(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from backend.clips.dataset import render_dataset
-    from backend.clips.distributed import RayError  # the module imports Ray only when it is used
+    from backend.clips.distributed import RayError, parse_address  # Ray itself only when used
     from backend.clips.spec import ClipSpec, SpecError, load_spec
 
     try:
@@ -103,6 +103,8 @@ def run_render(args: argparse.Namespace) -> int:
             raise SpecError(f"--workers: at least 1, got {args.workers}")
         if args.ray and args.workers != 1:
             raise SpecError("--workers and --ray exclude each other (use --ray-cpus-per-task)")
+        if args.ray:
+            parse_address(args.ray)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, console=None, transient=args.json, disable=args.json) as progress:
             clips = progress.add_task("clips", total=spec.clips)
@@ -125,6 +127,9 @@ def run_render(args: argparse.Namespace) -> int:
     except (SpecError, FileNotFoundError, RayError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # the clips not yet finished were cancelled; finished ones stay
+        print(f"interrupted: rerun the same command to resume {args.out}", file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps(manifest["counts"]))
     else:
