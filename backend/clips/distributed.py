@@ -190,10 +190,10 @@ def render_dataset_ray(spec: ClipSpec, out: Path, *, address: str = "local", num
 def _result(ray: Any, ref: Any) -> tuple[str, str]:
     """A task's value; a task that lost its worker more than ``retries`` times is a RayError (an
     exception raised by the render itself, e.g. a SpecError, propagates as its own type)."""
-    from ray.exceptions import NodeDiedError, WorkerCrashedError
+    from ray.exceptions import LocalRayletDiedError, NodeDiedError, OutOfMemoryError, WorkerCrashedError
 
     try:
         cid, host = ray.get(ref)
-    except (WorkerCrashedError, NodeDiedError) as exc:
+    except (WorkerCrashedError, NodeDiedError, OutOfMemoryError, LocalRayletDiedError) as exc:
         raise RayError(f"a clip's Ray worker died on every try: {exc}") from exc
     return cid, host
