@@ -99,11 +99,27 @@ def connect(address: str = "local", num_cpus: int | None = None,
     try:
         ray.init(**init)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
-        raise RayError(f"cannot connect to the Ray cluster at {address}: {exc}") from exc
+        raise RayError(f"cannot connect to the Ray cluster at {address}: {exc}{_auth_hint(exc)}") from exc
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+def _auth_hint(exc: BaseException) -> str:
+    # Clusters started by `ray start` require a token by default (Ray 2.60), and ray.init reports a
+    # client without one as "Failed to connect" (InvalidAuthToken is only in its causes' text) or,
+    # through Ray Client, as a timeout.
+    texts, cause = [], exc
+    while cause is not None and len(texts) < 8:
+        texts.append(str(cause))
+        cause = cause.__cause__ or cause.__context__
+    if any(marker in text for text in texts
+           for marker in ("InvalidAuthToken", "AuthenticationError", "client connection timeout")):
+        return ("; if the cluster uses Ray's token authentication (`ray start`'s default in Ray 2.60), "
+                "set RAY_AUTH_MODE=token and give this machine the cluster's token (RAY_AUTH_TOKEN or "
+                "~/.ray/auth_token)")
+    return ""
 
 
 def _render_task(spec_json: dict[str, Any], index: int, clips_dir: str, threads: int,
