@@ -91,7 +91,8 @@ def connect(address: str = "local", num_cpus: int | None = None,
         _probe(address, *target, probe_timeout)
     if address == "local":
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no phoning home for a private cluster
-        cpus = num_cpus or len(os.sched_getaffinity(0))
+        cpus = num_cpus or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                            else os.cpu_count() or 1)  # macOS has no affinity
         init: dict[str, Any] = {"address": "local", "num_cpus": cpus, "include_dashboard": False,
                                 "object_store_memory": LOCAL_OBJECT_STORE, **quiet}
     else:
