@@ -80,22 +80,32 @@ def prepare(spec: ClipSpec, out: Path) -> list[int]:
     return todo
 
 
-def render_dataset(spec: ClipSpec, out: Path, *, workers: int = 1,
-                   on_clip: Callable[[str, bool], None] = lambda cid, skipped: None,
-                   on_frames: Callable[[int], None] = lambda n: None) -> dict[str, Any]:
-    """Render every missing clip of ``spec`` into ``out``; returns the manifest."""
-    out = Path(out)
+def begin(spec: ClipSpec, out: Path,
+          on_clip: Callable[[str, bool], None] = lambda cid, skipped: None) -> list[int]:
+    """Everything before the clips render (shared with the Ray driver, ``distributed.py``): check,
+    write ``spec.json``, drop a killed run's temp folders, report the clips already there.
+    Returns the clips to render."""
     todo = prepare(spec, out)
     clips_dir = out / "clips"
     clips_dir.mkdir(parents=True, exist_ok=True)
-    spec_json = spec.to_json_dict()
     if not (out / SPEC_FILE).is_file():
-        _atomic_json(out / SPEC_FILE, spec_json, indent=2)
+        _atomic_json(out / SPEC_FILE, spec.to_json_dict(), indent=2)
     for stale in clips_dir.glob(".tmp-*"):  # left by a killed run
         shutil.rmtree(stale, ignore_errors=True)
     for i in range(spec.clips):
         if i not in todo:
             on_clip(clip_id(i), True)
+    return todo
+
+
+def render_dataset(spec: ClipSpec, out: Path, *, workers: int = 1,
+                   on_clip: Callable[[str, bool], None] = lambda cid, skipped: None,
+                   on_frames: Callable[[int], None] = lambda n: None) -> dict[str, Any]:
+    """Render every missing clip of ``spec`` into ``out``; returns the manifest."""
+    out = Path(out)
+    todo = begin(spec, out, on_clip)
+    clips_dir = out / "clips"
+    spec_json = spec.to_json_dict()
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if workers <= 1:
         for i in todo:

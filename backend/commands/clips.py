@@ -1,6 +1,6 @@
 """``avatar-studio clips``: render synthetic clips with exact ground truth, check them, draw them.
 
-    avatar-studio clips render --spec S.json --out DIR [--workers N]
+    avatar-studio clips render --spec S.json --out DIR [--workers N | --ray local|ADDRESS]
     avatar-studio clips render --people 2 --motion walk --cameras ring:4 --frames 8 --clips 3 \
         --size 256x256 --seed 1 --out DIR
     avatar-studio clips check DIR [--clip ID] [--json]
@@ -37,6 +37,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     render.add_argument("--size", help="WxH (default 256x256)")
     render.add_argument("--seed", type=int, help="dataset seed (default 0)")
     render.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    render.add_argument("--ray", metavar="local|ADDRESS",
+                        help="render one clip per Ray task: 'local' starts a private cluster, or an "
+                             "existing one's address (auto, ray://HOST:PORT); needs a shared output folder")
+    render.add_argument("--ray-cpus-per-task", type=int, default=1, help="CPUs per clip task (default 1)")
     render.add_argument("--out", type=Path, required=True, help="dataset folder")
     render.add_argument("--json", action="store_true", help="print the manifest's counts as JSON")
     render.set_defaults(func=run_render)
@@ -85,6 +89,7 @@ def run_render(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from backend.clips.dataset import render_dataset
+    from backend.clips.distributed import RayError, parse_address  # Ray itself only when used
     from backend.clips.spec import ClipSpec, SpecError, load_spec
 
     try:
@@ -97,6 +102,10 @@ def run_render(args: argparse.Namespace) -> int:
             spec = ClipSpec.parse(quick_spec(args), base_dir=Path.cwd())
         if args.workers < 1:
             raise SpecError(f"--workers: at least 1, got {args.workers}")
+        if args.ray and args.workers != 1:
+            raise SpecError("--workers and --ray exclude each other (use --ray-cpus-per-task)")
+        if args.ray:
+            parse_address(args.ray)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, console=None, transient=args.json, disable=args.json) as progress:
             clips = progress.add_task("clips", total=spec.clips)
@@ -107,11 +116,21 @@ def run_render(args: argparse.Namespace) -> int:
                 if skipped:
                     progress.advance(frames, spec.frames * spec.n_cameras)
 
-            manifest = render_dataset(spec, args.out, workers=args.workers, on_clip=on_clip,
-                                      on_frames=lambda n: progress.advance(frames, n))
-    except (SpecError, FileNotFoundError) as exc:
+            if args.ray:  # imports Ray (an optional extra) only now
+                from backend.clips.distributed import render_dataset_ray
+
+                manifest = render_dataset_ray(spec, args.out, address=args.ray,
+                                              cpus_per_task=args.ray_cpus_per_task, on_clip=on_clip,
+                                              on_frames=lambda n: progress.advance(frames, n))
+            else:
+                manifest = render_dataset(spec, args.out, workers=args.workers, on_clip=on_clip,
+                                          on_frames=lambda n: progress.advance(frames, n))
+    except (SpecError, FileNotFoundError, RayError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # the clips not yet finished were cancelled; finished ones stay
+        print(f"interrupted: rerun the same command to resume {args.out}", file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps(manifest["counts"]))
     else:
