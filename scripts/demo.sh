@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job end to end on the embedded defaults (no GPU, no downloaded weights):
 # a backend process, diagnostics over the wire, a body preview, an avatar from synthetic views,
+# a small clips dataset with ground truth on a local Ray cluster (checked, with its vis sheet),
 # and a headless Blender session that drives the add-on and writes a .blend with the results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,9 +38,15 @@ step "avatar from views: a synthetic character, then sculpt + UV texture + rig (
 "${CLI[@]}" avatar make-synthetic --out "$OUT/views"
 "${CLI[@]}" avatar --views "$OUT/views" --out "$OUT/avatar"
 
+step "clips: 3 clips of 2 people x 4 ring cameras with ground truth, rendered on a local Ray cluster"
+"${CLI[@]}" clips render --people 2 --motion walk --cameras ring:4 --frames 8 --clips 3 --size 256x256 \
+  --seed 1 --out "$OUT/clips" --ray local
+"${CLI[@]}" clips check "$OUT/clips"
+"${CLI[@]}" clips vis "$OUT/clips" --clip 000000 --out "$OUT/clips/sheet.png"
+
 step "headless Blender: the add-on's slice against this backend, saved as a .blend"
 .venv-blender/bin/python examples/headless_slice.py --connection "$CONN" --out "$OUT/demo.blend" \
   --avatar "$OUT/avatar"
 
 step "done"
-echo "results in $OUT: preview/, avatar/avatar.glb, demo.blend"
+echo "results in $OUT: preview/, avatar/avatar.glb, clips/ (sheet.png), demo.blend"
