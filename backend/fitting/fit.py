@@ -18,9 +18,10 @@ run time, ``device="auto"``).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ from backend.render.camera import CameraBatch
 from .init import kabsch, mask_anchor_points, triangulate_keypoints
 from .inputs import FitView, check_views
 from .keypoints import keypoint_term, layout_index, reprojection_errors
+from .posing import SubsetPoser
 from .priors import PosePrior, shape_prior
 from .silhouette import ScaledMasks, point_terms, project, raster_term, scaled_masks, silhouette_iou
 
@@ -43,6 +45,7 @@ ProgressFn = Callable[[float, str], None]
 
 # Keypoints that fix the root's rotation (rigid torso points), when the layout has them.
 TORSO_KEYPOINTS = ("pelvis", "left_hip", "right_hip", "spine3", "neck", "left_shoulder", "right_shoulder")
+COARSE_STRIDE = 3  # below full resolution, the silhouette terms use every third vertex
 
 
 @dataclass
@@ -57,10 +60,10 @@ class Stage:
 
 
 DEFAULT_STAGES = (
-    Stage("orient", ("global_orient", "transl"), 40, 0.25, 0.03, 1.0),
-    Stage("pose", ("global_orient", "transl", "body_pose"), 80, 0.5, 0.03, 0.3),
-    Stage("shape", ("global_orient", "transl", "body_pose", "betas"), 100, 1.0, 0.02, 0.05),
-    Stage("refine", ("global_orient", "transl", "body_pose", "betas"), 30, 1.0, 0.005, 0.01, raster=True),
+    Stage("orient", ("global_orient", "transl"), 30, 0.25, 0.03, 1.0),
+    Stage("pose", ("global_orient", "transl", "body_pose"), 60, 0.5, 0.03, 0.3),
+    Stage("shape", ("global_orient", "transl", "body_pose", "betas"), 80, 1.0, 0.02, 0.05),
+    Stage("refine", ("global_orient", "transl", "body_pose", "betas"), 20, 1.0, 0.005, 0.01, raster=True),
 )
 
 
@@ -72,6 +75,9 @@ class FitConfig:
     yaw_hypotheses: int = 8  # facings probed without keypoints
     init_arms_degrees: float = 45.0  # the A-pose the fit starts from
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda
+    # torch threads on the CPU during the fit: its ops are small (10k vertices), and on a busy CPU
+    # every parallel op waits for a descheduled thread (2 threads measured ~6x slower than 1 here)
+    cpu_threads: int = 1
     # Weights (silhouette and keypoint terms are in pixels^2 of the full-resolution images).
     inside_weight: float = 1.0
     cover_weight: float = 1.0
@@ -116,6 +122,9 @@ class _Problem:
         self._scaled: dict[float, ScaledMasks] = {}
         self.faces = model.faces_tensor.to(device)
         self.prior = PosePrior().to(device)
+        n_verts = model.smplx.v_template.shape[0]
+        self.coarse = SubsetPoser(model, np.arange(0, n_verts, COARSE_STRIDE))
+        self.full = SubsetPoser(model, np.arange(n_verts))
         kp_views = [v.keypoints is not None for v in views]
         self.has_keypoints = any(kp_views)
         if self.has_keypoints:
@@ -142,13 +151,13 @@ class _Problem:
 
     def loss(self, p: dict[str, torch.Tensor], stage: Stage) -> tuple[torch.Tensor, dict[str, float]]:
         c = self.config
-        out = self.pose(p)
-        verts = out.vertices[0]
+        poser = self.full if stage.raster or stage.scale >= 1.0 else self.coarse
+        verts, _, keypoints = poser(p["global_orient"], p["body_pose"], p["betas"], p["transl"])
         pixels = project(verts, self.K, self.R, self.t)
         inside, cover = point_terms(pixels, self.masks_at(stage.scale))
         terms = {"inside": c.inside_weight * inside, "cover": c.cover_weight * cover}
         if self.has_keypoints:
-            kp = project(self.keypoints_3d(out)[self.kp_index], self.K, self.R, self.t)
+            kp = project(keypoints[self.kp_index], self.K, self.R, self.t)
             terms["keypoints"] = c.keypoint_weight * keypoint_term(kp, self.keypoints, self.kp_sigma)
         if stage.raster:
             terms["raster"] = c.raster_weight * raster_term(verts, self.faces, self.cameras, self.masks)
@@ -301,12 +310,31 @@ def _flip_limbs(problem: _Problem, p: dict[str, torch.Tensor], stage: Stage,
     return p, flipped
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def fit_body(views: Sequence[FitView], config: FitConfig | None = None,
              progress: ProgressFn | None = None, model: BodyModel | None = None) -> FitResult:
     """Fit SMPL-X to ``views`` (masks, optional keypoints in ``config.layout``); see the module doc."""
     config = config or FitConfig()
     checked = check_views(views, config.layout)
     device = pick_device(config.device)
+    threads = torch.get_num_threads()
+    if device.type == "cpu" and config.cpu_threads > 0:
+        threads = config.cpu_threads
+    with _torch_threads(threads):
+        return _fit(checked, config, device, progress, model)
+
+
+def _fit(checked: list[FitView], config: FitConfig, device: torch.device, progress: ProgressFn | None,
+         model: BodyModel | None) -> FitResult:
     model = (model or load_body_model(config.gender)).to(device)
     problem = _Problem(checked, model, config, device)
     start = time.perf_counter()
@@ -361,8 +389,8 @@ def fit_body(views: Sequence[FitView], config: FitConfig | None = None,
             kp = project(problem.keypoints_3d(out)[problem.kp_index], problem.K, problem.R, problem.t)
             err = reprojection_errors(kp.cpu().numpy(), problem.keypoints.cpu().numpy())
             diagnostics["keypoint_error_px"] = err
-            diagnostics["mean_keypoint_error_px"] = float(np.nanmean(err)) if not all(map(math.isnan, err)) \
-                else math.nan
+            seen = [e for e in err if e is not None]
+            diagnostics["mean_keypoint_error_px"] = float(np.mean(seen)) if seen else None
     params = payload(p, config.gender, model.num_expression)
     return FitResult(params, diagnostics, verts.cpu().numpy().astype(np.float64),
                      out.joints[0].cpu().numpy().astype(np.float64), timings)

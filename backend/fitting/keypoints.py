@@ -25,7 +25,6 @@ as many rows as its layout has keypoints; views not listed have no keypoints.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -115,10 +114,11 @@ def keypoint_term(projected: torch.Tensor, target: torch.Tensor, sigma: float) -
     return (conf * gmof(residual_sq, sigma)).sum() / conf.sum().clamp(min=1e-6)
 
 
-def reprojection_errors(projected: np.ndarray, target: np.ndarray, min_conf: float = 0.1) -> list[float]:
-    """Per view: mean pixel distance over the keypoints with confidence >= ``min_conf`` (nan if none)."""
+def reprojection_errors(projected: np.ndarray, target: np.ndarray,
+                        min_conf: float = 0.1) -> list[float | None]:
+    """Per view: mean pixel distance over the keypoints with confidence >= ``min_conf`` (None if none)."""
     out = []
     for p, t in zip(projected, target, strict=True):
         seen = t[:, 2] >= min_conf
-        out.append(float(np.linalg.norm(p[seen] - t[seen, :2], axis=1).mean()) if seen.any() else math.nan)
+        out.append(float(np.linalg.norm(p[seen] - t[seen, :2], axis=1).mean()) if seen.any() else None)
     return out
