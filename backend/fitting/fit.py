@@ -165,7 +165,7 @@ class _Problem:
         terms["limits"] = c.limit_weight * self.prior.limits(p["body_pose"])
         terms["shape_prior"] = c.shape_weight * shape_prior(p["betas"])
         total = torch.stack(list(terms.values())).sum()
-        return total, {k: float(v) for k, v in terms.items()}
+        return total, {k: float(v.detach()) for k, v in terms.items()}
 
     def run_stage(self, p: dict[str, torch.Tensor], stage: Stage,
                   tick: Callable[[], None]) -> dict[str, float]:
