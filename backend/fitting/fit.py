@@ -340,7 +340,7 @@ def _fit(checked: list[FitView], config: FitConfig, device: torch.device, progre
     start = time.perf_counter()
     total_iters = sum(s.iterations for s in config.stages)
     search = sum(s.iterations for s in config.stages if s.name in ("orient", "pose"))
-    total_iters += 2 * FLIP_ITERATIONS * len(LIMB_FLIPS) + (0 if problem.has_keypoints else search)
+    total_iters += 0 if problem.has_keypoints else 2 * FLIP_ITERATIONS * len(LIMB_FLIPS) + search
     done = [0]
 
     def tick() -> None:
@@ -360,7 +360,7 @@ def _fit(checked: list[FitView], config: FitConfig, device: torch.device, progre
         for name in ("orient", "pose"):
             if name in by_stage:
                 stage_terms[name] = problem.run_stage(p, by_stage[name], tick)
-    if "pose" in by_stage:
+    if "pose" in by_stage and not problem.has_keypoints:  # keypoints say which limb is which
         p, flips = _flip_limbs(problem, p, by_stage["pose"], tick)
         info["flips"] = flips
     timings["search"] = time.perf_counter() - t0
