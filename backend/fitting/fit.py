@@ -19,6 +19,7 @@ run time, ``device="auto"``).
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -57,11 +58,14 @@ class Stage:
     lr: float
     pose_weight: float  # Gaussian pose prior
     raster: bool = False  # add the rendered-silhouette term
+    # Geman-McClure scale of the keypoint term, fraction of the image's larger side: wide while
+    # the body is far from the keypoints (a saturated residual has no gradient), narrow at the end
+    keypoint_sigma: float = 0.05
 
 
 DEFAULT_STAGES = (
-    Stage("orient", ("global_orient", "transl"), 30, 0.25, 0.03, 1.0),
-    Stage("pose", ("global_orient", "transl", "body_pose"), 60, 0.5, 0.03, 0.3),
+    Stage("orient", ("global_orient", "transl"), 30, 0.25, 0.03, 1.0, keypoint_sigma=0.5),
+    Stage("pose", ("global_orient", "transl", "body_pose"), 60, 0.5, 0.03, 0.3, keypoint_sigma=0.3),
     Stage("shape", ("global_orient", "transl", "body_pose", "betas"), 80, 1.0, 0.02, 0.05),
     Stage("refine", ("global_orient", "transl", "body_pose", "betas"), 20, 1.0, 0.005, 0.01, raster=True),
 )
@@ -83,7 +87,6 @@ class FitConfig:
     cover_weight: float = 1.0
     raster_weight: float = 2000.0  # a mean squared alpha difference of 1e-3 ~ 2 pixels^2
     keypoint_weight: float = 1.0
-    keypoint_sigma: float = 0.05  # Geman-McClure scale, fraction of the image's larger side
     limit_weight: float = 1000.0
     shape_weight: float = 0.05
     max_abs_beta: float = 4.0
@@ -133,7 +136,7 @@ class _Problem:
             n = len(self.kp_index)
             kp = np.stack([v.keypoints if v.keypoints is not None else np.zeros((n, 3)) for v in views])
             self.keypoints = torch.tensor(kp, dtype=torch.float32, device=device)
-        self.kp_sigma = config.keypoint_sigma * max(h, w)
+        self.image_side = max(h, w)
 
     def masks_at(self, scale: float) -> ScaledMasks:
         if scale not in self._scaled:
@@ -158,7 +161,8 @@ class _Problem:
         terms = {"inside": c.inside_weight * inside, "cover": c.cover_weight * cover}
         if self.has_keypoints:
             kp = project(keypoints[self.kp_index], self.K, self.R, self.t)
-            terms["keypoints"] = c.keypoint_weight * keypoint_term(kp, self.keypoints, self.kp_sigma)
+            sigma = stage.keypoint_sigma * self.image_side
+            terms["keypoints"] = c.keypoint_weight * keypoint_term(kp, self.keypoints, sigma)
         if stage.raster:
             terms["raster"] = c.raster_weight * raster_term(verts, self.faces, self.cameras, self.masks)
         terms["pose_prior"] = stage.pose_weight * self.prior.gaussian(p["body_pose"])
@@ -278,30 +282,33 @@ def _search_facing(problem: _Problem, views: list[FitView], config: FitConfig, s
     return best[1], best[2]
 
 
-# Left/right swaps tried after the pose stage (joint pairs, axis-angle component): the swing of
-# the legs and arms forwards or backwards. Starting from straight limbs, the optimiser may send the
-# left leg where the right one is (a local minimum the silhouettes of most views agree with).
-LIMB_FLIPS: dict[str, tuple[tuple[str, str, int], ...]] = {
-    "legs": (("left_hip", "right_hip", 0), ("left_knee", "right_knee", 0)),
-    "arms": (("left_shoulder", "right_shoulder", 0), ("left_elbow", "right_elbow", 1)),
+# Left/right swaps tried after the pose stage: each pair's whole rotations exchanged, mirrored
+# (a rotation (x, y, z) of a left joint is (x, -y, -z) on the right). Starting from straight
+# limbs, the optimiser may send the left leg where the right one is, or raise the wrong arm (local
+# minima most views agree with).
+LIMB_FLIPS: dict[str, tuple[tuple[str, str], ...]] = {
+    "legs": (("left_hip", "right_hip"), ("left_knee", "right_knee"), ("left_ankle", "right_ankle")),
+    "arms": (("left_shoulder", "right_shoulder"), ("left_elbow", "right_elbow"),
+             ("left_wrist", "right_wrist")),
 }
 FLIP_ITERATIONS = 20
+MIRROR = torch.tensor([1.0, -1.0, -1.0])
 
 
 def _flip_limbs(problem: _Problem, p: dict[str, torch.Tensor], stage: Stage,
                 tick: Callable[[], None]) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Try each swap of :data:`LIMB_FLIPS` (and no swap) for a few pose iterations; keep the best."""
-    short = Stage(stage.name, stage.free, FLIP_ITERATIONS, stage.scale, stage.lr, stage.pose_weight)
+    short = Stage(stage.name, stage.free, FLIP_ITERATIONS, stage.scale, stage.lr, stage.pose_weight,
+                  keypoint_sigma=stage.keypoint_sigma)
     flipped: list[str] = []
     for name, pairs in LIMB_FLIPS.items():
         keep = {k: v.detach().clone() for k, v in p.items()}
         swap = {k: v.detach().clone() for k, v in p.items()}
         pose = swap["body_pose"].reshape(21, 3)
-        for left, right, axis in pairs:
+        mirror = MIRROR.to(pose)
+        for left, right in pairs:
             a, b = JOINT_INDEX[left] - 1, JOINT_INDEX[right] - 1
-            # mirrored joints: a swing component about x keeps its sign, about y or z it changes
-            sign = 1.0 if axis == 0 else -1.0
-            pose[a, axis], pose[b, axis] = sign * float(pose[b, axis]), sign * float(pose[a, axis])
+            pose[[a, b]] = pose[[b, a]].clone() * mirror
         loss_keep = problem.run_stage(keep, short, tick)["total"]
         loss_swap = problem.run_stage(swap, short, tick)["total"]
         if loss_swap < loss_keep:
@@ -335,32 +342,36 @@ def fit_body(views: Sequence[FitView], config: FitConfig | None = None,
 
 def _fit(checked: list[FitView], config: FitConfig, device: torch.device, progress: ProgressFn | None,
          model: BodyModel | None) -> FitResult:
-    model = (model or load_body_model(config.gender)).to(device)
+    model = model or load_body_model(config.gender)
+    if next(model.buffers()).device != device:  # a copy: the per-process cached model stays put
+        model = copy.deepcopy(model).to(device)
     problem = _Problem(checked, model, config, device)
     start = time.perf_counter()
     total_iters = sum(s.iterations for s in config.stages)
     search = sum(s.iterations for s in config.stages if s.name in ("orient", "pose"))
-    total_iters += 0 if problem.has_keypoints else 2 * FLIP_ITERATIONS * len(LIMB_FLIPS) + search
+    total_iters += 2 * FLIP_ITERATIONS * len(LIMB_FLIPS) + search  # an upper bound (no keypoints)
     done = [0]
 
     def tick() -> None:
         done[0] += 1
         if progress is not None and done[0] % 10 == 0:
-            progress(min(done[0] / max(total_iters, 1), 1.0),
-                     f"fitting the body: iteration {done[0]}/{total_iters}")
+            progress(min(done[0] / max(total_iters, 1), 1.0), f"fitting the body: iteration {done[0]}")
 
     timings: dict[str, float] = {}
     stage_terms: dict[str, dict[str, float]] = {}
     t0 = time.perf_counter()
     p, info = _initial_params(problem, checked, 0.0)
     by_stage = {s.name: s for s in config.stages}
-    if not problem.has_keypoints:
+    # Keypoints that gave the facing (enough torso points triangulated) also say which limb is
+    # which; otherwise (no keypoints, or too few detected) the silhouettes decide both.
+    guided = bool(info.get("keypoint_orient"))
+    if not guided:
         p, info = _search_facing(problem, checked, config, by_stage, tick, info)
     else:
         for name in ("orient", "pose"):
             if name in by_stage:
                 stage_terms[name] = problem.run_stage(p, by_stage[name], tick)
-    if "pose" in by_stage and not problem.has_keypoints:  # keypoints say which limb is which
+    if "pose" in by_stage and not guided:
         p, flips = _flip_limbs(problem, p, by_stage["pose"], tick)
         info["flips"] = flips
     timings["search"] = time.perf_counter() - t0

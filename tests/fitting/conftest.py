@@ -16,7 +16,8 @@ def quick_stages():
     from backend.fitting import Stage
 
     free = ("global_orient", "transl", "body_pose", "betas")
-    return (Stage("orient", free[:2], 20, 0.25, 0.03, 1.0), Stage("pose", free[:3], 40, 0.5, 0.03, 0.3),
+    return (Stage("orient", free[:2], 20, 0.25, 0.03, 1.0, keypoint_sigma=0.5),
+            Stage("pose", free[:3], 40, 0.5, 0.03, 0.3, keypoint_sigma=0.3),
             Stage("shape", free, 50, 1.0, 0.02, 0.05),
             Stage("refine", free, 10, 1.0, 0.005, 0.01, raster=True))
 

@@ -42,7 +42,8 @@ def test_views_without_smplx_build_an_avatar_on_the_fitted_body(views_folder, tr
     from backend.fitting import FitConfig, Stage
 
     free = ("global_orient", "transl", "body_pose", "betas")  # a short schedule: keypoints lead
-    stages = (Stage("orient", free[:2], 15, 0.25, 0.03, 1.0), Stage("pose", free[:3], 30, 0.5, 0.03, 0.3),
+    stages = (Stage("orient", free[:2], 15, 0.25, 0.03, 1.0, keypoint_sigma=0.5),
+              Stage("pose", free[:3], 30, 0.5, 0.03, 0.3, keypoint_sigma=0.3),
               Stage("shape", free, 30, 1.0, 0.02, 0.05))
 
     views = read_views(views_folder)

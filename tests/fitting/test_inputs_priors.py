@@ -164,3 +164,15 @@ def test_silhouette_anchor_points_find_the_body(truth, views):
     # rays from the 25-degree cameras pass them from above (measured 9 cm low; an initial guess)
     assert abs(a["top"][1] - hi[1]) < 0.03 and abs(a["bottom"][1] - lo[1]) < 0.12
     assert np.linalg.norm(a["centre"][[0, 2]] - (lo + hi)[[0, 2]] / 2) < 0.1
+
+
+def test_undetected_keypoints_fall_back_to_the_silhouettes(kp_views):
+    """Keypoints all at confidence 0 cannot give the facing: the silhouettes' facing search runs."""
+    from backend.fitting import FitConfig, Stage
+
+    free = ("global_orient", "transl", "body_pose")
+    stages = (Stage("orient", free[:2], 2, 0.25, 0.03, 1.0), Stage("pose", free, 2, 0.5, 0.03, 0.3))
+    undetected = [_with(v, keypoints=np.zeros_like(v.keypoints)) for v in kp_views]
+    d = fit_body(undetected, FitConfig(layout="coco17", stages=stages)).diagnostics
+    assert d["keypoint_orient"] is False and len(d["facing_losses"]) == 2 and "flips" in d
+    assert d["keypoint_error_px"] == [None] * 4 and d["mean_keypoint_error_px"] is None
