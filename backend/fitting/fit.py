@@ -36,7 +36,7 @@ from backend.body.model import BodyModel, BodyParams
 from backend.render.camera import CameraBatch
 
 from .init import kabsch, mask_anchor_points, triangulate_keypoints
-from .inputs import FitView, check_views
+from .inputs import FitInputError, FitView, check_views
 from .keypoints import keypoint_term, layout_index, reprojection_errors
 from .posing import SubsetPoser
 from .priors import PosePrior, shape_prior
@@ -403,8 +403,22 @@ def _fit(checked: list[FitView], config: FitConfig, device: torch.device, progre
             seen = [e for e in err if e is not None]
             diagnostics["mean_keypoint_error_px"] = float(np.mean(seen)) if seen else None
     params = payload(p, config.gender, model.num_expression)
-    return FitResult(params, diagnostics, verts.cpu().numpy().astype(np.float64),
+    fitted = [x for key in ("betas", "global_orient", "body_pose", "transl") for x in params[key]]
+    if not all(map(math.isfinite, fitted)):  # a ValueError, so commands report it as bad input
+        raise FitInputError("the body fit diverged (non-finite parameters); check the cameras and masks")
+    return FitResult(params, strict_json(diagnostics), verts.cpu().numpy().astype(np.float64),
                      out.joints[0].cpu().numpy().astype(np.float64), timings)
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None: results travel as strict JSON."""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def payload(p: dict[str, torch.Tensor], gender: str, num_expression: int = 10) -> dict[str, Any]:
