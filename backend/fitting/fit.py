@@ -4,10 +4,11 @@
 (hands flat, jaw and eyes at rest, no expression) in stages, each with Adam:
 
 1. ``orient``: root rotation and translation only, silhouettes at a quarter of the resolution
-   (broad basins) and keypoints; without keypoints the facing direction is unknown (a body's
-   outline is nearly the same from the front and the back), so this stage and the next run from
-   ``yaw_hypotheses`` facings and the one with the lowest loss goes on;
-2. ``pose``: plus the body pose, half resolution, strong pose prior;
+   (broad basins) and keypoints (which, triangulated, give the facing); without keypoints the
+   best of ``yaw_hypotheses`` probed yaws *and its opposite* (a body's outline is nearly the
+   same from the front and the back) run this stage and the next, the lower loss goes on;
+2. ``pose``: plus the body pose, half resolution, strong pose prior; then, without keypoints,
+   left/right limb swaps are tried (``LIMB_FLIPS``);
 3. ``shape``: plus the betas, full resolution, weaker prior;
 4. ``refine``: everything against the rendered antialiased silhouette (``backend.render``'s
    differentiable alpha) at full resolution, prior weakest.
