@@ -25,6 +25,7 @@ def views_body(views: ViewSet, report: ProgressFn, config: FitConfig | None = No
                ) -> tuple[BodyMesh, dict[str, Any] | None]:
     """(posed body, the fit's record or None when the views carried their SMPL-X parameters)."""
     if views.smplx:
+        report("body", 0.0, "posing the SMPL-X body")
         return body_from_params(views.smplx), None
     train = views.split("train")
     config = config or FitConfig()

@@ -119,7 +119,6 @@ def build_avatar(
     if not train:
         raise ValueError("the views set has no training views (split 'train')")
     t = time.perf_counter()
-    report("body", 0.0, "posing the SMPL-X body")
     fit = None
     if body is None:  # the smplx role's body (else the stand-in), posed or fitted to the views
         body, fit = views_body(views, report, config.fit)
