@@ -1,7 +1,7 @@
 """The fit recovers a known body from our own renders: joints, shape and silhouettes.
 
 Measured (docs/fitting.md) with these settings (128 px, 8 views, the quick schedule): silhouettes
-alone ~9 mm mean joint error, with COCO-17 keypoints (0.5 px noise) ~4 mm; betas within ~0.6 of
+alone ~9 mm mean joint error, with COCO-17 keypoints (0.5 px noise) ~5 mm; betas within ~0.6 of
 the truth (the stand-in's higher betas change the outline by millimetres, so the silhouettes pin
 them loosely); the tolerances below leave room for that and nothing more.
 """
