@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 LIBRARIES = ("backend.mesh", "backend.body", "backend.models", "backend.render", "backend.preview",
-             "backend.avatar", "backend.clips", "backend.generate")
+             "backend.avatar", "backend.clips", "backend.generate", "backend.fitting")
 # Backend part -> the backend parts it may import (importing the root package ``backend`` itself,
 # for ``__version__``, is always allowed). Lower layers first.
 BACKEND_LAYERS: dict[str, frozenset[str]] = {
@@ -26,7 +26,9 @@ BACKEND_LAYERS: dict[str, frozenset[str]] = {
     "backend.models": frozenset(),
     "backend.render": frozenset({"backend.mesh"}),
     "backend.preview": frozenset({"backend.mesh", "backend.body", "backend.render"}),
-    "backend.avatar": frozenset({"backend.mesh", "backend.body", "backend.render", "backend.models"}),
+    "backend.fitting": frozenset({"backend.mesh", "backend.body", "backend.render"}),
+    "backend.avatar": frozenset({"backend.mesh", "backend.body", "backend.render", "backend.models",
+                                 "backend.fitting"}),  # fitting: a views set without SMPL-X
     "backend.clips": frozenset({"backend.mesh", "backend.body", "backend.render", "backend.preview"}),
     # generate: conditions from the body (preview's OpenPose drawing), views written in the
     # avatar's views format (avatar.io), weights by role (models)

@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from backend.avatar.body_mesh import BodyMesh, body_from_params
+from backend.avatar.body_mesh import BodyMesh
+from backend.avatar.fitted_body import views_body
 from backend.avatar.geometry.sculpt import SculptConfig, sculpt
 from backend.avatar.io.split_vertices import split_by_uv
 from backend.avatar.io.views import ViewSet
@@ -34,6 +35,7 @@ from backend.avatar.rig.skinning import RigConfig, canonical_pose, rig_mesh
 from backend.avatar.texture.atlas import Atlas
 from backend.avatar.texture.optimise import TextureConfig, optimise_texture
 from backend.avatar.texture.uv_layout import UVConfig, make_uv_layout
+from backend.fitting import FitConfig
 from backend.mesh.normals import vertex_normals
 
 # Share of the whole run each stage gets in the overall progress fraction.
@@ -55,6 +57,7 @@ class AvatarConfig:
     uv: UVConfig = field(default_factory=UVConfig)
     texture: TextureConfig = field(default_factory=TextureConfig)
     rig: RigConfig = field(default_factory=RigConfig)
+    fit: FitConfig = field(default_factory=FitConfig)  # the body fit, for views without SMPL-X
 
     def __post_init__(self) -> None:
         self.uv.atlas.texture_size = self.texture.texture_size
@@ -116,9 +119,9 @@ def build_avatar(
     if not train:
         raise ValueError("the views set has no training views (split 'train')")
     t = time.perf_counter()
-    report("body", 0.0, "posing the SMPL-X body")
-    if body is None:
-        body = body_from_params(views.smplx)  # the smplx role's body, else the stand-in
+    fit = None
+    if body is None:  # the smplx role's body (else the stand-in), posed or fitted to the views
+        body, fit = views_body(views, report, config.fit)
     timings["body"] = time.perf_counter() - t
 
     cpu = time.process_time()
@@ -184,6 +187,7 @@ def build_avatar(
             "unwrap": config.uv.unwrap.method,
             "bind_pose": "smplx_zero",
             "pose_corrective_max_m": float(np.linalg.norm(canon.pose_offsets, axis=1).max(initial=0.0)),
+            **({"body_fit": fit} if fit is not None else {}),
         },
         init_mesh=None if gs.init_vertices is None else (gs.init_vertices, gs.init_faces),
         rest_vertices=canon.vertices[split.source],
@@ -249,6 +253,9 @@ def write_outputs(
         payload["config"] = asdict(config)
     summary.write_text(json.dumps(payload, indent=1, default=str))
     files["avatar.json"] = summary
+    if "body_fit" in result.info:  # the fitted body, reusable as a views manifest's smplx entry
+        files["body_fit.json"] = out / "body_fit.json"
+        files["body_fit.json"].write_text(json.dumps(result.info["body_fit"], indent=1))
     return files
 
 

@@ -57,6 +57,7 @@ class ViewSet:
     views: list[View]
     smplx: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # free-form metadata kept on round trips
+    folder: Path | None = None  # where read_views read it (the body fit looks for keypoints.json there)
 
     def split(self, name: str) -> list[View]:
         return [v for v in self.views if v.split == name]
@@ -156,7 +157,8 @@ def read_views(folder: str | Path) -> ViewSet:
         views.append(View(name=name, camera=cam, rgba=img, normal=normal, split=str(e.get("split", "train"))))
     if not views:
         raise ViewsFormatError(f"{path}: no views")
-    return ViewSet(views=views, smplx=dict(manifest.get("smplx", {})), extra=dict(manifest.get("extra", {})))
+    return ViewSet(views=views, smplx=dict(manifest.get("smplx", {})), extra=dict(manifest.get("extra", {})),
+                   folder=folder)
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
