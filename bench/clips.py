@@ -31,7 +31,8 @@ from backend.body.loading import load_body_model  # noqa: E402
 from backend.clips.dataset import render_one  # noqa: E402
 from backend.clips.render import BACKGROUND  # noqa: E402
 from backend.clips.sample import plan_clip, pose  # noqa: E402
-from backend.clips.spec import PASSES, ClipSpec  # noqa: E402
+from backend.clips.spec import DEFAULT_PASSES as PASSES  # noqa: E402
+from backend.clips.spec import ClipSpec  # noqa: E402
 from backend.preview.pipeline import torch_threads  # noqa: E402
 from backend.render import get_rasterizer  # noqa: E402
 from backend.render.bands import default_threads  # noqa: E402

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,24 @@ from numpy.lib.format import open_memmap
 
 from backend.body.loading import load_body_model
 from backend.body.model import BodyModel
+from backend.clips.appearance import Look, sample_look
 from backend.clips.coco import COCO17_FROM_SMPLX, clip_fragment, write_json
 from backend.clips.png import write_rgb_png
-from backend.clips.sample import ClipPlan, pose, rest_pelvis, transform_root
+from backend.clips.sample import ClipPlan, person_pelvis, pose_person, transform_root
+from backend.clips.scene import (
+    SHADOW_SIZE,
+    LightCamera,
+    LookArrays,
+    PeopleMesh,
+    contact_spheres,
+    light_camera,
+    look_arrays,
+    people_mesh,
+)
+from backend.clips.shade import flow_frame, ground_base, instance_from_face_person, shade_frame
+from backend.clips.spec import AppearanceSpec
+from backend.clips.video import open_video
+from backend.clips.video import send_frame as _send_frame
 from backend.preview.pipeline import KEYPOINT_NAMES, torch_threads
 from backend.render.api import Rasterizer, get_rasterizer
 from backend.render.bands import default_threads
@@ -81,29 +97,36 @@ def render_clip(plan: ClipPlan, out_dir: Path, passes: tuple[str, ...], *, model
     P, F, H, W = len(plan.people), plan.frames, plan.height, plan.width
     bodies = [model if model is not None and p.gender == "neutral" else load_body_model(p.gender)
               for p in plan.people]
-    faces_one = torch.as_tensor(bodies[0].faces)
-    n_faces, n_verts = faces_one.shape[0], bodies[0].faces.max() + 1
-    posed = plan.posed or [pose(b, p.params) for b, p in zip(bodies, plan.people, strict=True)]
-    verts = torch.from_numpy(np.concatenate([v for v, _ in posed], axis=1))  # (F, P*V, 3)
+    posed = plan.posed or [pose_person(b, p.params, p.avatar)
+                           for b, p in zip(bodies, plan.people, strict=True)]
+    people = people_mesh(plan, bodies, posed)
+    verts = people.verts  # (F, V, 3)
+    faces = torch.from_numpy(people.faces)
     joints3d = np.stack([k for _, k in posed], axis=1)  # (F,P,127,3) float32
-    faces = torch.cat([faces_one + p * n_verts for p in range(P)])
-    labels = torch.as_tensor(np.concatenate([b.part_labels().astype(np.int64) for b in bodies]))
-    colors = torch.as_tensor(np.concatenate([p.colors for p in plan.people]))
+    labels = torch.from_numpy(people.labels)
     wanted = set(passes)
-    render_names = ["face_id", "depth"] + (["rgb"] if "rgb" in wanted else []) \
-        + (["normal_cam"] if "normal" in wanted else []) + (["part"] if "part" in wanted else [])
+    shaded = bool({"rgb", "scene_depth"} & wanted)
+    render_names = ["face_id", "depth"] + (["normal_cam"] if {"normal", "rgb"} & wanted else []) \
+        + (["part"] if "part" in wanted else [])
     person_of_joint = np.repeat(np.arange(P), len(KEYPOINT_NAMES))
-    pelvis = [rest_pelvis(b, p.params["betas"]) for b, p in zip(bodies, plan.people, strict=True)]
+    pelvis = [person_pelvis(b, p) for b, p in zip(bodies, plan.people, strict=True)]
+    look = plan.look or sample_look(AppearanceSpec(), np.random.default_rng(0))
+    arrays = look_arrays(look, W, H) if shaded else None
+    light = light_camera(look.key_dir, np.asarray(plan.info.get("scene_centre", verts[0].mean(0).tolist())),
+                         float(plan.info.get("scene_radius", 1.0)))
+    spheres, boxes = contact_spheres(joints3d)
+    verts_np = verts.numpy()
 
     instance_all: dict[str, np.ndarray] = {}
     coco_all: dict[str, np.ndarray] = {}
     bbox_all: dict[str, np.ndarray] = {}
-    pending: list[Future[None]] = []
-    # Half the threads render, half encode PNGs, cast normals and so on: two stages of a pipeline,
-    # each on its own cores, instead of both fighting for all of them (on 2 cores: 52 -> 6x fps).
+    pending: list[Future[Any]] = []
+    # Half the threads render, half shade and encode PNGs, cast normals and so on: two stages of a
+    # pipeline, each on its own cores, instead of both fighting for all of them (on 2 cores: 52 -> 6x fps).
     encoders = max(1, threads // 2)
     render_threads = max(1, threads - encoders)
-    with ThreadPoolExecutor(max_workers=encoders) as pool, torch.no_grad(), torch_threads(1):
+    with ThreadPoolExecutor(max_workers=encoders) as pool, ThreadPoolExecutor(max_workers=1) as video_pool, \
+            torch.no_grad(), torch_threads(1):
         for cam in plan.cameras:
             cam_dir = out_dir / cam.name
             (cam_dir / "rgb").mkdir(parents=True) if "rgb" in wanted else cam_dir.mkdir(parents=True)
@@ -114,13 +137,21 @@ def render_clip(plan: ClipPlan, out_dir: Path, passes: tuple[str, ...], *, model
             normal = _pass_array(cam_dir, wanted, "normal", (F, H, W, 3), np.float16)
             part = _pass_array(cam_dir, wanted, "part", (F, H, W), np.int8)
             amodal = _pass_array(cam_dir, wanted, "amodal", (F, P, H, W), np.bool_)
+            scene_depth = _pass_array(cam_dir, wanted, "scene_depth", (F, H, W), np.float32)
+            flow = _pass_array(cam_dir, wanted, "flow", (F, H, W, 2), np.float32)
+            video = open_video(cam_dir / "rgb.mp4", W, H, plan.fps) if "mp4" in wanted else None
+            # A fixed camera sees the same ground every frame: its terms are computed once.
+            fixed = all(np.array_equal(a, a[:1].repeat(F, 0)) for a in (cam.K, cam.R, cam.t))
+            fixed_ground = (ground_terms(cam.K[0], cam.R[0], cam.t[0], arrays, look, plan.far, W, H)
+                            if shaded and fixed and arrays is not None else None)
             for lo in range(0, F, CHUNK):
                 hi = min(F, lo + CHUNK)
                 cams = CameraBatch(cam.K[lo:hi], cam.R[lo:hi], cam.t[lo:hi], W, H, plan.near, plan.far)
-                mesh = Mesh(verts=verts[lo:hi], faces=faces, vertex_colors=colors, part_labels=labels)
+                mesh = Mesh(verts=verts[lo:hi], faces=faces, part_labels=labels)
                 out = render_passes(mesh, cams, passes=render_names, rasterizer=rasterizer,
-                                    background=BACKGROUND, threads=render_threads)
-                instance_from_faces(out.face_id.numpy(), n_faces, instance[lo:hi])
+                                    threads=render_threads)
+                tri = out.raster.tri_id.numpy()
+                instance_from_face_person(tri, people.face_person, instance[lo:hi])
                 depth[lo:hi] = np.nan_to_num(out.depth.numpy(), copy=False, posinf=0.0)
                 if normal is not None:  # the float16 cast (~2.5 ms a frame) runs beside the next render
                     pending.append(pool.submit(np.copyto, normal[lo:hi], out.normal_cam.numpy(),
@@ -133,20 +164,55 @@ def render_clip(plan: ClipPlan, out_dir: Path, passes: tuple[str, ...], *, model
                     else:
                         clip = cams.clip(verts[lo:hi])
                         for p in range(P):
-                            alone = clip[:, p * n_verts:(p + 1) * n_verts]
-                            raster = rasterizer.rasterize(alone, faces_one, cams.resolution)
+                            alone = clip[:, people.v_off[p]:people.v_off[p + 1]]
+                            raster = rasterizer.rasterize(alone, torch.from_numpy(people.person_faces(p)),
+                                                          cams.resolution)
                             amodal[lo:hi, p] = raster.mask.numpy()
-                if "rgb" in wanted:
-                    rgb = out.rgb.numpy()
+                bary = out.raster.bary.numpy()
+                if shaded:
+                    assert arrays is not None
+                    shadow = np.zeros((0, 0), np.float32)
+                    if look.shadows and "rgb" in wanted:  # one depth-only raster of the people from the light
+                        n = hi - lo
+                        lcams = CameraBatch(np.tile(light.K, (n, 1, 1)), np.tile(light.R, (n, 1, 1)),
+                                            np.tile(light.t, (n, 1)), SHADOW_SIZE, SHADOW_SIZE, light.near,
+                                            light.far)
+                        shadow = rasterizer.rasterize(lcams.clip(verts[lo:hi]), faces,
+                                                      lcams.resolution).depth.numpy()
+                    rgb = np.empty((hi - lo, H, W, 3) if "rgb" in wanted else (hi - lo, 0, 0, 3), np.uint8)
+                    ncam = (out.normal_cam.numpy() if out.normal_cam is not None
+                            else np.zeros((hi - lo, 0, 0, 3), np.float32))
                     for f in range(hi - lo):
-                        pending.append(pool.submit(write_rgb_png, cam_dir / "rgb" / f"{lo + f:06d}.png",
-                                                   rgb[f]))
+                        g = lo + f
+                        job = pool.submit(
+                            _shade_and_write, tri[f], bary[f], out.raster.depth[f].numpy(), ncam[f], cam.K[g],
+                            cam.R[g], cam.t[g], people, arrays, look, shadow[f] if shadow.size else shadow,
+                            light,
+                            spheres[g], boxes[g], plan.far, fixed_ground, rgb[f],
+                            scene_depth[g] if scene_depth is not None else np.zeros((0, 0), np.float32),
+                            cam_dir / "rgb" / f"{g:06d}.png" if "rgb" in wanted else None)
+                        pending.append(job)
+                        if video is not None:
+                            pending.append(video_pool.submit(_send_frame, video, job, rgb[f]))
+                if flow is not None:
+                    for f in range(hi - lo):
+                        g = lo + f
+                        if g + 1 < F:
+                            pending.append(pool.submit(
+                                flow_frame, tri[f], bary[f], people.faces, verts_np[g], verts_np[g + 1],
+                                cam.K[g], cam.R[g], cam.t[g], cam.K[g + 1], cam.R[g + 1], cam.t[g + 1],
+                                look.ground, plan.far, flow[g]))
+                        else:
+                            flow[g] = 0.0  # no next frame: the last frame's flow is zero
                 on_frames(hi - lo)
+            if video is not None:
+                pending.append(video_pool.submit(video.close))
             # Ground truth that does not need pixels beyond the depth test.
             kp3d = joints3d.reshape(F, P * len(KEYPOINT_NAMES), 3)
             xy, z = project(kp3d, cam.K, cam.R, cam.t)
             for job in pending:  # the normals must be in place before they are saved
                 job.result()
+            pending.clear()
             vis = keypoint_visibility(xy, z, depth, instance, person_of_joint, plan.near)
             xy = xy.reshape(F, P, -1, 2)
             vis = vis.reshape(F, P, -1)
@@ -179,12 +245,10 @@ def render_clip(plan: ClipPlan, out_dir: Path, passes: tuple[str, ...], *, model
             # No msync: the pages reach the disk when the kernel writes them back (a flush here
             # cost 2 ms a frame); the clip becomes visible only through the rename anyway.
             instance_all[cam.name], coco_all[cam.name], bbox_all[cam.name] = instance, coco, bbox
-        for job in pending:
-            job.result()
 
-    people = {k: np.stack([p.params[k] for p in plan.people])
+    params = {k: np.stack([p.params[k] for p in plan.people])
               for k in (*PER_FRAME_FIELDS, "betas", "expression")}
-    np.savez(out_dir / "people.npz", **people, joints=joints3d, pelvis=np.stack(pelvis))
+    np.savez(out_dir / "people.npz", **params, joints=joints3d, pelvis=np.stack(pelvis))
     cameras = [c.name for c in plan.cameras]
     fragment = clip_fragment(plan.clip_id, cameras, F, W, H, instance_all, coco_all, bbox_all)
     write_json(out_dir / "coco.json", fragment)
@@ -198,6 +262,51 @@ def render_clip(plan: ClipPlan, out_dir: Path, passes: tuple[str, ...], *, model
     }
     write_json(out_dir / "clip.json", entry)
     return entry
+
+
+@dataclass
+class GroundTerms:
+    """:func:`backend.clips.shade.ground_base`'s output for one camera pose."""
+
+    Kinv: np.ndarray
+    C: np.ndarray
+    amb: np.ndarray
+    key: np.ndarray
+    bg: np.ndarray
+    depth: np.ndarray
+    xz: np.ndarray
+
+
+def ground_terms(K: np.ndarray, R: np.ndarray, t: np.ndarray, arrays: LookArrays, look: Look, far: float,
+                 width: int, height: int) -> GroundTerms:
+    Kinv, C = np.linalg.inv(K), -R.T @ t
+    rgb = (height, width, 3)
+    g = GroundTerms(Kinv, C, np.empty(rgb, np.float32), np.empty(rgb, np.float32), np.empty(rgb, np.float32),
+                    np.empty((height, width), np.float32), np.zeros((height, width, 2), np.float32))
+    ground_base(Kinv, R, C, float(K[1, 1]), arrays.sh, arrays.key_dir, arrays.key_rgb, look.ground,
+                arrays.ground,
+                arrays.ground_mean, arrays.ground_rot, arrays.ground_off, look.ground_tile_m, arrays.fade[0],
+                arrays.fade[1], far, arrays.background, g.amb, g.key, g.bg, g.depth, g.xz)
+    return g
+
+
+def _shade_and_write(tri: np.ndarray, bary: np.ndarray, depth: np.ndarray, ncam: np.ndarray, K: np.ndarray,
+                     R: np.ndarray, t: np.ndarray, people: PeopleMesh, arrays: LookArrays, look: Look,
+                     shadow: np.ndarray, light: LightCamera, spheres: np.ndarray, box: np.ndarray, far: float,
+                     ground: GroundTerms | None, rgb: np.ndarray, scene_depth: np.ndarray,
+                     png: Path | None) -> None:
+    """Shade one frame (an encoder thread) and write its PNG; ``ground`` None: a moving camera's
+    ground terms, computed here."""
+    H, W = tri.shape
+    if ground is None:
+        ground = ground_terms(K, R, t, arrays, look, far, W, H)
+    shade_frame(tri, bary, depth, ncam, R, people.faces, people.face_person, people.person_tex, people.colors,
+                people.uvs, people.tex, people.tex_off, people.tex_w, people.tex_h, arrays.sh, arrays.key_dir,
+                arrays.key_rgb, shadow, light.R, light.t, light.focal, float(light.K[0, 2]),
+                2.0 * light.texel_m, 1.5 * light.texel_m, spheres, look.contact, box, ground.Kinv, ground.C,
+                ground.amb, ground.key, ground.bg, ground.depth, ground.xz, rgb, scene_depth)
+    if png is not None:
+        write_rgb_png(png, rgb)
 
 
 @numba.njit(cache=True, nogil=True)
