@@ -142,7 +142,7 @@ def render_clip(plan: ClipPlan, out_dir: Path, passes: tuple[str, ...], *, model
             video = open_video(cam_dir / "rgb.mp4", W, H, plan.fps) if "mp4" in wanted else None
             # A fixed camera sees the same ground every frame: its terms are computed once.
             fixed = all(np.array_equal(a, a[:1].repeat(F, 0)) for a in (cam.K, cam.R, cam.t))
-            fixed_ground = (ground_terms(cam.K[0], cam.R[0], cam.t[0], arrays, look, plan.far, W, H)
+            fixed_ground = (ground_terms(cam.K[0], cam.R[0], cam.t[0], arrays, look, light, plan.far, W, H)
                             if shaded and fixed and arrays is not None else None)
             for lo in range(0, F, CHUNK):
                 hi = min(F, lo + CHUNK)
@@ -275,18 +275,20 @@ class GroundTerms:
     bg: np.ndarray
     depth: np.ndarray
     xz: np.ndarray
+    luv: np.ndarray
 
 
-def ground_terms(K: np.ndarray, R: np.ndarray, t: np.ndarray, arrays: LookArrays, look: Look, far: float,
-                 width: int, height: int) -> GroundTerms:
+def ground_terms(K: np.ndarray, R: np.ndarray, t: np.ndarray, arrays: LookArrays, look: Look,
+                 light: LightCamera, far: float, width: int, height: int) -> GroundTerms:
     Kinv, C = np.linalg.inv(K), -R.T @ t
     rgb = (height, width, 3)
     g = GroundTerms(Kinv, C, np.empty(rgb, np.float32), np.empty(rgb, np.float32), np.empty(rgb, np.float32),
-                    np.empty((height, width), np.float32), np.zeros((height, width, 2), np.float32))
+                    np.empty((height, width), np.float32), np.zeros((height, width, 2), np.float32),
+                    np.zeros(rgb, np.float32))
     ground_base(Kinv, R, C, float(K[1, 1]), arrays.sh, arrays.key_dir, arrays.key_rgb, look.ground,
-                arrays.ground,
-                arrays.ground_mean, arrays.ground_rot, arrays.ground_off, look.ground_tile_m, arrays.fade[0],
-                arrays.fade[1], far, arrays.background, g.amb, g.key, g.bg, g.depth, g.xz)
+                arrays.ground, arrays.ground_mean, arrays.ground_rot, arrays.ground_off, look.ground_tile_m,
+                arrays.fade[0], arrays.fade[1], far, light.R, light.t, light.focal, float(light.K[0, 2]),
+                1.5 * light.texel_m, arrays.background, g.amb, g.key, g.bg, g.depth, g.xz, g.luv)
     return g
 
 
@@ -299,12 +301,12 @@ def _shade_and_write(tri: np.ndarray, bary: np.ndarray, depth: np.ndarray, ncam:
     ground terms, computed here."""
     H, W = tri.shape
     if ground is None:
-        ground = ground_terms(K, R, t, arrays, look, far, W, H)
+        ground = ground_terms(K, R, t, arrays, look, light, far, W, H)
     shade_frame(tri, bary, depth, ncam, R, people.faces, people.face_person, people.person_tex, people.colors,
                 people.uvs, people.tex, people.tex_off, people.tex_w, people.tex_h, arrays.sh, arrays.key_dir,
                 arrays.key_rgb, shadow, light.R, light.t, light.focal, float(light.K[0, 2]),
                 2.0 * light.texel_m, 1.5 * light.texel_m, spheres, look.contact, box, ground.Kinv, ground.C,
-                ground.amb, ground.key, ground.bg, ground.depth, ground.xz, rgb, scene_depth)
+                ground.amb, ground.key, ground.bg, ground.depth, ground.xz, ground.luv, rgb, scene_depth)
     if png is not None:
         write_rgb_png(png, rgb)
 

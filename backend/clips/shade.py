@@ -21,6 +21,22 @@ import numpy as np
 PCF_RADIUS = 1.5  # texels: the penumbra width of the key light's shadows
 TEXTURE_DETAIL = 8.0  # texels: the ground texture's finest feature, for its distance blur
 CONTACT_REACH = 8.0  # a contact sphere darkens the ground within this many radii
+SHADOW_BLOCK = 8  # texels per side of a shadow_blocks cell
+
+
+@numba.njit(cache=True, nogil=True)
+def shadow_blocks(shadow: np.ndarray) -> np.ndarray:
+    """The nearest depth in each SHADOW_BLOCK x SHADOW_BLOCK cell of a shadow map (inf: empty)."""
+    size_y, size_x = shadow.shape
+    ny = (size_y + SHADOW_BLOCK - 1) // SHADOW_BLOCK
+    nx = (size_x + SHADOW_BLOCK - 1) // SHADOW_BLOCK
+    out = np.full((max(ny, 1), max(nx, 1)), np.inf, dtype=np.float32)
+    for y in range(size_y):
+        for x in range(size_x):
+            d = shadow[y, x]
+            if d < out[y // SHADOW_BLOCK, x // SHADOW_BLOCK]:
+                out[y // SHADOW_BLOCK, x // SHADOW_BLOCK] = d
+    return out
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -32,22 +48,37 @@ def _sh_eval(sh: np.ndarray, x: float, y: float, z: float, c: int) -> float:
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def shadow_factor(px: float, py: float, pz: float, shadow: np.ndarray, LR: np.ndarray, Lt: np.ndarray,
-                  focal: float, centre: float, bias: float) -> float:
-    """Fraction of the key light reaching world point p (1 lit, 0 shadowed): four bilinear
-    depth comparisons on a rotated grid of radius PCF_RADIUS texels (percentage-closer filtering).
-    Points outside the shadow map are lit."""
+def light_uvz(px: float, py: float, pz: float, LR: np.ndarray, Lt: np.ndarray, focal: float,
+              centre: float) -> tuple[float, float, float]:
+    """Shadow-map texel coordinates (u, v; texel centres at integers) and light depth of a world point."""
     lx = LR[0, 0] * px + LR[0, 1] * py + LR[0, 2] * pz + Lt[0]
     ly = LR[1, 0] * px + LR[1, 1] * py + LR[1, 2] * pz + Lt[1]
     lz = LR[2, 0] * px + LR[2, 1] * py + LR[2, 2] * pz + Lt[2]
     if lz <= 0.0:
-        return 1.0
+        return -1e9, -1e9, lz
+    return focal * lx / lz + centre - 0.5, focal * ly / lz + centre - 0.5, lz
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def pcf(u: float, v: float, ref: float, shadow: np.ndarray, blocks: np.ndarray) -> float:
+    """Fraction of the key light reaching a point at texel (u, v) and light depth ``ref`` (1 lit,
+    0 shadowed): four bilinear depth comparisons on a rotated grid of radius PCF_RADIUS texels
+    (percentage-closer filtering). Outside the map is lit. ``blocks`` (:func:`shadow_blocks`)
+    answers most points without reading the map: nothing in front of them near their texel."""
     size = shadow.shape[0]
-    u = focal * lx / lz + centre - 0.5
-    v = focal * ly / lz + centre - 0.5
-    if u < -PCF_RADIUS - 1 or v < -PCF_RADIUS - 1 or u > size + PCF_RADIUS or v > size + PCF_RADIUS:
+    reach = PCF_RADIUS + 1.0
+    if u < -reach or v < -reach or u > size + reach or v > size + reach:
         return 1.0
-    ref = lz - bias
+    bx0 = max(math.floor((u - reach) / SHADOW_BLOCK), 0)
+    bx1 = min(math.floor((u + reach) / SHADOW_BLOCK), blocks.shape[1] - 1)
+    by0 = max(math.floor((v - reach) / SHADOW_BLOCK), 0)
+    by1 = min(math.floor((v + reach) / SHADOW_BLOCK), blocks.shape[0] - 1)
+    nearest = np.inf
+    for by in range(by0, by1 + 1):
+        for bx in range(bx0, bx1 + 1):
+            nearest = min(nearest, blocks[by, bx])
+    if ref <= nearest:
+        return 1.0  # every comparison below would say lit
     lit = 0.0
     r, q = PCF_RADIUS, PCF_RADIUS / 3.0
     for k in range(4):
@@ -101,14 +132,16 @@ def _bilinear(tex: np.ndarray, offset: int, w: int, h: int, x: float, y: float, 
 def ground_base(Kinv: np.ndarray, R: np.ndarray, C: np.ndarray, focal: float, sh: np.ndarray,
                 key_dir: np.ndarray, key_rgb: np.ndarray, ground_on: bool, gtex: np.ndarray,
                 gmean: np.ndarray, g_rot: np.ndarray, g_off: np.ndarray, g_tile: float, fade_lo: float,
-                fade_hi: float, far: float,
-                background: np.ndarray, amb: np.ndarray, key: np.ndarray, bg: np.ndarray, depth: np.ndarray,
-                xz: np.ndarray) -> None:
+                fade_hi: float, far: float, LR: np.ndarray, Lt: np.ndarray, l_focal: float, l_centre: float,
+                normal_offset: float, background: np.ndarray, amb: np.ndarray, key: np.ndarray,
+                bg: np.ndarray, depth: np.ndarray, xz: np.ndarray, luv: np.ndarray) -> None:
     """What one camera sees of the ground and background without the people, as the terms the
     per-frame shading combines (computed once per camera pose: a fixed camera reuses them):
     ``bg`` the background (times the distance fade on the ground), ``amb`` and ``key`` the ground's
     ambient and key-light colours (times 1 - fade; the frame multiplies them by the contact
-    darkening and the shadow), ``depth`` the ground's camera z (0: no ground) and ``xz`` its point."""
+    darkening and the shadow), ``depth`` the ground's camera z (0: no ground), ``xz`` its point and
+    ``luv`` where it falls in the key light's shadow map (texel u, v and light depth; the light is
+    fixed for the clip, so these are per camera pose too)."""
     H, W = background.shape[0], background.shape[1]
     gsize_w = gtex.shape[1]
     gsize_h = gtex.shape[0]
@@ -143,6 +176,10 @@ def ground_base(Kinv: np.ndarray, R: np.ndarray, C: np.ndarray, focal: float, sh
             depth[y, x] = s
             xz[y, x, 0] = gx
             xz[y, x, 1] = gz
+            lu, lv, lz = light_uvz(gx, normal_offset, gz, LR, Lt, l_focal, l_centre)
+            luv[y, x, 0] = lu
+            luv[y, x, 1] = lv
+            luv[y, x, 2] = lz
             tu = (g_rot[0, 0] * gx + g_rot[0, 1] * gz + g_off[0]) / g_tile
             tv = (g_rot[1, 0] * gx + g_rot[1, 1] * gz + g_off[1]) / g_tile
             _bilinear(gflat, 0, gsize_w, gsize_h, tu * gsize_w - 0.5, tv * gsize_h - 0.5, True, alb)
@@ -168,7 +205,8 @@ def shade_frame(tri: np.ndarray, bary: np.ndarray, depth: np.ndarray, ncam: np.n
                 shadow: np.ndarray, LR: np.ndarray, Lt: np.ndarray, l_focal: float, l_centre: float,
                 bias: float, normal_offset: float, spheres: np.ndarray, contact: float, box: np.ndarray,
                 Kinv: np.ndarray, C: np.ndarray, g_amb: np.ndarray, g_key: np.ndarray, g_bg: np.ndarray,
-                g_depth: np.ndarray, g_xz: np.ndarray, rgb_out: np.ndarray, scene_depth: np.ndarray) -> None:
+                g_depth: np.ndarray, g_xz: np.ndarray, g_luv: np.ndarray, rgb_out: np.ndarray,
+                scene_depth: np.ndarray) -> None:
     """One frame's RGB (uint8, into ``rgb_out`` (H,W,3) unless it is empty) and scene depth (people
     and ground, 0 elsewhere; into ``scene_depth`` (H,W) unless empty), from the raster and the
     camera's :func:`ground_base` terms. ``shadow`` (S,S) is the key light's depth map (empty: no
@@ -177,6 +215,16 @@ def shade_frame(tri: np.ndarray, bary: np.ndarray, depth: np.ndarray, ncam: np.n
     do_rgb = rgb_out.shape[0] > 0
     do_depth = scene_depth.shape[0] > 0
     has_shadow = shadow.shape[0] > 0
+    blocks = shadow_blocks(shadow)
+    # The texels with an occluder, widened by the filter's reach: ground outside is lit.
+    occupied = np.array([np.inf, -np.inf, np.inf, -np.inf])
+    for by in range(blocks.shape[0]):
+        for bx in range(blocks.shape[1]):
+            if blocks[by, bx] < np.inf:
+                occupied[0] = min(occupied[0], bx * SHADOW_BLOCK - PCF_RADIUS - 1.0)
+                occupied[1] = max(occupied[1], (bx + 1) * SHADOW_BLOCK + PCF_RADIUS + 1.0)
+                occupied[2] = min(occupied[2], by * SHADOW_BLOCK - PCF_RADIUS - 1.0)
+                occupied[3] = max(occupied[3], (by + 1) * SHADOW_BLOCK + PCF_RADIUS + 1.0)
     alb = np.empty(3)
     for y in range(H):
         for x in range(W):
@@ -207,7 +255,10 @@ def shade_frame(tri: np.ndarray, bary: np.ndarray, depth: np.ndarray, ncam: np.n
                             ao *= 1.0 - contact * min(occ, 1.0)
                     direct = 1.0
                     if has_shadow and g_key[y, x, 0] + g_key[y, x, 1] + g_key[y, x, 2] > 0.0:
-                        direct = shadow_factor(gx, normal_offset, gz, shadow, LR, Lt, l_focal, l_centre, bias)
+                        lu = g_luv[y, x, 0]
+                        lv = g_luv[y, x, 1]
+                        if occupied[0] <= lu <= occupied[1] and occupied[2] <= lv <= occupied[3]:
+                            direct = pcf(lu, lv, g_luv[y, x, 2] - bias, shadow, blocks)
                     r += g_amb[y, x, 0] * ao + g_key[y, x, 0] * direct
                     g += g_amb[y, x, 1] * ao + g_key[y, x, 1] * direct
                     b += g_amb[y, x, 2] * ao + g_key[y, x, 2] * direct
@@ -248,7 +299,8 @@ def shade_frame(tri: np.ndarray, bary: np.ndarray, depth: np.ndarray, ncam: np.n
                         px = C[0] + d * (R[0, 0] * cx + R[1, 0] * cy + R[2, 0] * cz) + nx * normal_offset
                         py = C[1] + d * (R[0, 1] * cx + R[1, 1] * cy + R[2, 1] * cz) + ny * normal_offset
                         pz = C[2] + d * (R[0, 2] * cx + R[1, 2] * cy + R[2, 2] * cz) + nz * normal_offset
-                        direct *= shadow_factor(px, py, pz, shadow, LR, Lt, l_focal, l_centre, bias)
+                        lu, lv, lz = light_uvz(px, py, pz, LR, Lt, l_focal, l_centre)
+                        direct *= pcf(lu, lv, lz - bias, shadow, blocks)
                 r = alb[0] * (max(_sh_eval(sh, nx, ny, nz, 0), 0.0) + key_rgb[0] * direct)
                 g = alb[1] * (max(_sh_eval(sh, nx, ny, nz, 1), 0.0) + key_rgb[1] * direct)
                 b = alb[2] * (max(_sh_eval(sh, nx, ny, nz, 2), 0.0) + key_rgb[2] * direct)
