@@ -276,6 +276,7 @@ class GroundTerms:
     depth: np.ndarray
     xz: np.ndarray
     luv: np.ndarray
+    lit: np.ndarray  # (H,W,3) uint8: ground and background without shadows or contact darkening
 
 
 def ground_terms(K: np.ndarray, R: np.ndarray, t: np.ndarray, arrays: LookArrays, look: Look,
@@ -284,12 +285,35 @@ def ground_terms(K: np.ndarray, R: np.ndarray, t: np.ndarray, arrays: LookArrays
     rgb = (height, width, 3)
     g = GroundTerms(Kinv, C, np.empty(rgb, np.float32), np.empty(rgb, np.float32), np.empty(rgb, np.float32),
                     np.empty((height, width), np.float32), np.zeros((height, width, 2), np.float32),
-                    np.zeros(rgb, np.float32))
+                    np.zeros(rgb, np.float32), np.empty(rgb, np.uint8))
     ground_base(Kinv, R, C, float(K[1, 1]), arrays.sh, arrays.key_dir, arrays.key_rgb, look.ground,
                 arrays.ground, arrays.ground_mean, arrays.ground_rot, arrays.ground_off, look.ground_tile_m,
                 arrays.fade[0], arrays.fade[1], far, light.R, light.t, light.focal, float(light.K[0, 2]),
                 1.5 * light.texel_m, arrays.background, g.amb, g.key, g.bg, g.depth, g.xz, g.luv)
+    # The shader's own arithmetic with no shadow and no contact: bg + (amb * 1 + key * 1), rounded.
+    lit = (g.bg.astype(np.float64) + (g.amb.astype(np.float64) + g.key.astype(np.float64))) * 255.0 + 0.5
+    g.lit[...] = np.clip(lit, 0.0, 255.0).astype(np.uint8)
     return g
+
+
+def dynamic_box(K: np.ndarray, R: np.ndarray, t: np.ndarray, contact_box: np.ndarray, centre: np.ndarray,
+                radius: float, key_dir: np.ndarray, near: float, width: int, height: int) -> np.ndarray:
+    """The image box (x0, x1, y0, y1) of the ground the people can darken: their contact box and the
+    ground under their bounding sphere seen from the key light (plus the filter's reach)."""
+    up = max(float(key_dir[1]), 1e-3)
+    foot = np.asarray(centre, np.float64) - np.asarray(key_dir, np.float64) * (centre[1] / up)
+    # A sphere point q shades q - key * q_y / key_y: within radius * (1 + |key_xz| / key_y) of foot.
+    reach = radius * (1.0 + float(np.hypot(key_dir[0], key_dir[2])) / up) + 0.1
+    corners = [(contact_box[i], contact_box[2 + j]) for i in (0, 1) for j in (0, 1)]
+    corners += [(foot[0] + a * reach, foot[2] + b * reach) for a in (-1, 1) for b in (-1, 1)]
+    points = np.array([[x, 0.0, z] for x, z in corners])
+    cam = points @ R.T + t
+    if not np.isfinite(cam).all() or (cam[:, 2] <= near).any():
+        return np.array([0, width - 1, 0, height - 1], np.int64)  # a corner behind the camera: all
+    pix = cam @ K.T
+    xy = pix[:, :2] / pix[:, 2:]
+    lo, hi = np.floor(xy.min(0)).astype(np.int64) - 1, np.ceil(xy.max(0)).astype(np.int64) + 1
+    return np.array([max(lo[0], 0), min(hi[0], width - 1), max(lo[1], 0), min(hi[1], height - 1)], np.int64)
 
 
 def _shade_and_write(tri: np.ndarray, bary: np.ndarray, depth: np.ndarray, ncam: np.ndarray, K: np.ndarray,
@@ -302,11 +326,16 @@ def _shade_and_write(tri: np.ndarray, bary: np.ndarray, depth: np.ndarray, ncam:
     H, W = tri.shape
     if ground is None:
         ground = ground_terms(K, R, t, arrays, look, light, far, W, H)
+    if rgb.size:
+        np.copyto(rgb, ground.lit)
+    dynamic = (dynamic_box(K, R, t, box, light.centre, light.radius, arrays.key_dir, 1e-3, W, H)
+               if look.contact > 0.0 or look.shadows else np.array([0, -1, 0, -1], np.int64))
     shade_frame(tri, bary, depth, ncam, R, people.faces, people.face_person, people.person_tex, people.colors,
                 people.uvs, people.tex, people.tex_off, people.tex_w, people.tex_h, arrays.sh, arrays.key_dir,
                 arrays.key_rgb, shadow, light.R, light.t, light.focal, float(light.K[0, 2]),
                 2.0 * light.texel_m, 1.5 * light.texel_m, spheres, look.contact, box, ground.Kinv, ground.C,
-                ground.amb, ground.key, ground.bg, ground.depth, ground.xz, ground.luv, rgb, scene_depth)
+                ground.amb, ground.key, ground.bg, ground.depth, ground.xz, ground.luv, dynamic, rgb,
+                scene_depth)
     if png is not None:
         write_rgb_png(png, rgb)
 

@@ -16,7 +16,7 @@ from backend.clips.sample import ClipPlan
 from backend.preview.pipeline import KEYPOINT_NAMES
 from protocol.cameras import look_at
 
-SHADOW_SIZE = 512  # shadow map side (texels); the map covers the people's bounding sphere
+SHADOW_SIZE = 384  # shadow map side (texels); the map covers the people's bounding sphere
 # Contact occluders: spheres at these keypoints, radius in metres (feet touch the ground).
 CONTACT_SPHERES = {"left_ankle": 0.06, "right_ankle": 0.06, "left_foot": 0.05, "right_foot": 0.05,
                    "left_heel": 0.04, "right_heel": 0.04, "left_big_toe": 0.035, "right_big_toe": 0.035,
@@ -97,6 +97,8 @@ class LightCamera:
     near: float
     far: float
     texel_m: float  # world size of a texel at the people
+    centre: np.ndarray  # the people's bounding sphere it frames
+    radius: float
 
     @property
     def focal(self) -> float:
@@ -112,7 +114,8 @@ def light_camera(key_dir: np.ndarray, centre: np.ndarray, radius: float,
     R, t = look_at(eye, centre, up)
     focal = 0.5 * size / math.tan(math.asin(radius / distance))
     K = np.array([[focal, 0.0, size / 2], [0.0, focal, size / 2], [0.0, 0.0, 1.0]])
-    return LightCamera(K, R, t, distance - 2.0 * radius, distance + 2.0 * radius, distance / focal)
+    return LightCamera(K, R, t, distance - 2.0 * radius, distance + 2.0 * radius, distance / focal,
+                       np.asarray(centre, np.float64), radius)
 
 
 def contact_spheres(joints3d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

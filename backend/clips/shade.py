@@ -205,12 +205,16 @@ def shade_frame(tri: np.ndarray, bary: np.ndarray, depth: np.ndarray, ncam: np.n
                 shadow: np.ndarray, LR: np.ndarray, Lt: np.ndarray, l_focal: float, l_centre: float,
                 bias: float, normal_offset: float, spheres: np.ndarray, contact: float, box: np.ndarray,
                 Kinv: np.ndarray, C: np.ndarray, g_amb: np.ndarray, g_key: np.ndarray, g_bg: np.ndarray,
-                g_depth: np.ndarray, g_xz: np.ndarray, g_luv: np.ndarray, rgb_out: np.ndarray,
-                scene_depth: np.ndarray) -> None:
+                g_depth: np.ndarray, g_xz: np.ndarray, g_luv: np.ndarray, dynamic: np.ndarray,
+                rgb_out: np.ndarray, scene_depth: np.ndarray) -> None:
     """One frame's RGB (uint8, into ``rgb_out`` (H,W,3) unless it is empty) and scene depth (people
     and ground, 0 elsewhere; into ``scene_depth`` (H,W) unless empty), from the raster and the
     camera's :func:`ground_base` terms. ``shadow`` (S,S) is the key light's depth map (empty: no
-    shadows); ``spheres`` (M,4) the contact occluders (x, y, z, r), ``box`` their reach on the ground."""
+    shadows); ``spheres`` (M,4) the contact occluders (x, y, z, r), ``box`` their reach on the ground.
+
+    ``rgb_out`` comes in holding the ground and background lit without shadows or contact (the
+    camera's static image): only the people and the ground pixels inside ``dynamic`` (x0, x1, y0,
+    y1: the image box of the ground the people can shadow or darken) are shaded here."""
     H, W = tri.shape
     do_rgb = rgb_out.shape[0] > 0
     do_depth = scene_depth.shape[0] > 0
@@ -233,7 +237,7 @@ def shade_frame(tri: np.ndarray, bary: np.ndarray, depth: np.ndarray, ncam: np.n
                 sd = g_depth[y, x]
                 if do_depth:
                     scene_depth[y, x] = sd
-                if not do_rgb:
+                if not do_rgb or not (dynamic[0] <= x <= dynamic[1] and dynamic[2] <= y <= dynamic[3]):
                     continue
                 r = g_bg[y, x, 0]
                 g = g_bg[y, x, 1]

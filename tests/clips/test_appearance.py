@@ -197,3 +197,20 @@ def test_contact_darkening_under_the_feet(tmp_path: Path) -> None:
         ys, xs = np.nonzero(free)
         far = np.hypot(ys - y, xs - x) > 50
         assert diff[ys[far], xs[far]].max() <= 3  # and not far from it
+
+
+def test_static_ground_image_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shading only the ground the people can darken (the rest copied from the camera's static
+    image) gives the same bytes as shading every pixel."""
+    from backend.clips import render
+
+    spec = ClipSpec.parse({"clips": 2, "frames": 3, "width": 80, "height": 64, "seed": 6,
+                           "people": {"count": [2, 3], "area": 3.0}, "cameras": ["ring:2", "orbit:1"],
+                           "passes": ["rgb"]})
+    render_dataset(spec, tmp_path / "fast")
+    monkeypatch.setattr(render, "dynamic_box", lambda *a: np.array([0, 79, 0, 63], np.int64))
+    render_dataset(spec, tmp_path / "full")
+    pngs = sorted((tmp_path / "fast").rglob("*.png"))
+    assert len(pngs) == 2 * 3 * 3
+    full = [tmp_path / "full" / p.relative_to(tmp_path / "fast") for p in pngs]
+    assert [p.read_bytes() for p in pngs] == [p.read_bytes() for p in full]
