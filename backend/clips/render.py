@@ -177,8 +177,10 @@ def render_clip(plan: ClipPlan, out_dir: Path, passes: tuple[str, ...], *, model
                         lcams = CameraBatch(np.tile(light.K, (n, 1, 1)), np.tile(light.R, (n, 1, 1)),
                                             np.tile(light.t, (n, 1)), SHADOW_SIZE, SHADOW_SIZE, light.near,
                                             light.far)
-                        shadow = rasterizer.rasterize(lcams.clip(verts[lo:hi]), faces,
-                                                      lcams.resolution).depth.numpy()
+                        # Through render_passes for its thread count: the rasterizer's own default
+                        # (every core) fought the encoder threads (wall time x2 on 2 cores).
+                        shadow = render_passes(Mesh(verts=verts[lo:hi], faces=faces), lcams, passes=["depth"],
+                                               rasterizer=rasterizer, threads=render_threads).depth.numpy()
                     rgb = np.empty((hi - lo, H, W, 3) if "rgb" in wanted else (hi - lo, 0, 0, 3), np.uint8)
                     ncam = (out.normal_cam.numpy() if out.normal_cam is not None
                             else np.zeros((hi - lo, 0, 0, 3), np.float32))
