@@ -91,10 +91,17 @@ def test_mp4_per_camera_has_every_frame(tmp_path: Path, size: tuple[int, int]) -
         assert err < 12
 
 
-def test_mp4_is_byte_identical_across_runs(tmp_path: Path) -> None:
-    spec = ClipSpec.parse({"frames": 3, "width": 64, "height": 48, "seed": 9, "cameras": ["ring:1"],
-                           "passes": ["rgb", "mp4"]})
+def test_every_new_pass_is_byte_identical_with_1_and_2_workers(tmp_path: Path) -> None:
+    spec = ClipSpec.parse({"clips": 2, "frames": 3, "width": 64, "height": 48, "seed": 9,
+                           "people": {"count": [1, 2], "area": 3.0}, "cameras": ["ring:1", "handheld:1"],
+                           "passes": ["rgb", "depth", "instance", "scene_depth", "flow", "mp4"]})
     render_dataset(spec, tmp_path / "a")
     render_dataset(spec, tmp_path / "b", workers=2)
-    rel = "clips/000000/cam_00/rgb.mp4"
-    assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert {"rgb.mp4", "flow.npy", "scene_depth.npy"} <= {p.name for p in files}
+    for rel in files:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    clip = read_clip(tmp_path / "a", 1)
+    cam = clip.cameras["cam_01"]
+    assert cam.flow is not None and cam.flow.shape == (3, 48, 64, 2)
+    assert cam.scene_depth is not None and (cam.scene_depth >= cam.depth).all()
