@@ -171,16 +171,10 @@ def render_clip(plan: ClipPlan, out_dir: Path, passes: tuple[str, ...], *, model
                 bary = out.raster.bary.numpy()
                 if shaded:
                     assert arrays is not None
-                    shadow = np.zeros((0, 0), np.float32)
-                    if look.shadows and "rgb" in wanted:  # one depth-only raster of the people from the light
-                        n = hi - lo
-                        lcams = CameraBatch(np.tile(light.K, (n, 1, 1)), np.tile(light.R, (n, 1, 1)),
-                                            np.tile(light.t, (n, 1)), SHADOW_SIZE, SHADOW_SIZE, light.near,
-                                            light.far)
-                        # Through render_passes for its thread count: the rasterizer's own default
-                        # (every core) fought the encoder threads (wall time x2 on 2 cores).
-                        shadow = render_passes(Mesh(verts=verts[lo:hi], faces=faces), lcams, passes=["depth"],
-                                               rasterizer=rasterizer, threads=render_threads).depth.numpy()
+                    shadows = None
+                    if look.shadows and "rgb" in wanted:
+                        # In the encoder stage: it had the slack, the render stage had none.
+                        shadows = pool.submit(shadow_maps, verts[lo:hi], faces, light, rasterizer)
                     rgb = np.empty((hi - lo, H, W, 3) if "rgb" in wanted else (hi - lo, 0, 0, 3), np.uint8)
                     ncam = (out.normal_cam.numpy() if out.normal_cam is not None
                             else np.zeros((hi - lo, 0, 0, 3), np.float32))
@@ -188,9 +182,8 @@ def render_clip(plan: ClipPlan, out_dir: Path, passes: tuple[str, ...], *, model
                         g = lo + f
                         job = pool.submit(
                             _shade_and_write, tri[f], bary[f], out.raster.depth[f].numpy(), ncam[f], cam.K[g],
-                            cam.R[g], cam.t[g], people, arrays, look, shadow[f] if shadow.size else shadow,
-                            light,
-                            spheres[g], boxes[g], plan.far, fixed_ground, rgb[f],
+                            cam.R[g], cam.t[g], people, arrays, look, shadows, f, light, spheres[g], boxes[g],
+                            plan.far, fixed_ground, rgb[f],
                             scene_depth[g] if scene_depth is not None else np.zeros((0, 0), np.float32),
                             cam_dir / "rgb" / f"{g:06d}.png" if "rgb" in wanted else None)
                         pending.append(job)
@@ -318,14 +311,28 @@ def dynamic_box(K: np.ndarray, R: np.ndarray, t: np.ndarray, contact_box: np.nda
     return np.array([max(lo[0], 0), min(hi[0], width - 1), max(lo[1], 0), min(hi[1], height - 1)], np.int64)
 
 
+def shadow_maps(verts: torch.Tensor, faces: torch.Tensor, light: LightCamera,
+                rasterizer: Rasterizer) -> np.ndarray:
+    """The key light's depth maps (B,S,S) of the people: one depth-only raster per frame, one thread
+    (a rasterizer's default of every core fought the other stage's threads)."""
+    n = len(verts)
+    cams = CameraBatch(np.tile(light.K, (n, 1, 1)), np.tile(light.R, (n, 1, 1)), np.tile(light.t, (n, 1)),
+                       SHADOW_SIZE, SHADOW_SIZE, light.near, light.far)
+    with torch.no_grad():
+        return render_passes(Mesh(verts=verts, faces=faces), cams, passes=["depth"], rasterizer=rasterizer,
+                             threads=1).depth.numpy()
+
+
 def _shade_and_write(tri: np.ndarray, bary: np.ndarray, depth: np.ndarray, ncam: np.ndarray, K: np.ndarray,
                      R: np.ndarray, t: np.ndarray, people: PeopleMesh, arrays: LookArrays, look: Look,
-                     shadow: np.ndarray, light: LightCamera, spheres: np.ndarray, box: np.ndarray, far: float,
+                     shadows: Future[np.ndarray] | None, index: int, light: LightCamera, spheres: np.ndarray,
+                     box: np.ndarray, far: float,
                      ground: GroundTerms | None, rgb: np.ndarray, scene_depth: np.ndarray,
                      png: Path | None) -> None:
-    """Shade one frame (an encoder thread) and write its PNG; ``ground`` None: a moving camera's
-    ground terms, computed here."""
+    """Shade one frame (an encoder thread) and write its PNG; ``shadows``: the chunk's shadow maps
+    (frame ``index``) once ready; ``ground`` None: a moving camera's ground terms, computed here."""
     H, W = tri.shape
+    shadow = shadows.result()[index] if shadows is not None else np.zeros((0, 0), np.float32)
     if ground is None:
         ground = ground_terms(K, R, t, arrays, look, light, far, W, H)
     if rgb.size:
