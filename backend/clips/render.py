@@ -1,9 +1,12 @@
 """Render one sampled clip with all its ground truth into a folder (layout: docs/clips.md).
 
 Per camera, one :func:`backend.render.passes.render_passes` call draws every person at once (their
-meshes concatenated; a face id divided by the body's face count is the person id), frames in
-chunks. Amodal masks rasterise each person alone (only when there are several people: with one, the
-amodal mask is the modal one). Keypoints are projected here in float64 from the stored cameras and
+meshes concatenated, bodies and avatars alike; a per-face table gives the person), frames in
+chunks; the geometry passes come from it. RGB (and scene depth, flow) are computed from its
+triangle ids and barycentrics by :mod:`backend.clips.shade` in the encoder threads, beside the next
+chunk's rasterisation, with the clip's look (:mod:`backend.clips.appearance`). Amodal masks
+rasterise each person alone (only when there are several people: with one, the amodal mask is the
+modal one). Keypoints are projected here in float64 from the stored cameras and
 3D joints, so the stored 2D points are exactly the stored 3D points seen through the stored K, R, t;
 their visibility comes from the depth test against the rendered depth.
 """
