@@ -2,12 +2,14 @@
 
     .venv/bin/python bench/clips.py [--size 512] [--frames 48] [--repeats 3] [--threads N]
 
-One process, one person (the stand-in body walking), one camera (``ring:1``), every pass of the
-clip spec: (a) **full ground truth**: sampling the clip (motion, look, placement, camera), posing,
-rendering RGB + depth + normals + instance/amodal masks + parts, keypoints with visibility, boxes,
+One process, one person (the stand-in body walking), one camera (``ring:1``), the spec's default
+passes: (a) **full ground truth**: sampling the clip (motion, look, placement, camera), posing,
+rendering depth + normals + instance/amodal masks + parts, the lit RGB (SH environment, key light
+with its shadow map, ground, contact darkening, background), keypoints with visibility, boxes,
 camera-frame SMPL-X, and writing everything (PNG, .npy, .npz, COCO fragment) into a clip folder
-renamed into place; (b) the same without the RGB PNGs (what PNG encoding costs); (c) **render
-only**: the same frames through ``render_passes`` (same passes, in memory, nothing written).
+renamed into place; (b) the same without the RGB pass (what the shading, shadow map and PNGs
+cost); (c) **render only**: the same frames through ``render_passes`` (the old Lambert RGB and the
+same passes, in memory, nothing written).
 Best of ``--repeats`` runs after a warm-up (numba compilation, body model load).
 """
 
