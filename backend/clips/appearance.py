@@ -73,16 +73,32 @@ def ambient_at(coefficients: np.ndarray, normals: np.ndarray) -> np.ndarray:
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """(H,W,3) float32 of an image file, values as stored (8-bit / 255, 16-bit / 65535, float)."""
-    import imageio.v3 as iio
+    """(H,W,3) float32 of an image file, values as stored (8-bit / 255, 16-bit / 65535, float as is).
 
+    Pillow reads the usual formats; imageio the HDR ones (.hdr, .exr), when it has a plugin for them.
+    """
+    path = Path(path)
     try:
-        data = np.asarray(iio.imread(path))
-    except Exception as exc:  # imageio raises many kinds for unreadable files
+        if path.suffix.lower() in (".hdr", ".exr"):
+            import imageio.v3 as iio
+
+            data = np.asarray(iio.imread(path))
+        else:
+            from PIL import Image
+
+            with Image.open(path) as img:
+                img.load()
+                if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+                    data = np.asarray(img)
+                    if img.mode != "F":  # 16-bit gray (Pillow may say "I" for it)
+                        data = np.clip(data, 0, 65535).astype(np.uint16)
+                else:
+                    data = np.asarray(img.convert("RGB"))
+    except Exception as exc:  # readers raise many kinds for unreadable files
         raise SpecError(f"{path}: cannot read the image: {exc}") from None
     if data.ndim == 2:
-        data = np.repeat(data[..., None], 3, axis=-1)
-    if data.ndim != 3 or data.shape[2] < 1:
+        data = data[..., None]
+    if data.ndim != 3 or data.shape[2] < 1 or min(data.shape[:2]) < 1:
         raise SpecError(f"{path}: not an image (shape {data.shape})")
     if data.shape[2] < 3:
         data = np.repeat(data[..., :1], 3, axis=-1)

@@ -244,6 +244,12 @@ class AppearanceSpec:
                 path = absolute(value)
                 if not path.is_file():
                     raise SpecError(f"appearance.{key}: image not found: {path}")
+                from backend.clips.appearance import load_image
+
+                try:  # one image each: read now, so a bad file fails before anything is written
+                    load_image(path)
+                except SpecError as exc:
+                    raise SpecError(f"appearance.{key}: {exc}") from None
                 out[key] = str(path)
         if self.backgrounds is not None:
             folder = absolute(self.backgrounds)

@@ -83,6 +83,9 @@ def test_look_is_deterministic_per_clip_and_varies_between_clips() -> None:
 def test_bad_appearance_is_a_spec_error(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"appearance\.environment"):
         ClipSpec.parse({"appearance": {"environment": "nope.hdr"}}, base_dir=tmp_path)
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(SpecError, match=r"appearance\.ground_texture: .*notes\.png"):
+        ClipSpec.parse({"appearance": {"ground_texture": "notes.png"}}, base_dir=tmp_path)
     (tmp_path / "empty").mkdir()
     with pytest.raises(SpecError, match=r"appearance\.backgrounds"):
         ClipSpec.parse({"appearance": {"backgrounds": "empty"}}, base_dir=tmp_path)
