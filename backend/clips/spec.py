@@ -5,8 +5,10 @@ derived from the dataset seed and the clip index (:func:`clip_seed`), so a clip 
 many workers render the dataset or in which order. ``docs/clips.md`` documents every field.
 
 Parsing is strict: an unknown key, a wrong type, a negative size, zero cameras, an unknown
-procedural motion or a motion file that does not exist or does not load is a :class:`SpecError`
-naming the field, raised before anything is written.
+procedural motion or a motion file that does not exist or does not load, an avatar folder that does
+not load, an appearance image that cannot be read or a background folder without images is a
+:class:`SpecError` naming the field, raised before anything is written. Paths (motions, avatars,
+images) are stored absolute.
 """
 
 from __future__ import annotations
