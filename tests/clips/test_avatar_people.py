@@ -150,3 +150,17 @@ def test_missing_avatar_folder_leaves_depth_unchecked(avatar_dir: Path, tmp_path
     avatars._load.cache_clear()
     report = check_dataset(tmp_path / "ds")
     assert report.avatars_missing == 1 and report.depth_points == 0
+
+
+def test_avatar_clips_are_byte_identical_with_1_and_2_workers(avatar_dir: Path, tmp_path: Path) -> None:
+    spec = ClipSpec.parse({"clips": 2, "frames": 2, "width": 48, "height": 64, "seed": 4,
+                           "people": {"count": [1, 2], "area": 3.0, "avatars": [str(avatar_dir)],
+                                      "avatar_probability": 0.5},
+                           "passes": ["rgb", "depth", "normal", "instance", "part", "flow"]})
+    render_dataset(spec, tmp_path / "a")
+    render_dataset(spec, tmp_path / "b", workers=2)
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    for rel in files:
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+    people = [p for c in (0, 1) for p in read_clip(tmp_path / "a", c, images=False).info["people"]]
+    assert any("avatar" in p for p in people)
