@@ -2,12 +2,14 @@
 
     .venv/bin/python bench/clips.py [--size 512] [--frames 48] [--repeats 3] [--threads N]
 
-One process, one person (the stand-in body walking), one camera (``ring:1``), every pass of the
-clip spec: (a) **full ground truth**: sampling the clip (motion, look, placement, camera), posing,
-rendering RGB + depth + normals + instance/amodal masks + parts, keypoints with visibility, boxes,
+One process, one person (the stand-in body walking), one camera (``ring:1``), the spec's default
+passes: (a) **full ground truth**: sampling the clip (motion, look, placement, camera), posing,
+rendering depth + normals + instance/amodal masks + parts, the lit RGB (SH environment, key light
+with its shadow map, ground, contact darkening, background), keypoints with visibility, boxes,
 camera-frame SMPL-X, and writing everything (PNG, .npy, .npz, COCO fragment) into a clip folder
-renamed into place; (b) the same without the RGB PNGs (what PNG encoding costs); (c) **render
-only**: the same frames through ``render_passes`` (same passes, in memory, nothing written).
+renamed into place; (b) the same without the RGB pass (what the shading, shadow map and PNGs
+cost); (c) **render only**: the same frames through ``render_passes`` (the old Lambert RGB and the
+same passes, in memory, nothing written).
 Best of ``--repeats`` runs after a warm-up (numba compilation, body model load).
 """
 
@@ -31,7 +33,8 @@ from backend.body.loading import load_body_model  # noqa: E402
 from backend.clips.dataset import render_one  # noqa: E402
 from backend.clips.render import BACKGROUND  # noqa: E402
 from backend.clips.sample import plan_clip, pose  # noqa: E402
-from backend.clips.spec import PASSES, ClipSpec  # noqa: E402
+from backend.clips.spec import DEFAULT_PASSES as PASSES  # noqa: E402
+from backend.clips.spec import ClipSpec  # noqa: E402
 from backend.preview.pipeline import torch_threads  # noqa: E402
 from backend.render import get_rasterizer  # noqa: E402
 from backend.render.bands import default_threads  # noqa: E402

@@ -52,7 +52,7 @@ class AVS_ClipSettings(bpy.types.PropertyGroup):
         name="Passes",
         items=[(p, p.title(), f"Write the {p} pass") for p in kinds.CLIP_PASSES],
         options={"ENUM_FLAG"},
-        default=set(kinds.CLIP_PASSES),
+        default=set(kinds.CLIP_DEFAULT_PASSES),
     )
     dataset_dir: StringProperty(name="Dataset", description="A clips dataset folder on this machine",
                                 subtype="DIR_PATH")

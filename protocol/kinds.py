@@ -141,7 +141,9 @@ SYNTHETIC = Struct(
 )
 
 # Synthetic clips (clips.render; the spec format itself: backend/clips/spec.py, docs/clips.md).
-CLIP_PASSES = ("rgb", "depth", "normal", "instance", "amodal", "part")
+CLIP_PASSES = ("rgb", "depth", "normal", "instance", "amodal", "part", "scene_depth", "flow", "mp4")
+# What a clip spec without ``passes`` writes (scene_depth, flow and mp4 are asked for by name).
+CLIP_DEFAULT_PASSES = ("rgb", "depth", "normal", "instance", "amodal", "part")
 CLIP_RIG_KINDS = ("ring", "orbit", "handheld", "dolly")  # sampled rigs; "path": explicit cameras
 CLIP_CAMERA_KINDS = (*CLIP_RIG_KINDS, "path")
 CLIP_MAX_PEOPLE = 4
@@ -318,7 +320,7 @@ _CONTRACTS = [
             Param("fps", Float(0.0, 240.0, lo_open=True), None, "default 30, or the camera paths' fps"),
             Param("clips", Int(1, 1000), 1, "clips in the dataset"),
             Param("seed", Int(0, 2**53 - 1), 0, "dataset seed: clip i depends only on it and i"),
-            Param("passes", List(Enum(CLIP_PASSES), 0, len(CLIP_PASSES)), list(CLIP_PASSES),
+            Param("passes", List(Enum(CLIP_PASSES), 0, len(CLIP_PASSES)), list(CLIP_DEFAULT_PASSES),
                   "image passes; keypoints, boxes, SMPL-X, joints and cameras are always written"),
         ),
         Result(

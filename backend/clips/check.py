@@ -18,9 +18,10 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from backend.body.loading import load_body_model
+from backend.clips.avatars import AvatarError, AvatarPerson, load_avatar_person
 from backend.clips.read import read_clip
 from backend.clips.render import project
-from backend.clips.sample import pose
+from backend.clips.sample import pose_person
 from backend.mesh.closest import MeshQuery, closest_on_triangles
 from protocol.smplx import PER_FRAME_FIELDS
 
@@ -33,6 +34,7 @@ class CheckReport:
     worst: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TOLERANCES, 0.0))
     per_clip: dict[str, dict[str, float]] = field(default_factory=dict)
     depth_points: int = 0
+    avatars_missing: int = 0  # avatar people whose folder is gone (their clips' depth is unchecked)
 
     @property
     def failures(self) -> list[str]:
@@ -40,7 +42,8 @@ class CheckReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"worst": self.worst, "tolerances": TOLERANCES, "per_clip": self.per_clip,
-                "depth_points": self.depth_points, "ok": not self.failures}
+                "depth_points": self.depth_points, "avatars_missing": self.avatars_missing,
+                "ok": not self.failures}
 
 
 def surface_distance(query: MeshQuery, points: np.ndarray, exact_above: float = 1e-5) -> np.ndarray:
@@ -79,12 +82,23 @@ def check_clip(dataset: Path, clip_id: str, samples: int = 2000, seed: int = 0) 
     clip = read_clip(dataset, clip_id, images=False)
     rng = np.random.default_rng(seed)
     genders = [p["gender"] for p in clip.info["people"]]
-    P = len(genders)
     bodies = [load_body_model(g) for g in genders]
-    posed = [pose(b, _person_params(clip.people, p)) for p, b in enumerate(bodies)]
-    n_verts = posed[0][0].shape[1]
-    faces = np.concatenate([bodies[0].faces + p * n_verts for p in range(P)])
+    # Avatar people are re-posed by LBS from their folder (clip.json names it); one whose folder is
+    # gone leaves the clip's depth unchecked (counted in ``_avatars_missing``).
+    avatars: list[AvatarPerson | None] = []
+    missing = 0
+    for person in clip.info["people"]:
+        try:
+            avatars.append(load_avatar_person(person["avatar"]) if person.get("avatar") else None)
+        except AvatarError:
+            avatars.append(None)
+            missing += 1
+    posed = [pose_person(b, _person_params(clip.people, p), avatars[p]) for p, b in enumerate(bodies)]
+    mesh_faces = [np.asarray(b.faces) if a is None else a.faces for b, a in zip(bodies, avatars, strict=True)]
+    offsets = np.cumsum([0] + [v.shape[1] for v, _ in posed])
+    faces = np.concatenate([f + o for f, o in zip(mesh_faces, offsets, strict=False)])
     worst = dict.fromkeys(TOLERANCES, 0.0)
+    worst["_avatars_missing"] = float(missing)
     joints = clip.people["joints"]  # (F,P,127,3)
     F = joints.shape[0]
     queries: dict[int, MeshQuery] = {}
@@ -105,10 +119,10 @@ def check_clip(dataset: Path, clip_id: str, samples: int = 2000, seed: int = 0) 
         for p, body in enumerate(bodies):
             in_camera = {**_person_params(clip.people, p), "global_orient": ann["global_orient_cam"][:, p],
                          "transl": ann["transl_cam"][:, p]}
-            moved, _ = pose(body, in_camera)
+            moved, _ = pose_person(body, in_camera, avatars[p])
             expected = np.einsum("fij,fvj->fvi", cam.R, posed[p][0].astype(np.float64)) + cam.t[:, None]
             worst["camera_params_m"] = max(worst["camera_params_m"], float(np.abs(moved - expected).max()))
-        if cam.depth is not None:
+        if cam.depth is not None and not missing:
             for f in range(F):
                 ys, xs = np.nonzero(cam.depth[f] > 0)
                 if len(ys) == 0:
@@ -136,6 +150,7 @@ def check_dataset(dataset: str | Path, clips: list[str] | None = None, samples: 
     for cid in ids:
         result = check_clip(dataset, cid, samples)
         report.depth_points += int(result.pop("_points", 0))
+        report.avatars_missing += int(result.pop("_avatars_missing", 0))
         report.per_clip[cid] = result
         for k, v in result.items():
             report.worst[k] = max(report.worst[k], v)

@@ -26,6 +26,8 @@ class CameraData:
     instance: np.ndarray | None = None  # (F,H,W) uint8, 0 background, p + 1 person p
     amodal: np.ndarray | None = None  # (F,P,H,W) bool
     part: np.ndarray | None = None  # (F,H,W) int8, -1 background
+    scene_depth: np.ndarray | None = None  # (F,H,W) float32 people and ground, 0 elsewhere
+    flow: np.ndarray | None = None  # (F,H,W,2) float32 forward flow in pixels, last frame 0
 
 
 @dataclass
@@ -61,7 +63,7 @@ def read_clip(dataset: str | Path, clip_id: str | int, *, images: bool = True) -
         with np.load(sub / "annotations.npz") as data:
             annotations = {k: data[k] for k in data.files}
         c = CameraData(cam["name"], K, R, t, annotations)
-        for name in ("depth", "normal", "instance", "amodal", "part"):
+        for name in ("depth", "normal", "instance", "amodal", "part", "scene_depth", "flow"):
             if (sub / f"{name}.npy").is_file():
                 setattr(c, name, np.load(sub / f"{name}.npy", mmap_mode="r"))
         if images and (sub / "rgb").is_dir():

@@ -1,9 +1,12 @@
 """Render one sampled clip with all its ground truth into a folder (layout: docs/clips.md).
 
 Per camera, one :func:`backend.render.passes.render_passes` call draws every person at once (their
-meshes concatenated; a face id divided by the body's face count is the person id), frames in
-chunks. Amodal masks rasterise each person alone (only when there are several people: with one, the
-amodal mask is the modal one). Keypoints are projected here in float64 from the stored cameras and
+meshes concatenated, bodies and avatars alike; a per-face table gives the person), frames in
+chunks; the geometry passes come from it. RGB (and scene depth, flow) are computed from its
+triangle ids and barycentrics by :mod:`backend.clips.shade` in the encoder threads, beside the next
+chunk's rasterisation, with the clip's look (:mod:`backend.clips.appearance`). Amodal masks
+rasterise each person alone (only when there are several people: with one, the amodal mask is the
+modal one). Keypoints are projected here in float64 from the stored cameras and
 3D joints, so the stored 2D points are exactly the stored 3D points seen through the stored K, R, t;
 their visibility comes from the depth test against the rendered depth.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +26,25 @@ from numpy.lib.format import open_memmap
 
 from backend.body.loading import load_body_model
 from backend.body.model import BodyModel
+from backend.clips.appearance import Look, sample_look
 from backend.clips.coco import COCO17_FROM_SMPLX, clip_fragment, write_json
+from backend.clips.half import to_float16
 from backend.clips.png import write_rgb_png
-from backend.clips.sample import ClipPlan, pose, rest_pelvis, transform_root
+from backend.clips.sample import ClipPlan, person_pelvis, pose_person, transform_root
+from backend.clips.scene import (
+    SHADOW_SIZE,
+    LightCamera,
+    LookArrays,
+    PeopleMesh,
+    contact_spheres,
+    light_camera,
+    look_arrays,
+    people_mesh,
+)
+from backend.clips.shade import flow_frame, ground_base, instance_from_face_person, shade_frame
+from backend.clips.spec import AppearanceSpec
+from backend.clips.video import open_video
+from backend.clips.video import send_frame as _send_frame
 from backend.preview.pipeline import KEYPOINT_NAMES, torch_threads
 from backend.render.api import Rasterizer, get_rasterizer
 from backend.render.bands import default_threads
@@ -81,29 +101,36 @@ def render_clip(plan: ClipPlan, out_dir: Path, passes: tuple[str, ...], *, model
     P, F, H, W = len(plan.people), plan.frames, plan.height, plan.width
     bodies = [model if model is not None and p.gender == "neutral" else load_body_model(p.gender)
               for p in plan.people]
-    faces_one = torch.as_tensor(bodies[0].faces)
-    n_faces, n_verts = faces_one.shape[0], bodies[0].faces.max() + 1
-    posed = plan.posed or [pose(b, p.params) for b, p in zip(bodies, plan.people, strict=True)]
-    verts = torch.from_numpy(np.concatenate([v for v, _ in posed], axis=1))  # (F, P*V, 3)
+    posed = plan.posed or [pose_person(b, p.params, p.avatar)
+                           for b, p in zip(bodies, plan.people, strict=True)]
+    people = people_mesh(plan, bodies, posed)
+    verts = people.verts  # (F, V, 3)
+    faces = torch.from_numpy(people.faces)
     joints3d = np.stack([k for _, k in posed], axis=1)  # (F,P,127,3) float32
-    faces = torch.cat([faces_one + p * n_verts for p in range(P)])
-    labels = torch.as_tensor(np.concatenate([b.part_labels().astype(np.int64) for b in bodies]))
-    colors = torch.as_tensor(np.concatenate([p.colors for p in plan.people]))
+    labels = torch.from_numpy(people.labels)
     wanted = set(passes)
-    render_names = ["face_id", "depth"] + (["rgb"] if "rgb" in wanted else []) \
-        + (["normal_cam"] if "normal" in wanted else []) + (["part"] if "part" in wanted else [])
+    shaded = bool({"rgb", "scene_depth"} & wanted)
+    render_names = ["face_id", "depth"] + (["normal_cam"] if {"normal", "rgb"} & wanted else []) \
+        + (["part"] if "part" in wanted else [])
     person_of_joint = np.repeat(np.arange(P), len(KEYPOINT_NAMES))
-    pelvis = [rest_pelvis(b, p.params["betas"]) for b, p in zip(bodies, plan.people, strict=True)]
+    pelvis = [person_pelvis(b, p) for b, p in zip(bodies, plan.people, strict=True)]
+    look = plan.look or sample_look(AppearanceSpec(), np.random.default_rng(0))
+    arrays = look_arrays(look, W, H) if shaded else None
+    light = light_camera(look.key_dir, np.asarray(plan.info.get("scene_centre", verts[0].mean(0).tolist())),
+                         float(plan.info.get("scene_radius", 1.0)))
+    spheres, boxes = contact_spheres(joints3d)
+    verts_np = verts.numpy()
 
     instance_all: dict[str, np.ndarray] = {}
     coco_all: dict[str, np.ndarray] = {}
     bbox_all: dict[str, np.ndarray] = {}
-    pending: list[Future[None]] = []
-    # Half the threads render, half encode PNGs, cast normals and so on: two stages of a pipeline,
-    # each on its own cores, instead of both fighting for all of them (on 2 cores: 52 -> 6x fps).
+    pending: list[Future[Any]] = []
+    # Half the threads render, half shade and encode PNGs, cast normals and so on: two stages of a
+    # pipeline, each on its own cores, instead of both fighting for all of them (on 2 cores: 52 -> 6x fps).
     encoders = max(1, threads // 2)
     render_threads = max(1, threads - encoders)
-    with ThreadPoolExecutor(max_workers=encoders) as pool, torch.no_grad(), torch_threads(1):
+    with ThreadPoolExecutor(max_workers=encoders) as pool, ThreadPoolExecutor(max_workers=1) as video_pool, \
+            torch.no_grad(), torch_threads(1):
         for cam in plan.cameras:
             cam_dir = out_dir / cam.name
             (cam_dir / "rgb").mkdir(parents=True) if "rgb" in wanted else cam_dir.mkdir(parents=True)
@@ -114,17 +141,25 @@ def render_clip(plan: ClipPlan, out_dir: Path, passes: tuple[str, ...], *, model
             normal = _pass_array(cam_dir, wanted, "normal", (F, H, W, 3), np.float16)
             part = _pass_array(cam_dir, wanted, "part", (F, H, W), np.int8)
             amodal = _pass_array(cam_dir, wanted, "amodal", (F, P, H, W), np.bool_)
+            scene_depth = _pass_array(cam_dir, wanted, "scene_depth", (F, H, W), np.float32)
+            flow = _pass_array(cam_dir, wanted, "flow", (F, H, W, 2), np.float32)
+            video = open_video(cam_dir / "rgb.mp4", W, H, plan.fps) if "mp4" in wanted else None
+            # A fixed camera sees the same ground every frame: its terms are computed once.
+            fixed = all(np.array_equal(a, a[:1].repeat(F, 0)) for a in (cam.K, cam.R, cam.t))
+            fixed_ground = (ground_terms(cam.K[0], cam.R[0], cam.t[0], arrays, look, light, plan.far, W, H)
+                            if shaded and fixed and arrays is not None else None)
             for lo in range(0, F, CHUNK):
                 hi = min(F, lo + CHUNK)
                 cams = CameraBatch(cam.K[lo:hi], cam.R[lo:hi], cam.t[lo:hi], W, H, plan.near, plan.far)
-                mesh = Mesh(verts=verts[lo:hi], faces=faces, vertex_colors=colors, part_labels=labels)
+                mesh = Mesh(verts=verts[lo:hi], faces=faces, part_labels=labels)
                 out = render_passes(mesh, cams, passes=render_names, rasterizer=rasterizer,
-                                    background=BACKGROUND, threads=render_threads)
-                instance_from_faces(out.face_id.numpy(), n_faces, instance[lo:hi])
+                                    threads=render_threads)
+                tri = out.raster.tri_id.numpy()
+                instance_from_face_person(tri, people.face_person, instance[lo:hi])
                 depth[lo:hi] = np.nan_to_num(out.depth.numpy(), copy=False, posinf=0.0)
-                if normal is not None:  # the float16 cast (~2.5 ms a frame) runs beside the next render
-                    pending.append(pool.submit(np.copyto, normal[lo:hi], out.normal_cam.numpy(),
-                                               casting="same_kind"))
+                if normal is not None:  # the float16 cast runs beside the next render (numba: numpy's
+                    # cast took ~2.5 ms a frame, this ~0.4 ms; bit-identical)
+                    pending.append(pool.submit(to_float16, out.normal_cam.numpy(), normal[lo:hi]))
                 if part is not None:
                     part[lo:hi] = out.part.numpy()
                 if amodal is not None:
@@ -133,20 +168,50 @@ def render_clip(plan: ClipPlan, out_dir: Path, passes: tuple[str, ...], *, model
                     else:
                         clip = cams.clip(verts[lo:hi])
                         for p in range(P):
-                            alone = clip[:, p * n_verts:(p + 1) * n_verts]
-                            raster = rasterizer.rasterize(alone, faces_one, cams.resolution)
+                            alone = clip[:, people.v_off[p]:people.v_off[p + 1]]
+                            raster = rasterizer.rasterize(alone, torch.from_numpy(people.person_faces(p)),
+                                                          cams.resolution)
                             amodal[lo:hi, p] = raster.mask.numpy()
-                if "rgb" in wanted:
-                    rgb = out.rgb.numpy()
+                bary = out.raster.bary.numpy()
+                if shaded:
+                    assert arrays is not None
+                    shadows = None
+                    if look.shadows and "rgb" in wanted:
+                        # In the encoder stage: it had the slack, the render stage had none.
+                        shadows = pool.submit(shadow_maps, verts[lo:hi], faces, light, rasterizer)
+                    rgb = np.empty((hi - lo, H, W, 3) if "rgb" in wanted else (hi - lo, 0, 0, 3), np.uint8)
+                    ncam = (out.normal_cam.numpy() if out.normal_cam is not None
+                            else np.zeros((hi - lo, 0, 0, 3), np.float32))
                     for f in range(hi - lo):
-                        pending.append(pool.submit(write_rgb_png, cam_dir / "rgb" / f"{lo + f:06d}.png",
-                                                   rgb[f]))
+                        g = lo + f
+                        job = pool.submit(
+                            _shade_and_write, tri[f], bary[f], out.raster.depth[f].numpy(), ncam[f], cam.K[g],
+                            cam.R[g], cam.t[g], people, arrays, look, shadows, f, light, spheres[g], boxes[g],
+                            plan.far, fixed_ground, rgb[f],
+                            scene_depth[g] if scene_depth is not None else np.zeros((0, 0), np.float32),
+                            cam_dir / "rgb" / f"{g:06d}.png" if "rgb" in wanted else None)
+                        pending.append(job)
+                        if video is not None:
+                            pending.append(video_pool.submit(_send_frame, video, job, rgb[f]))
+                if flow is not None:
+                    for f in range(hi - lo):
+                        g = lo + f
+                        if g + 1 < F:
+                            pending.append(pool.submit(
+                                flow_frame, tri[f], bary[f], people.faces, verts_np[g], verts_np[g + 1],
+                                cam.K[g], cam.R[g], cam.t[g], cam.K[g + 1], cam.R[g + 1], cam.t[g + 1],
+                                look.ground, plan.far, flow[g]))
+                        else:
+                            flow[g] = 0.0  # no next frame: the last frame's flow is zero
                 on_frames(hi - lo)
+            if video is not None:
+                pending.append(video_pool.submit(video.close))
             # Ground truth that does not need pixels beyond the depth test.
             kp3d = joints3d.reshape(F, P * len(KEYPOINT_NAMES), 3)
             xy, z = project(kp3d, cam.K, cam.R, cam.t)
             for job in pending:  # the normals must be in place before they are saved
                 job.result()
+            pending.clear()
             vis = keypoint_visibility(xy, z, depth, instance, person_of_joint, plan.near)
             xy = xy.reshape(F, P, -1, 2)
             vis = vis.reshape(F, P, -1)
@@ -179,12 +244,10 @@ def render_clip(plan: ClipPlan, out_dir: Path, passes: tuple[str, ...], *, model
             # No msync: the pages reach the disk when the kernel writes them back (a flush here
             # cost 2 ms a frame); the clip becomes visible only through the rename anyway.
             instance_all[cam.name], coco_all[cam.name], bbox_all[cam.name] = instance, coco, bbox
-        for job in pending:
-            job.result()
 
-    people = {k: np.stack([p.params[k] for p in plan.people])
+    params = {k: np.stack([p.params[k] for p in plan.people])
               for k in (*PER_FRAME_FIELDS, "betas", "expression")}
-    np.savez(out_dir / "people.npz", **people, joints=joints3d, pelvis=np.stack(pelvis))
+    np.savez(out_dir / "people.npz", **params, joints=joints3d, pelvis=np.stack(pelvis))
     cameras = [c.name for c in plan.cameras]
     fragment = clip_fragment(plan.clip_id, cameras, F, W, H, instance_all, coco_all, bbox_all)
     write_json(out_dir / "coco.json", fragment)
@@ -198,6 +261,96 @@ def render_clip(plan: ClipPlan, out_dir: Path, passes: tuple[str, ...], *, model
     }
     write_json(out_dir / "clip.json", entry)
     return entry
+
+
+@dataclass
+class GroundTerms:
+    """:func:`backend.clips.shade.ground_base`'s output for one camera pose."""
+
+    Kinv: np.ndarray
+    C: np.ndarray
+    amb: np.ndarray
+    key: np.ndarray
+    bg: np.ndarray
+    depth: np.ndarray
+    xz: np.ndarray
+    luv: np.ndarray
+    lit: np.ndarray  # (H,W,3) uint8: ground and background without shadows or contact darkening
+
+
+def ground_terms(K: np.ndarray, R: np.ndarray, t: np.ndarray, arrays: LookArrays, look: Look,
+                 light: LightCamera, far: float, width: int, height: int) -> GroundTerms:
+    Kinv, C = np.linalg.inv(K), -R.T @ t
+    rgb = (height, width, 3)
+    g = GroundTerms(Kinv, C, np.empty(rgb, np.float32), np.empty(rgb, np.float32), np.empty(rgb, np.float32),
+                    np.empty((height, width), np.float32), np.zeros((height, width, 2), np.float32),
+                    np.zeros(rgb, np.float32), np.empty(rgb, np.uint8))
+    ground_base(Kinv, R, C, float(K[1, 1]), arrays.sh, arrays.key_dir, arrays.key_rgb, look.ground,
+                arrays.ground, arrays.ground_mean, arrays.ground_rot, arrays.ground_off, look.ground_tile_m,
+                arrays.fade[0], arrays.fade[1], far, light.R, light.t, light.focal, float(light.K[0, 2]),
+                1.5 * light.texel_m, arrays.background, g.amb, g.key, g.bg, g.depth, g.xz, g.luv)
+    # The shader's own arithmetic with no shadow and no contact: bg + (amb * 1 + key * 1), rounded.
+    lit = (g.bg.astype(np.float64) + (g.amb.astype(np.float64) + g.key.astype(np.float64))) * 255.0 + 0.5
+    g.lit[...] = np.clip(lit, 0.0, 255.0).astype(np.uint8)
+    return g
+
+
+def dynamic_box(K: np.ndarray, R: np.ndarray, t: np.ndarray, contact_box: np.ndarray, centre: np.ndarray,
+                radius: float, key_dir: np.ndarray, near: float, width: int, height: int) -> np.ndarray:
+    """The image box (x0, x1, y0, y1) of the ground the people can darken: their contact box and the
+    ground under their bounding sphere seen from the key light (plus the filter's reach)."""
+    up = max(float(key_dir[1]), 1e-3)
+    foot = np.asarray(centre, np.float64) - np.asarray(key_dir, np.float64) * (centre[1] / up)
+    # A sphere point q shades q - key * q_y / key_y: within radius * (1 + |key_xz| / key_y) of foot.
+    reach = radius * (1.0 + float(np.hypot(key_dir[0], key_dir[2])) / up) + 0.1
+    corners = [(contact_box[i], contact_box[2 + j]) for i in (0, 1) for j in (0, 1)]
+    corners += [(foot[0] + a * reach, foot[2] + b * reach) for a in (-1, 1) for b in (-1, 1)]
+    points = np.array([[x, 0.0, z] for x, z in corners])
+    cam = points @ R.T + t
+    if not np.isfinite(cam).all() or (cam[:, 2] <= near).any():
+        return np.array([0, width - 1, 0, height - 1], np.int64)  # a corner behind the camera: all
+    pix = cam @ K.T
+    xy = pix[:, :2] / pix[:, 2:]
+    lo, hi = np.floor(xy.min(0)).astype(np.int64) - 1, np.ceil(xy.max(0)).astype(np.int64) + 1
+    return np.array([max(lo[0], 0), min(hi[0], width - 1), max(lo[1], 0), min(hi[1], height - 1)], np.int64)
+
+
+def shadow_maps(verts: torch.Tensor, faces: torch.Tensor, light: LightCamera,
+                rasterizer: Rasterizer) -> np.ndarray:
+    """The key light's depth maps (B,S,S) of the people: one depth-only raster per frame, one thread
+    (a rasterizer's default of every core fought the other stage's threads)."""
+    n = len(verts)
+    cams = CameraBatch(np.tile(light.K, (n, 1, 1)), np.tile(light.R, (n, 1, 1)), np.tile(light.t, (n, 1)),
+                       SHADOW_SIZE, SHADOW_SIZE, light.near, light.far)
+    with torch.no_grad():
+        return render_passes(Mesh(verts=verts, faces=faces), cams, passes=["depth"], rasterizer=rasterizer,
+                             threads=1).depth.numpy()
+
+
+def _shade_and_write(tri: np.ndarray, bary: np.ndarray, depth: np.ndarray, ncam: np.ndarray, K: np.ndarray,
+                     R: np.ndarray, t: np.ndarray, people: PeopleMesh, arrays: LookArrays, look: Look,
+                     shadows: Future[np.ndarray] | None, index: int, light: LightCamera, spheres: np.ndarray,
+                     box: np.ndarray, far: float,
+                     ground: GroundTerms | None, rgb: np.ndarray, scene_depth: np.ndarray,
+                     png: Path | None) -> None:
+    """Shade one frame (an encoder thread) and write its PNG; ``shadows``: the chunk's shadow maps
+    (frame ``index``) once ready; ``ground`` None: a moving camera's ground terms, computed here."""
+    H, W = tri.shape
+    shadow = shadows.result()[index] if shadows is not None else np.zeros((0, 0), np.float32)
+    if ground is None:
+        ground = ground_terms(K, R, t, arrays, look, light, far, W, H)
+    if rgb.size:
+        np.copyto(rgb, ground.lit)
+    dynamic = (dynamic_box(K, R, t, box, light.centre, light.radius, arrays.key_dir, 1e-3, W, H)
+               if look.contact > 0.0 or look.shadows else np.array([0, -1, 0, -1], np.int64))
+    shade_frame(tri, bary, depth, ncam, R, people.faces, people.face_person, people.person_tex, people.colors,
+                people.uvs, people.tex, people.tex_off, people.tex_w, people.tex_h, arrays.sh, arrays.key_dir,
+                arrays.key_rgb, shadow, light.R, light.t, light.focal, float(light.K[0, 2]),
+                2.0 * light.texel_m, 1.5 * light.texel_m, spheres, look.contact, box, ground.Kinv, ground.C,
+                ground.amb, ground.key, ground.bg, ground.depth, ground.xz, ground.luv, dynamic, rgb,
+                scene_depth)
+    if png is not None:
+        write_rgb_png(png, rgb)
 
 
 @numba.njit(cache=True, nogil=True)

@@ -24,6 +24,8 @@ from backend.body.loading import load_body_model
 from backend.body.model import BodyModel, BodyParams
 from backend.body.motion import Motion, resample
 from backend.body.procedural import load_motion
+from backend.clips.appearance import Look, sample_look
+from backend.clips.avatars import AvatarPerson, load_avatar_person, pose_avatar
 from backend.clips.spec import CameraSpec, ClipSpec, SpecError, clip_id, clip_seed
 from backend.preview.pipeline import torch_threads
 from protocol.cameras import look_at
@@ -31,6 +33,7 @@ from protocol.rotations import aa_to_matrix, matrix_to_aa
 from protocol.smplx import PER_FRAME_FIELDS
 
 PLACEMENT_TRIES = 400
+LOOK_STREAM = 1 << 20  # spawn key of the look's random stream under the clip's seed
 
 
 class PlacementError(SpecError):
@@ -43,8 +46,9 @@ class Person:
 
     gender: str
     params: dict[str, np.ndarray]  # PER_FRAME_FIELDS (F, w) + betas (B,) + expression (E,)
-    colors: np.ndarray  # (V,3) float32 vertex colours in [0, 1]
+    colors: np.ndarray  # (V,3) float32 vertex colours in [0, 1]; (0,3) for an avatar (textured)
     motion: dict[str, Any]  # source, start, mirrored, speed, yaw_deg, position
+    avatar: AvatarPerson | None = None  # an avatar posed by LBS instead of the SMPL-X body mesh
 
 
 @dataclass
@@ -69,6 +73,7 @@ class ClipPlan:
     fps: float
     near: float
     far: float
+    look: Look | None = None  # None: the render's plain look (vertex colours, flat background)
     info: dict[str, Any] = field(default_factory=dict)
     # Per person, the posed vertices (F,V,3) and 127 keypoints (F,127,3) in the world, float32: the
     # body posed before placement, moved by the same rigid map as the root parameters (equal to
@@ -91,10 +96,35 @@ def pose(model: BodyModel, params: dict[str, np.ndarray]) -> tuple[np.ndarray, n
     return out.vertices.numpy(), keypoints.numpy()
 
 
+def pose_person(model: BodyModel, params: dict[str, np.ndarray],
+                avatar: AvatarPerson | None) -> tuple[np.ndarray, np.ndarray]:
+    """Posed vertices (F,V,3) and 127 keypoints (F,127,3) of a person, float32.
+
+    For an avatar, its own mesh posed by LBS with its weights and rest joints; the 55 skeleton
+    keypoints are its posed joints, the 72 surface keypoints (smplx's vertex keypoints and face
+    landmarks) those of the SMPL-X body of ``params`` (the body the avatar was built on).
+    """
+    verts, keypoints = pose(model, params)
+    if avatar is None:
+        return verts, keypoints
+    full = body_params(params, model).full_pose().numpy()
+    av_verts, av_joints = pose_avatar(avatar, full, params["transl"])
+    keypoints = keypoints.copy()
+    keypoints[:, :av_joints.shape[1]] = av_joints
+    return av_verts.astype(np.float32), keypoints
+
+
 def rest_pelvis(model: BodyModel, betas: np.ndarray) -> np.ndarray:
     """The root joint at rest for these betas: SMPL-X rotates ``global_orient`` about it."""
     with torch.no_grad():
         return model.rest_joints(torch.as_tensor(betas, dtype=torch.float32))[0].numpy().astype(np.float64)
+
+
+def person_pelvis(model: BodyModel, person: Person) -> np.ndarray:
+    """The point ``global_orient`` turns about: the avatar's rest root joint (LBS) or SMPL-X's."""
+    if person.avatar is not None:
+        return person.avatar.joints_rest[0].astype(np.float64)
+    return rest_pelvis(model, person.params["betas"])
 
 
 def transform_root(global_orient: np.ndarray, transl: np.ndarray, pelvis: np.ndarray,
@@ -311,8 +341,19 @@ def plan_clip(spec: ClipSpec, index: int, model: BodyModel | None = None) -> Cli
     posed: list[tuple[np.ndarray, np.ndarray]] = []
     for _ in range(n_people):
         gender = str(spec.people.genders[int(rng.integers(len(spec.people.genders)))])
+        avatar = None
+        if spec.people.avatars:  # drawn only then: specs without avatars sample as before
+            pick = int(rng.integers(len(spec.people.avatars)))
+            if rng.random() < spec.people.avatar_probability:
+                avatar = load_avatar_person(spec.people.avatars[pick])
+                gender = avatar.gender
         body = model if model is not None and gender == "neutral" else load_body_model(gender)
         betas = (rng.normal(size=body.num_betas) * spec.people.betas_std).astype(np.float32)
+        if avatar is not None:
+            betas = np.zeros(body.num_betas, dtype=np.float32)
+            if avatar.betas is not None:
+                n = min(len(avatar.betas), body.num_betas)
+                betas[:n] = avatar.betas[:n]
         source = spec.motion.sources[int(rng.integers(len(spec.motion.sources)))]
         speed = float(rng.uniform(*spec.motion.speed))
         mirrored = bool(rng.random() < spec.motion.mirror)
@@ -323,15 +364,18 @@ def plan_clip(spec: ClipSpec, index: int, model: BodyModel | None = None) -> Cli
         with torch.no_grad():
             rest = body.rest_vertices(torch.as_tensor(betas), None).numpy()
         colors = sample_colors(rest, body.part_labels(), rng)
-        people.append(Person(gender, params, colors, {"source": source, "start": start, "mirrored": mirrored,
-                                                       "speed": speed}))
-        posed.append(pose(body, params))
+        info = {"source": source, "start": start, "mirrored": mirrored, "speed": speed}
+        if avatar is not None:
+            colors = np.zeros((0, 3), dtype=np.float32)
+            info["avatar"] = avatar.path
+        people.append(Person(gender, params, colors, info, avatar))
+        posed.append(pose_person(body, params, avatar))
     footprints = [_footprint(v, k) for v, k in posed]
     places = place_people(footprints, spec.people.area, spec.people.margin, rng)
     placed = []
     for person, (verts, keypoints), (yaw, offset) in zip(people, posed, places, strict=True):
         body = model if model is not None and person.gender == "neutral" else load_body_model(person.gender)
-        pelvis = rest_pelvis(body, person.params["betas"])
+        pelvis = person_pelvis(body, person)
         R = _yaw(yaw)
         moved = verts @ R.T
         lift = -float(moved[..., 1].min())
@@ -346,7 +390,12 @@ def plan_clip(spec: ClipSpec, index: int, model: BodyModel | None = None) -> Cli
     centre = (lo_ + hi_) / 2
     radius = float(np.linalg.norm(allv - centre, axis=1).max())
     cameras = sample_cameras(spec, centre, radius, rng)
+    # The look has a stream of its own (a child of the clip's seed), so adding appearance options
+    # never changes the people and cameras a seed gives.
+    look = sample_look(spec.appearance, np.random.default_rng(
+        np.random.SeedSequence(seq.entropy, spawn_key=(*seq.spawn_key, LOOK_STREAM))))
     return ClipPlan(index=index, clip_id=clip_id(index), seed=[int(spec.seed), index], people=people,
                     cameras=cameras, frames=F, width=spec.width, height=spec.height, fps=spec.fps,
-                    near=spec.near, far=spec.far,
-                    info={"scene_centre": centre.tolist(), "scene_radius": radius}, posed=placed)
+                    near=spec.near, far=spec.far, look=look,
+                    info={"scene_centre": centre.tolist(), "scene_radius": radius, "appearance": look.info},
+                    posed=placed)

@@ -5,8 +5,10 @@ derived from the dataset seed and the clip index (:func:`clip_seed`), so a clip 
 many workers render the dataset or in which order. ``docs/clips.md`` documents every field.
 
 Parsing is strict: an unknown key, a wrong type, a negative size, zero cameras, an unknown
-procedural motion or a motion file that does not exist or does not load is a :class:`SpecError`
-naming the field, raised before anything is written.
+procedural motion or a motion file that does not exist or does not load, an avatar folder that does
+not load, an appearance image that cannot be read or a background folder without images is a
+:class:`SpecError` naming the field, raised before anything is written. Paths (motions, avatars,
+images) are stored absolute.
 """
 
 from __future__ import annotations
@@ -21,14 +23,17 @@ from typing import Any
 import numpy as np
 
 from protocol.cameras import CameraPath
-from protocol.kinds import CLIP_CAMERA_KINDS, CLIP_PASSES, CLIP_RIG_KINDS
+from protocol.kinds import CLIP_CAMERA_KINDS, CLIP_DEFAULT_PASSES, CLIP_PASSES, CLIP_RIG_KINDS
 
 FORMAT = "avatar-studio.clips"
 VERSION = 1
 # Image passes a spec may ask for; keypoints, boxes, SMPL-X params, 3D joints and cameras are
 # always written (they cost microseconds).
-# (Both lists live in protocol/kinds.py, beside the clips.render contract that offers them.)
+# (The pass and camera lists live in protocol/kinds.py, beside the clips.render contract that
+# offers them.)
 PASSES: tuple[str, ...] = CLIP_PASSES
+DEFAULT_PASSES: tuple[str, ...] = CLIP_DEFAULT_PASSES
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".hdr", ".exr")
 CAMERA_KINDS: tuple[str, ...] = CLIP_CAMERA_KINDS
 MAX_PEOPLE = 4
 MAX_SIDE = 4096
@@ -77,6 +82,10 @@ class PeopleSpec:
     betas_std: float = 1.0  # betas ~ N(0, std^2), the first num_betas of the model
     area: float = 4.0
     margin: float = 0.05  # metres kept between two people's bounding circles
+    # Avatar folders (``avatar-studio avatar --out DIR``): each person is one of them, picked
+    # uniformly, with probability ``avatar_probability``; else a SMPL-X body with a sampled look.
+    avatars: tuple[str, ...] = ()
+    avatar_probability: float = 1.0
 
     @classmethod
     def parse(cls, data: Any, name: str = "people") -> PeopleSpec:
@@ -91,7 +100,11 @@ class PeopleSpec:
         std = _range(d.get("betas_std", 1.0), f"{name}.betas_std", 0.0, 5.0)[0]
         area = _range(d.get("area", 4.0), f"{name}.area", 0.0, 1000.0)[0]
         margin = _range(d.get("margin", 0.05), f"{name}.margin", 0.0, 10.0)[0]
-        return cls((int(lo), int(hi)), tuple(genders), std, area, margin)
+        avatars = d.get("avatars", [])
+        if not isinstance(avatars, list) or not all(isinstance(a, str) and a for a in avatars):
+            raise SpecError(f"{name}.avatars: a list of avatar folders, got {avatars!r}")
+        chance = _range(d.get("avatar_probability", 1.0), f"{name}.avatar_probability", 0.0, 1.0)[0]
+        return cls((int(lo), int(hi)), tuple(genders), std, area, margin, tuple(avatars), chance)
 
 
 @dataclass(frozen=True)
@@ -195,6 +208,83 @@ def parse_camera_shorthand(text: str, name: str = "cameras") -> CameraSpec:
 
 
 @dataclass(frozen=True)
+class AppearanceSpec:
+    """How a clip looks (sampled per clip; ``backend.clips.appearance``): an environment as 2nd-order
+    spherical harmonics (random skies, or the equirectangular image ``environment``) scaled so that
+    a white upward-facing surface receives ``ambient``; a directional key light of ``key_intensity``
+    at ``key_elevation_deg`` above the horizon (random azimuth) with a black-body colour of
+    ``key_temperature_k``; the ground plane y = 0 (``ground``) with the image ``ground_texture`` or a
+    procedural one repeated every ``ground_tile_m`` metres; shadows of the key light (``shadows``)
+    and a contact darkening of strength ``contact`` under the people; a background from the image
+    folder ``backgrounds`` (random crop) or procedural."""
+
+    environment: str | None = None
+    ambient: tuple[float, float] = (0.35, 0.75)
+    key_intensity: tuple[float, float] = (0.5, 1.1)
+    key_elevation_deg: tuple[float, float] = (25.0, 70.0)
+    key_temperature_k: tuple[float, float] = (3500.0, 7500.0)
+    ground: bool = True
+    ground_texture: str | None = None
+    ground_tile_m: tuple[float, float] = (0.4, 1.6)
+    shadows: bool = True
+    contact: float = 0.8
+    backgrounds: str | None = None
+
+    @classmethod
+    def parse(cls, data: Any, name: str = "appearance") -> AppearanceSpec:
+        d = _keys(data, cls, name)
+        for key in ("ground", "shadows"):
+            if not isinstance(d.get(key, True), bool):
+                raise SpecError(f"{name}.{key}: true or false, got {d[key]!r}")
+        for key in ("environment", "ground_texture", "backgrounds"):
+            if d.get(key) is not None and not (isinstance(d[key], str) and d[key]):
+                raise SpecError(f"{name}.{key}: a path or null, got {d[key]!r}")
+        return cls(
+            environment=d.get("environment"),
+            ambient=_range(d.get("ambient", [0.35, 0.75]), f"{name}.ambient", 0.0, 100.0),
+            key_intensity=_range(d.get("key_intensity", [0.5, 1.1]), f"{name}.key_intensity", 0.0, 100.0),
+            key_elevation_deg=_range(d.get("key_elevation_deg", [25.0, 70.0]), f"{name}.key_elevation_deg",
+                                     1.0, 90.0),
+            key_temperature_k=_range(d.get("key_temperature_k", [3500.0, 7500.0]),
+                                     f"{name}.key_temperature_k", 1000.0, 40000.0),
+            ground=d.get("ground", True),
+            ground_texture=d.get("ground_texture"),
+            ground_tile_m=_range(d.get("ground_tile_m", [0.4, 1.6]), f"{name}.ground_tile_m", 0.01, 1000.0),
+            shadows=d.get("shadows", True),
+            contact=_range(d.get("contact", 0.8), f"{name}.contact", 0.0, 1.0)[0],
+            backgrounds=d.get("backgrounds"),
+        )
+
+    def resolve(self, base_dir: Path | None) -> AppearanceSpec:
+        """Paths made absolute and checked: the images exist, the folder holds images."""
+
+        def absolute(value: str) -> Path:
+            path = Path(value).expanduser()
+            return (base_dir / path if not path.is_absolute() and base_dir is not None else path).resolve()
+
+        out: dict[str, Any] = {}
+        for key in ("environment", "ground_texture"):
+            value = getattr(self, key)
+            if value is not None:
+                path = absolute(value)
+                if not path.is_file():
+                    raise SpecError(f"appearance.{key}: image not found: {path}")
+                from backend.clips.appearance import load_image
+
+                try:  # one image each: read now, so a bad file fails before anything is written
+                    load_image(path)
+                except SpecError as exc:
+                    raise SpecError(f"appearance.{key}: {exc}") from None
+                out[key] = str(path)
+        if self.backgrounds is not None:
+            folder = absolute(self.backgrounds)
+            if not folder.is_dir() or not any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir()):
+                raise SpecError(f"appearance.backgrounds: not a folder of images: {folder}")
+            out["backgrounds"] = str(folder)
+        return AppearanceSpec(**{**asdict(self), **out})
+
+
+@dataclass(frozen=True)
 class ClipSpec:
     """A dataset: ``clips`` clips of ``frames`` frames at ``width`` x ``height`` pixels."""
 
@@ -207,9 +297,10 @@ class ClipSpec:
     people: PeopleSpec = field(default_factory=PeopleSpec)
     motion: MotionSpec = field(default_factory=MotionSpec)
     cameras: tuple[CameraSpec, ...] = (CameraSpec(),)
-    passes: tuple[str, ...] = PASSES
+    passes: tuple[str, ...] = DEFAULT_PASSES
     near: float = 0.05
     far: float = 100.0
+    appearance: AppearanceSpec = field(default_factory=AppearanceSpec)
 
     @property
     def n_cameras(self) -> int:
@@ -225,16 +316,26 @@ class ClipSpec:
             if version != VERSION:
                 raise SpecError(f"version: this reader knows version {VERSION}, got {version!r}")
             data = {k: v for k, v in data.items() if k not in ("format", "version")}
-        d = _keys(data, cls, "spec")
+        d = _keys({k: v for k, v in data.items() if k != "video"} if isinstance(data, Mapping) else data,
+                  cls, "spec")
+        if isinstance(data, Mapping) and "video" in data:
+            d["video"] = data["video"]
         cams = d.get("cameras", ["ring:4"])
         if isinstance(cams, str | Mapping):
             cams = [cams]
         if not isinstance(cams, list) or not cams:
             raise SpecError("cameras: at least one camera rig is needed (e.g. \"ring:4\")")
         cameras = tuple(CameraSpec.parse(c, f"cameras[{i}]") for i, c in enumerate(cams))
-        passes = d.get("passes", list(PASSES))
+        passes = d.get("passes", list(DEFAULT_PASSES))
         if not isinstance(passes, list) or any(p not in PASSES for p in passes):
             raise SpecError(f"passes: a list out of {', '.join(PASSES)}, got {passes!r}")
+        video = d.pop("video", False)  # sugar for the mp4 pass, not a field of its own
+        if not isinstance(video, bool):
+            raise SpecError(f"video: true or false, got {video!r}")
+        if video and "mp4" not in passes:
+            passes = [*passes, "mp4"]
+        if "mp4" in passes and "rgb" not in passes:
+            raise SpecError("passes: mp4 is encoded from the rgb pass; add rgb")
         seed = d.get("seed", 0)
         spec = cls(
             clips=_int(d.get("clips", 1), "clips", 1, 10_000_000),
@@ -249,6 +350,7 @@ class ClipSpec:
             passes=tuple(p for p in PASSES if p in passes),
             near=_range(d.get("near", 0.05), "near", 1e-4, 1e6)[0],
             far=_range(d.get("far", 100.0), "far", 1e-3, 1e7)[0],
+            appearance=AppearanceSpec.parse(d.get("appearance", {})),
         )
         for i, rig in enumerate(cameras):
             got = (len(rig.path["K"]), rig.path["width"], rig.path["height"]) if rig.path else None
@@ -257,7 +359,7 @@ class ClipSpec:
                                 f"renders {spec.frames} of {spec.width}x{spec.height}")
         if spec.near >= spec.far:
             raise SpecError(f"near: must be below far, got near={spec.near}, far={spec.far}")
-        return spec.resolve_motions(base_dir)
+        return spec.resolve_motions(base_dir).resolve_assets(base_dir)
 
     def resolve_motions(self, base_dir: Path | None) -> ClipSpec:
         """Motion files as absolute paths, each checked to exist and to load; names checked known."""
@@ -285,6 +387,23 @@ class ClipSpec:
                 resolved.append(source)
         motion = MotionSpec(tuple(resolved), self.motion.mirror, self.motion.speed)
         return ClipSpec(**{**{f.name: getattr(self, f.name) for f in fields(self)}, "motion": motion})
+
+    def resolve_assets(self, base_dir: Path | None) -> ClipSpec:
+        """Appearance images and avatar folders as absolute paths, each checked to load."""
+        from backend.clips.avatars import AvatarError, load_avatar_person
+
+        avatars = []
+        for i, folder in enumerate(self.people.avatars):
+            path = Path(folder).expanduser()
+            path = (base_dir / path if not path.is_absolute() and base_dir is not None else path).resolve()
+            try:
+                load_avatar_person(path)
+            except AvatarError as exc:
+                raise SpecError(f"people.avatars[{i}]: {exc}") from None
+            avatars.append(str(path))
+        people = PeopleSpec(**{**asdict(self.people), "avatars": tuple(avatars)})
+        return ClipSpec(**{**{f.name: getattr(self, f.name) for f in fields(self)}, "people": people,
+                           "appearance": self.appearance.resolve(base_dir)})
 
     def to_json_dict(self) -> dict[str, Any]:
         out = {"format": FORMAT, "version": VERSION, **asdict(self)}
