@@ -37,7 +37,7 @@ from backend.body.loading import load_body_model  # noqa: E402
 from backend.clips.dataset import render_one  # noqa: E402
 from backend.clips.render import BACKGROUND  # noqa: E402
 from backend.clips.sample import plan_clip  # noqa: E402
-from backend.clips.spec import PASSES, ClipSpec  # noqa: E402
+from backend.clips.spec import DEFAULT_PASSES, ClipSpec  # noqa: E402
 from backend.render.bands import default_threads  # noqa: E402
 from protocol.cameras import PROTOCOL_TO_BLENDER, blender_camera_from_opencv  # noqa: E402
 
@@ -135,7 +135,7 @@ print("BENCH_JSON " + json.dumps({"engine": engine, "samples": samples, "times":
 def clip_spec(size: int, frames: int, seed: int = 1) -> ClipSpec:
     return ClipSpec.parse({"clips": 1, "frames": frames, "width": size, "height": size, "seed": seed,
                            "people": {"count": 1}, "motion": {"sources": ["walk"]}, "cameras": ["ring:1"],
-                           "passes": list(PASSES)})
+                           "passes": list(DEFAULT_PASSES)})
 
 
 def ours_seconds_per_frame(spec: ClipSpec, threads: int, repeats: int = 2) -> float:
