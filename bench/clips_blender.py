@@ -9,10 +9,12 @@ Blender environment (``.venv-blender``) in a subprocess, per frame: the posed bo
 on the mesh (its BVH is rebuilt, as for any deforming character), the camera moved, one
 ``bpy.ops.render.render()`` with the Z, normal and object-index passes on (Cycles; Workbench has
 Z only), the RGB written as PNG and every pass as one multilayer EXR, as BlenderProc writes them.
+Both scenes have a ground plane and a shadow-casting key light (ours also its SH environment,
+contact darkening and a background; Blender's world colour).
 Cycles on the CPU (this machine has no GPU) at 64 samples (BlenderProc-style) and at 1 sample,
 no denoising, no adaptive sampling; Workbench with vertex colours and studio light. The body's
-vertex colours, the camera (K, R, t converted by ``protocol.cameras.blender_camera_from_opencv``)
-and the grey background are the same on both sides. Blender's timing excludes building the scene
+vertex colours and the camera (K, R, t converted by ``protocol.cameras.blender_camera_from_opencv``)
+are the same on both sides. Blender's timing excludes building the scene
 and one warm-up frame; ours includes sampling, posing and every file.
 """
 
@@ -75,11 +77,16 @@ for key, value in setup["camera"].items():
 cam = bpy.data.objects.new("cam", cam_data)
 scene.collection.objects.link(cam)
 scene.camera = cam
-# A headlight like ours: a sun parented to the camera, shining along its view.
+# The scene around the body, as ours: a ground plane and a key light that casts shadows; the world
+# colour lights the rest (our SH environment's counterpart).
+ground = bpy.data.meshes.new("ground")
+ground.from_pydata([(-20, -20, 0), (20, -20, 0), (20, 20, 0), (-20, 20, 0)], [], [(0, 1, 2, 3)])
+scene.collection.objects.link(bpy.data.objects.new("ground", ground))
 sun = bpy.data.objects.new("key", bpy.data.lights.new("key", "SUN"))
 sun.data.energy = 3.0
+sun.data.angle = 0.1  # soft shadow edges
+sun.rotation_euler = (0.8, 0.2, 0.6)
 scene.collection.objects.link(sun)
-sun.parent = cam
 world = bpy.data.worlds.new("world")
 world.color = setup["background"]
 world.node_tree.nodes["Background"].inputs["Color"].default_value = (*setup["background"], 1.0)
@@ -94,6 +101,7 @@ if engine == "workbench":
     r.engine = "BLENDER_WORKBENCH"
     scene.display.shading.color_type = "VERTEX"
     scene.display.shading.light = "STUDIO"
+    scene.display.shading.show_shadows = True
 else:
     r.engine = "CYCLES"
     scene.cycles.device = "CPU"
