@@ -152,5 +152,5 @@ def test_bad_requests_say_what_is_wrong(tiny_pipe, conditions4) -> None:
         generate_views(tiny_pipe, conditions4, PROMPT, steps=0)
     cams = conditions4.cameras
     odd = dataclasses.replace(conditions4, cameras=CameraPath(cams.K, cams.R, cams.t, SIZE + 1, SIZE))
-    with pytest.raises(ValueError, match="multiple of 2"):
+    with pytest.raises(ValueError, match="multiple of 8"):
         generate_views(tiny_pipe, odd, PROMPT, steps=1)
