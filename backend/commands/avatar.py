@@ -55,9 +55,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     gen.add_argument("--conditions", default="pose", help="comma-separated: pose,depth,normal")
     gen.add_argument("--view-normals", dest="view_normals", choices=text.param("normals").type.values,
                      default=text.param("normals").default, help="normals of the generated views")
-    from backend.cli.common import add_models_file
-
-    add_models_file(parser)
+    # The top-level --models, also accepted after `avatar` (the same dest: the CLI puts it in
+    # $AVATAR_STUDIO_MODELS before the command runs; SUPPRESS keeps one given before `avatar`).
+    parser.add_argument("--models", type=Path, default=argparse.SUPPRESS, metavar="FILE",
+                        help="models.toml to use (e.g. one written by `models make-tiny`)")
     # Defaults and ranges come from the avatar.from_views contract, so `--help` says what runs.
     c = contract("avatar.from_views")
 
@@ -68,9 +69,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         kind = None if choices else (float if type(p.default) is float else int)
         parser.add_argument(flag, dest=param, type=kind, choices=choices, default=None,
                             metavar=None if choices else "N",
-                            help=f"{help_text} ({p.type.doc()}; default {p.default}, with --prompt the "
-                            "quality's)" if param != "normals" and param != "unwrap"
-                            else f"{help_text} ({p.type.doc()}; default {p.default})")
+                            help=f"{help_text} ({p.type.doc()}; default {p.default})"
+                            + ("" if param in ("normals", "unwrap") else " [--prompt: the quality's]"))
 
     knob("--grid", "grid", "tet-grid resolution")
     knob("--iters", "refine_iters", "sculpt refinement iterations")
