@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-
-SIZE = 64  # image side in pixels
+from generate_helpers import A_POSE, SIZE
 
 
 @pytest.fixture(scope="session")
@@ -52,12 +51,6 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
-
-
-A_POSE = {"gender": "neutral", "betas": [0.5, -0.3], "global_orient": [0.0, 0.0, 0.0],
-          "body_pose": [0.0] * 63, "transl": [0.0, 0.0, 0.0]}
-A_POSE["body_pose"][15 * 3 + 2] = -1.0  # left shoulder down (joint 16 -> body_pose index 15)
-A_POSE["body_pose"][16 * 3 + 2] = 1.0  # right shoulder down
 
 
 @pytest.fixture(scope="session")

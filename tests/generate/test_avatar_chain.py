@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import SIZE
+from generate_helpers import SIZE
 from PIL import Image
 
 from backend import cli

@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from conftest import SIZE
+from generate_helpers import SIZE
 
 from backend.generate.attention import CrossFrameAttnProcessor
 from backend.generate.multiview import (
