@@ -138,3 +138,19 @@ def test_standard_quality_is_the_avatar_from_views_defaults() -> None:
     views = contract("avatar.from_views")
     assert {k: QUALITY_PRESETS["standard"][k] for k in AVATAR_KNOBS} == {k: views.param(k).default
                                                                           for k in AVATAR_KNOBS}
+
+
+def test_body_param_gives_its_first_frame_and_defaults_to_the_a_pose() -> None:
+    from backend.jobs.generate_avatar import a_pose, first_frame
+    from protocol.kinds import parse
+
+    pose = np.zeros((2, 63), np.float32)
+    pose[1] = 0.5  # frame 1 differs: only frame 0 is used
+    p = parse("avatar.from_text", {"prompt": "x", "body": {"global_orient": np.zeros((2, 3), np.float32),
+                                                          "body_pose": pose, "betas": [1.0, 2.0],
+                                                          "gender": "female"}})
+    body = first_frame(p.body)
+    assert body["body_pose"] == [0.0] * 63 and body["betas"] == [1.0, 2.0] and body["gender"] == "female"
+    default = first_frame(None)
+    assert default == a_pose() and default["gender"] == "neutral"
+    assert default["body_pose"][47] == -1.0 and default["body_pose"][50] == 1.0  # shoulders down
