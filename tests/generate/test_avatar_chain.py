@@ -154,3 +154,16 @@ def test_body_param_gives_its_first_frame_and_defaults_to_the_a_pose() -> None:
     default = first_frame(None)
     assert default == a_pose() and default["gender"] == "neutral"
     assert default["body_pose"][47] == -1.0 and default["body_pose"][50] == 1.0  # shoulders down
+
+
+def test_cli_without_the_diffusion_weights_says_which_role_and_how(tmp_path: Path, capsys: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(MODELS_FILE_ENV, "")  # restored after the test (the CLI sets it from --models)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
+    (tmp_path / "models.toml").write_text("# nothing configured\n")
+    models = str(tmp_path / "models.toml")
+    argv = ["avatar", "--prompt", "a knight", "--models", models, "--out", str(tmp_path)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "'base-diffusion'" in err and "`avatar-studio models download base-diffusion`" in err, err
+    assert not (tmp_path / "avatar.glb").exists()
