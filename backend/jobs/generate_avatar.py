@@ -97,18 +97,22 @@ def read_photo(image: Any) -> np.ndarray:
 
 
 class Stages:
-    """Progress per stage mapped into the job's overall fraction; cancel checked at every report."""
+    """Progress per stage mapped into the job's overall fraction; cancel checked at every report
+    (every denoising step and avatar iteration), events rate-limited within a stage."""
 
     def __init__(self, ctx: JobContext) -> None:
         self.ctx = ctx
         self.last = 0.0
+        self.stage = ""
 
     def report(self, stage: str, fraction: float, message: str, span: tuple[float, float] | None = None,
                force: bool = False, preview: np.ndarray | None = None) -> None:
         self.ctx.check_cancelled()
         lo, hi = span or STAGE_SPANS[stage]
         now = time.monotonic()
-        if force or preview is not None or fraction >= 1.0 or now - self.last > 0.5:
+        # A new stage, a preview and 100 % always go out; ticks within a stage at most 2 a second.
+        if force or stage != self.stage or preview is not None or fraction >= 1.0 or now - self.last > 0.5:
+            self.stage = stage
             self.ctx.progress(lo + (hi - lo) * min(max(fraction, 0.0), 1.0), message, stage=stage,
                               preview=preview)
             self.last = now
