@@ -1,4 +1,10 @@
-"""CLI: ``avatar-studio avatar --views DIR --out DIR`` and ``avatar-studio avatar make-synthetic --out DIR``.
+"""CLI: ``avatar-studio avatar --views DIR --out DIR``,
+``avatar-studio avatar --prompt "..." [--image photo.png] [--views-out DIR] --out DIR [--models FILE]``
+and ``avatar-studio avatar make-synthetic --out DIR``.
+
+``--prompt`` runs the job kind ``avatar.from_text`` (``avatar.from_image`` with ``--image``)
+in-process, as the other plug-in commands run theirs: the same params, stages and errors as a
+submitted job (backend/jobs/generate_avatar.py), with progress on stderr.
 
 Registered by backend/cli/ through ``register(subparsers)``. torch and the stages are imported
 inside the handlers, so ``--help`` stays fast.
@@ -23,21 +29,48 @@ SYNTH_HELP = (
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
+    from protocol.kinds import contract
+
     parser = subparsers.add_parser("avatar", help=AVATAR_HELP, description=AVATAR_HELP)
     parser.add_argument("--views", type=Path, help="views folder (views.json + rgba/ [+ normal/])")
     parser.add_argument("--out", type=Path, help="output folder")
+    gen = parser.add_argument_group(
+        "from a prompt or a photo (jobs avatar.from_text / avatar.from_image; docs/generate.md)")
+    gen.add_argument("--prompt", help="what the person looks like: generate the views, then the avatar")
+    gen.add_argument("--image", type=Path, help="a photo: the front (anchor) view; the others are generated")
+    gen.add_argument("--views-out", type=Path, help="also copy the generated views folder here")
+    gen.add_argument("--negative-prompt", help="default: generic defects (lowres, blurry, bad anatomy...)")
+    text = contract("avatar.from_text")
+    gen.add_argument("--seed", type=int, default=text.param("seed").default)
+    gen.add_argument("--num-views", type=int, dest="num_views", default=text.param("views").default,
+                     help=f"views to generate (default {text.param('views').default})")
+    gen.add_argument("--size", type=int, help="view side in pixels, a multiple of 8 (default: the quality's)")
+    gen.add_argument("--steps", type=int, help="denoising steps (default: the quality's)")
+    gen.add_argument("--guidance", type=float, default=text.param("guidance").default)
+    gen.add_argument("--scheduler", choices=text.param("scheduler").type.values,
+                     default=text.param("scheduler").default)
+    gen.add_argument("--quality", choices=text.param("quality").type.values,
+                     default=text.param("quality").default,
+                     help="preset of size, steps and the avatar stages (the knobs below override it)")
+    gen.add_argument("--conditions", default="pose", help="comma-separated: pose,depth,normal")
+    gen.add_argument("--view-normals", dest="view_normals", choices=text.param("normals").type.values,
+                     default=text.param("normals").default, help="normals of the generated views")
+    # The top-level --models, also accepted after `avatar` (the same dest: the CLI puts it in
+    # $AVATAR_STUDIO_MODELS before the command runs; SUPPRESS keeps one given before `avatar`).
+    parser.add_argument("--models", type=Path, default=argparse.SUPPRESS, metavar="FILE",
+                        help="models.toml to use (e.g. one written by `models make-tiny`)")
     # Defaults and ranges come from the avatar.from_views contract, so `--help` says what runs.
-    from protocol.kinds import contract
-
     c = contract("avatar.from_views")
 
     def knob(flag: str, param: str, help_text: str) -> None:
+        # Default None: --views uses the contract's default, --prompt the quality preset's.
         p = c.param(param)
         choices = getattr(p.type, "values", None)
         kind = None if choices else (float if type(p.default) is float else int)
-        parser.add_argument(flag, dest=param, type=kind, choices=choices, default=p.default,
+        parser.add_argument(flag, dest=param, type=kind, choices=choices, default=None,
                             metavar=None if choices else "N",
-                            help=f"{help_text} ({p.type.doc()}; default {p.default})")
+                            help=f"{help_text} ({p.type.doc()}; default {p.default})"
+                            + ("" if param in ("normals", "unwrap") else " [--prompt: the quality's]"))
 
     knob("--grid", "grid", "tet-grid resolution")
     knob("--iters", "refine_iters", "sculpt refinement iterations")
@@ -75,9 +108,13 @@ def _progress(quiet: bool) -> Any:
 
 
 def run_avatar(args: argparse.Namespace) -> int:
+    if args.prompt is not None or args.image is not None:
+        return run_generated(args)
     if args.views is None or args.out is None:
         print(
-            "avatar: --views DIR and --out DIR are required (or use `avatar make-synthetic`)", file=sys.stderr
+            "avatar: --views DIR (or --prompt TEXT) and --out DIR are required "
+            "(or use `avatar make-synthetic`)",
+            file=sys.stderr,
         )
         return 2
     from backend.avatar.geometry.sculpt import NormalEstimatorMissing
@@ -91,7 +128,7 @@ def run_avatar(args: argparse.Namespace) -> int:
         names = [p.name for p in contract("avatar.from_views").params
                  if hasattr(args, p.name) and p.name != "views"]
         # The job's contract checks the ranges, as for a submitted job.
-        knobs = {n: getattr(args, n) for n in names}
+        knobs = {n: getattr(args, n) for n in names}  # None: the contract's default
         p = typed_params("avatar.from_views", {"views": str(args.views), **knobs})
         config = config_from_options(**{name: getattr(p, name) for name in names})
         views = read_views(args.views)
@@ -111,6 +148,79 @@ def run_avatar(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2, default=str))
     else:
         print(f"avatar written to {args.out} ({len(result.vertices)} vertices, {len(result.faces)} faces)")
+    return 0
+
+
+class _ConsoleContext:
+    """JobContext for the terminal: progress lines on stderr (throttled), never cancelled (Ctrl-C)."""
+
+    def __init__(self, work_dir: Path, quiet: bool) -> None:
+        self.work_dir = work_dir
+        self.report = _progress(quiet)
+
+    def progress(self, fraction: float, message: str = "", *, stage: str = "", preview: Any = None) -> None:
+        self.report(stage, fraction, message)
+
+    def check_cancelled(self) -> None:
+        return None
+
+
+def run_generated(args: argparse.Namespace) -> int:
+    """``--prompt`` / ``--image``: the job kind in-process; the avatar files into --out."""
+    import shutil
+    import tempfile
+
+    import numpy as np
+
+    from backend.jobs.api import JobInputError
+    from backend.jobs.generate_avatar import generate_avatar
+    from backend.models.registry import ModelMissingError
+
+    if args.out is None or args.views is not None:
+        print("avatar: --prompt/--image need --out DIR and no --views", file=sys.stderr)
+        return 2
+    if args.unwrap is not None or args.normals is not None:
+        print("avatar: --unwrap/--normals are for --views; with --prompt use --view-normals", file=sys.stderr)
+        return 2
+    kind = "avatar.from_image" if args.image is not None else "avatar.from_text"
+    params: dict[str, Any] = {
+        "seed": args.seed, "views": args.num_views, "size": args.size, "steps": args.steps,
+        "guidance": args.guidance, "scheduler": args.scheduler, "quality": args.quality,
+        "conditions": [c.strip() for c in args.conditions.split(",") if c.strip()],
+        "normals": args.view_normals, "negative_prompt": args.negative_prompt,
+        **{k: getattr(args, k) for k in ("grid", "init_iters", "refine_iters", "render_scale", "texture_size",
+                                         "texture_iters")},
+    }  # fmt: skip
+    if args.prompt is not None:
+        params["prompt"] = args.prompt
+    if args.image is not None:
+        params["image"] = str(args.image)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="avatar-gen-") as scratch:
+        try:
+            result = generate_avatar(kind, params, _ConsoleContext(Path(scratch), args.json))
+        except (JobInputError, ModelMissingError) as exc:
+            print(f"avatar: {exc}", file=sys.stderr)
+            return 2
+        args.out.mkdir(parents=True, exist_ok=True)
+        written = {}
+        for name, path in result.files.items():
+            if name.startswith("views/"):
+                continue
+            written[name] = shutil.copy2(path, args.out / name)
+        np.savez(args.out / "avatar_arrays.npz", **result.arrays)
+        if args.views_out is not None:
+            shutil.copytree(Path(scratch) / "views", args.views_out, dirs_exist_ok=True)
+    summary = {**result.data, "files": {k: str(v) for k, v in written.items()},
+               "views_out": None if args.views_out is None else str(args.views_out),
+               "seconds": round(time.perf_counter() - start, 3)}
+    summary.pop("joint_names", None)
+    summary.pop("part_names", None)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print(f"avatar written to {args.out} ({summary['vertices']} vertices, {summary['faces']} faces) "
+              f"in {summary['seconds']} s" + (f"; views in {args.views_out}" if args.views_out else ""))
     return 0
 
 

@@ -12,6 +12,9 @@ every denoising step, the anchor's latents are replaced by the photo's latents n
 timestep (the inpainting trick of SD's legacy inpaint pipeline, over the whole image), and by the
 clean latents after the last step. The anchor view therefore decodes to the photo up to the VAE
 round trip, and every other view attends to it at every step.
+
+The pipeline is loaded by :func:`backend.models.load.load_controlnet_pipeline` (roles from the model
+registry, device/dtype, offload, attention slicing); this module only runs it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -68,67 +70,6 @@ def make_scheduler(name: str, config: Any) -> Any:
         raise ValueError(f"unknown scheduler {name!r}; known: {', '.join(SCHEDULER_NAMES)}")
     cls, extra = table[key]
     return cls.from_config(config, **extra)
-
-
-def runtime_device(prefer: str | None = None) -> tuple[torch.device, torch.dtype]:
-    """CUDA in fp16 when present (or asked for), else CPU in fp32 (fp16 convolutions on CPU are slow
-    or missing)."""
-    if prefer is not None:
-        device = torch.device(prefer)
-    else:
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return device, torch.float16 if device.type == "cuda" else torch.float32
-
-
-def assemble_pipeline(*, vae: Any, text_encoder: Any, tokenizer: Any, unet: Any, controlnets: Sequence[Any],
-                      scheduler: Any) -> Any:
-    """A ``StableDiffusionControlNetPipeline`` from loaded parts (one ControlNet, or several as a
-    ``MultiControlNetModel`` in condition order); no safety checker (the output is a texture source)."""
-    from diffusers import StableDiffusionControlNetPipeline
-    from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
-
-    if not controlnets:
-        raise ValueError("at least one ControlNet is needed")
-    controlnet = controlnets[0] if len(controlnets) == 1 else MultiControlNetModel(list(controlnets))
-    pipe = StableDiffusionControlNetPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, controlnet=controlnet,
-        scheduler=scheduler, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-def load_pipeline(base: str | Path, controlnets: Sequence[str | Path], *, device: str | None = None,
-                  cpu_offload: bool = False, local_files_only: bool = True) -> Any:
-    """Load the base model folder/id and ControlNet folders/ids with ``from_pretrained`` (the paths
-    the model registry resolves roles to) and place them with :func:`place_pipeline`."""
-    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
-    from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
-
-    _, dtype = runtime_device(device)
-    nets = [ControlNetModel.from_pretrained(str(p), torch_dtype=dtype, local_files_only=local_files_only)
-            for p in controlnets]
-    if not nets:
-        raise ValueError("at least one ControlNet is needed")
-    controlnet = nets[0] if len(nets) == 1 else MultiControlNetModel(nets)
-    pipe = StableDiffusionControlNetPipeline.from_pretrained(
-        str(base), controlnet=controlnet, torch_dtype=dtype, safety_checker=None, feature_extractor=None,
-        requires_safety_checker=False, local_files_only=local_files_only)
-    pipe.set_progress_bar_config(disable=True)
-    return place_pipeline(pipe, device=device, cpu_offload=cpu_offload)
-
-
-def place_pipeline(pipe: Any, *, device: str | None = None, cpu_offload: bool = False) -> Any:
-    """Move ``pipe`` to the run-time device and dtype; ``cpu_offload`` (CUDA only) keeps each model on
-    the CPU until it runs (accelerate's model offload: a fraction of the VRAM, a little slower)."""
-    dev, dtype = runtime_device(device)
-    if cpu_offload:
-        if dev.type != "cuda":
-            raise ValueError("cpu_offload needs a CUDA device")
-        pipe.to(dtype=dtype)
-        pipe.enable_model_cpu_offload()
-    else:
-        pipe.to(dev, dtype)
-    return pipe
 
 
 def view_generators(seed: int, n_views: int) -> list[torch.Generator]:

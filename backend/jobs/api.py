@@ -116,6 +116,11 @@ JOB_KINDS: dict[str, JobKind] = {
             300.0,
         ),
         JobKind("clips.render", "backend.jobs.clips", "clips_render", KINDS["clips.render"].summary, 300.0),
+        # Loading SD 1.5 from disk and one denoising step of 8 views may each take a minute or more.
+        JobKind("avatar.from_text", "backend.jobs.generate_avatar", "avatar_from_text",
+                KINDS["avatar.from_text"].summary, 600.0),
+        JobKind("avatar.from_image", "backend.jobs.generate_avatar", "avatar_from_image",
+                KINDS["avatar.from_image"].summary, 600.0),
     ]
 }
 assert set(JOB_KINDS) == set(KINDS), "every contract in protocol/kinds.py has a job function and back"

@@ -8,7 +8,11 @@ load), a Marigold-normals pipeline folder and a ViTPose model + image processor.
 them through the very ``from_pretrained`` code (backend/models/load.py) a user's real weights go
 through. The CLIP tokenizer's vocabulary and merges are the first merges of open_clip's bundled BPE
 file, so it tokenizes like the real one (only coarser). The VAE and the ControlNets' conditioning
-embeddings downsample by 8, as the real ones do, so latent-size arithmetic is exercised.
+embeddings downsample by 8, as the real ones do, so latent-size arithmetic is exercised (images of
+at least 64 px: 8x8 latents). Two properties make the random models behave like trained ones where
+tests look: the ControlNets' zero-initialised output layers are random (the control image changes the
+output) and each VAE's ``scaling_factor`` is 1 / std of its latents, as SD's 0.18215 (an encoded image
+keeps its weight against the noise, so image guidance reaches the other views).
 
 :func:`make_tiny` writes them all plus ``DIR/models.toml`` (relative paths: the folder can be moved)
 pointing every role at its tiny model; ``smplx`` is left out (the generated stand-in body is used).
@@ -63,7 +67,7 @@ def tiny_controlnet(seed_offset: int = 2) -> Any:
     from diffusers import ControlNetModel
 
     _seed(seed_offset)
-    return ControlNetModel(
+    net = ControlNetModel(
         in_channels=4,
         block_out_channels=UNET_CHANNELS,
         layers_per_block=1,
@@ -73,6 +77,33 @@ def tiny_controlnet(seed_offset: int = 2) -> Any:
         norm_num_groups=8,
         conditioning_embedding_out_channels=CONTROL_EMBED_CHANNELS,
     )
+    return _unzero_control_outputs(net)
+
+
+def _unzero_control_outputs(net: Any, std: float = 0.05) -> Any:
+    """Random weights for the layers a ControlNet starts at zero (its conditioning embedding's last
+    conv and the zero convs feeding the UNet). A real ControlNet learns them; left at zero a tiny one
+    adds nothing to the UNet, the control image would not matter and tests could not see it does."""
+    layers = [net.controlnet_cond_embedding.conv_out, *net.controlnet_down_blocks, net.controlnet_mid_block]
+    with torch.no_grad():
+        for layer in layers:
+            for p in layer.parameters():
+                p.normal_(0.0, std)
+    return net
+
+
+def _scaled_to_unit_latents(vae: Any, size: int = 64) -> Any:
+    """Set ``scaling_factor`` to 1 / std of the VAE's latents, the way SD's 0.18215 was measured, so
+    the UNet sees unit-variance latents. With the default 1.0 a random VAE's latents are far smaller
+    than the noise: an encoded image (image guidance) would be drowned at every step and never reach
+    the other views. The probe is blocky noise in [-1, 1] (a seeded generator: the value is fixed)."""
+    generator = torch.Generator().manual_seed(SEED)
+    coarse = torch.rand(4, 3, size // 8, size // 8, generator=generator) * 2 - 1
+    probe = torch.nn.functional.interpolate(coarse, size=size, mode="nearest")
+    with torch.no_grad():
+        std = float(vae.encode(probe).latent_dist.mean.std())
+    vae.register_to_config(scaling_factor=1.0 / std)
+    return vae
 
 
 def tiny_vae(seed_offset: int = 3) -> Any:
@@ -80,7 +111,7 @@ def tiny_vae(seed_offset: int = 3) -> Any:
     from diffusers import AutoencoderKL
 
     _seed(seed_offset)
-    return AutoencoderKL(
+    vae = AutoencoderKL(
         in_channels=3,
         out_channels=3,
         latent_channels=4,
@@ -91,6 +122,7 @@ def tiny_vae(seed_offset: int = 3) -> Any:
         norm_num_groups=4,
         sample_size=32,
     )
+    return _scaled_to_unit_latents(vae.eval())
 
 
 def tiny_scheduler() -> Any:

@@ -1,95 +1,47 @@
-"""Tiny random Stable Diffusion + ControlNet models, built in code (the one place they are made).
+"""The project's tiny models (``backend.models.tiny.make_tiny``, the files ``avatar-studio models
+make-tiny`` writes) loaded through the real loading path (``load_controlnet_pipeline`` with a
+registry read from that ``models.toml``), once per session.
 
-Every model has the real diffusers / transformers classes and the real pipeline around it, at a
-size that runs in well under a second per step on a CPU: a 2-level UNet (8, 16 channels), a VAE
-with one downsampling (32 px images -> 16x16 latents), ControlNets made from the UNet with
-``ControlNetModel.from_unet``, and a CLIP text model with a character-level BPE vocabulary.
-(Project-wide tiny builders will replace this fixture; keep it in this one file.)
+The tiny VAE downsamples by 8 like SD's, so views are 64 px (8x8 latents). Its ``scaling_factor``
+is measured (unit-variance latents) and the ControlNets' zero-initialised outputs are random: see
+backend/models/tiny.py for why the tests need both.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
-
-SIZE = 32  # image side in pixels
-
-
-def tiny_tokenizer():
-    from transformers import CLIPTokenizer
-
-    chars = [chr(c) for c in range(33, 127)]
-    vocab: dict[str, int] = {}
-    for c in chars:
-        vocab[c] = len(vocab)
-    for c in chars:
-        vocab[c + "</w>"] = len(vocab)
-    for special in ("<|startoftext|>", "<|endoftext|>"):
-        vocab[special] = len(vocab)
-    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
-
-
-def tiny_components(n_controlnets: int = 1, seed: int = 0) -> dict:
-    from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        block_out_channels=(8, 16), layers_per_block=1, sample_size=SIZE // 2, in_channels=4, out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=16, norm_num_groups=4, attention_head_dim=4,
-    )
-    controlnets = [ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16))
-                   for _ in range(n_controlnets)]
-    for net in controlnets:  # from_unet zero-initialises the outputs; random ones make the control matter
-        with torch.no_grad():
-            for p in net.parameters():
-                if p.abs().sum() == 0:
-                    p.normal_(0, 0.05)
-    vae = AutoencoderKL(
-        block_out_channels=(8, 16), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=4,
-        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        sample_size=SIZE,
-    )
-    # SD's scaling factor is 1 / std of its VAE's latents (0.18215 for SD 1.x), so the UNet sees
-    # unit-variance latents; the random VAE gets its own, measured the same way.
-    with torch.no_grad():
-        probe = torch.nn.functional.interpolate(torch.rand(4, 3, 4, 4) * 2 - 1, size=SIZE, mode="nearest")
-        std = float(vae.encode(probe).latent_dist.mean.std())
-    vae.register_to_config(scaling_factor=1.0 / std)
-    tokenizer = tiny_tokenizer()
-    text_encoder = CLIPTextModel(CLIPTextConfig(
-        vocab_size=len(tokenizer.get_vocab()), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-        num_attention_heads=2, max_position_embeddings=77, projection_dim=16,
-        bos_token_id=tokenizer.convert_tokens_to_ids("<|startoftext|>"),
-        eos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
-        pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
-    ))
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
-    for model in (unet, vae, text_encoder, *controlnets):
-        model.eval()
-    return {"unet": unet, "controlnets": controlnets, "vae": vae, "tokenizer": tokenizer,
-            "text_encoder": text_encoder, "scheduler": scheduler}
-
-
-def tiny_pipeline(n_controlnets: int = 1, seed: int = 0):
-    from backend.generate.multiview import assemble_pipeline
-
-    return assemble_pipeline(**tiny_components(n_controlnets, seed))
+from generate_helpers import A_POSE, SIZE
 
 
 @pytest.fixture(scope="session")
-def tiny_pipe():
+def tiny_models_toml(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from backend.models.tiny import make_tiny
+
+    return make_tiny(tmp_path_factory.mktemp("tiny-models"))
+
+
+def tiny_pipeline(models_toml: Path, roles: tuple[str, ...]):
+    from backend.models.load import load_controlnet_pipeline
+    from backend.models.registry import ModelRegistry
+
+    # An empty HF cache: every role comes from the file, none from a cache elsewhere.
+    registry = ModelRegistry.load(models_file=models_toml, hf_cache=models_toml.parent / "empty-hf-cache")
+    return load_controlnet_pipeline(roles, registry=registry, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe(tiny_models_toml: Path):
     """One ControlNet (pose); shared: tests must leave its processors and scheduler as they were."""
-    return tiny_pipeline(1)
+    return tiny_pipeline(tiny_models_toml, ("controlnet-openpose",))
 
 
 @pytest.fixture(scope="session")
-def tiny_pipe_multi():
+def tiny_pipe_multi(tiny_models_toml: Path):
     """Two ControlNets (pose + depth) as a MultiControlNet."""
-    return tiny_pipeline(2)
+    return tiny_pipeline(tiny_models_toml, ("controlnet-openpose", "controlnet-depth"))
 
 
 @pytest.fixture(autouse=True)
@@ -99,12 +51,6 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
-
-
-A_POSE = {"gender": "neutral", "betas": [0.5, -0.3], "global_orient": [0.0, 0.0, 0.0],
-          "body_pose": [0.0] * 63, "transl": [0.0, 0.0, 0.0]}
-A_POSE["body_pose"][15 * 3 + 2] = -1.0  # left shoulder down (joint 16 -> body_pose index 15)
-A_POSE["body_pose"][16 * 3 + 2] = 1.0  # right shoulder down
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import A_POSE, SIZE
+from generate_helpers import A_POSE, SIZE
 
 from backend.generate.conditions import body_conditions, view_label
 from protocol.cameras import multiview_ring

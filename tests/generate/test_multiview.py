@@ -8,7 +8,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from conftest import SIZE
+from generate_helpers import SIZE
 
 from backend.generate.attention import CrossFrameAttnProcessor
 from backend.generate.multiview import (
@@ -140,8 +140,8 @@ def test_image_guided_views_attend_to_the_photo(tiny_pipe, conditions4) -> None:
                                                image=_photo(seed), cross_frame=cross).images
     # With cross-frame attention another photo changes every other view; without, they ignore it
     # (exactly: the views of a batch are independent). The random tiny UNet's attention moves the
-    # decoded images little (4e-4 to 9e-4 measured), float noise is ~1e-6.
-    assert np.abs(runs[True, 0][1:] - runs[True, 1][1:]).reshape(3, -1).max(1).min() > 1e-4
+    # decoded images by 7e-3 to 1.1e-2 (measured, max per view), float noise is ~1e-6.
+    assert np.abs(runs[True, 0][1:] - runs[True, 1][1:]).reshape(3, -1).max(1).min() > 1e-3
     np.testing.assert_allclose(runs[False, 0][1:], runs[False, 1][1:], atol=1e-6)
 
 
@@ -152,5 +152,5 @@ def test_bad_requests_say_what_is_wrong(tiny_pipe, conditions4) -> None:
         generate_views(tiny_pipe, conditions4, PROMPT, steps=0)
     cams = conditions4.cameras
     odd = dataclasses.replace(conditions4, cameras=CameraPath(cams.K, cams.R, cams.t, SIZE + 1, SIZE))
-    with pytest.raises(ValueError, match="multiple of 2"):
+    with pytest.raises(ValueError, match="multiple of 8"):
         generate_views(tiny_pipe, odd, PROMPT, steps=1)

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import SIZE
+from generate_helpers import SIZE
 from scipy import ndimage
 
 from backend.avatar.io.views import read_views
