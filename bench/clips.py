@@ -35,11 +35,11 @@ from backend.clips.render import BACKGROUND  # noqa: E402
 from backend.clips.sample import plan_clip, pose  # noqa: E402
 from backend.clips.spec import DEFAULT_PASSES as PASSES  # noqa: E402
 from backend.clips.spec import ClipSpec  # noqa: E402
-from backend.preview.pipeline import torch_threads  # noqa: E402
 from backend.render import get_rasterizer  # noqa: E402
 from backend.render.bands import default_threads  # noqa: E402
 from backend.render.camera import CameraBatch  # noqa: E402
 from backend.render.passes import Mesh, render_passes  # noqa: E402
+from backend.render.threads import torch_threads  # noqa: E402
 
 
 def spec_for(size: int, frames: int, passes: tuple[str, ...], seed: int) -> ClipSpec:

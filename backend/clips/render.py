@@ -45,11 +45,12 @@ from backend.clips.shade import flow_frame, ground_base, instance_from_face_pers
 from backend.clips.spec import AppearanceSpec
 from backend.clips.video import open_video
 from backend.clips.video import send_frame as _send_frame
-from backend.preview.pipeline import KEYPOINT_NAMES, torch_threads
+from backend.preview.pipeline import KEYPOINT_NAMES
 from backend.render.api import Rasterizer, get_rasterizer
 from backend.render.bands import default_threads
 from backend.render.camera import CameraBatch
 from backend.render.passes import Mesh, render_passes
+from backend.render.threads import torch_threads
 from protocol.smplx import PER_FRAME_FIELDS
 
 BACKGROUND = (0.32, 0.34, 0.38)

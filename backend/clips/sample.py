@@ -27,7 +27,7 @@ from backend.body.procedural import load_motion
 from backend.clips.appearance import Look, sample_look
 from backend.clips.avatars import AvatarPerson, load_avatar_person, pose_avatar
 from backend.clips.spec import CameraSpec, ClipSpec, SpecError, clip_id, clip_seed
-from backend.preview.pipeline import torch_threads
+from backend.render.threads import torch_threads
 from protocol.cameras import look_at
 from protocol.rotations import aa_to_matrix, matrix_to_aa
 from protocol.smplx import PER_FRAME_FIELDS

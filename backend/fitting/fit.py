@@ -19,11 +19,10 @@ run time, ``device="auto"``).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +34,7 @@ from backend.body.joints import JOINT_INDEX
 from backend.body.loading import load_body_model
 from backend.body.model import BodyModel, BodyParams
 from backend.render.camera import CameraBatch
+from backend.render.threads import torch_threads
 
 from .init import kabsch, mask_anchor_points, triangulate_keypoints
 from .inputs import FitInputError, FitView, check_views
@@ -318,14 +318,6 @@ def _flip_limbs(problem: _Problem, p: dict[str, torch.Tensor], stage: Stage,
     return p, flipped
 
 
-@contextlib.contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def fit_body(views: Sequence[FitView], config: FitConfig | None = None,
@@ -337,7 +329,7 @@ def fit_body(views: Sequence[FitView], config: FitConfig | None = None,
     threads = torch.get_num_threads()
     if device.type == "cpu" and config.cpu_threads > 0:
         threads = config.cpu_threads
-    with _torch_threads(threads):
+    with torch_threads(threads):
         return _fit(checked, config, device, progress, model)
 
 

@@ -25,10 +25,11 @@ from PIL import Image
 from backend.body.loading import load_body_model
 from backend.body.model import BodyParams
 from backend.preview.openpose import draw_openpose, keypoints_from_joints
-from backend.preview.pipeline import KEYPOINT_NAMES, torch_threads
+from backend.preview.pipeline import KEYPOINT_NAMES
 from backend.render.api import get_rasterizer
 from backend.render.camera import CameraBatch
 from backend.render.passes import Mesh, render_passes
+from backend.render.threads import torch_threads
 from protocol.cameras import CameraPath, multiview_ring
 
 CONDITION_KINDS = ("pose", "depth", "normal")

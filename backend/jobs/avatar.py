@@ -32,7 +32,7 @@ def _read_views(views: Any, work_dir: Path) -> Any:
 
 def avatar_from_views(params: Any, ctx: JobContext) -> JobResult:
     from backend.avatar.geometry.sculpt import NormalEstimatorMissing
-    from backend.avatar.pipeline import build_avatar, config_from_options, result_arrays, write_outputs
+    from backend.avatar.pipeline import build_avatar, config_from_options, write_outputs
 
     p = typed_params("avatar.from_views", params)
     try:
@@ -69,6 +69,15 @@ def avatar_from_views(params: Any, ctx: JobContext) -> JobResult:
         raise JobInputError(str(exc)) from exc
     files = write_outputs(result, out_dir, config)
     ctx.progress(1.0, "avatar ready", stage="export")
+    return avatar_job_result(result, files)
+
+
+def avatar_job_result(result: Any, files: dict[str, Path], extra_data: dict[str, Any] | None = None,
+                      extra_files: dict[str, Path] | None = None) -> JobResult:
+    """The result of every avatar kind from an ``AvatarResult``: the summary, the contract's arrays
+    and the written files (the arrays' own npz is left out: the arrays travel as arrays)."""
+    from backend.avatar.pipeline import result_arrays
+
     return JobResult(
         data={
             "timings_s": result.timings,
@@ -77,7 +86,9 @@ def avatar_from_views(params: Any, ctx: JobContext) -> JobResult:
             "part_names": result.part_names,
             "vertices": len(result.vertices),
             "faces": len(result.faces),
+            **(extra_data or {}),
         },
         arrays=result_arrays(result),
-        files={name: path for name, path in files.items() if name != "avatar_arrays.npz"},
+        files={**{name: path for name, path in files.items() if name != "avatar_arrays.npz"},
+               **(extra_files or {})},
     )

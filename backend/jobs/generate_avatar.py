@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from backend.jobs.api import JobContext, JobInputError, JobResult, typed_params
+from backend.jobs.avatar import avatar_job_result
 
 # quality -> defaults of the params left out: view size, denoising steps and the avatar stages.
 QUALITY_PRESETS: dict[str, dict[str, Any]] = {
@@ -128,7 +129,7 @@ class Stages:
 def generate_avatar(kind: str, params: Any, ctx: JobContext) -> JobResult:
     from backend.avatar.geometry.sculpt import NormalEstimatorMissing
     from backend.avatar.io.views import read_views
-    from backend.avatar.pipeline import build_avatar, config_from_options, result_arrays, write_outputs
+    from backend.avatar.pipeline import build_avatar, config_from_options, write_outputs
     from backend.generate.conditions import body_conditions
     from backend.generate.multiview import DEFAULT_NEGATIVE, generate_views
     from backend.generate.to_views import write_generated_views
@@ -193,20 +194,8 @@ def generate_avatar(kind: str, params: Any, ctx: JobContext) -> JobResult:
     generated_info = {**generated.info, "prompts": generated.prompts, "quality": p.quality,
                       "size": chosen["size"], "timings_s": {k: round(v, 3) for k, v in timings.items()},
                       "image_guided": photo is not None}
-    return JobResult(
-        data={
-            "timings_s": result.timings,
-            "info": result.info,
-            "joint_names": result.joint_names,
-            "part_names": result.part_names,
-            "vertices": len(result.vertices),
-            "faces": len(result.faces),
-            "generated": generated_info,
-            "views_folder": "views",
-        },
-        arrays=result_arrays(result),
-        files={**{n: f for n, f in files.items() if n != "avatar_arrays.npz"}, **view_files},
-    )
+    extra = {"generated": generated_info, "views_folder": "views"}
+    return avatar_job_result(result, files, extra, view_files)
 
 
 def avatar_from_text(params: Any, ctx: JobContext) -> JobResult:

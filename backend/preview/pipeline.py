@@ -8,8 +8,7 @@ Frame i shows motion frame ``min(i, M - 1)`` through camera ``i % C``: a static 
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from backend.preview.video import (
 from backend.render.api import get_rasterizer
 from backend.render.camera import CameraBatch
 from backend.render.passes import Mesh, render_passes
+from backend.render.threads import torch_threads
 from protocol.cameras import CameraPath, orbit_path
 
 PREVIEW_PASSES = ("rgb", "mask", "depth", "normal", "pose")
@@ -92,21 +92,6 @@ class PreviewResult:
     info: dict[str, object] = field(default_factory=dict)
 
 
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run torch's intra-op work on ``n`` threads inside the block, then restore.
-
-    The per-frame ops here touch at most a few hundred thousand elements: splitting them across
-    threads gains little, and on a shared, oversubscribed CPU every parallel op waits for a
-    descheduled thread (bench/render.py measured 1169 ms/frame with 2 threads vs 43 ms with 1 at
-    load ~9 on 2 cores). The preview owns its process (job worker or CLI), so it may set this.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _camera_count(cameras: CameraPath | str) -> int:
