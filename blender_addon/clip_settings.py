@@ -15,11 +15,20 @@ from .wire import kinds_module
 kinds = kinds_module()
 
 SCENE_CAMERAS, RIG = "SCENE", "RIG"
+SAMPLED, SELECTED_BODIES = "SAMPLED", "SELECTED"
 
 
 class AVS_ClipSettings(bpy.types.PropertyGroup):
     __slots__ = ()  # Blender 5 warns about property groups without it
 
+    people_source: EnumProperty(
+        name="People",
+        items=[(SAMPLED, "Sampled", "People sampled per clip: SMPL-X bodies with a shape, look and motion"),
+               (SELECTED_BODIES, "Selected Bodies",
+                "The selected SMPL-X bodies (avatar-studio bodies and avatars), each playing its action "
+                "over the frame range, where it is in the scene; only their look is sampled")],
+        default=SAMPLED,
+    )
     people: IntProperty(name="People", description="People per clip (at least)", default=1, min=1,
                         max=kinds.CLIP_MAX_PEOPLE)
     people_max: IntProperty(name="Up To", description="People per clip at most (sampled per clip)",
@@ -52,7 +61,8 @@ class AVS_ClipSettings(bpy.types.PropertyGroup):
         name="Passes",
         items=[(p, p.title(), f"Write the {p} pass") for p in kinds.CLIP_PASSES],
         options={"ENUM_FLAG"},
-        default=set(kinds.CLIP_DEFAULT_PASSES),
+        # The GT overlay too (off in a spec): Load Clip shows it as a strip above each RGB strip.
+        default={*kinds.CLIP_DEFAULT_PASSES, "overlay"},
     )
     dataset_dir: StringProperty(name="Dataset", description="A clips dataset folder on this machine",
                                 subtype="DIR_PATH")

@@ -100,22 +100,28 @@ def validate(kind: str, params: dict[str, Any]) -> None:
     kinds.validate(kind, params)
 
 
-def clips_render_params(settings: Any, camera_paths: list[Any] | None = None) -> dict[str, Any]:
+def clips_render_params(settings: Any, camera_paths: list[Any] | None = None,
+                        bodies: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """``clips.render`` from the Clips panel's settings (``AVS_ClipSettings``): through
     ``camera_paths`` (``protocol.cameras.CameraPath``, e.g. the scene's cameras; frames, size and
-    fps are theirs) or a sampled rig."""
-    motion = settings.motion_path if settings.motion == MOTION_FILE else settings.motion
+    fps are theirs) or a sampled rig; with ``bodies`` (SMPL-X payloads of the scene's bodies,
+    ``scene_export.export_smplx_motion``) as the people, else sampled people playing the motion."""
     params: dict[str, Any] = {
-        CLIPS.people: [settings.people, max(settings.people, settings.people_max)],
-        CLIPS.motions: [motion],
         CLIPS.clips: settings.clips,
         CLIPS.seed: settings.seed,
         CLIPS.passes: [p for p in kinds.CLIP_PASSES if p in settings.passes],
     }
+    if bodies:
+        params[CLIPS.bodies] = bodies  # their frames and fps are the clip's (with a rig too)
+    else:
+        motion = settings.motion_path if settings.motion == MOTION_FILE else settings.motion
+        params[CLIPS.people] = [settings.people, max(settings.people, settings.people_max)]
+        params[CLIPS.motions] = [motion]
     if camera_paths:
         params[CLIPS.cameras] = [path.to_payload() for path in camera_paths]
     else:
         params[CLIPS.cameras] = [f"{settings.rig}:{settings.rig_count}"]
-        params[CLIPS.frames] = settings.frames
+        if not bodies:
+            params[CLIPS.frames] = settings.frames
         params[CLIPS.size] = [settings.width, settings.height]
     return params

@@ -136,12 +136,16 @@ class AVS_PT_clips(_SidebarPanel, bpy.types.Panel):
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
         settings = context.scene.avatar_studio.clips
-        row = layout.row(align=True)
-        row.prop(settings, "people")
-        row.prop(settings, "people_max")
-        layout.prop(settings, "motion")
-        if settings.motion == clip_settings.MOTION_FILE:
-            layout.prop(settings, "motion_path")
+        layout.prop(settings, "people_source", expand=True)
+        if settings.people_source == clip_settings.SAMPLED:
+            row = layout.row(align=True)
+            row.prop(settings, "people")
+            row.prop(settings, "people_max")
+            layout.prop(settings, "motion")
+            if settings.motion == clip_settings.MOTION_FILE:
+                layout.prop(settings, "motion_path")
+        else:
+            layout.label(text="Selected bodies, their actions, where they stand")
         layout.prop(settings, "camera_source", expand=True)
         if settings.camera_source == clip_settings.RIG:
             row = layout.row(align=True)

@@ -141,8 +141,10 @@ SYNTHETIC = Struct(
 )
 
 # Synthetic clips (clips.render; the spec format itself: backend/clips/spec.py, docs/clips.md).
-CLIP_PASSES = ("rgb", "depth", "normal", "instance", "amodal", "part", "scene_depth", "flow", "mp4")
-# What a clip spec without ``passes`` writes (scene_depth, flow and mp4 are asked for by name).
+CLIP_PASSES = ("rgb", "depth", "normal", "instance", "amodal", "part", "scene_depth", "flow", "mp4",
+               "overlay")
+# What a clip spec without ``passes`` writes (scene_depth, flow, mp4 and overlay are asked for by name;
+# overlay: the ground truth drawn over the RGB, cam_xx/overlay/NNNNNN.png, as ``clips vis`` draws it).
 CLIP_DEFAULT_PASSES = ("rgb", "depth", "normal", "instance", "amodal", "part")
 CLIP_RIG_KINDS = ("ring", "orbit", "handheld", "dolly")  # sampled rigs; "path": explicit cameras
 CLIP_CAMERA_KINDS = (*CLIP_RIG_KINDS, "path")
@@ -322,6 +324,10 @@ _CONTRACTS = [
             Param("seed", Int(0, 2**53 - 1), 0, "dataset seed: clip i depends only on it and i"),
             Param("passes", List(Enum(CLIP_PASSES), 0, len(CLIP_PASSES)), list(CLIP_DEFAULT_PASSES),
                   "image passes; keypoints, boxes, SMPL-X, joints and cameras are always written"),
+            Param("bodies", List(SMPLX_POSE, 1, CLIP_MAX_PEOPLE), None,
+                  "explicit people instead of sampled ones (e.g. Blender's SMPL-X bodies and their "
+                  "actions): one SMPL-X payload each, world frame, frames = the clip's; rendered where "
+                  "they are, as posed (only their look is sampled)"),
         ),
         Result(
             data=(
@@ -337,6 +343,7 @@ _CONTRACTS = [
                 ("dataset/clips/<id>/...", "one folder per clip and camera (layout: docs/clips.md)"),
             ),
         ),
+        exclusive=(("people", "bodies"), ("motions", "bodies")),
     ),
 ]
 

@@ -241,6 +241,11 @@ def render_clip(plan: ClipPlan, out_dir: Path, passes: tuple[str, ...], *, model
                 transl_cam.append(tr)
             annotations["global_orient_cam"] = np.stack(orient_cam, 1)
             annotations["transl_cam"] = np.stack(transl_cam, 1)
+            if "overlay" in wanted:  # needs the annotations: drawn once the camera's frames are done
+                (cam_dir / "overlay").mkdir()
+                for job in [pool.submit(write_overlay, cam_dir / "rgb" / f"{f:06d}.png", instance[f], coco[f],
+                                        bbox[f], cam_dir / "overlay" / f"{f:06d}.png") for f in range(F)]:
+                    job.result()
             np.savez(cam_dir / "annotations.npz", **annotations)
             np.savez(cam_dir / "camera.npz", K=cam.K, R=cam.R, t=cam.t,
                      size=np.array([W, H]), near_far=np.array([plan.near, plan.far]))
@@ -354,6 +359,19 @@ def _shade_and_write(tri: np.ndarray, bary: np.ndarray, depth: np.ndarray, ncam:
                 scene_depth)
     if png is not None:
         write_rgb_png(png, rgb)
+
+
+def write_overlay(rgb_png: Path, instance: np.ndarray, coco17: np.ndarray, bbox: np.ndarray,
+                  out: Path) -> None:
+    """The ``overlay`` pass of one frame: ``clips vis``'s drawing (masks tinted, boxes, COCO
+    keypoints; :func:`backend.clips.vis.draw_frame`) over the frame's RGB PNG, read back."""
+    from PIL import Image
+
+    from backend.clips.vis import draw_frame
+
+    with Image.open(rgb_png) as image:
+        rgb = np.asarray(image.convert("RGB"))
+    write_rgb_png(out, np.asarray(draw_frame(rgb, np.asarray(instance), coco17, bbox)))
 
 
 @numba.njit(cache=True, nogil=True)

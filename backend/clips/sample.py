@@ -330,10 +330,10 @@ def sample_cameras(spec: ClipSpec, centre: np.ndarray, radius: float,
 # --- the clip ----------------------------------------------------------------------------------
 
 
-def plan_clip(spec: ClipSpec, index: int, model: BodyModel | None = None) -> ClipPlan:
-    """Sample clip ``index`` of ``spec`` (deterministic). Raises :class:`PlacementError`."""
-    seq = clip_seed(spec.seed, index)
-    rng = np.random.default_rng(seq)
+def sampled_people(spec: ClipSpec, model: BodyModel | None, rng: np.random.Generator
+                   ) -> tuple[list[Person], list[tuple[np.ndarray, np.ndarray]]]:
+    """The spec's sampled people (body or avatar, shape, look, motion), placed on the ground apart;
+    with their posed vertices and keypoints in the world."""
     lo, hi = spec.people.count
     n_people = int(rng.integers(lo, hi + 1))
     F = spec.frames
@@ -385,6 +385,47 @@ def plan_clip(spec: ClipSpec, index: int, model: BodyModel | None = None) -> Cli
         person.params["transl"] = transl.astype(np.float32)
         person.motion.update(yaw_deg=math.degrees(yaw), position=[float(offset[0]), float(offset[1])])
         placed.append(((moved + t).astype(np.float32), (keypoints @ R.T + t).astype(np.float32)))
+    return people, placed
+
+
+def _fit(values: list[float], n: int) -> np.ndarray:
+    """Coefficients padded with zeros / truncated to the model's count (as body.mesh does)."""
+    out = np.zeros(n, dtype=np.float32)
+    given = np.asarray(values, dtype=np.float32)[:n]
+    out[:len(given)] = given
+    return out
+
+
+def explicit_people(spec: ClipSpec, model: BodyModel | None, rng: np.random.Generator
+                    ) -> tuple[list[Person], list[tuple[np.ndarray, np.ndarray]]]:
+    """The spec's explicit people (``people.explicit``): posed and placed exactly as given (no
+    motion window, no mirror, no re-placement, no lift to the ground); only the look is drawn."""
+    people: list[Person] = []
+    posed: list[tuple[np.ndarray, np.ndarray]] = []
+    for i, entry in enumerate(spec.people.explicit):
+        gender = str(entry["gender"])
+        body = model if model is not None and gender == "neutral" else load_body_model(gender)
+        params = {k: np.asarray(entry[k], dtype=np.float32) for k in PER_FRAME_FIELDS}
+        params["betas"] = _fit(entry["betas"], body.num_betas)
+        params["expression"] = _fit(entry["expression"], body.num_expression)
+        with torch.no_grad():
+            rest = body.rest_vertices(torch.as_tensor(params["betas"]), None).numpy()
+        colors = sample_colors(rest, body.part_labels(), rng)
+        people.append(Person(gender, params, colors, {"source": "explicit", "explicit": i}))
+        verts, keypoints = pose_person(body, params, None)
+        posed.append((verts.astype(np.float32), keypoints.astype(np.float32)))
+    return people, posed
+
+
+def plan_clip(spec: ClipSpec, index: int, model: BodyModel | None = None) -> ClipPlan:
+    """Sample clip ``index`` of ``spec`` (deterministic). Raises :class:`PlacementError`."""
+    seq = clip_seed(spec.seed, index)
+    rng = np.random.default_rng(seq)
+    F = spec.frames
+    if spec.people.explicit:
+        people, placed = explicit_people(spec, model, rng)
+    else:
+        people, placed = sampled_people(spec, model, rng)
     allv = np.concatenate([v.reshape(-1, 3) for v, _ in placed])
     lo_, hi_ = allv.min(0), allv.max(0)
     centre = (lo_ + hi_) / 2

@@ -23,7 +23,17 @@ from typing import Any
 import numpy as np
 
 from protocol.cameras import CameraPath
-from protocol.kinds import CLIP_CAMERA_KINDS, CLIP_DEFAULT_PASSES, CLIP_PASSES, CLIP_RIG_KINDS
+from protocol.kind_types import ParamError, ParseContext
+from protocol.kinds import (
+    CLIP_CAMERA_KINDS,
+    CLIP_DEFAULT_PASSES,
+    CLIP_MAX_PEOPLE,
+    CLIP_PASSES,
+    CLIP_RIG_KINDS,
+    SMPLX_POSE,
+    names,
+)
+from protocol.smplx import NUM_BETAS, NUM_EXPRESSION, PER_FRAME_FIELDS
 
 FORMAT = "avatar-studio.clips"
 VERSION = 1
@@ -35,7 +45,7 @@ PASSES: tuple[str, ...] = CLIP_PASSES
 DEFAULT_PASSES: tuple[str, ...] = CLIP_DEFAULT_PASSES
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".hdr", ".exr")
 CAMERA_KINDS: tuple[str, ...] = CLIP_CAMERA_KINDS
-MAX_PEOPLE = 4
+MAX_PEOPLE = CLIP_MAX_PEOPLE
 MAX_SIDE = 4096
 
 
@@ -86,11 +96,21 @@ class PeopleSpec:
     # uniformly, with probability ``avatar_probability``; else a SMPL-X body with a sampled look.
     avatars: tuple[str, ...] = ()
     avatar_probability: float = 1.0
+    # Explicit people (e.g. Blender's bodies): SMPL-X payloads (the contract's SMPLX_POSE fields, as
+    # JSON lists), posed and placed exactly as given; only their look is sampled. When given, they
+    # are the clip's people (count = their number) and nothing of the above is sampled for them.
+    explicit: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def parse(cls, data: Any, name: str = "people") -> PeopleSpec:
         d = _keys(data, cls, name)
-        lo, hi = _range(d.get("count", [1, 1]), f"{name}.count", 1, MAX_PEOPLE)
+        explicit = _explicit_people(d.get("explicit", []), f"{name}.explicit")
+        if explicit:
+            n = len(explicit)
+            if _range(d.get("count", n), f"{name}.count", 1, MAX_PEOPLE) != (n, n):
+                raise SpecError(f"{name}.count: the clip's people are the {n} explicit ones, got "
+                                f"{d['count']!r} (leave count out)")
+        lo, hi = _range(d.get("count", [len(explicit) or 1] * 2), f"{name}.count", 1, MAX_PEOPLE)
         if lo != int(lo) or hi != int(hi):
             raise SpecError(f"{name}.count: whole numbers of people, got [{lo}, {hi}]")
         genders = d.get("genders", ["neutral"])
@@ -104,7 +124,40 @@ class PeopleSpec:
         if not isinstance(avatars, list) or not all(isinstance(a, str) and a for a in avatars):
             raise SpecError(f"{name}.avatars: a list of avatar folders, got {avatars!r}")
         chance = _range(d.get("avatar_probability", 1.0), f"{name}.avatar_probability", 0.0, 1.0)[0]
-        return cls((int(lo), int(hi)), tuple(genders), std, area, margin, tuple(avatars), chance)
+        return cls((int(lo), int(hi)), tuple(genders), std, area, margin, tuple(avatars), chance, explicit)
+
+
+POSE = names(SMPLX_POSE)  # the payload's field names: one home, the contract
+EXPLICIT_FIELDS = (*PER_FRAME_FIELDS, POSE.betas, POSE.expression, POSE.gender)  # what a spec keeps
+
+
+def _explicit_people(value: Any, name: str) -> tuple[dict[str, Any], ...]:
+    """Each entry checked by the contract's SMPL-X payload type (shapes, one frame count per person,
+    finite numbers; errors name the field), missing per-frame fields filled with zeros, as are absent
+    betas and expression (10 each), gender neutral; stored as JSON lists. ``fps`` / ``frame_start`` of a
+    payload are dropped: the spec's fps and frame 0 apply."""
+    if isinstance(value, Mapping):
+        value = [value]
+    if not isinstance(value, list) or len(value) > MAX_PEOPLE:
+        shown = f"a list of {len(value)}" if isinstance(value, list) else type(value).__name__
+        raise SpecError(f"{name}: a list of at most {MAX_PEOPLE} SMPL-X parameter objects, got {shown}")
+    people = []
+    for i, entry in enumerate(value):
+        where = f"{name}[{i}]"
+        try:
+            parsed = SMPLX_POSE.parse(entry, where, ParseContext())
+        except ParamError as exc:
+            raise SpecError(str(exc)) from None
+        frames = len(parsed[POSE.global_orient])
+        person: dict[str, Any] = {}
+        for key, width in PER_FRAME_FIELDS.items():
+            array = parsed.get(key, np.zeros((frames, width), np.float32))
+            person[key] = np.asarray(array, np.float32).tolist()
+        for key, n in ((POSE.betas, NUM_BETAS), (POSE.expression, NUM_EXPRESSION)):
+            person[key] = np.asarray(parsed.get(key, np.zeros(n, np.float32)), np.float32).tolist()
+        person[POSE.gender] = parsed.get(POSE.gender, "neutral")
+        people.append(person)
+    return tuple(people)
 
 
 @dataclass(frozen=True)
@@ -336,6 +389,8 @@ class ClipSpec:
             passes = [*passes, "mp4"]
         if "mp4" in passes and "rgb" not in passes:
             raise SpecError("passes: mp4 is encoded from the rgb pass; add rgb")
+        if "overlay" in passes and "rgb" not in passes:
+            raise SpecError("passes: overlay is drawn over the rgb pass; add rgb")
         seed = d.get("seed", 0)
         spec = cls(
             clips=_int(d.get("clips", 1), "clips", 1, 10_000_000),
@@ -357,6 +412,10 @@ class ClipSpec:
             if got is not None and got != (spec.frames, spec.width, spec.height):
                 raise SpecError(f"cameras[{i}].path: {got[0]} frames of {got[1]}x{got[2]}, the spec "
                                 f"renders {spec.frames} of {spec.width}x{spec.height}")
+        for i, person in enumerate(spec.people.explicit):
+            got = len(person[POSE.global_orient])
+            if got != spec.frames:
+                raise SpecError(f"people.explicit[{i}]: {got} frames, the spec renders {spec.frames}")
         if spec.near >= spec.far:
             raise SpecError(f"near: must be below far, got near={spec.near}, far={spec.far}")
         return spec.resolve_motions(base_dir).resolve_assets(base_dir)

@@ -35,17 +35,21 @@ def _paths(cameras: list[Any]) -> list[Mapping[str, Any]]:
 
 def spec_object(p: Any, motion_sources: list[str]) -> dict[str, Any]:
     """The clip spec (docs/clips.md) the typed params describe. Frames, size and fps default to the
-    camera paths' own (the first path's) when cameras are given as paths."""
+    camera paths' own (the first path's) when cameras are given as paths; frames and fps else to the
+    explicit people's (``bodies``: the spec's ``people.explicit``)."""
     paths = _paths(p.cameras)
     first = paths[0] if paths else {}
-    frames = p.frames or (len(first["K"]) if paths else DEFAULT_FRAMES)
+    body = p.bodies[0] if p.bodies else {}  # explicit people: their frames and fps, after the paths'
+    frames = p.frames or (len(first["K"]) if paths
+                          else len(body["global_orient"]) if body else DEFAULT_FRAMES)
     width, height = p.size or ((first["width"], first["height"]) if paths else DEFAULT_SIZE)
-    fps = p.fps or float(first.get("fps", DEFAULT_FPS))
+    fps = p.fps or float(first.get("fps", body.get("fps", DEFAULT_FPS)))
     people = p.people if isinstance(p.people, list) else [p.people, p.people]
     cameras = [c if isinstance(c, str) else {"kind": "path", "path": c} for c in p.cameras]
     return {
         "clips": p.clips, "frames": frames, "width": width, "height": height, "fps": fps, "seed": p.seed,
-        "people": {"count": people}, "motion": {"sources": motion_sources}, "cameras": cameras,
+        "people": {"explicit": p.bodies} if p.bodies else {"count": people},
+        "motion": {"sources": motion_sources}, "cameras": cameras,
         "passes": list(p.passes),
     }
 

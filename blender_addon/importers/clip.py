@@ -4,10 +4,12 @@ Each camera folder of the clip (``cam_00/``...) becomes a Blender camera whose p
 (``camera.npz``) are keyed on the object (location, quaternion) and on its data (lens, shifts),
 converted by the one Blender <-> protocol camera conversion
 (:func:`protocol.cameras.blender_camera_from_opencv`); its ``rgb/`` frames become one image strip
-(``importers/preview.py``'s strip code), RGB of the first camera unmuted. Frame ``f`` of the clip
-is scene frame ``frame_start + f``. The people (SMPL-X parameters in ``people.npz``) cannot be
-posed without the backend: :func:`people_payloads` gives their SMPL-X pose payloads, which the
-dispatch sends as ``body.mesh`` jobs whose results (the body importer's) come back animated.
+(``importers/preview.py``'s strip code), RGB of the first camera unmuted; a clip rendered with
+the ``overlay`` pass also gets its GT overlay frames as a (muted) strip above the RGB strips.
+Frame ``f`` of the clip is scene frame ``frame_start + f``. The people (SMPL-X parameters in
+``people.npz``) cannot be posed without the backend: :func:`people_payloads` gives their SMPL-X
+pose payloads, which the dispatch sends as ``body.mesh`` jobs whose results (the body importer's)
+come back animated.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ FRAMES_PER_STEP = 250
 # camera.npz's arrays (docs/clips.md "camera.npz"): a file's fields, not job params.
 CAMERA_KEYS = ("K", "R", "t", "size", "near_far")
 PEOPLE_FILE = "people.npz"
+# Image passes that become strips (docs/clips.md): the RGB, and the ground truth drawn over it
+# (pass ``overlay``: masks, boxes, COCO keypoints), a strip above the RGB strips (PASS_ORDER).
+CLIP_STRIP_PASSES = ("rgb", "overlay")
 # clip.json's fields (docs/clips.md), not job params: the people's entries, their gender, the rate.
 CLIP_PEOPLE, CLIP_GENDER, CLIP_FPS = "people", "gender", "fps"
 
@@ -135,8 +140,9 @@ def load_clip_steps(dataset: Path, clip: str | int, *, scene: bpy.types.Scene,
         render.pixel_aspect_x, render.pixel_aspect_y = first.pixel_aspect_x, first.pixel_aspect_y
         objects.append(obj)
         frames_count = max(frames_count, K.shape[0])
-        for png in sorted((cam_dir / "rgb").glob("*.png")):
-            rgb[f"{cam_dir.name}/rgb/{png.name}"] = png
+        for image_pass in CLIP_STRIP_PASSES:  # the RGB, and the GT overlay when written
+            for png in sorted((cam_dir / image_pass).glob("*.png")):
+                rgb[f"{cam_dir.name}/{image_pass}/{png.name}"] = png
         yield "cameras"
     scene.camera = objects[0]
     scene.frame_start, scene.frame_end = frame_start, frame_start + frames_count - 1

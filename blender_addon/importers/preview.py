@@ -17,7 +17,7 @@ import bpy
 from .steps import Steps, run
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".exr", ".tif", ".tiff"}
-PASS_ORDER = ("rgb", "color", "mask", "alpha", "depth", "normals", "normal", "pose", "openpose")
+PASS_ORDER = ("rgb", "color", "overlay", "mask", "alpha", "depth", "normals", "normal", "pose", "openpose")
 
 
 def _pass_rank(group: str) -> tuple[int, str]:

@@ -9,7 +9,7 @@ import bpy
 from bpy.props import IntProperty, StringProperty
 
 from .. import bridge, job_params, scene_export
-from ..clip_settings import SCENE_CAMERAS
+from ..clip_settings import SCENE_CAMERAS, SELECTED_BODIES
 from ..importers.clip import clip_folder
 from ..importers.dispatch import CLIP_BODIES, CLIP_DATASET, CLIP_INDEX
 from . import gates
@@ -26,14 +26,35 @@ def clip_cameras(context: bpy.types.Context) -> list[bpy.types.Object]:
     return cameras
 
 
+def clip_bodies(context: bpy.types.Context) -> list[bpy.types.Object]:
+    """The selected SMPL-X bodies (an avatar-studio body's armature, or its mesh), name order."""
+    found: dict[str, bpy.types.Object] = {}
+    for obj in getattr(context, "selected_objects", []):
+        if obj.type == "MESH" and obj.parent is not None:
+            obj = obj.parent
+        if obj.avatar_studio_body.is_body and scene_export.is_smplx_armature(obj):
+            found[obj.name] = obj
+    if not found:
+        raise scene_export.ExportError("no SMPL-X body selected: select bodies, or use sampled people")
+    limit = job_params.kinds.CLIP_MAX_PEOPLE
+    if len(found) > limit:
+        raise scene_export.ExportError(f"{len(found)} bodies selected; a clip holds at most {limit} people")
+    return [found[name] for name in sorted(found)]
+
+
 def build_clips_params(context: bpy.types.Context) -> tuple[dict[str, Any], int]:
-    """The clips.render params of the Clips panel and the scene frame clip frame 0 lands on."""
+    """The clips.render params of the Clips panel and the scene frame clip frame 0 lands on. With
+    "Selected Bodies", each body's animation over the frame range (the camera paths' too) is one
+    person, exported by the one SMPL-X export (``scene_export.export_smplx_motion``)."""
     scene = context.scene
     settings = scene.avatar_studio.clips
+    bodies = None
+    if settings.people_source == SELECTED_BODIES:
+        bodies = [scene_export.export_smplx_motion(scene, arm) for arm in clip_bodies(context)]
     if settings.camera_source != SCENE_CAMERAS:
-        return job_params.clips_render_params(settings), scene.frame_start
+        return job_params.clips_render_params(settings, bodies=bodies), scene.frame_start
     paths = scene_export.export_camera_paths(scene, clip_cameras(context), width=settings.width)
-    return job_params.clips_render_params(settings, paths), scene.frame_start
+    return job_params.clips_render_params(settings, paths, bodies), scene.frame_start
 
 
 class AVS_OT_render_clips(bpy.types.Operator):

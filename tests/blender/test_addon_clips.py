@@ -151,6 +151,32 @@ def test_render_clips_params_from_a_scene_with_an_animated_camera(clean_scene) -
     rig = kinds.parse("clips.render", build_clips_params(bpy.context)[0])
     assert rig.cameras == ["ring:4"] and rig.motions == ["/shots/run.npz"] and rig.size == (64, 256)
 
+    settings.people_source = "SELECTED"  # no body selected: a clear error, nothing sent
+    with pytest.raises(scene_export.ExportError, match="no SMPL-X body selected"):
+        build_clips_params(bpy.context)
+    settings.people_source = "SAMPLED"
+
+
+def assert_clip_cameras_match(scene: bpy.types.Scene, originals: list[bpy.types.Object]) -> None:
+    """Clip 000000's loaded cameras against the scene cameras it was rendered through (rendered at
+    64 x 48): intrinsics, extrinsics and the projection of points agree to 1e-5 at every frame."""
+    loaded = [scene.objects[f"000000 cam_0{i}"] for i in range(len(originals))]
+    points = np.array([[0.0, 1.0, 0.0], [0.3, 0.2, -0.4], [-0.5, 1.6, 0.2]])  # protocol world
+    for original, clip_cam in zip(originals, loaded, strict=True):
+        for frame in range(scene.frame_start, scene.frame_end + 1):
+            scene.frame_set(frame)
+            want, got = (scene_export.blender_camera(scene, o) for o in (original, clip_cam))
+            want.resolution_x, want.resolution_y = 64, 48  # the clip renders at the panel's width
+            K_got, K_want = blender_intrinsics(got), blender_intrinsics(want)
+            np.testing.assert_allclose(K_got, K_want, rtol=1e-5)
+            (R_got, t_got), (R_want, t_want) = (blender_extrinsics(c.matrix_world) for c in (got, want))
+            np.testing.assert_allclose(R_got, R_want, atol=1e-5)
+            np.testing.assert_allclose(t_got, t_want, atol=1e-5)
+            pixels = [(K @ (points @ R.T + t).T).T
+                      for K, R, t in ((K_got, R_got, t_got), (K_want, R_want, t_want))]
+            pixels = [p[:, :2] / p[:, 2:] for p in pixels]
+            np.testing.assert_allclose(pixels[0], pixels[1], atol=1e-5 * 64)  # 1e-5 of the image width
+
 
 @pytest.mark.timeout(600)
 def test_render_clips_with_scene_cameras_over_a_backend(clean_scene, backend_server, tmp_path: Path) -> None:
@@ -167,16 +193,7 @@ def test_render_clips_with_scene_cameras_over_a_backend(clean_scene, backend_ser
     _bridge, pumper = connect(tmp_path, backend_server.connection_file)
     item = run_job(pumper, scene, lambda: bpy.ops.avatar_studio.render_clips(), timeout=400)
     assert item.kind == "clips.render" and item.imported, item.message
-    loaded = [scene.objects[f"000000 cam_0{i}"] for i in range(2)]
-    for original, clip_cam in zip(originals, loaded, strict=True):
-        for frame in range(1, 6):
-            scene.frame_set(frame)
-            want, got = (scene_export.blender_camera(scene, o) for o in (original, clip_cam))
-            want.resolution_x, want.resolution_y = 64, 48  # the clip renders at the panel's width
-            np.testing.assert_allclose(blender_intrinsics(got), blender_intrinsics(want), rtol=1e-5)
-            for a, b in zip(blender_extrinsics(got.matrix_world), blender_extrinsics(want.matrix_world),
-                            strict=True):
-                np.testing.assert_allclose(a, b, atol=1e-5)
+    assert_clip_cameras_match(scene, originals)
     strips = [s for s in scene.sequence_editor.strips if s.get("avatar_studio_pass", "").endswith("rgb")]
     assert len(strips) == 2 and all(strip_duration(s) == 5 and strip_start(s) == 1 for s in strips)
     # The clip's person comes back through body.mesh as an animated body where the clip has it.
@@ -214,3 +231,62 @@ def test_load_clip_operator_imports_in_bridge_steps(clean_scene, dataset: Path) 
     with pytest.raises(RuntimeError, match="not a finished clip"):  # reported, nothing imported
         bpy.ops.avatar_studio.load_clip(directory=str(dataset), clip=9)
     assert not the_bridge.results
+
+
+@pytest.mark.timeout(900)
+def test_render_clips_of_a_selected_body_with_its_action(clean_scene, backend_server, tmp_path: Path) -> None:
+    """People "Selected Bodies": an SMPL-X body made by the backend (body.mesh), keyed by an action
+    and moved and turned as an object, seen by two scene cameras (one animated) -> Render Clips ->
+    the clip comes back with cameras that match the scene's, RGB and GT overlay strips of the clip's
+    length, and its person's 3D joints are the scene body's posed joints at every frame."""
+    from test_addon_e2e import body_objects, connect, run_job
+
+    from blender_addon import axes
+    from blender_addon.importers.action import apply_pose_action
+
+    scene = clean_scene
+    _bridge, pumper = connect(tmp_path, backend_server.connection_file)
+    run_job(pumper, scene, lambda: bpy.ops.avatar_studio.add_body(name="Dancer"))
+    arm, _mesh = body_objects(scene, "Dancer")
+    originals = animated_scene(scene)  # frames 1-5; deselects everything
+    frames = 5
+    rng = np.random.default_rng(11)
+    pose = rng.normal(scale=0.2, size=(frames, 55, 3))
+    transl = np.cumsum(rng.normal(scale=0.04, size=(frames, 3)), axis=0)
+    apply_pose_action(arm, pose.reshape(frames, -1), transl, frame_start=1, name="Dance")
+    arm.location = (0.4, -0.3, 0.05)
+    arm.rotation_euler = (0.0, 0.0, 0.6)  # the object's transform is part of the person's motion
+    arm.select_set(True)  # the body only: the cameras are then every camera of the scene
+    bpy.context.view_layer.objects.active = arm
+    settings = scene.avatar_studio.clips
+    settings.people_source, settings.camera_source, settings.width = "SELECTED", "SCENE", 64
+    settings.clips, settings.load_people = 1, False
+    assert "overlay" in type(settings).bl_rna.properties["passes"].default_flag  # on from the panel
+    settings.passes = {"rgb", "instance", "overlay"}
+    try:
+        item = run_job(pumper, scene, lambda: bpy.ops.avatar_studio.render_clips(), timeout=400)
+    finally:  # the settings live in the scene, which the next tests keep
+        settings.people_source, settings.load_people = "SAMPLED", True
+    assert item.kind == "clips.render" and item.imported, item.message
+    assert_clip_cameras_match(scene, originals)
+    strips = {s["avatar_studio_pass"]: s for s in scene.sequence_editor.strips if s.get("avatar_studio_pass")}
+    assert sorted(strips) == ["cam_00/overlay", "cam_00/rgb", "cam_01/overlay", "cam_01/rgb"]
+    for name, strip in strips.items():
+        assert strip_duration(strip) == frames and strip_start(strip) == 1, name
+        assert len(strip.elements) == frames
+    for cam in ("cam_00", "cam_01"):  # the overlay sits above its RGB
+        assert strips[f"{cam}/overlay"].channel > strips[f"{cam}/rgb"].channel
+    clip = Path(item.result_dir) / "dataset" / "clips" / "000000"
+    assert json.loads((clip / "clip.json").read_text())["people"][0]["source"] == "explicit"
+    with np.load(clip / "people.npz") as z:
+        joints = z["joints"][:, 0, :55]  # (F, 55, 3) protocol world
+    bones = bone_joint_map(arm)
+    worst = 0.0
+    for frame in range(1, frames + 1):
+        scene.frame_set(frame)
+        heads = np.array([np.array(arm.matrix_world @ arm.pose.bones[bones[j].name].head) for j in range(55)])
+        worst = max(worst, float(np.abs(axes.to_protocol(heads) - joints[frame - 1]).max()))
+    print(f"selected body: worst joint difference {worst * 1e3:.3f} mm")
+    assert worst < 1e-3
+    moved = np.linalg.norm(joints[-1, 0] - joints[0, 0])
+    assert moved > 0.01  # the action moves the body: the frames are not one pose repeated

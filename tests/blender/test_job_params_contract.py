@@ -48,3 +48,18 @@ def test_every_builder_passes_its_contract() -> None:
 def test_a_param_missing_from_the_contract_fails_at_import_time() -> None:
     with pytest.raises(AttributeError):
         _ = job_params.MESH.model_path
+
+
+def test_clips_params_with_scene_bodies_pass_the_contract() -> None:
+    settings = SimpleNamespace(clips=2, seed=3, passes={"rgb", "overlay"}, rig="ring", rig_count=2,
+                               width=64, height=48, frames=9, people=1, people_max=2, motion="walk",
+                               motion_path="")
+    bodies = [_motion(3), _motion(3)]
+    for paths in (None, [orbit_path(3, radius=3.0, width=64, height=48)]):
+        params = job_params.clips_render_params(settings, paths, bodies)
+        typed = kinds.parse("clips.render", params)
+        assert len(typed.bodies) == 2 and typed.passes == ["rgb", "overlay"]
+        assert typed.frames is None  # the bodies' (or the paths') own frames
+        assert job_params.CLIPS.people not in params and job_params.CLIPS.motions not in params
+    sampled = kinds.parse("clips.render", job_params.clips_render_params(settings))
+    assert sampled.bodies is None and sampled.people == [1, 2] and sampled.frames == 9
