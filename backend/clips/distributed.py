@@ -7,7 +7,8 @@ same bytes. A task writes into ``clips/.tmp-<id>-<pid>`` and renames it into pla
 killed mid-clip leaves no partial clip: Ray retries the task (``max_retries``) in another worker,
 and the driver removes the dead attempt's temp folder at the end. Workers write straight into the
 output folder, so it must be on a filesystem that the driver and every worker see (docs/clips.md,
-"Scaling out on Ray"). Ray is imported only here, only when asked for.
+"Scaling out on Ray"). Ray is imported only here and in ``backend/ray_cluster.py`` (the address
+checks, the job server's cluster), only when asked for.
 """
 
 from __future__ import annotations

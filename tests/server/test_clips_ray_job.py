@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -126,16 +127,22 @@ def test_cancel_mid_way_ends_the_job_cancelled_with_no_partial_clip(
     assert not any((ray_server.data_dir / "work").iterdir())
 
 
-def test_the_local_cluster_stops_with_the_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize("end", ["stop", "kill"])
+def test_the_local_cluster_stops_with_the_server(tmp_path: Path, end: str) -> None:
     server = ServerProcess(tmp_path / "data", "--ray", "local", "--ray-cpus", "1", workers=1)
     server.start(timeout=180)
     try:
         holder = _holder(server.pid)
         assert pid_alive(holder)
     finally:
-        server.stop()
-    # The server's close waits for its holder, which shuts the cluster down first.
-    assert not pid_alive(holder)
+        server.stop() if end == "stop" else server.kill()
+    if end == "stop":  # the server's close waits for its holder, which shuts the cluster down first
+        assert not pid_alive(holder)
+    else:  # killed outright: the holder sees its stdin close and shuts the cluster down by itself
+        deadline = time.monotonic() + 60
+        while pid_alive(holder) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not pid_alive(holder)
 
 
 def _free_port() -> int:
