@@ -52,6 +52,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         cancel_grace_s=args.cancel_grace,
         buffer_integrity=args.buffer_integrity,
         input_roots=tuple(Path(r).expanduser().resolve() for r in args.input_root),
+        ray=args.ray,
+        ray_cpus=args.ray_cpus,
         **_limits_config(args),
     )
     server = Server(config)
@@ -131,6 +133,16 @@ def register(sub: Any) -> None:
         help="a folder jobs may read files from (motion files, views folders); repeatable. "
         "<data-dir>/inputs always is one; any other path in params is refused (docs/security.md)",
     )
+    p.add_argument(
+        "--ray",
+        default=None,
+        metavar="local|ADDRESS",
+        help="clips.render jobs render one clip per Ray task: 'local' starts a private cluster that "
+        "lives and stops with the server; or an existing cluster's address (auto, HOST:PORT, "
+        "ray://HOST:PORT), checked at start; its nodes must share the data dir (docs/clips.md)",
+    )
+    p.add_argument("--ray-cpus", type=int, default=None, metavar="N",
+                   help="CPUs of the --ray local cluster (default: this machine's)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     _add_limits(p)
     add_json(p)

@@ -7,12 +7,12 @@ same bytes. A task writes into ``clips/.tmp-<id>-<pid>`` and renames it into pla
 killed mid-clip leaves no partial clip: Ray retries the task (``max_retries``) in another worker,
 and the driver removes the dead attempt's temp folder at the end. Workers write straight into the
 output folder, so it must be on a filesystem that the driver and every worker see (docs/clips.md,
-"Scaling out on Ray"). Ray is imported only here, only when asked for.
+"Scaling out on Ray"). Ray is imported only here and in ``backend/ray_cluster.py`` (the address
+checks, the job server's cluster), only when asked for.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import socket
@@ -24,51 +24,26 @@ from typing import Any
 
 from backend.clips.dataset import begin, render_one, write_manifest
 from backend.clips.spec import ClipSpec, clip_id
+from backend.ray_cluster import (  # noqa: F401 - ADDRESS_FORMS, INSTALL_HINT, parse_address: this API too
+    ADDRESS_FORMS,
+    INSTALL_HINT,
+    LOCAL_OBJECT_STORE,
+    RayError,
+    auth_hint,
+    cpus_here,
+    import_ray,
+    parse_address,
+    probe,
+    quiet_init,
+)
 
-INSTALL_HINT = "pip install 'avatar-studio[ray]'"
-ADDRESS_FORMS = "'local', 'auto', ray://HOST:PORT (Ray Client) or HOST:PORT (the head's GCS)"
 SHARED_FS = "docs/clips.md, 'Scaling out on Ray'"
 # A task that dies with its worker (killed, out of memory, node lost) is run again this many times.
 RETRIES = 3
-# Small results only travel through the object store; Ray's default would reserve 30% of the RAM.
-LOCAL_OBJECT_STORE = 128 * 1024 * 1024
 
 # Test-only fault injection, never passed by the CLI: called in the worker with the clip index and
 # "frames" after each rendered batch (the clip is half written) or "done" once it is in place.
 WorkerHook = Callable[[int, str], None]
-
-
-class RayError(RuntimeError):
-    """Ray missing, a cluster that cannot be reached, or clips the driver cannot see."""
-
-
-def import_ray() -> Any:
-    try:
-        import ray
-    except ImportError as exc:
-        raise RayError(f"--ray needs Ray, which is not installed: {INSTALL_HINT}") from exc
-    return ray
-
-
-def parse_address(address: str) -> tuple[str, int] | None:
-    """The host and port to probe, None for ``local`` / ``auto``; RayError for a malformed address."""
-    if address in ("local", "auto"):
-        return None
-    rest = address.removeprefix("ray://")
-    host, sep, port = rest.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in rest:
-        raise RayError(f"--ray: {ADDRESS_FORMS}; got {address!r}")
-    return host.strip("[]"), int(port)
-
-
-def _probe(address: str, host: str, port: int, timeout: float) -> None:
-    # ray.init retries an unreachable address for 30 s (ray://) to minutes (GCS); one TCP connect
-    # tells a wrong host or port, or a cluster that is not running, at once.
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except OSError as exc:
-        raise RayError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}): is its head "
-                       f"running (`ray start --head`) and the port open from here?") from exc
 
 
 @contextmanager
@@ -86,13 +61,12 @@ def connect(address: str = "local", num_cpus: int | None = None,
     if ray.is_initialized():
         yield ray
         return
-    quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
+    quiet = quiet_init()
     if target is not None:
-        _probe(address, *target, probe_timeout)
+        probe(address, *target, probe_timeout)
     if address == "local":
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no phoning home for a private cluster
-        cpus = num_cpus or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                            else os.cpu_count() or 1)  # macOS has no affinity
+        cpus = num_cpus or cpus_here()
         init: dict[str, Any] = {"address": "local", "num_cpus": cpus, "include_dashboard": False,
                                 "object_store_memory": LOCAL_OBJECT_STORE, **quiet}
     else:
@@ -100,27 +74,11 @@ def connect(address: str = "local", num_cpus: int | None = None,
     try:
         ray.init(**init)
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
-        raise RayError(f"cannot connect to the Ray cluster at {address}: {exc}{_auth_hint(exc)}") from exc
+        raise RayError(f"cannot connect to the Ray cluster at {address}: {exc}{auth_hint(exc)}") from exc
     try:
         yield ray
     finally:
         ray.shutdown()
-
-
-def _auth_hint(exc: BaseException) -> str:
-    # Clusters started by `ray start` require a token by default (Ray 2.60), and ray.init reports a
-    # client without one as "Failed to connect" (InvalidAuthToken is only in its causes' text) or,
-    # through Ray Client, as a timeout.
-    texts, cause = [], exc
-    while cause is not None and len(texts) < 8:
-        texts.append(str(cause))
-        cause = cause.__cause__ or cause.__context__
-    if any(marker in text for text in texts
-           for marker in ("InvalidAuthToken", "AuthenticationError", "client connection timeout")):
-        return ("; if the cluster uses Ray's token authentication (`ray start`'s default in Ray 2.60), "
-                "set RAY_AUTH_MODE=token and give this machine the cluster's token (RAY_AUTH_TOKEN or "
-                "~/.ray/auth_token)")
-    return ""
 
 
 def _render_task(spec_json: dict[str, Any], index: int, clips_dir: str, threads: int,
@@ -160,6 +118,7 @@ def render_dataset_ray(spec: ClipSpec, out: Path, *, address: str = "local", num
                        cpus_per_task: int = 1, retries: int = RETRIES,
                        on_clip: Callable[[str, bool], None] = lambda cid, skipped: None,
                        on_frames: Callable[[int], None] = lambda n: None,
+                       poll: Callable[[], None] = lambda: None, poll_interval: float = 0.2,
                        visibility_timeout: float = 10.0, cancel_grace: float = 10.0,
                        worker_hook: WorkerHook | None = None) -> dict[str, Any]:
     """Render every missing clip of ``spec`` into ``out`` on Ray; returns the manifest.
@@ -169,6 +128,8 @@ def render_dataset_ray(spec: ClipSpec, out: Path, *, address: str = "local", num
     (``on_clip``, then ``on_frames`` with the clip's frames x cameras). On an exception or Ctrl-C
     the tasks not yet finished are cancelled (those running get a KeyboardInterrupt and remove
     their temp folder; the driver waits up to ``cancel_grace`` s for that) and it propagates.
+    ``poll`` is called every ``poll_interval`` s while clips render: an exception it raises (a
+    job's cancel) stops the run in the same way.
     """
     if cpus_per_task < 1:
         raise RayError(f"--ray-cpus-per-task: at least 1, got {cpus_per_task}")
@@ -182,7 +143,8 @@ def render_dataset_ray(spec: ClipSpec, out: Path, *, address: str = "local", num
         pending = [task.remote(spec_ref, i, str(clips_dir), cpus_per_task, worker_hook) for i in todo]
         try:
             while pending:
-                done, pending = ray.wait(pending, num_returns=1)
+                done, pending = ray.wait(pending, num_returns=1, timeout=poll_interval)
+                poll()
                 for ref in done:
                     cid, host = _result(ray, ref)
                     if not _visible(clips_dir / cid, visibility_timeout):

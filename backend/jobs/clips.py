@@ -18,15 +18,18 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from backend.jobs.api import JobContext, JobInputError, JobResult, typed_params
+from backend.ray_cluster import RAY_ENV
 from protocol.kinds import CLIP_MAX_IMAGES, CLIP_MAX_PIXELS
 
 DEFAULT_FRAMES, DEFAULT_SIZE, DEFAULT_FPS = 8, (256, 256), 30.0
 DATASET = "dataset"  # the artifacts' folder
+HEARTBEAT_S = 5.0  # on Ray, progress repeated this often while no clip finishes (the watchdog)
 
 
 def _paths(cameras: list[Any]) -> list[Mapping[str, Any]]:
@@ -100,6 +103,20 @@ def check_budget(spec: Any) -> None:
                             f"at most {CLIP_MAX_PIXELS} pixels")
 
 
+def _render_on_ray(spec: Any, dataset: Path, address: str, poll: Callable[[], None],
+                   on_clip: Callable[[str, bool], None], on_frames: Callable[[int], None]) -> dict[str, Any]:
+    """The dataset through :func:`render_dataset_ray` on the server's cluster (connected once per
+    worker process, :func:`attach`). Progress comes per finished clip; ``poll`` runs every 0.2 s
+    while clips render (a cancel then cancels the pending tasks; running ones remove their temp
+    folder, so no partial clip is left)."""
+    from backend.clips.distributed import render_dataset_ray
+    from backend.ray_cluster import attach
+
+    attach(address)
+    return render_dataset_ray(spec, dataset, address=address, on_clip=on_clip, on_frames=on_frames,
+                              poll=poll)
+
+
 def clips_render(params: Any, ctx: JobContext) -> JobResult:
     from backend.clips.dataset import render_dataset
     from backend.clips.spec import ClipSpec, SpecError
@@ -125,10 +142,24 @@ def clips_render(params: Any, ctx: JobContext) -> JobResult:
         done[1] += 1
         ctx.progress(done[0] / total, f"clip {clip_id} written ({done[1]}/{spec.clips})", stage="render")
 
+    def count(n: int) -> None:  # on Ray, frames arrive with their clip: one event, on_clip's
+        done[0] += n
+
+    beat = [time.monotonic()]
+
+    def poll() -> None:  # on Ray, between clips: the cancel, and a heartbeat for the watchdog
+        ctx.check_cancelled()
+        if time.monotonic() - beat[0] > HEARTBEAT_S:
+            beat[0] = time.monotonic()
+            ctx.progress(done[0] / total, f"{done[1]}/{spec.clips} clips written", stage="render")
+
     ctx.progress(0.0, f"{spec.clips} clip(s), {total} images", stage="render")
     dataset = work / DATASET
     try:
-        manifest = render_dataset(spec, dataset, on_clip=on_clip, on_frames=on_frames)
+        if os.environ.get(RAY_ENV):  # `serve --ray`: one Ray task per clip, the same files
+            manifest = _render_on_ray(spec, dataset, os.environ[RAY_ENV], poll, on_clip, count)
+        else:
+            manifest = render_dataset(spec, dataset, on_clip=on_clip, on_frames=on_frames)
     except SpecError as exc:  # e.g. people that cannot be placed (sampled before anything is written)
         raise JobInputError(str(_relabel(str(exc), given))) from None
     _name_motions_as_given(dataset, given)

@@ -85,6 +85,9 @@ class ServerConfig:
     request_rate: float = DEFAULT_RATE  # loop-time units (~1 ms) per second per client; <= 0: off
     request_burst: float = DEFAULT_BURST
     artifact_quota_bytes: int | None = None  # all stored blobs together; None: no quota
+    # `serve --ray local|ADDRESS`: clips.render jobs render on Ray (backend/ray_cluster.py); None: not.
+    ray: str | None = None
+    ray_cpus: int | None = None  # the CPUs of a `local` cluster (default: this machine's)
 
 
 class Server:
@@ -106,6 +109,7 @@ class Server:
         self.buffer_integrity = LEGACY_BUFFER_INTEGRITY  # resolved in start()
         self._auth: Any = None
         self._lock_fd: int | None = None
+        self._ray_head: Any = None  # backend.ray_cluster.LocalHead of `--ray local`
         self._stopping = False
         self.stats = {"requests": 0, "malformed": 0, "internal_errors": 0, "dropped_progress": 0,
                       "rate_limited": 0, "dropped_peers": 0}
@@ -138,7 +142,7 @@ class Server:
                                          replay_not_before=not_before)
         self.executor = Executor(
             self.data_dir, workers=self.config.workers, cancel_grace_s=self.config.cancel_grace_s,
-            input_roots=tuple(self.config.input_roots),
+            input_roots=tuple(self.config.input_roots), environment=self._start_ray(),
         )
         self.executor.start()
         self.context = zmq.Context()
@@ -170,6 +174,19 @@ class Server:
         log.info("serving on %s (data dir %s, %d worker(s))", address, self.data_dir, self.config.workers)
         return self.info
 
+    def _start_ray(self) -> dict[str, str]:
+        """The workers' Ray settings; `--ray local` starts the server's cluster, an address is
+        checked to answer. Ray itself is never imported here."""
+        from backend.ray_cluster import RayError, server_ray
+
+        try:
+            environment, self._ray_head = server_ray(self.config.ray, self.config.ray_cpus)
+        except RayError as exc:
+            raise ServerStartError(str(exc)) from None
+        if self.config.ray:
+            log.info("clips.render jobs render on Ray at %s", environment["AVATAR_STUDIO_RAY"])
+        return environment
+
     def request_stop(self, *_: Any) -> None:
         self._stopping = True
 
@@ -189,6 +206,9 @@ class Server:
                     },
                 )
             self.executor = None
+        if self._ray_head is not None:  # after the workers: their Ray drivers are gone
+            self._ray_head.stop()
+            self._ray_head = None
         if self.socket is not None:
             self.socket.close(linger=0)
             self.socket = None

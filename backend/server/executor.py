@@ -79,11 +79,12 @@ RENDER_THREADS_ENV = "AVATAR_STUDIO_RENDER_THREADS"
 
 def _with_environment(defaults: dict[str, str], entry: Callable[..., None], *args: Any) -> None:
     """A worker's entry point, run with ``defaults`` added to its environment where unset (the
-    input roots are the server's setting, always)."""
+    input roots and the Ray cluster are the server's settings, always)."""
     from backend.jobs.confine import INPUT_ROOTS_ENV
+    from backend.ray_cluster import SERVER_ENV
 
     for name, value in defaults.items():
-        if name == INPUT_ROOTS_ENV:
+        if name == INPUT_ROOTS_ENV or name in SERVER_ENV:
             os.environ[name] = value
         else:
             os.environ.setdefault(name, value)
@@ -129,6 +130,8 @@ class Executor:
     kinds: Mapping[str, JobKind] = field(default_factory=lambda: JOB_KINDS)
     worker_entry: Callable[..., None] = worker_main  # the child's entry point (tests swap it)
     input_roots: tuple[Path, ...] = ()  # `serve --input-root`: where jobs may read (backend/jobs/confine.py)
+    # The server's settings for its workers (`serve --ray`: backend/ray_cluster.py), over theirs.
+    environment: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -188,7 +191,8 @@ class Executor:
         thread per CPU: oversubscribed pools collapse (docs/benchmarks.md, Render). The user's
         settings win."""
         share = str(max(1, len(os.sched_getaffinity(0)) // len(self._slots)))
-        return {RENDER_THREADS_ENV: share, "OMP_NUM_THREADS": share, **self._roots_environment()}
+        return {RENDER_THREADS_ENV: share, "OMP_NUM_THREADS": share, **self._roots_environment(),
+                **self.environment}
 
     def _roots_environment(self) -> dict[str, str]:
         """The input roots travel to the workers in their environment, not in any job's params."""
