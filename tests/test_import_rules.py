@@ -16,26 +16,28 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-LIBRARIES = ("backend.mesh", "backend.body", "backend.models", "backend.render", "backend.preview",
-             "backend.avatar", "backend.clips", "backend.generate", "backend.fitting")
+LIBRARIES = ("backend.mesh", "backend.body", "backend.models", "backend.ray_cluster", "backend.render",
+             "backend.preview", "backend.avatar", "backend.clips", "backend.generate", "backend.fitting")
 # Backend part -> the backend parts it may import (importing the root package ``backend`` itself,
 # for ``__version__``, is always allowed). Lower layers first.
 BACKEND_LAYERS: dict[str, frozenset[str]] = {
     "backend.mesh": frozenset(),
     "backend.body": frozenset({"backend.mesh", "backend.models"}),  # models: the smplx role
     "backend.models": frozenset(),
+    "backend.ray_cluster": frozenset(),  # torch-free: the server starts and checks clusters with it
     "backend.render": frozenset({"backend.mesh"}),
     "backend.preview": frozenset({"backend.mesh", "backend.body", "backend.render"}),
     "backend.fitting": frozenset({"backend.mesh", "backend.body", "backend.render"}),
     "backend.avatar": frozenset({"backend.mesh", "backend.body", "backend.render", "backend.models",
                                  "backend.fitting"}),  # fitting: a views set without SMPL-X
-    "backend.clips": frozenset({"backend.mesh", "backend.body", "backend.render", "backend.preview"}),
+    "backend.clips": frozenset({"backend.mesh", "backend.body", "backend.render", "backend.preview",
+                                "backend.ray_cluster"}),
     # generate: conditions from the body (preview's OpenPose drawing), views written in the
     # avatar's views format (avatar.io), weights by role (models)
     "backend.generate": frozenset({"backend.mesh", "backend.body", "backend.render", "backend.preview",
                                    "backend.avatar", "backend.models"}),
     "backend.jobs": frozenset(LIBRARIES),
-    "backend.server": frozenset({"backend.jobs", "backend.models"}),
+    "backend.server": frozenset({"backend.jobs", "backend.models", "backend.ray_cluster"}),
     "backend.commands": frozenset({*LIBRARIES, "backend.jobs"}),
 }
 # Entry points (the command line: the package backend/cli/, one module per command group, and
