@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from backend.clips.spec import IMAGE_SUFFIXES, AppearanceSpec, SpecError
+from backend.clips.spec_appearance import IMAGE_SUFFIXES, AppearanceSpec
+from backend.clips.spec_fields import SpecError
 
 BAND = np.array([1.0] + [2.0 / 3.0] * 3 + [0.25] * 5)  # A_l / pi per coefficient
 GROUND_TEXTURE_SIZE = 128

@@ -14,8 +14,7 @@ images) are stored absolute.
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,9 @@ from protocol.kinds import (
 )
 from protocol.smplx import NUM_BETAS, NUM_EXPRESSION, PER_FRAME_FIELDS
 
+from .spec_appearance import IMAGE_SUFFIXES, AppearanceSpec  # noqa: F401 - IMAGE_SUFFIXES: re-exported
+from .spec_fields import SpecError, integer, known_keys, number_range
+
 FORMAT = "avatar-studio.clips"
 VERSION = 1
 # Image passes a spec may ask for; keypoints, boxes, SMPL-X params, 3D joints and cameras are
@@ -43,43 +45,9 @@ VERSION = 1
 # offers them.)
 PASSES: tuple[str, ...] = CLIP_PASSES
 DEFAULT_PASSES: tuple[str, ...] = CLIP_DEFAULT_PASSES
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".hdr", ".exr")
 CAMERA_KINDS: tuple[str, ...] = CLIP_CAMERA_KINDS
 MAX_PEOPLE = CLIP_MAX_PEOPLE
 MAX_SIDE = 4096
-
-
-class SpecError(ValueError):
-    """A clip spec that cannot be rendered; the message names the field."""
-
-
-def _range(value: Any, name: str, lo: float = -math.inf, hi: float = math.inf) -> tuple[float, float]:
-    """A ``[min, max]`` pair (or one number, meaning a fixed value) of finite floats in [lo, hi]."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        value = [value, value]
-    if (not isinstance(value, Sequence) or isinstance(value, str) or len(value) != 2
-            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)):
-        raise SpecError(f"{name}: expected a number or [min, max], got {value!r}")
-    a, b = float(value[0]), float(value[1])
-    if not (math.isfinite(a) and math.isfinite(b)) or a > b or a < lo or b > hi:
-        raise SpecError(f"{name}: need {lo} <= min <= max <= {hi}, got [{a}, {b}]")
-    return a, b
-
-
-def _int(value: Any, name: str, lo: int, hi: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise SpecError(f"{name}: expected an integer in [{lo}, {hi}], got {value!r}")
-    return value
-
-
-def _keys(data: Any, cls: type, name: str) -> dict[str, Any]:
-    if not isinstance(data, Mapping):
-        raise SpecError(f"{name}: expected an object, got {type(data).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise SpecError(f"{name}: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return dict(data)
 
 
 @dataclass(frozen=True)
@@ -103,27 +71,27 @@ class PeopleSpec:
 
     @classmethod
     def parse(cls, data: Any, name: str = "people") -> PeopleSpec:
-        d = _keys(data, cls, name)
+        d = known_keys(data, cls, name)
         explicit = _explicit_people(d.get("explicit", []), f"{name}.explicit")
         if explicit:
             n = len(explicit)
-            if _range(d.get("count", n), f"{name}.count", 1, MAX_PEOPLE) != (n, n):
+            if number_range(d.get("count", n), f"{name}.count", 1, MAX_PEOPLE) != (n, n):
                 raise SpecError(f"{name}.count: the clip's people are the {n} explicit ones, got "
                                 f"{d['count']!r} (leave count out)")
-        lo, hi = _range(d.get("count", [len(explicit) or 1] * 2), f"{name}.count", 1, MAX_PEOPLE)
+        lo, hi = number_range(d.get("count", [len(explicit) or 1] * 2), f"{name}.count", 1, MAX_PEOPLE)
         if lo != int(lo) or hi != int(hi):
             raise SpecError(f"{name}.count: whole numbers of people, got [{lo}, {hi}]")
         genders = d.get("genders", ["neutral"])
         if (not isinstance(genders, list) or not genders
                 or any(g not in ("neutral", "male", "female") for g in genders)):
             raise SpecError(f"{name}.genders: a non-empty list of neutral/male/female, got {genders!r}")
-        std = _range(d.get("betas_std", 1.0), f"{name}.betas_std", 0.0, 5.0)[0]
-        area = _range(d.get("area", 4.0), f"{name}.area", 0.0, 1000.0)[0]
-        margin = _range(d.get("margin", 0.05), f"{name}.margin", 0.0, 10.0)[0]
+        std = number_range(d.get("betas_std", 1.0), f"{name}.betas_std", 0.0, 5.0)[0]
+        area = number_range(d.get("area", 4.0), f"{name}.area", 0.0, 1000.0)[0]
+        margin = number_range(d.get("margin", 0.05), f"{name}.margin", 0.0, 10.0)[0]
         avatars = d.get("avatars", [])
         if not isinstance(avatars, list) or not all(isinstance(a, str) and a for a in avatars):
             raise SpecError(f"{name}.avatars: a list of avatar folders, got {avatars!r}")
-        chance = _range(d.get("avatar_probability", 1.0), f"{name}.avatar_probability", 0.0, 1.0)[0]
+        chance = number_range(d.get("avatar_probability", 1.0), f"{name}.avatar_probability", 0.0, 1.0)[0]
         return cls((int(lo), int(hi)), tuple(genders), std, area, margin, tuple(avatars), chance, explicit)
 
 
@@ -172,14 +140,14 @@ class MotionSpec:
 
     @classmethod
     def parse(cls, data: Any, name: str = "motion") -> MotionSpec:
-        d = _keys(data, cls, name)
+        d = known_keys(data, cls, name)
         sources = d.get("sources", ["walk"])
         if isinstance(sources, str):
             sources = [sources]
         if not isinstance(sources, list) or not sources or not all(isinstance(s, str) and s for s in sources):
             raise SpecError(f"{name}.sources: a non-empty list of motion names or files, got {sources!r}")
-        mirror = _range(d.get("mirror", 0.5), f"{name}.mirror", 0.0, 1.0)[0]
-        speed = _range(d.get("speed", [0.8, 1.2]), f"{name}.speed", 0.05, 20.0)
+        mirror = number_range(d.get("mirror", 0.5), f"{name}.mirror", 0.0, 1.0)[0]
+        speed = number_range(d.get("speed", [0.8, 1.2]), f"{name}.speed", 0.05, 20.0)
         return cls(tuple(sources), mirror, speed)
 
 
@@ -213,7 +181,7 @@ class CameraSpec:
     def parse(cls, data: Any, name: str) -> CameraSpec:
         if isinstance(data, str):
             return parse_camera_shorthand(data, name)
-        d = _keys(data, cls, name)
+        d = known_keys(data, cls, name)
         kind = d.get("kind", "ring")
         if kind not in CAMERA_KINDS:
             raise SpecError(f"{name}.kind: one of {', '.join(CAMERA_KINDS)}, got {kind!r}")
@@ -221,15 +189,15 @@ class CameraSpec:
             return cls._parse_path(d, name)
         return cls(
             kind=kind,
-            count=_int(d.get("count", 4), f"{name}.count", 1, 64),
-            fov_deg=_range(d.get("fov_deg", [35.0, 55.0]), f"{name}.fov_deg", 1.0, 170.0),
-            distance=_range(d.get("distance", [1.1, 1.4]), f"{name}.distance", 0.5, 100.0),
-            height=_range(d.get("height", [0.6, 2.0]), f"{name}.height", -100.0, 100.0),
-            principal_jitter=_range(d.get("principal_jitter", 0.02), f"{name}.principal_jitter",
+            count=integer(d.get("count", 4), f"{name}.count", 1, 64),
+            fov_deg=number_range(d.get("fov_deg", [35.0, 55.0]), f"{name}.fov_deg", 1.0, 170.0),
+            distance=number_range(d.get("distance", [1.1, 1.4]), f"{name}.distance", 0.5, 100.0),
+            height=number_range(d.get("height", [0.6, 2.0]), f"{name}.height", -100.0, 100.0),
+            principal_jitter=number_range(d.get("principal_jitter", 0.02), f"{name}.principal_jitter",
                                     0.0, 0.25)[0],
-            sweep_deg=_range(d.get("sweep_deg", [30.0, 120.0]), f"{name}.sweep_deg", -3600.0, 3600.0),
-            shake=_range(d.get("shake", 0.02), f"{name}.shake", 0.0, 1.0)[0],
-            dolly=_range(d.get("dolly", [0.7, 0.9]), f"{name}.dolly", 0.1, 10.0),
+            sweep_deg=number_range(d.get("sweep_deg", [30.0, 120.0]), f"{name}.sweep_deg", -3600.0, 3600.0),
+            shake=number_range(d.get("shake", 0.02), f"{name}.shake", 0.0, 1.0)[0],
+            dolly=number_range(d.get("dolly", [0.7, 0.9]), f"{name}.dolly", 0.1, 10.0),
         )
 
 
@@ -257,84 +225,7 @@ def parse_camera_shorthand(text: str, name: str = "cameras") -> CameraSpec:
         n = int(count) if count else 1
     except ValueError:
         raise SpecError(f"{name}: {text!r}: the camera count must be an integer") from None
-    return CameraSpec(kind=kind, count=_int(n, f"{name} ({text})", 1, 64))
-
-
-@dataclass(frozen=True)
-class AppearanceSpec:
-    """How a clip looks (sampled per clip; ``backend.clips.appearance``): an environment as 2nd-order
-    spherical harmonics (random skies, or the equirectangular image ``environment``) scaled so that
-    a white upward-facing surface receives ``ambient``; a directional key light of ``key_intensity``
-    at ``key_elevation_deg`` above the horizon (random azimuth) with a black-body colour of
-    ``key_temperature_k``; the ground plane y = 0 (``ground``) with the image ``ground_texture`` or a
-    procedural one repeated every ``ground_tile_m`` metres; shadows of the key light (``shadows``)
-    and a contact darkening of strength ``contact`` under the people; a background from the image
-    folder ``backgrounds`` (random crop) or procedural."""
-
-    environment: str | None = None
-    ambient: tuple[float, float] = (0.35, 0.75)
-    key_intensity: tuple[float, float] = (0.5, 1.1)
-    key_elevation_deg: tuple[float, float] = (25.0, 70.0)
-    key_temperature_k: tuple[float, float] = (3500.0, 7500.0)
-    ground: bool = True
-    ground_texture: str | None = None
-    ground_tile_m: tuple[float, float] = (0.4, 1.6)
-    shadows: bool = True
-    contact: float = 0.8
-    backgrounds: str | None = None
-
-    @classmethod
-    def parse(cls, data: Any, name: str = "appearance") -> AppearanceSpec:
-        d = _keys(data, cls, name)
-        for key in ("ground", "shadows"):
-            if not isinstance(d.get(key, True), bool):
-                raise SpecError(f"{name}.{key}: true or false, got {d[key]!r}")
-        for key in ("environment", "ground_texture", "backgrounds"):
-            if d.get(key) is not None and not (isinstance(d[key], str) and d[key]):
-                raise SpecError(f"{name}.{key}: a path or null, got {d[key]!r}")
-        return cls(
-            environment=d.get("environment"),
-            ambient=_range(d.get("ambient", [0.35, 0.75]), f"{name}.ambient", 0.0, 100.0),
-            key_intensity=_range(d.get("key_intensity", [0.5, 1.1]), f"{name}.key_intensity", 0.0, 100.0),
-            key_elevation_deg=_range(d.get("key_elevation_deg", [25.0, 70.0]), f"{name}.key_elevation_deg",
-                                     1.0, 90.0),
-            key_temperature_k=_range(d.get("key_temperature_k", [3500.0, 7500.0]),
-                                     f"{name}.key_temperature_k", 1000.0, 40000.0),
-            ground=d.get("ground", True),
-            ground_texture=d.get("ground_texture"),
-            ground_tile_m=_range(d.get("ground_tile_m", [0.4, 1.6]), f"{name}.ground_tile_m", 0.01, 1000.0),
-            shadows=d.get("shadows", True),
-            contact=_range(d.get("contact", 0.8), f"{name}.contact", 0.0, 1.0)[0],
-            backgrounds=d.get("backgrounds"),
-        )
-
-    def resolve(self, base_dir: Path | None) -> AppearanceSpec:
-        """Paths made absolute and checked: the images exist, the folder holds images."""
-
-        def absolute(value: str) -> Path:
-            path = Path(value).expanduser()
-            return (base_dir / path if not path.is_absolute() and base_dir is not None else path).resolve()
-
-        out: dict[str, Any] = {}
-        for key in ("environment", "ground_texture"):
-            value = getattr(self, key)
-            if value is not None:
-                path = absolute(value)
-                if not path.is_file():
-                    raise SpecError(f"appearance.{key}: image not found: {path}")
-                from backend.clips.appearance import load_image
-
-                try:  # one image each: read now, so a bad file fails before anything is written
-                    load_image(path)
-                except SpecError as exc:
-                    raise SpecError(f"appearance.{key}: {exc}") from None
-                out[key] = str(path)
-        if self.backgrounds is not None:
-            folder = absolute(self.backgrounds)
-            if not folder.is_dir() or not any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir()):
-                raise SpecError(f"appearance.backgrounds: not a folder of images: {folder}")
-            out["backgrounds"] = str(folder)
-        return AppearanceSpec(**{**asdict(self), **out})
+    return CameraSpec(kind=kind, count=integer(n, f"{name} ({text})", 1, 64))
 
 
 @dataclass(frozen=True)
@@ -369,7 +260,7 @@ class ClipSpec:
             if version != VERSION:
                 raise SpecError(f"version: this reader knows version {VERSION}, got {version!r}")
             data = {k: v for k, v in data.items() if k not in ("format", "version")}
-        d = _keys({k: v for k, v in data.items() if k != "video"} if isinstance(data, Mapping) else data,
+        d = known_keys({k: v for k, v in data.items() if k != "video"} if isinstance(data, Mapping) else data,
                   cls, "spec")
         if isinstance(data, Mapping) and "video" in data:
             d["video"] = data["video"]
@@ -393,18 +284,18 @@ class ClipSpec:
             raise SpecError("passes: overlay is drawn over the rgb pass; add rgb")
         seed = d.get("seed", 0)
         spec = cls(
-            clips=_int(d.get("clips", 1), "clips", 1, 10_000_000),
-            frames=_int(d.get("frames", 8), "frames", 1, 100_000),
-            width=_int(d.get("width", 256), "width", 1, MAX_SIDE),
-            height=_int(d.get("height", 256), "height", 1, MAX_SIDE),
-            fps=_range(d.get("fps", 30.0), "fps", 0.1, 1000.0)[0],
-            seed=_int(seed, "seed", 0, 2**63 - 1),
+            clips=integer(d.get("clips", 1), "clips", 1, 10_000_000),
+            frames=integer(d.get("frames", 8), "frames", 1, 100_000),
+            width=integer(d.get("width", 256), "width", 1, MAX_SIDE),
+            height=integer(d.get("height", 256), "height", 1, MAX_SIDE),
+            fps=number_range(d.get("fps", 30.0), "fps", 0.1, 1000.0)[0],
+            seed=integer(seed, "seed", 0, 2**63 - 1),
             people=PeopleSpec.parse(d.get("people", {})),
             motion=MotionSpec.parse(d.get("motion", {})),
             cameras=cameras,
             passes=tuple(p for p in PASSES if p in passes),
-            near=_range(d.get("near", 0.05), "near", 1e-4, 1e6)[0],
-            far=_range(d.get("far", 100.0), "far", 1e-3, 1e7)[0],
+            near=number_range(d.get("near", 0.05), "near", 1e-4, 1e6)[0],
+            far=number_range(d.get("far", 100.0), "far", 1e-3, 1e7)[0],
             appearance=AppearanceSpec.parse(d.get("appearance", {})),
         )
         for i, rig in enumerate(cameras):
