@@ -1,3 +1,4 @@
+# Over 450 lines: every job kind's contract, in the one home the server, jobs, add-on and CLI read.
 """Job-kind contracts: the params each job kind accepts and the result it returns (spec:
 docs/protocol.md §11, generated from this module by :func:`spec_markdown`).
 
