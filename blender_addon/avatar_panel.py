@@ -30,7 +30,8 @@ def status_lines(item) -> list[str]:
         return []
     if item.state == "failed":
         lines = [f"Failed: {line}" if i == 0 else line
-                 for i, line in enumerate(textwrap.wrap(item.error or "(no message)", ERROR_WIDTH))]
+                 for i, line in enumerate(textwrap.wrap(item.error or "(no message)", ERROR_WIDTH,
+                                                                 break_on_hyphens=False))]
         return lines
     text = f"{item.state.title()}"
     if item.state == "running":
