@@ -34,6 +34,27 @@ SMALL = {TEXT.size: 64, TEXT.steps: 2, TEXT.scheduler: "ddim", TEXT.grid: 16, TE
          TEXT.refine_iters: 15, TEXT.texture_size: 64, TEXT.texture_iters: 5}
 
 
+class StubLayout:
+    """Records what a panel draws (bpy-as-a-module has no UI to draw into)."""
+
+    def __init__(self, log: list[tuple[str, str]] | None = None) -> None:
+        self.log = [] if log is None else log
+
+    def prop(self, _data: object, name: str, **_kw: object) -> None:
+        self.log.append(("prop", name))
+
+    def label(self, text: str = "", **_kw: object) -> None:
+        self.log.append(("label", text))
+
+    def operator(self, idname: str, **_kw: object) -> None:
+        self.log.append(("operator", idname))
+
+    def row(self, **_kw: object) -> StubLayout:
+        return StubLayout(self.log)
+
+    column = row
+
+
 def start_server(tmp_path: Path, models: Path, monkeypatch: pytest.MonkeyPatch) -> BackendProcess:
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))  # the server inherits it
     data = tmp_path / "backend-data"
@@ -137,6 +158,16 @@ def test_missing_base_diffusion_is_said_in_the_panel(
         assert "avatar-studio models download base-diffusion" in said, lines
         assert all(len(line) <= avatar_panel.ERROR_WIDTH + len("Failed: ") for line in lines)
         assert not view_previews.job_images(item.job_id)
+        layout = StubLayout()
+        avatar_panel.draw_generated(layout, scene)
+        drawn = [name for what, name in layout.log if what == "prop"]
+        assert drawn == ["prompt", "negative_prompt", "seed", "views", "quality"]
+        assert ("operator", "avatar_studio.generate_avatar_prompt") in layout.log
+        assert [text for what, text in layout.log if what == "label"] == lines
+        scene.avatar_studio.avatar.source = "PHOTO"
+        photo = StubLayout()
+        avatar_panel.draw_generated(photo, scene)
+        assert next(n for w, n in photo.log if w == "prop") == "image_path"
         the_bridge.disconnect()
     finally:
         server.stop()
