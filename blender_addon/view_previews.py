@@ -17,6 +17,8 @@ from typing import Any
 import bpy
 import numpy as np
 
+from .wire import messages
+
 GENERATED_KINDS = frozenset({"avatar.from_text", "avatar.from_image"})
 JOB_PROP, VIEW_PROP = "avatar_studio_job", "avatar_studio_view"
 MAX_PENDING = 64  # more than the contract's 32 views: a flood of events cannot grow without end
@@ -46,7 +48,7 @@ class ViewPreviews:
 
     def add(self, job_id: str, kind: str | None, content: dict[str, Any]) -> bool:
         """Queue the preview of one progress event when it is a generated view; False otherwise."""
-        pixels = content.get("preview")
+        pixels = content.get(messages.PREVIEW)
         if kind not in GENERATED_KINDS or not isinstance(pixels, np.ndarray):
             return False
         if pixels.ndim != 3 or pixels.shape[2] not in (3, 4) or min(pixels.shape[:2]) < 1:
