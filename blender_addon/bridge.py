@@ -37,6 +37,7 @@ from .importers.dispatch import ImportRequest
 from .inflight import RequestTable
 from .pump_clock import PumpClock
 from .results import ResultTasks
+from .view_previews import ViewPreviews
 from .wire import client_module, messages, protocol
 
 PUMP_INTERVAL_S = 0.1  # timer period while connected or connecting
@@ -62,6 +63,7 @@ class Bridge(JobsMixin):
         self.clock = PumpClock()  # wall, CPU and garbage-collector time of the pumps
         self.clock.gc.install()
         self.results = ResultTasks(self.report, self.clock.gc)
+        self.previews = ViewPreviews()  # generated views of avatar jobs, into images
         self.log: deque[tuple[str, str]] = deque(maxlen=100)
         self.protocol = protocol
         self.requests = RequestTable(lambda error: isinstance(error, protocol.BackendUnavailable))
@@ -197,6 +199,8 @@ class Bridge(JobsMixin):
     def _pump(self, started: float, budget_s: float) -> None:
         if self.want_connection:
             self._pump_connection(budget_s)
+        if self.previews.pending:  # first: a view shows up before the next download step
+            self.previews.step(started + WORK_BUDGET_S)
         # Local imports run without a connection; downloads wait for one.
         self.results.step(started + WORK_BUDGET_S, self.connected)
 
@@ -291,6 +295,9 @@ class Bridge(JobsMixin):
                 f"lost the backend at {self.client.info.address} "
                 f"({len(lost)} unfinished job(s) will be re-attached)",
             )
+        elif event.type == messages.JOB_PROGRESS and self.client is not None:
+            view = self.client.jobs.get(event.job_id)
+            self.previews.add(event.job_id, view.kind if view is not None else None, event.content)
         elif event.type == messages.ERROR:
             self.report(
                 "WARNING", f"backend error: {event.content.get('ename')}: {event.content.get('evalue')}"

@@ -19,6 +19,8 @@ kinds = wire.kinds_module()
 MESH = kinds.names("body.mesh")
 PREVIEW = kinds.names("body.preview")
 AVATAR = kinds.names("avatar.from_views")
+FROM_TEXT = kinds.names("avatar.from_text")
+FROM_IMAGE = kinds.names("avatar.from_image")
 CLIPS = kinds.names("clips.render")
 MOTION_FILE = "FILE"  # the Clips panel's motion choice for a file on the backend
 SYNTHETIC = kinds.names(kinds.SYNTHETIC)
@@ -89,6 +91,24 @@ def synthetic_avatar_params(quality: str, shape: str, skirt: bool, hair: bool) -
             SYNTHETIC.resolution: AVATAR_VIEW_RESOLUTION[quality],
         },
     }
+
+
+def generated_avatar_params(kind: str, settings: Any, image_path: str = "") -> dict[str, Any]:
+    """``avatar.from_text`` / ``avatar.from_image`` from the Avatar panel's settings
+    (``AVS_AvatarSettings``); size, steps and the avatar stages follow the quality preset.
+    ``image_path``: the photo as the backend reads it (absolute; inside its input roots)."""
+    names = FROM_IMAGE if kind == "avatar.from_image" else FROM_TEXT
+    params: dict[str, Any] = {
+        names.prompt: settings.prompt,
+        names.seed: int(settings.seed),
+        names.views: int(settings.views),
+        names.quality: settings.quality,
+    }
+    if settings.negative_prompt.strip():
+        params[names.negative_prompt] = settings.negative_prompt
+    if kind == "avatar.from_image":
+        params[FROM_IMAGE.image] = image_path
+    return params
 
 
 def motion_frames(motion: dict[str, Any]) -> int:

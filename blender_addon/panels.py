@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import bridge, clip_settings, local_backend, props, scene_export
+from . import avatar_panel, bridge, clip_settings, local_backend, props, scene_export
 
 STATE_ICONS = {
     "submitting": "EXPORT",
@@ -109,8 +109,12 @@ class AVS_PT_avatar(_SidebarPanel, bpy.types.Panel):
 
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
+        layout.prop(context.scene.avatar_studio.avatar, "source", expand=True)
+        if context.scene.avatar_studio.avatar.source != "VIEWS":  # prompt / photo: avatar_panel.py
+            avatar_panel.draw_generated(layout, context.scene)
+            return
         # Say what runs: avatar.from_views sculpts, textures and rigs an avatar from the views of
-        # a synthetic character made on the backend (no text or image prompt yet).
+        # a synthetic character made on the backend.
         column = layout.column(align=True)
         if bridge.get_bridge().has_job_kind("avatar.from_views"):
             for line in ("A textured, rigged SMPL-X avatar", "from views of a synthetic character."):

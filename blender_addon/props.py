@@ -15,6 +15,7 @@ from bpy.props import (
     StringProperty,
 )
 
+from .avatar_settings import AVS_AvatarSettings
 from .clip_settings import AVS_ClipSettings
 from .wire import messages, smplx
 
@@ -80,6 +81,7 @@ class AVS_SceneSettings(bpy.types.PropertyGroup):
         default=True,
     )
     clips: PointerProperty(type=AVS_ClipSettings)
+    avatar: PointerProperty(type=AVS_AvatarSettings)
 
 
 class AVS_BodySettings(bpy.types.PropertyGroup):
@@ -100,7 +102,7 @@ class AVS_BodySettings(bpy.types.PropertyGroup):
     motion_fps: FloatProperty(name="Motion FPS", default=30.0, min=1.0)
 
 
-CLASSES = (AVS_JobItem, AVS_ClipSettings, AVS_SceneSettings, AVS_BodySettings)
+CLASSES = (AVS_JobItem, AVS_ClipSettings, AVS_AvatarSettings, AVS_SceneSettings, AVS_BodySettings)
 
 
 def register_properties() -> None:

@@ -26,6 +26,7 @@ JOB_FAILED: Final = "job_failed"
 JOB_CANCELLED: Final = "job_cancelled"
 EVENTS: Final = frozenset({JOB_STATE, JOB_PROGRESS, JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED})
 TERMINAL_EVENTS: Final = frozenset({JOB_SUCCEEDED, JOB_FAILED, JOB_CANCELLED})
+PREVIEW: Final = "preview"  # a progress event's optional image (e.g. each generated view)
 
 ERROR: Final = "error"
 REPLY_SUFFIX: Final = "_reply"
@@ -128,7 +129,7 @@ def progress_content(
         "job_id": job_id, "seq": seq, "fraction": float(fraction), "stage": stage, "message": message,
     }
     if preview is not None:
-        content["preview"] = preview
+        content[PREVIEW] = preview
     return content
 
 

@@ -176,6 +176,9 @@ def _request_people(scene: bpy.types.Scene, dataset: Path, index: int | str, cli
 
 IMPORTERS = {
     "avatar.from_views": _avatar,
+    # The generated kinds' result arrays are avatar.from_views' (protocol/kinds.py).
+    "avatar.from_text": _avatar,
+    "avatar.from_image": _avatar,
     "clips.render": _clips,
     "body.mesh": _body_mesh,
     "body.preview": _preview,
@@ -189,7 +192,8 @@ def stages(kind: str) -> tuple[str, ...]:
     from .clip import CLIP_STAGES
     from .preview import PREVIEW_STAGES
 
-    return {"avatar.from_views": AVATAR_STAGES, "body.mesh": BODY_STAGES, "body.preview": PREVIEW_STAGES,
+    return {"avatar.from_views": AVATAR_STAGES, "avatar.from_text": AVATAR_STAGES,
+            "avatar.from_image": AVATAR_STAGES, "body.mesh": BODY_STAGES, "body.preview": PREVIEW_STAGES,
             "clips.render": CLIP_STAGES}.get(kind, ())
 
 

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import body, clips, connection, jobs
+from . import avatar_generate, body, clips, connection, jobs
 
-CLASSES = (*connection.CLASSES, *body.CLASSES, *jobs.CLASSES, *clips.CLASSES)
+CLASSES = (*connection.CLASSES, *body.CLASSES, *jobs.CLASSES, *clips.CLASSES, *avatar_generate.CLASSES)

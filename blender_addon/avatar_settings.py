@@ -1,0 +1,50 @@
+"""The Avatar panel's settings (per scene): which source (views, prompt, photo) and the generation
+knobs of avatar.from_text / avatar.from_image.
+
+The quality choices are the contract's (``kinds.GENERATE_QUALITY``), not a copy; the reference image
+is a path the backend reads, so for a local backend it must lie inside the server's input roots
+(``serve --input-root``), as the Clips panel's motion file does.
+"""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import EnumProperty, IntProperty, StringProperty
+
+from .wire import kinds_module
+
+kinds = kinds_module()
+
+FROM_VIEWS, FROM_PROMPT, FROM_PHOTO = "VIEWS", "PROMPT", "PHOTO"
+# The job kind each source submits (the views source keeps its synthetic-character operator).
+SOURCE_KIND = {FROM_VIEWS: "avatar.from_views", FROM_PROMPT: "avatar.from_text",
+               FROM_PHOTO: "avatar.from_image"}
+
+
+class AVS_AvatarSettings(bpy.types.PropertyGroup):
+    __slots__ = ()  # Blender 5 warns about property groups without it
+
+    source: EnumProperty(
+        name="Source",
+        items=[(FROM_VIEWS, "From Views", "Views of a synthetic character (avatar.from_views)"),
+               (FROM_PROMPT, "From Prompt", "K views generated from a text prompt (avatar.from_text)"),
+               (FROM_PHOTO, "From Photo",
+                "A photo as the front view, the others generated (avatar.from_image)")],
+        default=FROM_VIEWS,
+    )
+    prompt: StringProperty(name="Prompt", default="a person in casual clothes", maxlen=2000)
+    negative_prompt: StringProperty(name="Negative", description="Empty: the backend's default", maxlen=2000)
+    seed: IntProperty(name="Seed", default=0, min=0, description="Same seed, same views")
+    image_path: StringProperty(
+        name="Photo", subtype="FILE_PATH",
+        description="A .png/.jpg/.webp the backend reads: for a local backend, inside its input roots",
+    )
+    views: IntProperty(name="Views", default=8, min=1, max=32,
+                       description="Views on a ring around the body, the first in front")
+    quality: EnumProperty(
+        name="Quality",
+        items=[(q, q.title(), f"the backend's {q} preset (docs/avatar.md)") for q in kinds.GENERATE_QUALITY],
+        default="draft",
+    )
+    # The last generated-avatar job submitted from this scene (its previews and error in the panel).
+    last_job_key: StringProperty(options={"HIDDEN", "SKIP_SAVE"})

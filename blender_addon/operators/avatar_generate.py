@@ -1,0 +1,66 @@
+"""Generate Avatar from the Avatar panel's prompt or photo (avatar.from_text / avatar.from_image).
+
+The generated views arrive as images while the job runs (:mod:`..view_previews`); the rigged,
+textured avatar is imported by the avatar.from_views importer when the job succeeds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bpy
+
+from .. import bridge, job_params
+from ..avatar_settings import FROM_PHOTO, SOURCE_KIND
+from . import gates
+
+
+def submit_generated_avatar(scene: bpy.types.Scene, overrides: dict[str, Any] | None = None) -> Any:
+    """Submit the scene's Avatar settings (source Prompt or Photo) as a job; ``overrides`` are
+    extra contract params (tests use the smallest stages); returns the job item."""
+    settings = scene.avatar_studio.avatar
+    kind = SOURCE_KIND[settings.source]
+    image = bpy.path.abspath(settings.image_path) if settings.source == FROM_PHOTO else ""
+    params = {**job_params.generated_avatar_params(kind, settings, image), **(overrides or {})}
+    job_params.validate(kind, params)
+    item = bridge.get_bridge().submit(scene, kind, params, meta={"name": "Avatar"}, auto_import=True)
+    settings.last_job_key = item.request_key
+    return item
+
+
+class AVS_OT_generate_avatar_prompt(bpy.types.Operator):
+    """Generate K views from the prompt (or the photo and the prompt) on the backend, then sculpt,
+    texture and rig an avatar from them; the views appear as images as they are made"""
+
+    bl_idname = "avatar_studio.generate_avatar_prompt"
+    bl_label = "Generate Avatar"
+    bl_options = {"REGISTER"}  # noqa: RUF012 - Blender reads a plain set
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if not gates.poll_connected(cls):
+            return False
+        settings = context.scene.avatar_studio.avatar
+        kind = SOURCE_KIND[settings.source]
+        if kind == "avatar.from_views":
+            cls.poll_message_set("choose From Prompt or From Photo")
+            return False
+        if not bridge.get_bridge().has_job_kind(kind):
+            cls.poll_message_set(f"this backend has no {kind} job")
+            return False
+        if settings.source == FROM_PHOTO and not settings.image_path:
+            cls.poll_message_set("choose a photo (inside the backend's input roots)")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            submit_generated_avatar(context.scene)
+        except (ValueError, RuntimeError) as exc:  # kinds.ParamError is a ValueError
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, "avatar requested: the views appear as images, then the avatar (see Jobs)")
+        return {"FINISHED"}
+
+
+CLASSES = (AVS_OT_generate_avatar_prompt,)
