@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from . import body, clips, connection, jobs
+from . import body, clips, connection, from_selected, jobs
 
-CLASSES = (*connection.CLASSES, *body.CLASSES, *jobs.CLASSES, *clips.CLASSES)
+CLASSES = (*connection.CLASSES, *body.CLASSES, *jobs.CLASSES, *clips.CLASSES, *from_selected.CLASSES)
