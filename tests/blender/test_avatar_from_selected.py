@@ -117,7 +117,7 @@ def test_avatar_from_selected(clean_scene, backend_server, tmp_path: Path) -> No
     jobs_before = len(scene.avatar_studio.jobs)
     started = time.monotonic()
     assert bpy.ops.avatar_studio.avatar_from_selected(
-        name="Fitted", views_per_ring=4, resolution=160, grid=40, iterations=40, texture_size=256,
+        name="Fitted", views_per_ring=4, resolution=256, grid=72, iterations=120, texture_size=256,
     ) == {"FINISHED"}
     # Rendering happens one view per pump (timers do not run in bpy-as-a-module: pump by hand).
     renders = 0
@@ -153,10 +153,21 @@ def test_avatar_from_selected(clean_scene, backend_server, tmp_path: Path) -> No
     rgb = pixels.reshape(-1, 4)[:, :3]
     got = evaluated_vertices(mesh_obj)
     distance = chamfer_cm(got, target)
+    # Away from the skirt (whose open hem and the thighs under it no view sees: a watertight avatar
+    # closes the hem, so those parts count centimetres against any reconstruction).
+    z_lo, height = target[:, 2].min(), np.ptp(target[:, 2])
+
+    def off_skirt(p: np.ndarray) -> np.ndarray:
+        return p[(p[:, 2] < z_lo + 0.3 * height) | (p[:, 2] > z_lo + 0.56 * height)]
+
+    visible = chamfer_cm(off_skirt(got), off_skirt(target))
     red = rgb[:, 0] - rgb[:, 1]
-    print(f"Avatar from Selected: Chamfer {distance:.2f} cm, {elapsed:.0f} s (render, fit, sculpt, import); "
+    print(f"Avatar from Selected: Chamfer {distance:.2f} cm ({visible:.2f} cm off the skirt), "
+          f"{elapsed:.0f} s (render, fit, sculpt, import); "
           f"texture r-g quantiles {np.quantile(red, [0.05, 0.25, 0.5, 0.75, 0.95]).round(2)}")
     # Textured from the views (sRGB-encoded texels): the skirt's red (r - g ~ 0.5) and the skin
     # (r - g ~ 0.1) are both on it.
     assert (red > 0.35).mean() > 0.02 and ((red < 0.2) & (rgb[:, 0] > 0.6)).mean() > 0.2
-    assert distance <= 2.5
+    # Measured at these settings: 1.58 cm whole, 1.06 cm off the skirt (docs/addon.md); the issue's
+    # 1 cm is not reached at test-sized settings (grid 72, 120 iterations, 8 views of 256 px).
+    assert distance <= 1.75 and visible <= 1.25
