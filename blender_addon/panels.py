@@ -120,6 +120,12 @@ class AVS_PT_avatar(_SidebarPanel, bpy.types.Panel):
             for line in ("A textured, rigged SMPL-X avatar", "from views of a synthetic character."):
                 column.label(text=line)
             layout.operator("avatar_studio.generate_avatar", icon="OUTLINER_OB_ARMATURE")
+            # Any character in the scene: render the selection, fit SMPL-X, rig and texture it.
+            layout.operator("avatar_studio.avatar_from_selected", icon="MOD_ARMATURE")
+            from .operators.from_selected import progress as selected_progress
+
+            if selected_progress["message"]:
+                layout.label(text=selected_progress["message"])
         else:
             for line in (
                 "Needs a backend with avatar.from_views:",

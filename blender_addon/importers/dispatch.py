@@ -115,6 +115,10 @@ def _avatar(scene: bpy.types.Scene, request: ImportRequest, data: dict[str, Any]
         name=name if isinstance(name, str) else "Avatar",
         collection=scene.collection,
     )
+    if request.meta.get("views_pose"):  # Avatar from Selected: stand where the character stood
+        from .views_pose import pose_to_views_steps
+
+        yield from pose_to_views_steps(arm_obj, arrays, files, scene.frame_current)
     return ImportOutcome(
         f"{arm_obj.name}: {len(mesh_obj.data.vertices)} vertices, textured, {len(arm_obj.data.bones)} bones",
         arm_obj.name,

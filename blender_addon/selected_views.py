@@ -1,0 +1,229 @@
+"""Render the selected meshes into a views folder (docs/avatar.md) for ``avatar.from_views``.
+
+"Avatar from Selected" turns any character in the scene into an avatar: the selected mesh objects
+are rendered from K cameras on rings around their bounding box, each view as an RGBA image (alpha
+is the object mask: only the selection is visible, the film is transparent) and a world-space
+normal map, and the cameras are converted by ``protocol.cameras`` (the one Blender <-> protocol
+conversion). The views carry no ``smplx`` entry: the backend fits the body itself.
+
+Rendering is done one view per :meth:`SelectedViews.step` so the UI never blocks for more than
+one small render: the operator steps it from a timer (``bpy.app.timers``), tests call ``step``.
+The normal pass is always Workbench: a copy of the selection whose per-corner colour attribute
+holds the encoded world normal, shaded flat with the Standard view transform (the colour is
+linearised first so the written 8-bit PNG holds exactly ``(n + 1) / 2``). The colour pass uses the
+chosen engine (Workbench flat colours, or Cycles with few samples).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import bpy
+import numpy as np
+from mathutils import Matrix, Vector
+
+from .wire import cameras_module
+
+cameras = cameras_module()
+
+NORMAL_ATTRIBUTE = "avs_world_normal"
+VIEWS_FORMAT = "avatar-studio.views"  # backend/avatar/io/views.py FORMAT_NAME
+
+
+@dataclass
+class ViewSettings:
+    views_per_ring: int = 6
+    elevations_deg: tuple[float, ...] = (0.0, 30.0)
+    resolution: int = 256
+    engine: str = "WORKBENCH"  # or "CYCLES"
+    cycles_samples: int = 16
+    margin: float = 1.08  # framing: the bounding sphere fills 1/margin of the view
+
+
+def _srgb_to_linear(c: np.ndarray) -> np.ndarray:
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def world_bounds(objects: list[bpy.types.Object]) -> tuple[np.ndarray, np.ndarray]:
+    """(min, max) of the objects' evaluated bounding-box corners in Blender world coordinates."""
+    corners = [np.array(o.matrix_world) @ np.append(np.array(c), 1.0) for o in objects for c in o.bound_box]
+    pts = np.array(corners)[:, :3]
+    return pts.min(axis=0), pts.max(axis=0)
+
+
+def ring_poses(lo: np.ndarray, hi: np.ndarray, settings: ViewSettings, fov: float) -> list[np.ndarray]:
+    """4x4 Blender camera world matrices on rings around the box, all looking at its centre."""
+    centre = (lo + hi) / 2
+    radius = float(np.linalg.norm(hi - lo)) / 2
+    distance = radius * settings.margin / math.sin(fov / 2)
+    poses = []
+    for elevation in settings.elevations_deg:
+        el = math.radians(elevation)
+        for i in range(settings.views_per_ring):
+            az = 2 * math.pi * i / settings.views_per_ring
+            # Blender: -Y is the front of a character; azimuth 0 looks at the front.
+            eye = centre + distance * np.array([math.sin(az) * math.cos(el), -math.cos(az) * math.cos(el),
+                                                math.sin(el)])
+            quat = Vector((centre - eye).tolist()).to_track_quat("-Z", "Y")
+            m = np.eye(4)
+            m[:3, :3] = np.array(quat.to_matrix())
+            m[:3, 3] = eye
+            poses.append(m)
+    return poses
+
+
+def _normal_copy(obj: bpy.types.Object, depsgraph: Any, collection: bpy.types.Collection) -> bpy.types.Object:
+    """A world-space copy of ``obj``'s evaluated mesh whose corner colours encode its world normals
+    in the protocol frame (Y up)."""
+    mesh = bpy.data.meshes.new_from_object(obj.evaluated_get(depsgraph))
+    mesh.transform(obj.matrix_world)
+    if hasattr(mesh, "corner_normals"):  # Blender 4.1+
+        normals = np.empty(len(mesh.loops) * 3, dtype=np.float32)
+        mesh.corner_normals.foreach_get("vector", normals)
+    else:  # pragma: no cover - older Blender
+        mesh.calc_normals_split()
+        normals = np.empty(len(mesh.loops) * 3, dtype=np.float32)
+        mesh.loops.foreach_get("normal", normals)
+    normals = normals.reshape(-1, 3).astype(np.float64)
+    normals = cameras.blender_to_protocol_points(normals)
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-9)
+    rgba = np.ones((len(normals), 4))
+    rgba[:, :3] = _srgb_to_linear(normals * 0.5 + 0.5)
+    attr = mesh.color_attributes.new(NORMAL_ATTRIBUTE, "FLOAT_COLOR", "CORNER")
+    attr.data.foreach_set("color", rgba.astype(np.float32).ravel())
+    mesh.color_attributes.active_color = attr
+    copy = bpy.data.objects.new(f"{obj.name} (normals)", mesh)
+    collection.objects.link(copy)
+    return copy
+
+
+@dataclass
+class SelectedViews:
+    """K views of ``objects`` rendered into ``folder``, one per :meth:`step`."""
+
+    objects: list[bpy.types.Object]
+    folder: Path
+    settings: ViewSettings = field(default_factory=ViewSettings)
+    scene: bpy.types.Scene | None = None
+    done: int = 0
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.objects:
+            raise ValueError("select at least one mesh object")
+        self.scene = self.scene or bpy.context.scene
+        self.folder = Path(self.folder)
+        for sub in ("rgba", "normal"):
+            (self.folder / sub).mkdir(parents=True, exist_ok=True)
+        cam_data = bpy.data.cameras.new("AVS views camera")
+        cam_data.lens, cam_data.sensor_width, cam_data.sensor_fit = 50.0, 36.0, "HORIZONTAL"
+        self.camera = bpy.data.objects.new("AVS views camera", cam_data)
+        self.scene.collection.objects.link(self.camera)
+        fov = 2 * math.atan(cam_data.sensor_width / 2 / cam_data.lens)
+        lo, hi = world_bounds(self.objects)
+        self.poses = ring_poses(lo, hi, self.settings, fov)
+        radius = float(np.linalg.norm(hi - lo)) / 2
+        distance = float(np.linalg.norm(self.poses[0][:3, 3] - (lo + hi) / 2))
+        cam_data.clip_start, cam_data.clip_end = max(1e-3, distance - 2 * radius), distance + 2 * radius
+        depsgraph = bpy.context.evaluated_depsgraph_get()
+        self.normal_objects = [_normal_copy(o, depsgraph, self.scene.collection) for o in self.objects]
+
+    @property
+    def total(self) -> int:
+        return len(self.poses)
+
+    @property
+    def finished(self) -> bool:
+        return self.done >= self.total
+
+    def _render(self, visible: list[bpy.types.Object], path: Path, normals: bool) -> None:
+        scene = self.scene
+        r, shading, vs = scene.render, scene.display.shading, scene.view_settings
+        keep = {o.name: o.hide_render for o in scene.objects}
+        saved = (scene.camera, r.engine, r.resolution_x, r.resolution_y, r.resolution_percentage,
+                 r.pixel_aspect_x, r.pixel_aspect_y, r.film_transparent, r.use_sequencer, r.filepath,
+                 r.image_settings.file_format, r.image_settings.color_mode, shading.light, shading.color_type,
+                 vs.view_transform, vs.look, vs.exposure, vs.gamma)
+        try:
+            shown = {o.name for o in visible} | {self.camera.name}
+            for o in scene.objects:
+                o.hide_render = o.name not in shown
+            scene.camera = self.camera
+            r.resolution_x = r.resolution_y = self.settings.resolution
+            r.resolution_percentage, r.pixel_aspect_x, r.pixel_aspect_y = 100, 1.0, 1.0
+            r.film_transparent, r.use_sequencer, r.filepath = True, False, str(path)
+            r.image_settings.file_format = "PNG"
+            r.image_settings.color_mode = "RGB" if normals else "RGBA"
+            vs.view_transform, vs.look, vs.exposure, vs.gamma = "Standard", "None", 0.0, 1.0
+            if normals or self.settings.engine == "WORKBENCH":
+                r.engine = "BLENDER_WORKBENCH"
+                shading.light = "FLAT"
+                shading.color_type = "VERTEX" if normals else "MATERIAL"
+                if not normals and any(len(o.data.color_attributes) for o in visible if o.type == "MESH") \
+                        and not any(o.data.materials for o in visible if o.type == "MESH"):
+                    shading.color_type = "VERTEX"
+            else:
+                r.engine = "CYCLES"
+                scene.cycles.samples = self.settings.cycles_samples
+            bpy.ops.render.render(write_still=True)
+        finally:
+            for name, hidden in keep.items():
+                if name in scene.objects:
+                    scene.objects[name].hide_render = hidden
+            (scene.camera, r.engine, r.resolution_x, r.resolution_y, r.resolution_percentage,
+             r.pixel_aspect_x, r.pixel_aspect_y, r.film_transparent, r.use_sequencer, r.filepath,
+             r.image_settings.file_format, r.image_settings.color_mode, shading.light, shading.color_type,
+             vs.view_transform, vs.look, vs.exposure, vs.gamma) = saved
+
+    def step(self) -> bool:
+        """Render the next view (colour + normals); True once all are written (then :meth:`finish`)."""
+        if self.finished:
+            return True
+        i = self.done
+        name = f"view{i:03d}"
+        self.camera.matrix_world = Matrix(self.poses[i].tolist())
+        bpy.context.view_layer.update()
+        self._render(self.objects, self.folder / "rgba" / f"{name}.png", normals=False)
+        self._render(self.normal_objects, self.folder / "normal" / f"{name}.png", normals=True)
+        cd = self.camera.data
+        bcam = cameras.BlenderCamera(
+            lens=cd.lens, sensor_width=cd.sensor_width, sensor_height=cd.sensor_height,
+            sensor_fit=cd.sensor_fit,
+            shift_x=cd.shift_x, shift_y=cd.shift_y, clip_start=cd.clip_start, clip_end=cd.clip_end,
+            resolution_x=self.settings.resolution, resolution_y=self.settings.resolution,
+            matrix_world=np.array(self.poses[i]),
+        )
+        frame = cameras.camera_path_from_blender([bcam]).to_payload()
+        self.entries.append({
+            "name": name, "K": frame["K"][0].tolist(), "R": frame["R"][0].tolist(),
+            "t": frame["t"][0].tolist(),
+            "width": frame["width"], "height": frame["height"], "near": frame["near"], "far": frame["far"],
+            "image": f"rgba/{name}.png", "normal": f"normal/{name}.png", "split": "train",
+        })
+        self.done += 1
+        if self.finished:
+            self.finish()
+        return self.finished
+
+    def finish(self) -> Path:
+        """Write views.json (no smplx entry: the backend fits the body) and remove the helpers."""
+        manifest = {"format": VIEWS_FORMAT, "version": 1, "normal_space": "world", "views": self.entries,
+                    "extra": {"source": "blender.selected", "objects": [o.name for o in self.objects]}}
+        path = self.folder / "views.json"
+        path.write_text(json.dumps(manifest, indent=1))
+        self.cleanup()
+        return path
+
+    def cleanup(self) -> None:
+        for obj in [*self.normal_objects, self.camera]:
+            data = obj.data
+            bpy.data.objects.remove(obj)
+            if isinstance(data, bpy.types.Mesh):
+                bpy.data.meshes.remove(data)
+            elif isinstance(data, bpy.types.Camera):
+                bpy.data.cameras.remove(data)
+        self.normal_objects, self.camera = [], None
