@@ -61,75 +61,21 @@ __all__ = [
 
 # ----------------------------------------------------------------------------------- shared payloads
 
-GENDER = Enum(("neutral", "male", "female"))
-PROCEDURAL_MOTIONS = ("a-pose", "t-pose", "walk", "turn", "wave")
-_F = "F"
-
-SMPLX_POSE = Struct(
-    "SMPL-X parameters",
-    (
-        Param("global_orient", Array("float32", (_F, 3)), help="root rotation, axis-angle"),
-        Param("body_pose", Array("float32", (_F, 63)), help="21 body joints, axis-angle"),
-        Param("left_hand_pose", Array("float32", (_F, 45)), help="15 joints, full axis-angle (no PCA)"),
-        Param("right_hand_pose", Array("float32", (_F, 45))),
-        Param("jaw_pose", Array("float32", (_F, 3))),
-        Param("leye_pose", Array("float32", (_F, 3))),
-        Param("reye_pose", Array("float32", (_F, 3))),
-        Param("transl", Array("float32", (_F, 3)), help="metres, protocol world (Y up)"),
-        Param("betas", Array("float32", ("B",), (("B", 300),))),
-        Param("expression", Array("float32", ("E",), (("E", 100),))),
-        Param("gender", GENDER),
-        Param("fps", Float(0.0, 1000.0, lo_open=True)),
-        Param("frame_start", Int(-1_000_000, 1_000_000)),
-    ),
-    required_any=("global_orient",),
+from .kinds_footage import footage_contracts
+from .payloads import (  # re-exported: callers read them as kinds.X
+    BETAS,
+    CAMERA_PATH,
+    EXPRESSION,
+    GENDER,
+    MOTION,
+    MOTION_FILE,
+    ORBIT,
+    PHOTO_FILE,
+    PREVIEW_PASSES,
+    PROCEDURAL_MOTIONS,
+    SIZE,
+    SMPLX_POSE,
 )
-
-AMASS_MOTION = Struct(
-    "AMASS motion",
-    (
-        Param("poses", Array("float32", (_F, None)), REQUIRED, "(F,165) SMPL-X or (F,156) SMPL+H axis-angle"),
-        Param("trans", Array("float32", (_F, 3)), REQUIRED, "metres, AMASS world (Z up)"),
-        Param("mocap_frame_rate", Float(0.0, 1000.0, lo_open=True)),
-        Param("mocap_framerate", Float(0.0, 1000.0, lo_open=True)),
-        Param("betas", Array("float32", ("B",), (("B", 300),))),
-        Param("expression", Array("float32", ("E",), (("E", 100),))),
-        Param("gender", GENDER),
-        Param("surface_model_type", Enum(("smplx", "smplh"))),
-    ),
-    required_any=("poses",),
-)
-
-CAMERA_PATH = Struct(
-    "CameraPath",
-    (
-        Param("K", Array("float64", (_F, 3, 3)), REQUIRED, "intrinsics, pixels (OpenCV)"),
-        Param("R", Array("float64", (_F, 3, 3)), REQUIRED, "world-to-camera rotation"),
-        Param("t", Array("float64", (_F, 3)), REQUIRED, "world-to-camera translation, metres"),
-        Param("width", Int(1, 4096), REQUIRED),
-        Param("height", Int(1, 4096), REQUIRED),
-        Param("near", Float(0.0, 1e6, lo_open=True)),
-        Param("far", Float(0.0, 1e6, lo_open=True)),
-        Param("frame_start", Int(-1_000_000, 1_000_000)),
-        Param("fps", Float(0.0, 1000.0, lo_open=True)),
-        Param("names", List(Str(128), 0, MAX_FRAMES)),
-    ),
-    required_any=("K",),
-)
-
-MOTION = OneOf(
-    (
-        Enum(PROCEDURAL_MOTIONS),
-        PathParam("file", (".npz", ".bvh")),
-        AMASS_MOTION,
-        SMPLX_POSE,
-    )
-)
-ORBIT = Str(16, r"orbit:([1-9][0-9]{0,2})", 'camera spec "orbit:N", N in 1-999')
-SIZE = Size()
-BETAS = Array("float32", ("B",), (("B", 300),))
-EXPRESSION = Array("float32", ("E",), (("E", 100),))
-PREVIEW_PASSES = ("rgb", "mask", "depth", "normal", "pose")
 
 SYNTHETIC = Struct(
     "synthetic character",
@@ -150,7 +96,6 @@ CLIP_DEFAULT_PASSES = ("rgb", "depth", "normal", "instance", "amodal", "part")
 CLIP_RIG_KINDS = ("ring", "orbit", "handheld", "dolly")  # sampled rigs; "path": explicit cameras
 CLIP_CAMERA_KINDS = (*CLIP_RIG_KINDS, "path")
 CLIP_MAX_PEOPLE = 4
-MOTION_FILE = PathParam("file", (".npz", ".bvh"))
 CLIP_RIG = Str(
     24,
     rf"({'|'.join(CLIP_RIG_KINDS)}):([1-9]|[1-5][0-9]|6[0-4])",
@@ -355,7 +300,6 @@ _CONTRACTS = [
 GENERATE_SCHEDULERS = ("dpm++2m", "dpm++2m-karras", "unipc", "ddim", "euler-a")
 GENERATE_QUALITY = ("draft", "standard", "high")
 GENERATE_CONDITIONS = ("pose", "depth", "normal")
-PHOTO_FILE = PathParam("file", (".png", ".jpg", ".jpeg", ".webp"))
 
 
 def _generate_params(prompt: Param) -> tuple[Param, ...]:
@@ -416,6 +360,7 @@ def _generated_avatar_contracts(from_views: JobContract) -> list[JobContract]:
 
 
 _CONTRACTS += _generated_avatar_contracts(next(c for c in _CONTRACTS if c.kind == "avatar.from_views"))
+_CONTRACTS += footage_contracts()
 
 KINDS: dict[str, JobContract] = {c.kind: c for c in _CONTRACTS}
 

@@ -90,7 +90,7 @@ def _preview(scene: bpy.types.Scene, request: ImportRequest, data: dict[str, Any
              arrays: Mapping[str, np.ndarray], files: Mapping[str, Path]) -> Steps[ImportOutcome]:
     from .preview import import_preview_steps
 
-    label = request.meta.get("camera")
+    label = request.meta.get("camera_name")
     strips = yield from import_preview_steps(
         files,
         scene=scene,

@@ -55,7 +55,7 @@ class AVS_OT_render_preview(bpy.types.Operator):
                 job_params.body_preview_params(motion, path, passes),
                 target=arm_obj.name,
                 frame_start=int(motion[job_params.POSE.frame_start]),
-                meta={"camera": camera.name, "frame_count": frames},
+                meta={"camera_name": camera.name, "frame_count": frames},
             )
         self.report({"INFO"}, f"rendering {frames} frames through {len(cameras)} camera(s)")
         return {"FINISHED"}
