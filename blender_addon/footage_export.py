@@ -18,12 +18,15 @@ contracts in ``protocol/kinds_footage.py``).
   ``protocol.cameras`` math) at the footage's size; the render aspect must be the footage's.
 - **Motion**: a procedural name, a file, or an SMPL-X armature's action exported by
   ``scene_export.export_smplx_motion`` over the scene frames of the footage frames used.
+  In a footage job a payload's ``frame_start`` (camera path, SMPL-X motion) is the footage frame
+  of its first entry, the numbering of the result files.
 
 Every param name is the contract's (``kinds.names(KIND).<param>``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -55,6 +58,7 @@ footage_kinds = footage_contract_module()
 INSERT = kinds.names("footage.insert")
 DECOMPOSE = kinds.names("footage.decompose")
 AVATAR_ARRAYS = kinds.result_names("avatar.from_views")
+POSE = kinds.names(kinds.SMPLX_POSE)
 FOOTAGE_KINDS = ("footage.insert", "footage.decompose")
 
 # Staged copies for a local backend: at most this much is copied (hard links cost nothing and do
@@ -382,6 +386,9 @@ def footage_camera_path(scene: bpy.types.Scene, camera: bpy.types.Object, footag
     """One CameraPath frame per footage frame used, sized as the footage (the Clips panel's export)."""
     path = scene_export.export_camera_paths(scene, [camera], footage.scene_start, footage.scene_end,
                                             width=footage.width)[0]
+    # A footage job counts a camera path's frames in footage frames (backend/footage/source.py
+    # shot_camera): its first entry is footage frame ``first``, not a scene frame.
+    path = dataclasses.replace(path, frame_start=footage.first)
     if (path.width, path.height) != (footage.width, footage.height):
         render = scene.render
         raise FootageExportError(
@@ -402,7 +409,9 @@ def motion_param(scene: bpy.types.Scene, settings: Any, footage: Footage, stagin
         arm = settings.motion_armature or avatar_armature(settings.avatar_object)
         if not scene_export.is_smplx_armature(arm):
             raise FootageExportError("the motion's armature is not an SMPL-X armature (55 joints)")
-        return scene_export.export_smplx_motion(scene, arm, footage.scene_start, footage.scene_end)
+        motion = scene_export.export_smplx_motion(scene, arm, footage.scene_start, footage.scene_end)
+        motion[POSE.frame_start] = footage.first  # footage frames, as the camera path's
+        return motion
     return settings.motion
 
 

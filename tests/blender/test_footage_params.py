@@ -90,7 +90,7 @@ def test_insert_params_from_a_movie_strip_camera_and_action(clean_scene, movie: 
     # The camera: one frame per footage frame used, sized as the footage, exactly protocol.cameras'.
     path = cameras.CameraPath.from_payload(params[INSERT.camera])
     expected = direct_camera_path(scene, camera, 11, 14, W, 48)
-    assert (path.width, path.height, len(path.K), path.frame_start) == (W, 48, 4, 11)
+    assert (path.width, path.height, len(path.K), path.frame_start) == (W, 48, 4, 2)  # footage frame 2
     for name in ("K", "R", "t"):
         np.testing.assert_allclose(getattr(path, name), getattr(expected, name), atol=1e-12)
     assert not np.allclose(path.t[0], path.t[-1])  # the keyed camera moves
@@ -98,7 +98,7 @@ def test_insert_params_from_a_movie_strip_camera_and_action(clean_scene, movie: 
     # The motion: the avatar armature's action over scene frames 11-14, as the SMPL-X export makes it.
     motion = params[INSERT.motion]
     reference = scene_export.export_smplx_motion(scene, arm, 11, 14)
-    assert motion[POSE.frame_start] == 11 and motion[POSE.global_orient].shape == (4, 3)
+    assert motion[POSE.frame_start] == 2 and motion[POSE.global_orient].shape == (4, 3)
     for field in (POSE.global_orient, POSE.body_pose, POSE.transl):
         np.testing.assert_allclose(motion[field], reference[field], atol=1e-9)
     assert isinstance(typed.motion, dict)
