@@ -7,6 +7,7 @@ folder."""
 from __future__ import annotations
 
 import os
+import types
 from pathlib import Path
 
 import numpy as np
@@ -201,3 +202,48 @@ def test_staging_is_bounded_and_stepped(clean_scene, tmp_path: Path, monkeypatch
     with pytest.raises(footage_export.FootageExportError, match="--input-root"):
         footage_export.new_staging(exchange, paths_on_backend=False).backend_path(big, "video.mp4")
     assert footage_export.new_staging(exchange, paths_on_backend=True).backend_path(big, "v") == str(big)
+
+
+class CheckingLayout:
+    """Records what a panel draws and checks every property it names exists on its data."""
+
+    def __init__(self, log: list[tuple[str, str]]) -> None:
+        self.log = log
+
+    def prop(self, data: object, name: str, **_kw: object) -> None:
+        assert name in data.bl_rna.properties, name
+        self.log.append(("prop", name))
+
+    def prop_search(self, data: object, name: str, search_data: object, search_name: str,
+                    **_kw: object) -> None:
+        assert name in data.bl_rna.properties and hasattr(search_data, search_name), (name, search_name)
+        self.log.append(("prop", name))
+
+    def label(self, text: str = "", **_kw: object) -> None:
+        self.log.append(("label", text))
+
+    def operator(self, idname: str, **_kw: object) -> object:
+        self.log.append(("operator", idname))
+        return types.SimpleNamespace()
+
+    def row(self, **_kw: object) -> CheckingLayout:
+        return CheckingLayout(self.log)
+
+    column = box = row
+
+
+def test_the_panel_draws_its_settings(clean_scene, movie: Path, tmp_path: Path) -> None:
+    from blender_addon.footage_panel import AVS_PT_footage
+
+    scene = clean_scene
+    movie_scene(scene, movie, tmp_path)
+    settings = scene.avatar_studio.footage
+    drawn: list[tuple[str, str]] = []
+    for motion, depth, avatar in ((footage_settings.MOTION_ACTION, "PATH", footage_settings.AVATAR_OBJECT),
+                                  (footage_settings.MOTION_FILE, "NONE", footage_settings.AVATAR_FOLDER)):
+        settings.motion, settings.depth_source, settings.avatar_source = motion, depth, avatar
+        AVS_PT_footage.draw(types.SimpleNamespace(layout=CheckingLayout(drawn)), bpy.context)
+    props = {name for what, name in drawn if what == "prop"}
+    assert {"strip_name", "avatar_object", "avatar_dir", "motion_armature", "motion_path", "camera",
+            "depth_path", "route", "shadow", "lighting", "heading"} <= props
+    assert ("label", "Needs a backend with footage.insert") in drawn  # not connected in this test
