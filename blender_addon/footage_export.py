@@ -359,8 +359,8 @@ def avatar_backend_dir(scene: bpy.types.Scene, settings: Any, staging: Staging) 
     if (result_dir / "avatar_arrays.npz").is_file():  # a CLI avatar folder: send it whole
         return staging.backend_path(result_dir, "avatar")
     if staging.folder is None:
-        raise FootageExportError("the avatar's result is on this machine only: use a local backend, or "
-                                 "a Folder on Backend")
+        raise FootageExportError("the avatar's result is on this machine only: it is staged for a local "
+                                 "backend (untick Paths Inside Input Roots), or pick a Folder on Backend")
     target = staging.folder / "avatar"
     staging.writes.append((target / "avatar_arrays.npz", _write_avatar_folder(result_dir)))
     for name in AVATAR_FILES:

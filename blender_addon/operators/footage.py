@@ -61,8 +61,10 @@ def pump_staging(budget_s: float = STAGING_BUDGET_S) -> float | None:
     task = _tasks[0]
     deadline = time.perf_counter() + budget_s
     try:
-        while time.perf_counter() < deadline:
+        while True:  # at least one step per call, then until the budget is spent
             progress["message"] = f"staging footage files: {next(task.steps)}"
+            if time.perf_counter() >= deadline:
+                break
     except StopIteration:
         _tasks.pop(0)
         _submit(task)

@@ -247,3 +247,25 @@ def test_the_panel_draws_its_settings(clean_scene, movie: Path, tmp_path: Path) 
     assert {"strip_name", "avatar_object", "avatar_dir", "motion_armature", "motion_path", "camera",
             "depth_path", "route", "shadow", "lighting", "heading"} <= props
     assert ("label", "Needs a backend with footage.insert") in drawn  # not connected in this test
+
+
+def test_staging_runs_in_timer_steps_and_cancels(clean_scene, movie: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from blender_addon.operators import footage as footage_ops
+
+    scene = clean_scene
+    movie_scene(scene, movie, tmp_path)
+    monkeypatch.setattr(footage_ops, "inputs_folder", lambda _bridge: tmp_path / "inputs")
+    prepared = footage_ops.start(bpy.context, "footage.insert")
+    assert footage_ops.pending() == 1 and prepared.staging.folder.parent == tmp_path / "inputs"
+    assert footage_ops.pump_staging(budget_s=0.0) == footage_ops.STAGING_INTERVAL_S  # one step per call
+    assert footage_ops.progress["message"] == "staging footage files: linked 1/2"  # movie, avatar.json
+    assert bpy.ops.avatar_studio.footage_cancel() == {"FINISHED"}
+    assert footage_ops.pending() == 0 and not prepared.staging.folder.exists()
+    assert footage_ops.pump_staging() is None  # nothing left: the timer unregisters
+    # Not connected: the staged job is not submitted, and the panel says why.
+    footage_ops.start(bpy.context, "footage.insert")
+    while footage_ops.pump_staging() is not None:
+        pass
+    assert footage_ops.progress["message"] == "footage.insert not submitted: not connected"
+    assert len(scene.avatar_studio.jobs) == 1  # only the avatar job
