@@ -5,6 +5,7 @@ from __future__ import annotations
 import bpy
 
 from . import avatar_panel, bridge, clip_settings, local_backend, props, scene_export
+from .footage_panel import AVS_PT_footage
 
 STATE_ICONS = {
     "submitting": "EXPORT",
@@ -92,16 +93,6 @@ class AVS_PT_preview(_SidebarPanel, bpy.types.Panel):
         layout.operator("avatar_studio.render_preview", icon="RENDER_ANIMATION")
 
 
-class _ComingPanel(_SidebarPanel):
-    bl_options = {"DEFAULT_CLOSED"}  # noqa: RUF012 - Blender reads a plain set
-    coming = ""
-
-    def draw(self, context: bpy.types.Context) -> None:
-        column = self.layout.column(align=True)
-        for line in self.coming.split("\n"):
-            column.label(text=line)
-
-
 class AVS_PT_avatar(_SidebarPanel, bpy.types.Panel):
     bl_idname = "AVS_PT_avatar"
     bl_label = "Avatar"
@@ -183,12 +174,6 @@ class AVS_PT_clips(_SidebarPanel, bpy.types.Panel):
         row.prop(settings, "load_index")
         row.prop(settings, "load_people", toggle=True)
         row.operator("avatar_studio.load_clip", icon="IMPORT")
-
-
-class AVS_PT_footage(_ComingPanel, bpy.types.Panel):
-    bl_idname = "AVS_PT_footage"
-    bl_label = "Footage"
-    coming = "Coming: insert an avatar into\nfootage with depth-aware occlusion\n(layers as strips)."
 
 
 class AVS_UL_jobs(bpy.types.UIList):

@@ -17,6 +17,7 @@ from bpy.props import (
 
 from .avatar_settings import AVS_AvatarSettings
 from .clip_settings import AVS_ClipSettings
+from .footage_settings import AVS_FootageSettings
 from .wire import messages, smplx
 
 NUM_BETAS = smplx.NUM_BETAS
@@ -82,6 +83,7 @@ class AVS_SceneSettings(bpy.types.PropertyGroup):
     )
     clips: PointerProperty(type=AVS_ClipSettings)
     avatar: PointerProperty(type=AVS_AvatarSettings)
+    footage: PointerProperty(type=AVS_FootageSettings)
 
 
 class AVS_BodySettings(bpy.types.PropertyGroup):
@@ -102,7 +104,8 @@ class AVS_BodySettings(bpy.types.PropertyGroup):
     motion_fps: FloatProperty(name="Motion FPS", default=30.0, min=1.0)
 
 
-CLASSES = (AVS_JobItem, AVS_ClipSettings, AVS_AvatarSettings, AVS_SceneSettings, AVS_BodySettings)
+CLASSES = (AVS_JobItem, AVS_ClipSettings, AVS_AvatarSettings, AVS_FootageSettings, AVS_SceneSettings,
+           AVS_BodySettings)
 
 
 def register_properties() -> None:

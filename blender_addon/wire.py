@@ -47,6 +47,11 @@ def cameras_module() -> ModuleType:
 def kinds_module() -> ModuleType:
     """``protocol.kinds``: the job contracts the add-on builds params from."""
     return _load("kinds")
+def footage_contract_module() -> ModuleType:
+    """``protocol.kinds_footage``: the footage kinds' constants (routes, layers, suffixes, limits)."""
+    return _load("kinds_footage")
+
+
 def transfers_module() -> ModuleType:
     """``protocol.transfers``: the stepped, ranged, hash-checked artifact downloads."""
     return _load("transfers")

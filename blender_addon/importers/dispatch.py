@@ -178,7 +178,21 @@ def _request_people(scene: bpy.types.Scene, dataset: Path, index: int | str, cli
     return f"{len(payloads)} people requested from the backend"
 
 
+def _footage(scene: bpy.types.Scene, request: ImportRequest, data: dict[str, Any],
+             arrays: Mapping[str, np.ndarray], files: Mapping[str, Path]) -> Steps[ImportOutcome]:
+    from .footage import import_footage_steps
+    from .preview import strip_start
+
+    strips = yield from import_footage_steps(files, scene=scene, job_id=request.job_id, kind=request.kind,
+                                             data=data, meta=request.meta)
+    first = min(int(strip_start(s)) for s in strips)
+    return ImportOutcome(f"{len(strips)} strips from frame {first} on channels "
+                         f"{strips[0].channel}-{strips[-1].channel}")
+
+
 IMPORTERS = {
+    "footage.insert": _footage,
+    "footage.decompose": _footage,
     "avatar.from_views": _avatar,
     # The generated kinds' result arrays are avatar.from_views' (protocol/kinds.py).
     "avatar.from_text": _avatar,
@@ -194,11 +208,13 @@ def stages(kind: str) -> tuple[str, ...]:
     from .avatar import AVATAR_STAGES
     from .body_mesh import BODY_STAGES
     from .clip import CLIP_STAGES
+    from .footage import FOOTAGE_STAGES
     from .preview import PREVIEW_STAGES
 
     return {"avatar.from_views": AVATAR_STAGES, "avatar.from_text": AVATAR_STAGES,
             "avatar.from_image": AVATAR_STAGES, "body.mesh": BODY_STAGES, "body.preview": PREVIEW_STAGES,
-            "clips.render": CLIP_STAGES}.get(kind, ())
+            "clips.render": CLIP_STAGES, "footage.insert": FOOTAGE_STAGES,
+            "footage.decompose": FOOTAGE_STAGES}.get(kind, ())
 
 
 def import_steps(

@@ -94,19 +94,10 @@ def import_preview_steps(
     channel = first_free_channel(editor)
     strips = []
     for offset, (group, frames) in enumerate(sequences.items()):
-        strip = strips_collection.new_image(
-            name=f"{prefix} {label} {group}" if label else f"{prefix} {group}",
-            filepath=str(frames[0]),
-            channel=channel + offset,
-            frame_start=frame_start,
-            fit_method="FIT",
-        )
-        for index, frame in enumerate(frames[1:], start=1):
-            if frame.parent != frames[0].parent:
-                raise ValueError(f"frames of {group} are in several folders")
-            strip.elements.append(frame.name)
-            if index % FRAMES_PER_STEP == 0:
-                yield f"strips ({offset + 1}/{len(sequences)}: frame {index + 1}/{len(frames)})"
+        strip = yield from image_strip_steps(
+            strips_collection, f"{prefix} {label} {group}" if label else f"{prefix} {group}", frames,
+            channel=channel + offset, frame_start=frame_start,
+            stage=f"strips ({offset + 1}/{len(sequences)}", what=group)
         strip["avatar_studio_job"] = job_id
         strip["avatar_studio_pass"] = group
         # Passes sit above the RGB strip; muted so the sequencer's output stays the RGB render.
@@ -116,3 +107,18 @@ def import_preview_steps(
         strips.append(strip)
         yield f"strips ({offset + 1}/{len(sequences)})"
     return strips
+
+
+def image_strip_steps(strips_collection: bpy.types.bpy_prop_collection, name: str, frames: list[Path], *,
+                      channel: int, frame_start: int, stage: str, what: str) -> Steps[bpy.types.Strip]:
+    """One image strip showing ``frames`` (one folder) from scene frame ``frame_start`` on
+    ``channel``, its elements appended FRAMES_PER_STEP per step (``stage`` names the steps)."""
+    strip = strips_collection.new_image(name=name, filepath=str(frames[0]), channel=channel,
+                                        frame_start=frame_start, fit_method="FIT")
+    for index, frame in enumerate(frames[1:], start=1):
+        if frame.parent != frames[0].parent:
+            raise ValueError(f"frames of {what} are in several folders")
+        strip.elements.append(frame.name)
+        if index % FRAMES_PER_STEP == 0:
+            yield f"{stage}: frame {index + 1}/{len(frames)})"
+    return strip
