@@ -17,7 +17,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 LIBRARIES = ("backend.mesh", "backend.body", "backend.models", "backend.ray_cluster", "backend.render",
-             "backend.preview", "backend.avatar", "backend.clips", "backend.generate", "backend.fitting")
+             "backend.preview", "backend.avatar", "backend.clips", "backend.generate", "backend.fitting",
+             "backend.mimo")
 # Backend part -> the backend parts it may import (importing the root package ``backend`` itself,
 # for ``__version__``, is always allowed). Lower layers first.
 BACKEND_LAYERS: dict[str, frozenset[str]] = {
@@ -36,6 +37,9 @@ BACKEND_LAYERS: dict[str, frozenset[str]] = {
     # avatar's views format (avatar.io), weights by role (models)
     "backend.generate": frozenset({"backend.mesh", "backend.body", "backend.render", "backend.preview",
                                    "backend.avatar", "backend.models"}),
+    # mimo: the neural insertion route; bodies and cameras (render), weights (models), training clips
+    "backend.mimo": frozenset({"backend.mesh", "backend.body", "backend.render", "backend.models",
+                               "backend.clips"}),
     "backend.jobs": frozenset(LIBRARIES),
     "backend.server": frozenset({"backend.jobs", "backend.models", "backend.ray_cluster"}),
     "backend.commands": frozenset({*LIBRARIES, "backend.jobs"}),

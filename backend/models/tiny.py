@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from backend.models import mimo as _mimo
+
 SEED = 0
 # The SD-style shapes: 4 latent channels, text embeddings of CROSS_DIM.
 CROSS_DIM = 32
@@ -377,6 +379,7 @@ TINY_WRITERS: dict[str, tuple[str, Any]] = {
     "normal-estimator": ("marigold-normals", save_tiny_marigold_normals),
     "pose-estimator": ("vitpose", save_tiny_vitpose),
 }
+TINY_WRITERS.update(_mimo.TINY_MIMO_WRITERS)  # the neural insertion route's five roles
 
 
 def make_tiny(folder: Path | str) -> Path:
