@@ -13,8 +13,13 @@ import pytest
 from backend.models.registry import MODELS_FILE_ENV, ModelRegistry
 from backend.render.threads import torch_threads
 
-ROUTE_ROLES = ("mimo-denoising-unet", "mimo-reference-unet", "mimo-motion-module", "mimo-pose-guider",
-               "mimo-image-encoder")
+ROUTE_ROLES = (
+    "mimo-denoising-unet",
+    "mimo-reference-unet",
+    "mimo-motion-module",
+    "mimo-pose-guider",
+    "mimo-image-encoder",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -60,8 +65,9 @@ def loaded_models(tiny_route_models: Path, tmp_path_factory: pytest.TempPathFact
     """The route's models loaded once for the inference tests (they do not change them)."""
     from backend.mimo.network import load_mimo_models
 
-    registry = ModelRegistry.load(models_file=tiny_route_models,
-                                  hf_cache=tmp_path_factory.mktemp("hf") / "empty")
+    registry = ModelRegistry.load(
+        models_file=tiny_route_models, hf_cache=tmp_path_factory.mktemp("hf") / "empty"
+    )
     with torch_threads(1):
         return load_mimo_models(registry, "cpu")
 
@@ -79,8 +85,17 @@ class Shot:
     identity: np.ndarray
 
     def args(self) -> tuple:
-        return (self.scene, self.occlusion_rgb, self.occlusion_alpha, self.posed_vertices, self.faces,
-                self.K, self.R, self.t, self.identity)
+        return (
+            self.scene,
+            self.occlusion_rgb,
+            self.occlusion_alpha,
+            self.posed_vertices,
+            self.faces,
+            self.K,
+            self.R,
+            self.t,
+            self.identity,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -93,8 +108,10 @@ def shot() -> Shot:
 
     frames, height, width = 7, 48, 64
     body = load_body_model("neutral")
-    params = {"global_orient": np.zeros((frames, 3), np.float32), "body_pose": np.zeros((frames, 63), np.float32),
-              "transl": np.zeros((frames, 3), np.float32)}
+    params = {
+        name: np.zeros((frames, width_), np.float32)
+        for name, width_ in (("global_orient", 3), ("body_pose", 63), ("transl", 3))
+    }
     params["body_pose"][:, 50] = np.linspace(0.0, 1.2, frames)  # the right shoulder
     verts, _ = pose(body, params)
     R, t = look_at((0.0, -0.3, 3.0), (0.0, -0.3, 0.0))
@@ -122,8 +139,16 @@ def clips_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from backend.clips.spec import ClipSpec
 
     out = tmp_path_factory.mktemp("mimo-clips") / "ds"
-    spec = {"clips": 1, "frames": 6, "width": 48, "height": 48, "seed": 5, "people": {"count": [1, 1]},
-            "motion": {"sources": ["walk"]}, "cameras": ["ring:2"]}
+    spec = {
+        "clips": 1,
+        "frames": 6,
+        "width": 48,
+        "height": 48,
+        "seed": 5,
+        "people": {"count": [1, 1]},
+        "motion": {"sources": ["walk"]},
+        "cameras": ["ring:2"],
+    }
     with torch_threads(1):
         render_dataset(ClipSpec.parse(spec), out)
     return out

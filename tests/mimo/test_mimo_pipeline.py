@@ -37,8 +37,9 @@ def test_same_seed_same_frames_other_seed_other_frames(shot, loaded_models) -> N
     assert np.array_equal(first, again)
     assert np.abs(first.astype(int) - other.astype(int)).mean() > 0.5
     dpm = dataclasses.replace(config, scheduler="dpm++", blend="cosine")
-    assert np.array_equal(insert_neural(*shot.args(), dpm, loaded_models),
-                          insert_neural(*shot.args(), dpm, loaded_models))
+    assert np.array_equal(
+        insert_neural(*shot.args(), dpm, loaded_models), insert_neural(*shot.args(), dpm, loaded_models)
+    )
 
 
 def test_the_motion_code_steers_the_frames(shot, loaded_models) -> None:  # type: ignore[no-untyped-def]
@@ -63,8 +64,9 @@ def test_bad_inputs_are_named(shot, loaded_models) -> None:  # type: ignore[no-u
     cases = {
         "K must be": dataclasses.replace(shot, K=shot.K[:5]),  # a camera path shorter than the footage
         "posed_vertices must be": dataclasses.replace(shot, posed_vertices=shot.posed_vertices[:6]),
-        "the motion code has": dataclasses.replace(shot, posed_vertices=shot.posed_vertices[:, :100],
-                                                   faces=shot.faces[:10] % 100),
+        "the motion code has": dataclasses.replace(
+            shot, posed_vertices=shot.posed_vertices[:, :100], faces=shot.faces[:10] % 100
+        ),
         "occlusion_alpha must lie": dataclasses.replace(shot, occlusion_alpha=shot.occlusion_alpha * 3),
         "scene must be": dataclasses.replace(shot, scene=shot.scene.astype(np.float32)),
         "identity_image": dataclasses.replace(shot, identity=shot.identity[:4]),

@@ -21,8 +21,9 @@ def test_windows_of_four_with_overlap_two_over_seven_frames() -> None:
 
 
 @pytest.mark.parametrize("shape", ["linear", "cosine"])
-@pytest.mark.parametrize(("frames", "window", "overlap"), [(7, 4, 2), (16, 16, 4), (40, 16, 4), (9, 3, 1),
-                                                             (8, 4, 0), (23, 5, 4)])
+@pytest.mark.parametrize(
+    ("frames", "window", "overlap"), [(7, 4, 2), (16, 16, 4), (40, 16, 4), (9, 3, 1), (8, 4, 0), (23, 5, 4)]
+)
 def test_blend_weights_sum_to_one_per_frame(frames: int, window: int, overlap: int, shape: str) -> None:
     windows = frame_windows(frames, window, overlap)
     weights = blend_weights(frames, windows, overlap, shape)
