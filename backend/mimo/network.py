@@ -7,7 +7,7 @@ adds the frozen ones (VAE, CLIP image encoder) and the scheduler configuration.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -91,6 +91,7 @@ class MimoModels:
     scheduler_config: dict[str, Any]
     device: torch.device
     dtype: torch.dtype
+    unet2d_config: dict[str, Any] = field(default_factory=dict)  # the denoising UNet's 2D config (export)
 
     @property
     def vertex_count(self) -> int:
@@ -171,4 +172,5 @@ def load_mimo_models(
     if next(denoising.parameters()).dtype != dt:
         denoising = denoising.to(dtype=dt)
     net = MimoNet(denoising, ref, guider).to(dev).eval()
-    return MimoModels(net, vae.eval(), encoder, dict(SCHEDULER_CONFIG), dev, dt)
+    config = {k: v for k, v in unet2d.config.items() if not k.startswith("_")}
+    return MimoModels(net, vae.eval(), encoder, dict(SCHEDULER_CONFIG), dev, dt, config)

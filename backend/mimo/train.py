@@ -317,3 +317,33 @@ def train(
         for p in net.parameters():
             p.requires_grad_(False)
     return result
+
+
+def export_roles(models: MimoModels, out_dir: Path | str) -> Path:
+    """Write the trained parts as the route's role folders (diffusers layouts, the format the loaders
+    read) and a ``models.toml`` naming them; returns that file. The temporal UNet is split back into
+    its 2D UNet (``mimo-denoising-unet``) and its motion module (``mimo-motion-module``)."""
+    from diffusers import UNet2DConditionModel
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    net = models.net
+    if not models.unet2d_config:
+        raise ValueError("these models were not loaded by load_mimo_models: the 2D UNet config is unknown")
+    unet2d = UNet2DConditionModel.from_config(models.unet2d_config)
+    spatial = {k: v for k, v in net.denoising.state_dict().items() if "motion_modules" not in k}
+    unet2d.load_state_dict(spatial, strict=True)
+    unet2d.save_pretrained(out / "mimo-denoising-unet", safe_serialization=True)
+    net.denoising.save_motion_modules(str(out / "mimo-motion-module"))
+    net.reference_unet.save_pretrained(out / "mimo-reference-unet", safe_serialization=True)
+    net.pose_guider.save_pretrained(out / "mimo-pose-guider", safe_serialization=True)
+    roles = ("mimo-denoising-unet", "mimo-motion-module", "mimo-reference-unet", "mimo-pose-guider")
+    lines = [
+        "# The neural route's trained parts (backend/mimo/train.py export_roles); paths are relative.",
+        "# Add mimo-image-encoder and vae entries (frozen in training) or keep their defaults.",
+        "",
+    ]
+    for role in roles:
+        lines += [f"[models.{role}]", f'path = "{role}"', ""]
+    (out / "models.toml").write_text("\n".join(lines), encoding="utf-8")
+    return out / "models.toml"

@@ -55,6 +55,15 @@ def test_a_tiny_training_run_lowers_its_loss(
         "step-000012",
         "step-000024",
     ]
+    # the trained parts export as role folders that the registry loads back, weights unchanged
+    toml = T.export_roles(models, tmp_path / "export")
+    frozen = tiny_registry.config_path.parent
+    with toml.open("a") as f:
+        f.write(f'[models.mimo-image-encoder]\npath = "{frozen / "mimo-image-encoder"}"\n')
+        f.write(f'[models.vae]\npath = "{frozen / "vae"}"\n')
+    again = load_mimo_models(ModelRegistry.load(models_file=toml, hf_cache=tmp_path / "empty-hf"), "cpu")
+    trained = models.net.state_dict()
+    assert all(torch.equal(v, trained[k]) for k, v in again.net.state_dict().items())
 
 
 def test_resume_is_bit_identical(clips_dataset: Path, tiny_registry: ModelRegistry, tmp_path: Path) -> None:
