@@ -27,8 +27,6 @@ from typing import Any
 
 import torch
 
-from backend.models import mimo as _mimo
-
 SEED = 0
 # The SD-style shapes: 4 latent channels, text embeddings of CROSS_DIM.
 CROSS_DIM = 32
@@ -379,7 +377,21 @@ TINY_WRITERS: dict[str, tuple[str, Any]] = {
     "normal-estimator": ("marigold-normals", save_tiny_marigold_normals),
     "pose-estimator": ("vitpose", save_tiny_vitpose),
 }
-TINY_WRITERS.update(_mimo.TINY_MIMO_WRITERS)  # the neural insertion route's five roles
+MIMO_ROLES = ("mimo-denoising-unet", "mimo-reference-unet", "mimo-motion-module", "mimo-pose-guider",
+              "mimo-image-encoder")
+
+
+def _mimo_writer(role: str) -> Any:
+    """The neural route's writer for ``role`` (backend/models/mimo.py), imported when it runs."""
+    def write(folder: Path) -> Path:
+        from backend.models.mimo import TINY_MIMO_WRITERS
+
+        return TINY_MIMO_WRITERS[role][1](folder)
+
+    return write
+
+
+TINY_WRITERS.update({role: (role, _mimo_writer(role)) for role in MIMO_ROLES})
 
 
 def make_tiny(folder: Path | str) -> Path:
