@@ -171,6 +171,9 @@ def insert_neural(
             raise NeuralCancelled("neural insertion cancelled")
 
     frames, height, width = scene.shape[:3]
+    longest = int(models.net.denoising.config.get("motion_max_seq_length") or 32)
+    if min(config.window, frames) > longest:
+        raise ValueError(f"window {config.window} is longer than the motion modules' {longest} positions")
     size = processing_size(height, width, config.size)
     dev, dt, net = models.device, models.dtype, models.net
     report(0.02, f"encoding scene and occlusion at {size[1]}x{size[0]}")
@@ -232,6 +235,8 @@ def insert_neural(
         latents = scheduler.step(blend(outputs, windows, weights), step_t, latents).prev_sample
         report(0.1 + 0.8 * (i + 1) / len(timesteps), f"denoising step {i + 1}/{len(timesteps)}")
 
+    if not bool(torch.isfinite(latents).all()):
+        raise FloatingPointError(f"the {config.scheduler} sampler diverged (non-finite latents); try ddim")
     report(0.92, "decoding")
     images = models.decode_latents(latents[0].permute(1, 0, 2, 3))  # (F,3,h8,w8)
     images = (images + 1.0) * 0.5
