@@ -218,6 +218,7 @@ class ClipModel:
 
 def load_clip(
     *,
+    role: str = "clip",
     registry: ModelRegistry | None = None,
     device: str | torch.device | None = None,
     dtype: str | torch.dtype | None = None,
@@ -230,7 +231,7 @@ def load_clip(
     registry = registry if registry is not None else ModelRegistry.load()
     dev = pick_device(device)
     dt = pick_dtype(dev, dtype)
-    path = model_path("clip", registry, download)
+    path = model_path(role, registry, download)  # "clip", or "mimo-image-encoder" (same format)
     precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dt, "fp32")
 
     def load() -> ClipModel:
@@ -239,7 +240,7 @@ def load_clip(
         )
         return ClipModel(model.eval(), preprocess, open_clip.get_tokenizer(f"local-dir:{path}"), dev)
 
-    return _loaded("clip", path, registry, load)
+    return _loaded(role, path, registry, load)
 
 
 def load_normal_estimator(
@@ -299,6 +300,78 @@ def load_pose_estimator(
     return _loaded("pose-estimator", path, registry, load)
 
 
+def _as(model: Any, device: torch.device, dtype: torch.dtype) -> Any:
+    """``model`` on ``device`` in ``dtype``, casting only when needed (diffusers warns on every cast)."""
+    if next(model.parameters()).dtype != dtype:
+        model = model.to(dtype=dtype)
+    return model.to(device)
+
+
+def load_mimo_unet(role: str, *, registry: ModelRegistry | None = None,
+                   device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
+                   download: bool = False) -> Any:
+    """``mimo-denoising-unet`` / ``mimo-reference-unet``: a ``UNet2DConditionModel`` from a diffusers
+    folder, or from MIMO's released ``.pth`` layout (backend/models/mimo.py maps it)."""
+    from diffusers import UNet2DConditionModel
+
+    from backend.models import mimo
+
+    registry = registry if registry is not None else ModelRegistry.load()
+    dev = pick_device(device)
+    dt = pick_dtype(dev, dtype)
+    path = model_path(role, registry, download)
+
+    def load() -> Any:
+        if mimo.mimo_folder(path, role) is not None:
+            state = mimo.mimo_state_dicts(path, registry.resolve("base-diffusion").location)
+            return mimo.unet_from_mimo(state, "denoising" if role == "mimo-denoising-unet" else "reference")
+        return UNet2DConditionModel.from_pretrained(path, **_dtype_kw(dt), local_files_only=True)
+
+    return _as(_loaded(role, path, registry, load), dev, dt)
+
+
+def load_motion_adapter(*, registry: ModelRegistry | None = None,
+                        device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
+                        download: bool = False) -> Any:
+    """``mimo-motion-module``: diffusers' ``MotionAdapter`` (or MIMO's motion modules, renamed)."""
+    from diffusers import MotionAdapter
+
+    from backend.models import mimo
+
+    registry = registry if registry is not None else ModelRegistry.load()
+    dev = pick_device(device)
+    dt = pick_dtype(dev, dtype)
+    path = model_path("mimo-motion-module", registry, download)
+
+    def load() -> Any:
+        if mimo.mimo_folder(path, "mimo-motion-module") or mimo.mimo_folder(path, "mimo-denoising-unet"):
+            state = mimo.mimo_state_dicts(path, registry.resolve("base-diffusion").location)
+            return mimo.motion_adapter_from_mimo(state, state.unet_config)
+        return MotionAdapter.from_pretrained(path, **_dtype_kw(dt), local_files_only=True)
+
+    return _as(_loaded("mimo-motion-module", path, registry, load), dev, dt)
+
+
+def load_pose_guider(*, registry: ModelRegistry | None = None,
+                     device: str | torch.device | None = None, dtype: str | torch.dtype | None = None,
+                     download: bool = False) -> Any:
+    """``mimo-pose-guider``: :class:`backend.models.mimo.PoseGuider` (vertex codes + convolutions)."""
+    from backend.models import mimo
+
+    registry = registry if registry is not None else ModelRegistry.load()
+    dev = pick_device(device)
+    dt = pick_dtype(dev, dtype)
+    path = model_path("mimo-pose-guider", registry, download)
+
+    def load() -> Any:
+        if mimo.mimo_folder(path, "mimo-pose-guider") is not None:
+            weights = mimo.read_pth(path / mimo.MIMO_FILES["mimo-pose-guider"])
+            return mimo.pose_guider_from_mimo(mimo.MimoState({}, {}, {}, {}, weights))
+        return mimo.PoseGuider.from_pretrained(path, **_dtype_kw(dt), local_files_only=True)
+
+    return _as(_loaded("mimo-pose-guider", path, registry, load), dev, dt)
+
+
 # role -> the loader that reads it (smplx: backend.body.model). `models check --load` and the tests
 # walk this table, so a role without a loader shows up.
 LOADERS: dict[str, Any] = {
@@ -310,6 +383,11 @@ LOADERS: dict[str, Any] = {
     "clip": load_clip,
     "normal-estimator": load_normal_estimator,
     "pose-estimator": load_pose_estimator,
+    "mimo-denoising-unet": lambda **kw: load_mimo_unet("mimo-denoising-unet", **kw),
+    "mimo-reference-unet": lambda **kw: load_mimo_unet("mimo-reference-unet", **kw),
+    "mimo-motion-module": load_motion_adapter,
+    "mimo-pose-guider": load_pose_guider,
+    "mimo-image-encoder": lambda **kw: load_clip(role="mimo-image-encoder", **kw),
 }
 assert set(LOADERS) == set(ROLES) - {"smplx"}, "every role but smplx has a loader here"
 

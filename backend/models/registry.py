@@ -34,6 +34,8 @@ Roles and who reads them (each loads through :mod:`backend.models.load`; docs/mo
 - ``normal-estimator``: ``load_normal_estimator`` (Marigold normals), the sculpt stage
   (``backend/avatar/geometry/sculpt.py``) for views without normal maps.
 - ``pose-estimator``: ``load_pose_estimator`` (ViTPose), 2D keypoints for body fitting.
+- ``mimo-denoising-unet``, ``mimo-reference-unet``, ``mimo-motion-module``, ``mimo-pose-guider``,
+  ``mimo-image-encoder``: ``load_mimo_models``, the neural insertion route (``backend/mimo/``).
 - ``smplx``: the licensed body every body job uses (``backend/body/model.py``), else the stand-in.
 
 This module stays light (no torch): the server imports it for ``system.info``.
@@ -161,6 +163,38 @@ ROLES: dict[str, ModelRole] = {
             "load_pose_estimator",
             ("config.json", "preprocessor_config.json", "model.safetensors"),
             "Apache-2.0",
+        ),
+        # The neural insertion route (backend/mimo, docs/mimo.md). MIMO's authors publish their four
+        # .pth files in one repo; each role resolves to it, backend/models/mimo.py maps the layout.
+        *[
+            ModelRole(
+                name,
+                description,
+                "menyifang/MIMO",
+                "neural insertion route (backend/mimo)",
+                loader,
+                (file, "stable-diffusion-v1-5/unet/config.json"),
+                "MIMO authors' terms (github.com/menyifang/MIMO)",
+            )
+            for name, description, loader, file in [
+                ("mimo-denoising-unet", "MIMO's denoising UNet (SD 1.5 UNet, scene/occlusion inputs)",
+                 "load_mimo_unet", "denoising_unet.pth"),
+                ("mimo-reference-unet", "MIMO's reference UNet (identity features by reference attention)",
+                 "load_mimo_unet", "reference_unet.pth"),
+                ("mimo-motion-module", "AnimateDiff temporal layers of MIMO's UNet (MotionAdapter)",
+                 "load_motion_adapter", "motion_module.pth"),
+                ("mimo-pose-guider", "MIMO's motion code: per-vertex latent codes + pose guider",
+                 "load_pose_guider", "pose_guider.pth"),
+            ]
+        ],
+        ModelRole(
+            "mimo-image-encoder",
+            "CLIP ViT-L/14 image encoder, open_clip format (identity embedding of the neural route)",
+            "timm/vit_large_patch14_clip_224.openai",
+            "neural insertion route (backend/mimo)",
+            "load_clip",
+            ("open_clip_config.json", "open_clip_model.safetensors"),
+            "MIT",
         ),
         ModelRole(
             "smplx",

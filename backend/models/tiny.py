@@ -377,6 +377,21 @@ TINY_WRITERS: dict[str, tuple[str, Any]] = {
     "normal-estimator": ("marigold-normals", save_tiny_marigold_normals),
     "pose-estimator": ("vitpose", save_tiny_vitpose),
 }
+MIMO_ROLES = ("mimo-denoising-unet", "mimo-reference-unet", "mimo-motion-module", "mimo-pose-guider",
+              "mimo-image-encoder")
+
+
+def _mimo_writer(role: str) -> Any:
+    """The neural route's writer for ``role`` (backend/models/mimo.py), imported when it runs."""
+    def write(folder: Path) -> Path:
+        from backend.models.mimo import TINY_MIMO_WRITERS
+
+        return TINY_MIMO_WRITERS[role][1](folder)
+
+    return write
+
+
+TINY_WRITERS.update({role: (role, _mimo_writer(role)) for role in MIMO_ROLES})
 
 
 def make_tiny(folder: Path | str) -> Path:

@@ -23,6 +23,9 @@ from backend.models.registry import (
 EXPECTED_ROLES = {
     "base-diffusion", "controlnet-openpose", "controlnet-depth", "controlnet-normal", "vae", "clip",
     "normal-estimator", "pose-estimator", "smplx",
+    # the neural insertion route (backend/mimo, docs/mimo.md)
+    "mimo-denoising-unet", "mimo-reference-unet", "mimo-motion-module", "mimo-pose-guider",
+    "mimo-image-encoder",
 }
 MARIGOLD = "prs-eth/marigold-normals-v1-1"
 
