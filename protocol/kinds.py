@@ -356,6 +356,7 @@ GENERATE_SCHEDULERS = ("dpm++2m", "dpm++2m-karras", "unipc", "ddim", "euler-a")
 GENERATE_QUALITY = ("draft", "standard", "high")
 GENERATE_CONDITIONS = ("pose", "depth", "normal")
 PHOTO_FILE = PathParam("file", (".png", ".jpg", ".jpeg", ".webp"))
+KEYPOINTS_FILE = PathParam("file", (".json",))
 
 
 def _generate_params(prompt: Param) -> tuple[Param, ...]:
@@ -389,7 +390,8 @@ def _generated_avatar_contracts(from_views: JobContract) -> list[JobContract]:
     """avatar.from_text / avatar.from_image: K views generated (backend/generate/), then the
     avatar.from_views pipeline; the result is from_views' plus the generated views as files."""
     result = Result(
-        data=(*from_views.result.data, ("generated", "generation settings, seconds, device"),
+        data=(*from_views.result.data,
+              ("generated", "generation settings, seconds, device; body_fit: the fit to the photo"),
               ("views_folder", '"views": the artifacts under it are the generated views folder')),
         arrays=from_views.result.arrays,
         files=(*from_views.result.files,
@@ -409,6 +411,13 @@ def _generated_avatar_contracts(from_views: JobContract) -> list[JobContract]:
         (
             Param("image", PHOTO_FILE, REQUIRED, "the photo (.png/.jpg/.webp) inside the input roots"),
             *_generate_params(Param("prompt", Str(2000), "a person", "what the person looks like")),
+            Param("fit_body", Bool(), True,
+                  "fit the body to the photo (its silhouette + keypoints) unless body is given"),
+            Param("keypoints", KEYPOINTS_FILE, None,
+                  "2D keypoints of the photo: a keypoints JSON (docs/fitting.md), its one view or 'photo'"),
+            Param("pose_estimator", Bool(), True,
+                  "without keypoints: detect them with the pose-estimator role when it is on this machine"),
+            Param("photo_fov", Float(5.0, 120.0), 40.0, "vertical field of view of the photo, degrees"),
         ),
         result,
     )
