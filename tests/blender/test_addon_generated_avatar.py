@@ -52,7 +52,7 @@ class StubLayout:
     def row(self, **_kw: object) -> StubLayout:
         return StubLayout(self.log)
 
-    column = row
+    column = box = row
 
 
 def start_server(tmp_path: Path, models: Path, monkeypatch: pytest.MonkeyPatch) -> BackendProcess:
@@ -71,11 +71,25 @@ def test_panel_params_pass_the_contract(clean_scene) -> None:
     settings.views, settings.quality = 6, "draft"
     text = job_params.generated_avatar_params("avatar.from_text", settings)
     kinds.validate("avatar.from_text", text)
+    contract = kinds.contract("avatar.from_text")
+    # size and steps left to the quality preset (0); guidance and scheduler at the contract's defaults
     assert text == {"prompt": "a knight", "negative_prompt": "blurry", "seed": 7, "views": 6,
-                    "quality": "draft"}
+                    "quality": "draft", "guidance": contract.param(TEXT.guidance).default,
+                    "scheduler": contract.param(TEXT.scheduler).default}
     image = job_params.generated_avatar_params("avatar.from_image", settings, "/data/in/photo.png")
     kinds.validate("avatar.from_image", image)
-    assert image["image"] == "/data/in/photo.png" and image["views"] == 6
+    assert image["image"] == "/data/in/photo.png" and image["views"] == 6 and image["fit_body"] is True
+    # Advanced: size, steps, guidance, scheduler; the scheduler choices are the contract's
+    settings.size, settings.steps, settings.guidance, settings.scheduler = 256, 12, 5.5, "euler-a"
+    advanced = job_params.generated_avatar_params("avatar.from_text", settings)
+    kinds.validate("avatar.from_text", advanced)
+    assert (advanced["size"], advanced["steps"], advanced["guidance"], advanced["scheduler"]) == (
+        256, 12, 5.5, "euler-a")
+    scheduler_items = settings.bl_rna.properties["scheduler"].enum_items
+    assert tuple(i.identifier for i in scheduler_items) == contract.param(TEXT.scheduler).type.values
+    assert settings.bl_rna.properties["size"].hard_max == contract.param(TEXT.size).type.hi
+    settings.fit_body = False
+    assert job_params.generated_avatar_params("avatar.from_image", settings, "/p.png")["fit_body"] is False
     settings.negative_prompt = "  "  # empty: the backend's default, not an empty negative prompt
     assert "negative_prompt" not in job_params.generated_avatar_params("avatar.from_text", settings)
     with pytest.raises(ValueError, match=r"params\.views"):
@@ -161,13 +175,18 @@ def test_missing_base_diffusion_is_said_in_the_panel(
         layout = StubLayout()
         avatar_panel.draw_generated(layout, scene)
         drawn = [name for what, name in layout.log if what == "prop"]
-        assert drawn == ["prompt", "negative_prompt", "seed", "views", "quality"]
+        assert drawn == ["prompt", "negative_prompt", "seed", "views", "quality", "show_advanced"]
+        scene.avatar_studio.avatar.show_advanced = True
+        advanced = StubLayout()
+        avatar_panel.draw_generated(advanced, scene)
+        drawn = [name for what, name in advanced.log if what == "prop"]
+        assert drawn[-5:] == ["show_advanced", "size", "steps", "guidance", "scheduler"], drawn
         assert ("operator", "avatar_studio.generate_avatar_prompt") in layout.log
         assert [text for what, text in layout.log if what == "label"] == lines
         scene.avatar_studio.avatar.source = "PHOTO"
         photo = StubLayout()
         avatar_panel.draw_generated(photo, scene)
-        assert next(n for w, n in photo.log if w == "prop") == "image_path"
+        assert [n for w, n in photo.log if w == "prop"][:2] == ["image_path", "fit_body"]
         the_bridge.disconnect()
     finally:
         server.stop()
