@@ -190,3 +190,88 @@ def test_missing_base_diffusion_is_said_in_the_panel(
         the_bridge.disconnect()
     finally:
         server.stop()
+
+
+# A "photo" of a person on a plain background: the stand-in body (shaped, turned, walking) rendered
+# by the backend's rasterizer from the photo camera the fit assumes, flat red on white, 64 x 64 (the
+# views' size, so the anchor view is the photo pixel for pixel). Written by the backend's Python:
+# Blender's has no PIL and no torch.
+PHOTO_SCRIPT = """
+import sys
+import numpy as np
+from PIL import Image
+from backend.body.procedural import procedural_motion
+from backend.fitting.synthetic import pose_body, render_photo
+pose = np.asarray(procedural_motion("walk").body_pose)[10].tolist()
+truth = pose_body({"gender": "neutral", "betas": [0.8, -0.6], "global_orient": [0.0, 0.3, 0.0],
+                   "body_pose": pose, "transl": [0.05, -0.1, -3.0]})
+mask, _, _ = render_photo(truth, 64)
+rgb = np.full((64, 64, 3), 255, np.uint8)
+rgb[mask > 0.5] = (170, 60, 50)
+Image.fromarray(rgb).save(sys.argv[1])
+"""
+
+
+def test_from_photo_fits_the_body_streams_the_views_then_imports_the_avatar(
+    clean_scene, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tiny = subprocess.run([backend_python(), "-m", "backend", "models", "make-tiny", str(tmp_path / "tiny")],
+                          capture_output=True, text=True, timeout=300)
+    assert tiny.returncode == 0, tiny.stderr
+    server = start_server(tmp_path, tmp_path / "tiny" / "models.toml", monkeypatch)
+    try:
+        inputs = server.data_dir / "inputs"  # always one of the server's input roots
+        inputs.mkdir(exist_ok=True)
+        photo = inputs / "photo.png"
+        made = subprocess.run([backend_python(), "-c", PHOTO_SCRIPT, str(photo)], capture_output=True,
+                              text=True, timeout=300, cwd=str(Path(__file__).resolve().parents[2]))
+        assert made.returncode == 0, made.stderr
+        scene = clean_scene
+        the_bridge, pumper = connect(tmp_path, server.connection_file)
+        settings = scene.avatar_studio.avatar
+        settings.source, settings.prompt, settings.views = "PHOTO", "a woman in a red dress", VIEWS
+        settings.image_path = str(photo)
+        assert settings.fit_body  # the contract's default: the body comes from the photo
+        assert bpy.ops.avatar_studio.generate_avatar_prompt.poll()
+        item = submit_generated_avatar(scene, SMALL)
+        assert item.kind == "avatar.from_image"
+        seen: list[tuple[int, str]] = []
+        stages: list[str] = []
+
+        def imported() -> bool:
+            seen.append((len(view_previews.job_images(item.job_id)) if item.job_id else 0, item.state))
+            if item.stage and (not stages or stages[-1] != item.stage):
+                stages.append(item.stage)
+            return item.imported or item.state in ("failed", "cancelled")
+
+        pumper.until(imported, 300, "the avatar from the photo")
+        assert "fit" in stages and stages.index("fit") < stages.index("generate"), stages
+        assert item.state == "succeeded", f"{item.error}\n{server.log()}"
+        images = view_previews.job_images(item.job_id)
+        names = [i.get(view_previews.VIEW_PROP) for i in images]
+        assert len(images) == VIEWS and len(set(names)) == VIEWS, names
+        # The first view is the photo itself (view 0, the camera the body was fitted in).
+        assert names[0] == "photo", names
+        loaded = bpy.data.images.load(str(photo))
+        expected = np.empty(64 * 64 * 4, np.float32)
+        loaded.pixels.foreach_get(expected)
+        got = np.empty(64 * 64 * 4, np.float32)
+        images[0].pixels.foreach_get(got)
+        assert np.abs(got.reshape(-1, 4)[:, :3] - expected.reshape(-1, 4)[:, :3]).max() <= 1.5 / 255
+        for image in images[1:]:
+            image.pixels.foreach_get(got)
+            assert np.abs(got.reshape(-1, 4)[:, :3] - expected.reshape(-1, 4)[:, :3]).max() > 0.05
+        running = [n for n, state in seen if state == "running"]
+        assert running and max(running) == VIEWS, seen[-5:]
+        # The rigged, textured avatar arrives.
+        armature = next(o for o in scene.objects if o.type == "ARMATURE")
+        mesh = next(o for o in scene.objects if o.type == "MESH" and o.parent == armature)
+        assert len(armature.data.bones) == 55 and len(mesh.data.vertices) > 100
+        assert any(m.type == "ARMATURE" and m.object == armature for m in mesh.modifiers)
+        assert len(mesh.vertex_groups) > 0
+        texture = next(n for n in mesh.data.materials[0].node_tree.nodes if n.type == "TEX_IMAGE").image
+        assert tuple(texture.size) == (64, 64)
+        assert avatar_panel.status_lines(item) == ["Succeeded"]
+        the_bridge.disconnect()
+    finally:
+        server.stop()
