@@ -169,3 +169,32 @@ def test_bad_keypoints_files_name_the_field(tiny_env: Path, photo_scene: dict[st
                                "views": {"a": [[0, 0, 0]] * 17, "b": [[0, 0, 0]] * 17}}))
     with pytest.raises(JobInputError, match=r"params\.keypoints: no view named 'photo'"):
         generate_avatar("avatar.from_image", {**params, "keypoints": str(two)}, Recorder(tmp_path))
+
+
+def test_cli_image_flags_become_the_photo_params(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import backend.jobs.generate_avatar as job
+    from backend import cli
+    from backend.fitting.photo import DEFAULT_FOV_Y_DEG
+    from backend.jobs.api import JobInputError
+    from protocol.kinds import contract, parse
+
+    seen: list[tuple[str, dict[str, Any]]] = []
+
+    def fake(kind: str, params: dict[str, Any], ctx: Any) -> Any:
+        seen.append((kind, params))
+        raise JobInputError("stop here")
+
+    monkeypatch.setattr(job, "generate_avatar", fake)
+    base = ["avatar", "--prompt", "x", "--image", str(tmp_path / "p.png"), "--out", str(tmp_path / "o")]
+    flags = ["--keypoints", str(tmp_path / "k.json"), "--no-fit-body", "--photo-fov", "55"]
+    assert cli.main([*base, *flags]) == 2
+    assert cli.main(base) == 2
+    (kind, flagged), (_, plain) = seen
+    assert kind == "avatar.from_image"
+    assert flagged["keypoints"] == str(tmp_path / "k.json")
+    assert (flagged["fit_body"], flagged["photo_fov"]) == (False, 55.0)
+    assert "keypoints" not in plain and plain["fit_body"] is True
+    # the contract's defaults are the fit's own
+    image = contract("avatar.from_image")
+    assert image.param("photo_fov").default == DEFAULT_FOV_Y_DEG and image.param("fit_body").default is True
+    assert parse("avatar.from_image", plain).photo_fov == DEFAULT_FOV_Y_DEG
