@@ -124,21 +124,23 @@ def square_photo(image: np.ndarray, size: int) -> SquarePhoto:
         over = np.round(img[..., :3] * a + 255.0 * (1.0 - a)).astype(np.uint8)
         img = np.concatenate([over, img[..., 3:]], -1)
     h, w = img.shape[:2]
-    side = max(h, w)
-    ox, oy = (side - w) // 2, (side - h) // 2
+    # Resized first, then padded: a hostile 100000 x 10 photo never becomes a 100000^2 canvas.
+    scale = size / max(h, w)
+    nw, nh = max(1, min(size, round(w * scale))), max(1, min(size, round(h * scale)))
+    ox, oy = (size - nw) // 2, (size - nh) // 2
     bg = np.round(border_colour(img[..., :3]) * 255).astype(np.uint8)
-    canvas = np.empty((side, side, 3), np.uint8)
-    canvas[:] = bg
-    canvas[oy:oy + h, ox:ox + w] = img[..., :3]
-    scale = size / side
-    rgb = np.asarray(Image.fromarray(canvas).resize((size, size), Image.Resampling.LANCZOS))
+    rgb = np.empty((size, size, 3), np.uint8)
+    rgb[:] = bg
+    resized = img[..., :3] if (nw, nh) == (w, h) else \
+        np.asarray(Image.fromarray(img[..., :3]).resize((nw, nh), Image.Resampling.LANCZOS))
+    rgb[oy:oy + nh, ox:ox + nw] = resized
     alpha = None
     if has_alpha:
-        a = np.zeros((side, side), np.float32)
-        a[oy:oy + h, ox:ox + w] = img[..., 3] / 255.0
-        alpha = np.asarray(Image.fromarray(a, "F").resize((size, size), Image.Resampling.BILINEAR))
-        alpha = np.clip(alpha, 0.0, 1.0).astype(np.float32)
-    return SquarePhoto(rgb, alpha, scale, np.array([ox * scale, oy * scale]))
+        a = Image.fromarray((img[..., 3] / 255.0).astype(np.float32), "F")
+        alpha = np.zeros((size, size), np.float32)
+        small = np.asarray(a.resize((nw, nh), Image.Resampling.BILINEAR))
+        alpha[oy:oy + nh, ox:ox + nw] = np.clip(small, 0.0, 1.0)
+    return SquarePhoto(rgb, alpha, scale, np.array([float(ox), float(oy)]))
 
 
 def photo_mask(rgb: np.ndarray, threshold: float = MASK_THRESHOLD) -> np.ndarray:

@@ -190,7 +190,8 @@ def generate_avatar(kind: str, params: Any, ctx: JobContext) -> JobResult:
     images, view_images, masks = generated.uint8(), generated.images, None
     if anchor is not None:  # view 0 is the photo itself (not its VAE round trip), with its own mask
         masks = refine_masks(generated.images, conditions.mask)
-        masks[0] = anchor.mask
+        if anchor.mask is not None:
+            masks[0] = anchor.mask
         images[0] = anchor.rgb
         view_images = generated.images.copy()
         view_images[0] = anchor.rgb.astype(np.float32) / 255.0

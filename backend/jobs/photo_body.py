@@ -32,7 +32,7 @@ PHOTO_VIEW = "photo"
 @dataclass
 class PhotoBody:
     rgb: np.ndarray  # (S,S,3) uint8: the anchor view at the generation size
-    mask: np.ndarray  # (S,S) bool: its person mask
+    mask: np.ndarray | None  # (S,S) bool: its person mask (None: none found, and not fitted)
     body: dict[str, Any] | None  # fitted SMPL-X payload (None: not fitted)
     camera: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # K, R, t at S (None: not fitted)
     record: dict[str, Any] = field(default_factory=dict)  # what data.generated.body_fit reports
@@ -77,16 +77,21 @@ def photo_body(photo: np.ndarray, params: Any, size: int,
     from backend.fitting import FitInputError, KeypointsError
     from backend.fitting.photo import PhotoFitConfig, fit_photo, photo_camera, photo_mask, square_photo
 
+    fit = params.body is None and params.fit_body
     try:
         square = square_photo(photo, size)
-        mask = square.alpha > 0.5 if square.alpha is not None else photo_mask(square.rgb)
     except FitInputError as exc:
         raise JobInputError(f"params.image: {exc}") from None
-    if params.body is not None or not params.fit_body:
+    try:
+        mask = square.alpha > 0.5 if square.alpha is not None else photo_mask(square.rgb)
+        small = square_photo(photo, FIT_SIZE)  # the fit's resolution, whatever the views' size
+        small_mask = small.alpha if small.alpha is not None else photo_mask(small.rgb).astype(np.float32)
+    except FitInputError as exc:
+        if fit:
+            raise JobInputError(f"params.image: {exc}") from None
+        mask = None  # not fitted: the generated mask (the body's silhouette refined by colour) serves
+    if not fit:
         return PhotoBody(square.rgb, mask, None, None, {"fitted": False})
-
-    small = square_photo(photo, FIT_SIZE)  # the fit's resolution, whatever the views' size
-    small_mask = small.alpha if small.alpha is not None else photo_mask(small.rgb).astype(np.float32)
     keypoints, layout, source = None, None, {"source": "none"}
     if params.keypoints is not None:
         photo_name = getattr(params.image, "name", str(params.image))

@@ -152,3 +152,14 @@ def test_estimator_keypoints_are_kept_only_where_they_agree_with_the_silhouette(
     scattered[12, 2] = 0.1  # and one barely detected
     kept, info = plausible_keypoints(scattered, mask)
     assert kept is None and info == {"detected": 16, "kept": 4, "used": False}
+
+
+def test_a_hostile_aspect_ratio_is_resized_before_it_is_padded() -> None:
+    from backend.fitting.photo import square_photo
+
+    strip = np.full((8, 60_000, 3), 200, np.uint8)  # a 60000 x 8 "photo": a padded square would be 10 GB
+    strip[:, 30_000:30_100] = 0
+    sq = square_photo(strip, 64)
+    assert sq.rgb.shape == (64, 64, 3) and sq.offset[0] == 0.0 and 0 < sq.offset[1] < 32
+    corner = sq.map_keypoints(np.array([[60_000.0, 8.0, 1.0]]))[0, :2]
+    assert np.allclose(corner, [64.0, sq.offset[1] + 8 * sq.scale])
