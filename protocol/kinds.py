@@ -406,8 +406,9 @@ def _generated_avatar_contracts(from_views: JobContract) -> list[JobContract]:
     )
     image = JobContract(
         "avatar.from_image",
-        "As avatar.from_text with a photo as the anchor view (the front view); the other views are "
-        "generated consistent with it.",
+        "As avatar.from_text with a photo as the anchor view: the body is fitted to the photo (its "
+        "silhouette and 2D keypoints, docs/fitting.md) and the photo is view 0, seen by the camera the "
+        "body was fitted in; the other views are generated around it, consistent with it.",
         (
             Param("image", PHOTO_FILE, REQUIRED, "the photo (.png/.jpg/.webp) inside the input roots"),
             *_generate_params(Param("prompt", Str(2000), "a person", "what the person looks like")),
