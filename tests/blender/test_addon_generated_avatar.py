@@ -90,6 +90,9 @@ def test_panel_params_pass_the_contract(clean_scene) -> None:
     assert settings.bl_rna.properties["size"].hard_max == contract.param(TEXT.size).type.hi
     settings.fit_body = False
     assert job_params.generated_avatar_params("avatar.from_image", settings, "/p.png")["fit_body"] is False
+    for name in ("size", "steps", "guidance", "scheduler", "fit_body"):  # the scene outlives this test
+        settings.property_unset(name)
+    assert settings.fit_body is True and settings.size == 0
     settings.negative_prompt = "  "  # empty: the backend's default, not an empty negative prompt
     assert "negative_prompt" not in job_params.generated_avatar_params("avatar.from_text", settings)
     with pytest.raises(ValueError, match=r"params\.views"):
@@ -231,7 +234,8 @@ def test_from_photo_fits_the_body_streams_the_views_then_imports_the_avatar(
         settings = scene.avatar_studio.avatar
         settings.source, settings.prompt, settings.views = "PHOTO", "a woman in a red dress", VIEWS
         settings.image_path = str(photo)
-        assert settings.fit_body  # the contract's default: the body comes from the photo
+        assert settings.bl_rna.properties["fit_body"].default is True  # the contract's default
+        settings.fit_body = True  # the body comes from the photo
         assert bpy.ops.avatar_studio.generate_avatar_prompt.poll()
         item = submit_generated_avatar(scene, SMALL)
         assert item.kind == "avatar.from_image"
