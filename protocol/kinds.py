@@ -415,7 +415,8 @@ def _generated_avatar_contracts(from_views: JobContract) -> list[JobContract]:
             Param("fit_body", Bool(), True,
                   "fit the body to the photo (its silhouette + keypoints) unless body is given"),
             Param("keypoints", KEYPOINTS_FILE, None,
-                  "2D keypoints of the photo: a keypoints JSON (docs/fitting.md), its one view or 'photo'"),
+                  "2D keypoints of the photo: a keypoints JSON (docs/fitting.md), its one view or 'photo'; "
+                  "default: <photo stem>.keypoints.json beside the photo when there is one"),
             Param("pose_estimator", Bool(), True,
                   "without keypoints: detect them with the pose-estimator role when it is on this machine"),
             Param("photo_fov", Float(5.0, 120.0), 40.0, "vertical field of view of the photo, degrees"),

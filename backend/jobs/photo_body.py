@@ -5,6 +5,7 @@ border colour, an alpha channel composited over white); the fit runs on the same
 ``FIT_SIZE`` (``backend/fitting/photo.py``: assumed front camera with the ``photo_fov`` field of
 view, translation, shape and pose solved). Keypoints come from, in this order: the ``keypoints``
 param (a keypoints JSON: its view named ``photo`` or after the photo's file, or its only view),
+a ``<photo stem>.keypoints.json`` beside the photo (read through the same input-root check),
 the ``pose-estimator`` role when ``pose_estimator`` is on and the role is on this machine (its
 detections kept only where they agree with the silhouette), else none (silhouette alone).
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ from backend.jobs.api import JobInputError
 log = logging.getLogger(__name__)
 FIT_SIZE = 192  # the fit's square image (cost grows with it; 192 px: ~3 cm with keypoints)
 PHOTO_VIEW = "photo"
+KEYPOINTS_SUFFIX = ".keypoints.json"  # photo.png -> photo.keypoints.json beside it
+MAX_KEYPOINTS_BYTES = 16 << 20
 
 
 @dataclass
@@ -38,12 +41,13 @@ class PhotoBody:
     record: dict[str, Any] = field(default_factory=dict)  # what data.generated.body_fit reports
 
 
-def _keypoints_from_file(keypoints: Any, photo_name: str) -> tuple[str, np.ndarray]:
+def _keypoints_from_file(keypoints: Any, photo_name: str,
+                         where: str = "params.keypoints") -> tuple[str, np.ndarray]:
     from backend.fitting import KeypointsError, parse_keypoints
 
     data = keypoints.read_bytes() if hasattr(keypoints, "read_bytes") else Path(keypoints).read_bytes()
     try:
-        layout, views = parse_keypoints(data, "params.keypoints")
+        layout, views = parse_keypoints(data, where)
     except KeypointsError as exc:
         raise JobInputError(str(exc)) from None
     stem = Path(photo_name).stem
@@ -52,8 +56,36 @@ def _keypoints_from_file(keypoints: Any, photo_name: str) -> tuple[str, np.ndarr
             return layout, views[name]
     if len(views) == 1:
         return layout, next(iter(views.values()))
-    raise JobInputError(f"params.keypoints: no view named {PHOTO_VIEW!r} or {stem!r} (views: "
+    raise JobInputError(f"{where}: no view named {PHOTO_VIEW!r} or {stem!r} (views: "
                         f"{', '.join(sorted(views)) or 'none'})")
+
+
+def _keypoints_beside(image: Any) -> tuple[Any, str] | None:
+    """The keypoints JSON beside the photo (``<stem>.keypoints.json``) as something with
+    ``read_bytes``, or None. A server's photo is a confined file: its neighbour is read through the
+    same root check (a refused or missing neighbour is simply absent: nothing is told about it)."""
+    from protocol.kinds import ParamError
+
+    path = Path(getattr(image, "path", image))
+    name = path.stem + KEYPOINTS_SUFFIX
+    if hasattr(image, "roots"):  # a ConfinedFile
+        beside = replace(image, path=path.with_name(name), given=name, where="params.image")
+        try:
+            return _Bytes(beside.read_bytes(limit=MAX_KEYPOINTS_BYTES)), name
+        except (ParamError, OSError):
+            return None
+    sibling = path.with_name(name)
+    if sibling.is_file() and sibling.stat().st_size <= MAX_KEYPOINTS_BYTES:
+        return sibling, name
+    return None
+
+
+@dataclass
+class _Bytes:
+    data: bytes
+
+    def read_bytes(self) -> bytes:
+        return self.data
 
 
 def _keypoints_from_estimator(rgb: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray | None, dict[str, Any]]:
@@ -93,11 +125,15 @@ def photo_body(photo: np.ndarray, params: Any, size: int,
     if not fit:
         return PhotoBody(square.rgb, mask, None, None, {"fitted": False})
     keypoints, layout, source = None, None, {"source": "none"}
-    if params.keypoints is not None:
-        photo_name = getattr(params.image, "name", str(params.image))
-        layout, rows = _keypoints_from_file(params.keypoints, photo_name)
+    photo_name = getattr(params.image, "name", str(params.image))
+    beside = _keypoints_beside(params.image) if params.keypoints is None else None
+    if params.keypoints is not None or beside is not None:
+        if beside is None:
+            layout, rows = _keypoints_from_file(params.keypoints, photo_name)
+        else:
+            layout, rows = _keypoints_from_file(beside[0], photo_name, f"params.image: {beside[1]} beside it")
         keypoints = small.map_keypoints(rows)
-        source = {"source": "file"}
+        source = {"source": "file"} if beside is None else {"source": "beside-photo", "file": beside[1]}
     elif params.pose_estimator:
         progress(0.0, "detecting keypoints (pose-estimator role)")
         found, source = _keypoints_from_estimator(square.rgb, mask)

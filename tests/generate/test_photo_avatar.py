@@ -128,7 +128,7 @@ def test_from_image_dresses_the_body_fitted_to_the_photo(tiny_env: Path, photo_s
 
 
 def test_the_pose_estimator_role_is_run_and_its_scattered_keypoints_refused(
-        tiny_env: Path, photo_scene: dict[str, Any]) -> None:
+        tiny_env: Path, photo_scene: dict[str, Any], tmp_path: Path) -> None:
     """The tiny ViTPose (random weights) runs through the real processor and model; its keypoints
     do not agree with the silhouette, so the silhouette alone is fitted, and the record says so."""
     from backend.fitting.photo import detect_keypoints, square_photo
@@ -141,8 +141,10 @@ def test_the_pose_estimator_role_is_run_and_its_scattered_keypoints_refused(
     mask = np.asarray(Image.fromarray(photo_scene["mask"]).resize((128, 128))) > 0
     kp = detect_keypoints(estimator, square.rgb, mask)
     assert kp.shape == (17, 3) and np.isfinite(kp).all() and ((kp[:, 2] >= 0) & (kp[:, 2] <= 1)).all()
+    alone = tmp_path / "photo.png"  # no keypoints file beside this copy
+    alone.write_bytes((photo_scene["folder"] / "photo.png").read_bytes())
     params = SimpleNamespace(body=None, fit_body=True, keypoints=None, pose_estimator=True, photo_fov=40.0,
-                             image=str(photo_scene["folder"] / "photo.png"))
+                             image=str(alone))
     messages: list[str] = []
     out = photo_body(photo_scene["photo"], params, SIZE, lambda f, m: messages.append(m))
     assert out.record["keypoints"]["source"] == "none"
@@ -198,3 +200,30 @@ def test_cli_image_flags_become_the_photo_params(monkeypatch: pytest.MonkeyPatch
     image = contract("avatar.from_image")
     assert image.param("photo_fov").default == DEFAULT_FOV_Y_DEG and image.param("fit_body").default is True
     assert parse("avatar.from_image", plain).photo_fov == DEFAULT_FOV_Y_DEG
+
+
+def test_keypoints_beside_the_photo_are_found_inside_the_roots_only(photo_scene: dict[str, Any],
+                                                                   tmp_path: Path) -> None:
+    from backend.jobs.confine import ConfinedFile
+    from backend.jobs.photo_body import _keypoints_beside, photo_body
+
+    folder = photo_scene["folder"]
+    params = SimpleNamespace(body=None, fit_body=True, keypoints=None, pose_estimator=False, photo_fov=40.0,
+                             image=str(folder / "photo.png"))
+    out = photo_body(photo_scene["photo"], params, SIZE, lambda f, m: None)
+    assert out.record["keypoints"] == {"source": "beside-photo", "file": "photo.keypoints.json"}
+    assert out.record["layout"] == "coco17" and out.record["diagnostics"]["mean_keypoint_error_px"] < 1.5
+    # A server's photo is a confined file: its neighbour is read through the same root check.
+    inside = ConfinedFile((folder / "photo.png").resolve(), "photo.png", (str(folder.resolve()),))
+    found = _keypoints_beside(inside)
+    assert found is not None and found[0].read_bytes() == (folder / "photo.keypoints.json").read_bytes()
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "photo.png").write_bytes((folder / "photo.png").read_bytes())
+    (outside / "secret.json").write_text((folder / "photo.keypoints.json").read_text())
+    (root / "photo.keypoints.json").symlink_to(outside / "secret.json")  # leads out of the root
+    confined = ConfinedFile((root / "photo.png").resolve(), "photo.png", (str(root.resolve()),))
+    assert _keypoints_beside(confined) is None
+    (root / "photo.keypoints.json").unlink()
+    assert _keypoints_beside(confined) is None  # absent: nothing said either
