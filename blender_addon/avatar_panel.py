@@ -39,6 +39,20 @@ def status_lines(item) -> list[str]:
     return [text]
 
 
+def draw_advanced(layout: bpy.types.UILayout, settings) -> None:
+    """The collapsible Advanced box: size and steps (0: the quality's), guidance, scheduler."""
+    box = layout.box()
+    box.prop(settings, "show_advanced", icon="DOWNARROW_HLT" if settings.show_advanced else "RIGHTARROW",
+             emboss=False)
+    if not settings.show_advanced:
+        return
+    row = box.row(align=True)
+    row.prop(settings, "size")
+    row.prop(settings, "steps")
+    box.prop(settings, "guidance")
+    box.prop(settings, "scheduler")
+
+
 def draw_generated(layout: bpy.types.UILayout, scene: bpy.types.Scene) -> None:
     settings = scene.avatar_studio.avatar
     kind = SOURCE_KIND[settings.source]
@@ -46,12 +60,14 @@ def draw_generated(layout: bpy.types.UILayout, scene: bpy.types.Scene) -> None:
         layout.label(text=f"Needs a backend with {kind}.")
     if settings.source == FROM_PHOTO:
         layout.prop(settings, "image_path")
+        layout.prop(settings, "fit_body")
     layout.prop(settings, "prompt")
     layout.prop(settings, "negative_prompt")
     row = layout.row(align=True)
     row.prop(settings, "seed")
     row.prop(settings, "views")
     layout.prop(settings, "quality")
+    draw_advanced(layout, settings)
     layout.operator("avatar_studio.generate_avatar_prompt", icon="OUTLINER_OB_ARMATURE")
     item = last_generated_job(scene)
     if item is None:

@@ -9,11 +9,19 @@ is a path the backend reads, so for a local backend it must lie inside the serve
 from __future__ import annotations
 
 import bpy
-from bpy.props import EnumProperty, IntProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from .wire import kinds_module
 
 kinds = kinds_module()
+# Ranges and defaults of the Advanced knobs are the contract's (protocol/kinds.py), not copies.
+_TEXT = kinds.contract("avatar.from_text")
+_IMAGE = kinds.contract("avatar.from_image")
+_NAMES = kinds.names("avatar.from_text")
+_IMAGE_NAMES = kinds.names("avatar.from_image")
+_SIZE, _STEPS = _TEXT.param(_NAMES.size).type, _TEXT.param(_NAMES.steps).type
+_GUIDANCE, _SCHEDULER = _TEXT.param(_NAMES.guidance), _TEXT.param(_NAMES.scheduler)
+_FIT_BODY = _IMAGE.param(_IMAGE_NAMES.fit_body)
 
 FROM_VIEWS, FROM_PROMPT, FROM_PHOTO = "VIEWS", "PROMPT", "PHOTO"
 # The job kind each source submits (the views source keeps its synthetic-character operator).
@@ -45,6 +53,21 @@ class AVS_AvatarSettings(bpy.types.PropertyGroup):
         name="Quality",
         items=[(q, q.title(), f"the backend's {q} preset (docs/avatar.md)") for q in kinds.GENERATE_QUALITY],
         default="draft",
+    )
+    fit_body: BoolProperty(name="Fit Body to Photo", default=_FIT_BODY.default,
+                           description="Fit the body's shape and pose to the photo (else an A-posed body)")
+    # Advanced (the panel's collapsible box): 0 = the quality preset's size / steps.
+    show_advanced: BoolProperty(name="Advanced", default=False, options={"SKIP_SAVE"})
+    size: IntProperty(name="Size", default=0, min=0, max=_SIZE.hi, step=8,
+                      description=f"View side in pixels, a multiple of 8 from {_SIZE.lo} (0: the quality's)")
+    steps: IntProperty(name="Steps", default=0, min=0, max=_STEPS.hi,
+                       description="Denoising steps (0: the quality's)")
+    guidance: FloatProperty(name="Guidance", default=_GUIDANCE.default, min=_GUIDANCE.type.lo,
+                            max=_GUIDANCE.type.hi, description="Classifier-free guidance scale")
+    scheduler: EnumProperty(
+        name="Scheduler",
+        items=[(s, s, f"the {s} sampler") for s in _SCHEDULER.type.values],
+        default=_SCHEDULER.default,
     )
     # The last generated-avatar job submitted from this scene (its previews and error in the panel).
     last_job_key: StringProperty(options={"HIDDEN", "SKIP_SAVE"})

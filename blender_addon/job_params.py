@@ -106,8 +106,18 @@ def generated_avatar_params(kind: str, settings: Any, image_path: str = "") -> d
     }
     if settings.negative_prompt.strip():
         params[names.negative_prompt] = settings.negative_prompt
+    # Advanced: 0 leaves size and steps to the quality preset; guidance and scheduler always sent.
+    for name in (names.size, names.steps):
+        if int(getattr(settings, name, 0) or 0) > 0:
+            params[name] = int(getattr(settings, name))
+    if hasattr(settings, names.guidance):
+        params[names.guidance] = float(getattr(settings, names.guidance))
+    if getattr(settings, names.scheduler, ""):
+        params[names.scheduler] = getattr(settings, names.scheduler)
     if kind == "avatar.from_image":
         params[FROM_IMAGE.image] = image_path
+        if hasattr(settings, FROM_IMAGE.fit_body):
+            params[FROM_IMAGE.fit_body] = bool(getattr(settings, FROM_IMAGE.fit_body))
     return params
 
 

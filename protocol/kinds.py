@@ -300,6 +300,7 @@ _CONTRACTS = [
 GENERATE_SCHEDULERS = ("dpm++2m", "dpm++2m-karras", "unipc", "ddim", "euler-a")
 GENERATE_QUALITY = ("draft", "standard", "high")
 GENERATE_CONDITIONS = ("pose", "depth", "normal")
+KEYPOINTS_FILE = PathParam("file", (".json",))
 
 
 def _generate_params(prompt: Param) -> tuple[Param, ...]:
@@ -333,7 +334,8 @@ def _generated_avatar_contracts(from_views: JobContract) -> list[JobContract]:
     """avatar.from_text / avatar.from_image: K views generated (backend/generate/), then the
     avatar.from_views pipeline; the result is from_views' plus the generated views as files."""
     result = Result(
-        data=(*from_views.result.data, ("generated", "generation settings, seconds, device"),
+        data=(*from_views.result.data,
+              ("generated", "generation settings, seconds, device; body_fit: the fit to the photo"),
               ("views_folder", '"views": the artifacts under it are the generated views folder')),
         arrays=from_views.result.arrays,
         files=(*from_views.result.files,
@@ -348,11 +350,20 @@ def _generated_avatar_contracts(from_views: JobContract) -> list[JobContract]:
     )
     image = JobContract(
         "avatar.from_image",
-        "As avatar.from_text with a photo as the anchor view (the front view); the other views are "
-        "generated consistent with it.",
+        "As avatar.from_text with a photo as the anchor view: the body is fitted to the photo (its "
+        "silhouette and 2D keypoints, docs/fitting.md) and the photo is view 0, seen by the camera the "
+        "body was fitted in; the other views are generated around it, consistent with it.",
         (
             Param("image", PHOTO_FILE, REQUIRED, "the photo (.png/.jpg/.webp) inside the input roots"),
             *_generate_params(Param("prompt", Str(2000), "a person", "what the person looks like")),
+            Param("fit_body", Bool(), True,
+                  "fit the body to the photo (its silhouette + keypoints) unless body is given"),
+            Param("keypoints", KEYPOINTS_FILE, None,
+                  "2D keypoints of the photo: a keypoints JSON (docs/fitting.md), its one view or 'photo'; "
+                  "default: <photo stem>.keypoints.json beside the photo when there is one"),
+            Param("pose_estimator", Bool(), True,
+                  "without keypoints: detect them with the pose-estimator role when it is on this machine"),
+            Param("photo_fov", Float(5.0, 120.0), 40.0, "vertical field of view of the photo, degrees"),
         ),
         result,
     )

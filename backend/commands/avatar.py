@@ -38,6 +38,13 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "from a prompt or a photo (jobs avatar.from_text / avatar.from_image; docs/generate.md)")
     gen.add_argument("--prompt", help="what the person looks like: generate the views, then the avatar")
     gen.add_argument("--image", type=Path, help="a photo: the front (anchor) view; the others are generated")
+    gen.add_argument("--keypoints", type=Path, help="--image: the photo's 2D keypoints (keypoints JSON, "
+                     "docs/fitting.md); default: the pose-estimator role when present")
+    gen.add_argument("--no-fit-body", dest="fit_body", action="store_false",
+                     help="--image: dress the A-pose body instead of fitting one to the photo")
+    fov = contract("avatar.from_image").param("photo_fov").default
+    gen.add_argument("--photo-fov", type=float, default=fov,
+                     help="--image: the photo's vertical field of view in degrees")
     gen.add_argument("--views-out", type=Path, help="also copy the generated views folder here")
     gen.add_argument("--negative-prompt", help="default: generic defects (lowres, blurry, bad anatomy...)")
     text = contract("avatar.from_text")
@@ -194,7 +201,9 @@ def run_generated(args: argparse.Namespace) -> int:
     if args.prompt is not None:
         params["prompt"] = args.prompt
     if args.image is not None:
-        params["image"] = str(args.image)
+        params.update(image=str(args.image), fit_body=args.fit_body, photo_fov=args.photo_fov)
+        if args.keypoints is not None:
+            params["keypoints"] = str(args.keypoints)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="avatar-gen-") as scratch:
         try:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .inputs import FitInputError, FitView
-from .keypoints import KeypointsError, read_keypoints, write_keypoints
+from .keypoints import KeypointsError, parse_keypoints, read_keypoints, write_keypoints
 
 if TYPE_CHECKING:
     from .fit import FitConfig, FitResult, Stage, fit_body
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 _LAZY = {"FitConfig", "FitResult", "Stage", "fit_body"}
 
 __all__ = ["FitConfig", "FitInputError", "FitResult", "FitView", "KeypointsError", "Stage", "fit_body",
-           "read_keypoints", "write_keypoints"]
+           "parse_keypoints", "read_keypoints", "write_keypoints"]
 
 
 def __getattr__(name: str) -> Any:

@@ -40,7 +40,7 @@ class FitView:
                    keypoints, name)
 
 
-def check_views(views: Sequence[FitView], layout: str | None) -> list[FitView]:
+def check_views(views: Sequence[FitView], layout: str | None, min_views: int = 2) -> list[FitView]:
     """The views as float64/float32 arrays, or FitInputError naming the first problem."""
     if not views:
         raise FitInputError("no views to fit the body to")
@@ -80,6 +80,6 @@ def check_views(views: Sequence[FitView], layout: str | None) -> list[FitView]:
                 raise FitInputError(f"{where}: keypoints given without a keypoint layout")
             kp = check_keypoints(v.keypoints, layout, where)
         out.append(FitView(K, R, t, np.clip(mask, 0.0, 1.0), kp, v.name))
-    if len(out) < 2:
-        raise FitInputError(f"a body fit needs at least 2 calibrated views, got {len(out)}")
+    if len(out) < min_views:  # one view: backend/fitting/photo.py brings the missing constraints
+        raise FitInputError(f"a body fit needs at least {min_views} calibrated views, got {len(out)}")
     return out

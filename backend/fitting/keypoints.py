@@ -79,8 +79,18 @@ def read_keypoints(path: str | Path) -> tuple[str, dict[str, np.ndarray]]:
     """(layout, view name -> (N,3) array) from a keypoints JSON file."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        text = path.read_text()
+    except OSError as exc:
+        raise KeypointsError(f"{path}: not a readable keypoints JSON ({exc})") from None
+    return parse_keypoints(text, str(path))
+
+
+def parse_keypoints(text: str | bytes, where: str = "keypoints") -> tuple[str, dict[str, np.ndarray]]:
+    """:func:`read_keypoints` of the file's contents (``where`` names it in errors)."""
+    path = where
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise KeypointsError(f"{path}: not a readable keypoints JSON ({exc})") from None
     if not isinstance(data, dict) or data.get("format") != KEYPOINTS_FORMAT:
         raise KeypointsError(f"{path}: format must be {KEYPOINTS_FORMAT!r}")

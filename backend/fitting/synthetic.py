@@ -89,3 +89,26 @@ def render_views(truth: Truth, n_views: int = 8, size: int = 160, layout: str | 
         xy = xy + rng.normal(0.0, keypoint_noise_px, xy.shape)
         keypoints = [np.concatenate([k, np.ones((len(k), 1))], axis=1) for k in xy]
     return [FitView(K[i], R[i], t[i], masks[i], keypoints[i], f"view{i:02d}") for i in range(n_views)]
+
+
+def render_photo(truth: Truth, size: int = 128, fov_y_deg: float = 40.0, layout: str | None = None,
+                 keypoint_noise_px: float = 0.0, seed: int = 0,
+                 model: BodyModel | None = None) -> tuple[np.ndarray, np.ndarray | None, tuple]:
+    """``truth`` as one "photo" from :func:`backend.fitting.photo.photo_camera` (the body must stand
+    in front of it, at negative z): (mask (S,S), keypoints (N,3) or None, (K, R, t))."""
+    from .photo import photo_camera
+
+    model = model or load_body_model(str(truth.params.get("gender", "neutral")))
+    K, R, t = photo_camera(size, fov_y_deg)
+    batch = CameraBatch(K[None], R[None], t[None], size, size, 0.05, 50.0)
+    with torch.no_grad():
+        mesh = Mesh(verts=torch.as_tensor(truth.vertices, dtype=torch.float32), faces=model.faces_tensor)
+        alpha = render_passes(mesh, batch, passes=("alpha",)).alpha
+    assert alpha is not None
+    keypoints = None
+    if layout is not None:
+        pts = torch.as_tensor(truth.keypoints[layout_index(layout)], dtype=torch.float64)
+        xy = project(pts, *(torch.as_tensor(a[None], dtype=torch.float64) for a in (K, R, t)))[0].numpy()
+        xy = xy + np.random.default_rng(seed).normal(0.0, keypoint_noise_px, xy.shape)
+        keypoints = np.concatenate([xy, np.ones((len(xy), 1))], axis=1)
+    return alpha[0].numpy(), keypoints, (K, R, t)

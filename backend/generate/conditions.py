@@ -135,14 +135,36 @@ def control_normal_image(normal_cam: np.ndarray, mask: np.ndarray) -> np.ndarray
     return np.where(mask[..., None], np.clip(np.round(rgb * 255), 0, 255), 0).astype(np.uint8)
 
 
+def anchored_ring(n_views: int, vertices: np.ndarray, anchor: tuple[np.ndarray, np.ndarray, np.ndarray], *,
+                  width: int, height: int, name: str = "photo", **ring: Any) -> CameraPath:
+    """View 0 is the ``anchor`` camera (K, R, t: a photo's, the body fitted in front of it); the
+    other ``n_views - 1`` are :func:`framed_ring`'s, starting from the anchor's azimuth around the
+    body (so they are spread evenly around from the photo, whichever way the person turned)."""
+    K, R, t = (np.asarray(a, dtype=np.float64) for a in anchor)
+    lo, hi = vertices.min(0), vertices.max(0)
+    toward = -R.T @ t - (lo + hi) / 2
+    toward[1] = 0.0
+    norm = np.linalg.norm(toward)
+    toward = toward / norm if norm > 1e-9 else np.array([0.0, 0.0, 1.0])
+    path = framed_ring(n_views, vertices, toward, width=width, height=height, **ring)
+    path.K[0], path.R[0], path.t[0] = K, R, t
+    names = list(path.names) if path.names else [f"view{i:02d}" for i in range(n_views)]
+    names[0] = name
+    # Far enough for the anchor too (a photo may be taken from farther than the ring's radius).
+    far = max(path.far, 4 * float(np.linalg.norm(-R.T @ t - (lo + hi) / 2)) + 10)
+    return CameraPath(path.K, path.R, path.t, width, height, path.near, far, names=names)
+
+
 def body_conditions(smplx: Mapping[str, Any], cameras: CameraPath | int = 8, *, width: int = 512,
                     height: int = 512, elevation_deg: float = 0.0, fov_y_deg: float = 40.0,
                     rasterizer: str = "auto", hands: bool = True, face: bool = True,
-                    model_path: str | Path | None = None) -> BodyConditions:
+                    model_path: str | Path | None = None,
+                    anchor_camera: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> BodyConditions:
     """Render the conditions of the body posed by ``smplx`` (protocol parameters, one frame).
 
     ``cameras`` is a camera path (its own image size wins) or a number of views on a ring around
-    the body, starting in front of it.
+    the body, starting in front of it, or with ``anchor_camera`` (K, R, t at ``width`` x
+    ``height``) starting with that camera (:func:`anchored_ring`).
     """
     params = _payload(smplx)
     model = load_body_model(params["gender"], str(model_path) if model_path else None)
@@ -157,8 +179,12 @@ def body_conditions(smplx: Mapping[str, Any], cameras: CameraPath | int = 8, *, 
     if isinstance(cameras, int):
         if cameras <= 0:
             raise ValueError("the number of views must be positive")
-        cameras = framed_ring(cameras, verts.double().numpy(), facing, width=width, height=height,
-                              elevation_deg=elevation_deg, fov_y_deg=fov_y_deg)
+        if anchor_camera is not None:
+            cameras = anchored_ring(cameras, verts.double().numpy(), anchor_camera, width=width,
+                                    height=height, elevation_deg=elevation_deg, fov_y_deg=fov_y_deg)
+        else:
+            cameras = framed_ring(cameras, verts.double().numpy(), facing, width=width, height=height,
+                                  elevation_deg=elevation_deg, fov_y_deg=fov_y_deg)
     width, height = cameras.width, cameras.height
     n = len(cameras)
     names = list(cameras.names) if cameras.names else [f"view{i:02d}" for i in range(n)]

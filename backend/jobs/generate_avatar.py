@@ -46,8 +46,8 @@ AVATAR_KNOBS = ("grid", "init_iters", "refine_iters", "render_scale", "texture_s
 CONTROLNET_ROLE = {"pose": "controlnet-openpose", "depth": "controlnet-depth", "normal": "controlnet-normal"}
 
 # Share of the whole job each stage gets; the avatar pipeline's own fractions fill AVATAR_SPAN.
-STAGE_SPANS = {"load": (0.0, 0.03), "conditions": (0.03, 0.08), "generate": (0.08, 0.35),
-               "views": (0.35, 0.4)}
+STAGE_SPANS = {"load": (0.0, 0.03), "fit": (0.03, 0.08), "conditions": (0.08, 0.1), "generate": (0.1, 0.35),
+               "views": (0.35, 0.4)}  # fit: avatar.from_image only
 AVATAR_SPAN = (0.4, 1.0)
 
 
@@ -86,13 +86,15 @@ def settings(p: Any) -> dict[str, Any]:
 
 
 def read_photo(image: Any) -> np.ndarray:
-    """(H,W,3) uint8 of the photo param (a confined file: read through its check), or a local path."""
+    """(H,W,3) uint8 of the photo param (a confined file: read through its check), or a local path;
+    (H,W,4) when it has transparency (the alpha is the person's mask)."""
     from PIL import Image, UnidentifiedImageError
 
     data = image.read_bytes() if hasattr(image, "read_bytes") else Path(image).read_bytes()
     try:
         with Image.open(io.BytesIO(data)) as im:
-            return np.asarray(im.convert("RGB"))
+            alpha = im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
+            return np.asarray(im.convert("RGBA" if alpha else "RGB"))
     except (UnidentifiedImageError, OSError) as exc:
         raise JobInputError(f"params.image: not a readable image ({exc})") from None
 
@@ -131,6 +133,7 @@ def generate_avatar(kind: str, params: Any, ctx: JobContext) -> JobResult:
     from backend.avatar.io.views import read_views
     from backend.avatar.pipeline import build_avatar, config_from_options, write_outputs
     from backend.generate.conditions import body_conditions
+    from backend.generate.masks import refine_masks
     from backend.generate.multiview import DEFAULT_NEGATIVE, generate_views
     from backend.generate.to_views import write_generated_views
     from backend.models.load import load_controlnet_pipeline
@@ -149,9 +152,20 @@ def generate_avatar(kind: str, params: Any, ctx: JobContext) -> JobResult:
     pipe = load_controlnet_pipeline(roles, registry=ModelRegistry.load())  # ModelMissingError: clean
     timings["load"] = time.perf_counter() - t
 
+    anchor = None
+    if photo is not None:  # the body fitted to the photo, seen by the photo's camera (view 0)
+        from backend.jobs.photo_body import photo_body
+
+        stages.start("fit", "fitting the body to the photo")
+        t = time.perf_counter()
+        anchor = photo_body(photo, p, chosen["size"], lambda f, m: stages.report("fit", f, m))
+        timings["fit"] = time.perf_counter() - t
+
     stages.start("conditions", f"rendering the body from {p.views} cameras")
     t = time.perf_counter()
-    conditions = body_conditions(first_frame(p.body), p.views, width=chosen["size"], height=chosen["size"])
+    body = anchor.body if anchor is not None and anchor.body is not None else first_frame(p.body)
+    conditions = body_conditions(body, p.views, width=chosen["size"], height=chosen["size"],
+                                 anchor_camera=None if anchor is None else anchor.camera)
     timings["conditions"] = time.perf_counter() - t
 
     stages.start("generate", f"generating {p.views} views ({chosen['steps']} steps)")
@@ -161,7 +175,8 @@ def generate_avatar(kind: str, params: Any, ctx: JobContext) -> JobResult:
             pipe, conditions, p.prompt,
             negative_prompt=DEFAULT_NEGATIVE if p.negative_prompt is None else p.negative_prompt,
             seed=p.seed, guidance=p.guidance, steps=chosen["steps"], scheduler=p.scheduler,
-            kinds=tuple(p.conditions), image=photo, anchor=0, window=p.window,
+            kinds=tuple(p.conditions), image=None if anchor is None else anchor.rgb, anchor=0,
+            window=p.window,
             progress=lambda step, steps: stages.report("generate", step / steps, f"step {step}/{steps}"),
         )  # fmt: skip
     except ValueError as exc:
@@ -172,9 +187,16 @@ def generate_avatar(kind: str, params: Any, ctx: JobContext) -> JobResult:
     stages.start("views", "masks, normals and the views folder")
     t = time.perf_counter()
     views_dir = work / "views"
-    write_generated_views(views_dir, generated.images, conditions, info=generated.info,
+    images, view_images, masks = generated.uint8(), generated.images, None
+    if anchor is not None:  # view 0 is the photo itself (not its VAE round trip), with its own mask
+        masks = refine_masks(generated.images, conditions.mask)
+        if anchor.mask is not None:
+            masks[0] = anchor.mask
+        images[0] = anchor.rgb
+        view_images = generated.images.copy()
+        view_images[0] = anchor.rgb.astype(np.float32) / 255.0
+    write_generated_views(views_dir, view_images, conditions, masks=masks, info=generated.info,
                           normals="body" if p.normals == "body" else "none")
-    images = generated.uint8()
     for i, name in enumerate(conditions.names):
         stages.report("views", (i + 1) / len(images), f"view {name}", preview=images[i])
     timings["views"] = time.perf_counter() - t
@@ -193,7 +215,8 @@ def generate_avatar(kind: str, params: Any, ctx: JobContext) -> JobResult:
                   for f in sorted(views_dir.rglob("*")) if f.is_file()}
     generated_info = {**generated.info, "prompts": generated.prompts, "quality": p.quality,
                       "size": chosen["size"], "timings_s": {k: round(v, 3) for k, v in timings.items()},
-                      "image_guided": photo is not None}
+                      "image_guided": photo is not None,
+                      **({"body_fit": anchor.record} if anchor is not None else {})}
     extra = {"generated": generated_info, "views_folder": "views"}
     return avatar_job_result(result, files, extra, view_files)
 

@@ -78,6 +78,14 @@ def test_photo_outside_the_input_roots_is_refused_at_submit(client: Client, root
         answers.add(err.value.evalue)
     assert answers == {"params.image: not a readable file inside the server's input roots "
                        "(see `serve --input-root`)"}
+    # the photo's keypoints file is confined the same way (inside: accepted at submit)
+    (roots["outside"] / "k.json").write_text("{}")
+    with pytest.raises(ServerError, match=r"params\.keypoints: not a readable file inside"):
+        client.submit("avatar.from_image", {"image": str(roots["root"] / "photo.png"),
+                                            "keypoints": str(roots["outside"] / "k.json")})
+    with pytest.raises(ServerError, match=r"params\.keypoints: must end with|params\.keypoints: .*\.json"):
+        client.submit("avatar.from_image", {"image": str(roots["root"] / "photo.png"),
+                                            "keypoints": str(roots["root"] / "photo.png")})
     with pytest.raises(ServerError, match=r"params\.image: required"):
         client.submit("avatar.from_image", {"prompt": "a knight"})
     with pytest.raises(ServerError, match=r"params\.prompt: required"):
