@@ -1,0 +1,445 @@
+"""Background recovery where people are removed from a shot (the scene layer of MIMO's
+decomposition, issue 13): propagate the background from other frames along the camera motion,
+then fill spatially what no frame shows.
+
+Propagation: every removed pixel of frame ``f`` looks for the same scene point in the other frames,
+nearest in time first (lighting and exposure drift least), and takes it from the first frame that
+shows it unmasked. How a pixel of ``f`` maps into frame ``g`` depends on what is known:
+
+- **static camera** (one camera, or no camera and no global image motion): the same pixel.
+- **camera + depth** (a CG plate's Z pass, or the depth estimator): reprojection through K, R, t.
+  The depth of ``f`` at a removed pixel is the person's, not the background's, so the background
+  depth there is first *forward-splatted* from ``g`` (its unmasked pixels, z-buffered, each point
+  written to the 2x2 pixels around it so a magnifying warp leaves no gaps); the colour is then
+  sampled bilinearly in ``g`` and accepted only when ``g``'s own depth there agrees (else that
+  point is hidden in ``g`` behind something else).
+- **camera, no depth**: the same reprojection with a proxy depth: the ground plane ``y = 0`` where
+  the pixel's ray hits it in front of the camera, infinity elsewhere. At infinite depth the mapping
+  is the rotation homography ``K_g R_g R_f^T K_f^-1``, exact for any depth when the camera only
+  turns (a tripod pan), and the ground plane's homography is exact for the floor the people stand
+  on; what is neither (a wall behind a moving camera) is rejected by nothing, so it is
+  approximate: that is why depth is preferred when there is any.
+- **no camera**: a global translation per frame by masked phase correlation
+  (``skimage.registration.phase_cross_correlation`` with the people masked out, so they do not
+  drag the estimate); all zero means a static camera. It covers a locked-off shot that shakes a
+  little; real camera moves should come with the solved camera.
+
+Spatial fill (pixels no frame shows): ``skimage.restoration.inpaint_biharmonic`` per frame, split
+into the holes' regions: a smooth, hole-free continuation of the surroundings, from a maintained
+library rather than our own solver (the fast-marching method of OpenCV would need OpenCV, not a
+dependency here). ``fill="model"`` gives those pixels to a callable instead (the ``inpainting``
+role's diffusion pipeline, :mod:`backend.footage.decompose`).
+
+Masks are dilated a little before removal (:func:`removal_mask`): a person's soft edge and
+motion-blurred halo are part of the person, and leaving them would leave a ghost outline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+# Beyond this a point is "at infinity" for the geometry (float64 keeps the direction exact).
+FAR = 1.0e6
+# Depth agreement for a reprojected point to count as visible in the source frame (relative).
+DEPTH_TOLERANCE = 0.03
+# A mask value above this is person (soft masks: their faint edge is still the person's halo).
+MASK_THRESHOLD = 0.05
+# Source frames tried per target frame at most (nearest in time first): bounds the work on long
+# shots; a pixel not seen in this many frames is filled spatially.
+MAX_SOURCES = 48
+
+Progress = Callable[[float, str], None]
+Coords = tuple[np.ndarray, np.ndarray, np.ndarray]  # x, y (array-index coordinates), and a third array
+Cancelled = Callable[[], None]
+
+
+class InpaintError(ValueError):
+    """Inputs that do not fit together (shapes, counts)."""
+
+
+@dataclass(frozen=True)
+class Fill:
+    frames: np.ndarray  # (F, H, W, 3) uint8: the shot with the removed pixels filled
+    depth: np.ndarray | None  # (F, H, W) float32: the given depth with removed pixels' background
+    removed: np.ndarray  # (F, H, W) bool: pixels removed (the dilated masks)
+    propagated: np.ndarray  # (F, H, W) bool: of those, filled from another frame
+    method: str  # "static" | "translation" | "reprojection-depth" | "reprojection-ground" | "none"
+
+    @property
+    def removed_pixels(self) -> int:
+        return int(self.removed.sum())
+
+    @property
+    def propagated_fraction(self) -> float:
+        n = self.removed_pixels
+        return float(self.propagated.sum()) / n if n else 0.0
+
+
+def dilation_radius(height: int, width: int) -> int:
+    """Pixels a mask grows by before removal: 2 + 0.4 % of the long side (2 px at 64 px, 9 at
+    1920): a halo scales with the image."""
+    return 2 + round(0.004 * max(height, width))
+
+
+def removal_mask(person: np.ndarray, radius: int | None = None) -> np.ndarray:
+    """(F, H, W) bool: the person masks (soft, [0, 1]) above :data:`MASK_THRESHOLD`, dilated by a
+    disc of ``radius`` pixels (default :func:`dilation_radius`)."""
+    from scipy import ndimage
+
+    if person.ndim != 3:
+        raise InpaintError(f"person masks must be (F, H, W), got {person.shape}")
+    r = dilation_radius(*person.shape[1:]) if radius is None else int(radius)
+    hard = person > MASK_THRESHOLD
+    if r <= 0:
+        return hard
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    disc = (yy * yy + xx * xx) <= r * r
+    return np.stack([ndimage.binary_dilation(m, disc) if m.any() else m for m in hard])
+
+
+# ----------------------------------------------------------------------------------- geometry
+
+
+def _pixel_rays(K: np.ndarray, R: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """World-space directions (N, 3) of pixel centres (x + 0.5, y + 0.5), scaled so that their
+    camera-space z is 1 (a point at ``C + z * ray`` lies at depth z along the optical axis)."""
+    pix = np.stack([xs + 0.5, ys + 0.5, np.ones_like(xs, np.float64)], -1)
+    cam = pix @ np.linalg.inv(K).T
+    return cam @ R  # R^T applied to row vectors
+
+
+def _centre(R: np.ndarray, t: np.ndarray) -> np.ndarray:
+    return -R.T @ t
+
+
+def ground_depth(K: np.ndarray, R: np.ndarray, t: np.ndarray, height: int, width: int,
+                 ground_y: float = 0.0) -> np.ndarray:
+    """(H, W) float64: depth along the optical axis where each pixel's ray meets the plane
+    ``y = ground_y`` in front of the camera; +inf where it does not (sky, above the horizon)."""
+    ys, xs = np.mgrid[0:height, 0:width]
+    rays = _pixel_rays(K, R, ys.ravel().astype(np.float64), xs.ravel().astype(np.float64))
+    c = _centre(R, t)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = (ground_y - c[1]) / rays[:, 1]
+    s = np.where(np.isfinite(s) & (s > 0), s, np.inf)
+    return s.reshape(height, width)
+
+
+def _project(K: np.ndarray, R: np.ndarray, t: np.ndarray, X: np.ndarray) -> Coords:
+    """Pixel coordinates (x, y, as array indices: centre of pixel i at i) and depth of world points."""
+    cam = X @ R.T + t
+    z = cam[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = cam @ K.T
+        u = p[:, 0] / p[:, 2] - 0.5
+        v = p[:, 1] / p[:, 2] - 0.5
+    return u, v, z
+
+
+def _bilinear(image: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``image`` (H, W[, C]) sampled at (u, v) (array-index coordinates, inside the image)."""
+    h, w = image.shape[:2]
+    x0 = np.clip(np.floor(u).astype(np.int64), 0, w - 1)
+    y0 = np.clip(np.floor(v).astype(np.int64), 0, h - 1)
+    x1 = np.minimum(x0 + 1, w - 1)
+    y1 = np.minimum(y0 + 1, h - 1)
+    fx = np.clip(u - x0, 0.0, 1.0)
+    fy = np.clip(v - y0, 0.0, 1.0)
+    if image.ndim == 3:
+        fx, fy = fx[:, None], fy[:, None]
+    img = image.astype(np.float64)
+    top = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
+    bottom = img[y1, x0] * (1 - fx) + img[y1, x1] * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def _blocked(removed: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """True where any of the four pixels a bilinear sample at (u, v) reads is removed."""
+    h, w = removed.shape
+    x0 = np.clip(np.floor(u).astype(np.int64), 0, w - 1)
+    y0 = np.clip(np.floor(v).astype(np.int64), 0, h - 1)
+    x1 = np.minimum(x0 + 1, w - 1)
+    y1 = np.minimum(y0 + 1, h - 1)
+    return removed[y0, x0] | removed[y0, x1] | removed[y1, x0] | removed[y1, x1]
+
+
+def _inside(u: np.ndarray, v: np.ndarray, h: int, w: int) -> np.ndarray:
+    return np.isfinite(u) & np.isfinite(v) & (u >= 0) & (v >= 0) & (u <= w - 1) & (v <= h - 1)
+
+
+def _splat_depth(K: np.ndarray, R: np.ndarray, t: np.ndarray, depth: np.ndarray, keep: np.ndarray,
+                 Kf: np.ndarray, Rf: np.ndarray, tf: np.ndarray) -> np.ndarray:
+    """Depth (H, W) of source points ``keep`` (its unremoved pixels) seen from the target camera
+    (Kf, Rf, tf), z-buffered (nearest wins); each point writes the 2x2 pixels around where it
+    lands, so a warp that magnifies up to 2x leaves no gaps. +inf where nothing lands."""
+    h, w = depth.shape
+    ys, xs = np.nonzero(keep)
+    z = np.minimum(depth[ys, xs].astype(np.float64), FAR)  # +inf (sky): a far point, a direction
+    X = _centre(R, t) + z[:, None] * _pixel_rays(K, R, ys.astype(np.float64), xs.astype(np.float64))
+    u, v, zt = _project(Kf, Rf, tf, X)
+    ok = np.isfinite(u) & np.isfinite(v) & (zt > 0) & (u > -1) & (v > -1) & (u < w) & (v < h)
+    u, v, zt = u[ok], v[ok], zt[ok]
+    out = np.full(h * w, np.inf)
+    x0, y0 = np.floor(u).astype(np.int64), np.floor(v).astype(np.int64)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            xi, yi = x0 + dx, y0 + dy
+            inside = (xi >= 0) & (yi >= 0) & (xi < w) & (yi < h)
+            np.minimum.at(out, yi[inside] * w + xi[inside], zt[inside])
+    return out.reshape(h, w)
+
+
+# ----------------------------------------------------------------------------------- motion models
+
+
+class _Motion:
+    """Maps target pixels of frame f to source coordinates in frame g (and says which are valid)."""
+
+    method = "static"
+
+    def prepare(self, f: int, g: int) -> None:  # per (target, source) pair, before map()
+        return None
+
+    def map(self, f: int, g: int, ys: np.ndarray, xs: np.ndarray) -> Coords:
+        return xs.astype(np.float64), ys.astype(np.float64), np.ones(len(ys), bool)
+
+    def target_depth(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray | None:
+        """Background depth of the target pixels last mapped (reprojection only)."""
+        return None
+
+
+class _Translation(_Motion):
+    method = "translation"
+
+    def __init__(self, shifts: np.ndarray) -> None:
+        self.shifts = shifts  # (F, 2) (dy, dx): frame f at p shows what frame 0 shows at p + s_f
+
+    def map(self, f: int, g: int, ys: np.ndarray, xs: np.ndarray) -> Coords:
+        d = self.shifts[f] - self.shifts[g]
+        return xs + d[1], ys + d[0], np.ones(len(ys), bool)
+
+
+class _Reprojection(_Motion):
+    def __init__(self, K: np.ndarray, R: np.ndarray, t: np.ndarray, depth: np.ndarray | None,
+                 removed: np.ndarray) -> None:
+        self.K, self.R, self.t = K, R, t
+        self.depth = depth  # given depth (F, H, W), or None: the ground/infinity proxy
+        self.removed = removed
+        self.method = "reprojection-depth" if depth is not None else "reprojection-ground"
+        self._ground: dict[int, np.ndarray] = {}
+        self._target: np.ndarray | None = None
+
+    def _proxy(self, f: int) -> np.ndarray:
+        if f not in self._ground:
+            h, w = self.removed.shape[1:]
+            self._ground[f] = ground_depth(self.K[f], self.R[f], self.t[f], h, w)
+        return self._ground[f]
+
+    def prepare(self, f: int, g: int) -> None:
+        if self.depth is None:
+            self._target = self._proxy(f)
+        else:  # the background behind f's removed pixels, as g's unremoved pixels see it
+            # (sky, +inf, splats at FAR: the z-buffer keeps anything nearer over it)
+            self._target = _splat_depth(self.K[g], self.R[g], self.t[g], self.depth[g], ~self.removed[g],
+                                        self.K[f], self.R[f], self.t[f])
+
+    def map(self, f: int, g: int, ys: np.ndarray, xs: np.ndarray) -> Coords:
+        assert self._target is not None
+        z = self._target[ys, xs]
+        # Proxy: +inf is a direction (above the horizon), always mappable. Given depth: +inf is a
+        # pixel no point of g landed on (g does not show it).
+        valid = np.ones(len(z), bool) if self.depth is None else np.isfinite(z)
+        zz = np.minimum(z, FAR)
+        X = _centre(self.R[f], self.t[f]) + zz[:, None] * _pixel_rays(
+            self.K[f], self.R[f], ys.astype(np.float64), xs.astype(np.float64))
+        u, v, zg = _project(self.K[g], self.R[g], self.t[g], X)
+        valid &= zg > 0
+        if self.depth is not None:
+            # Visible in g when its depth lies within the depths g shows at the four pixels the
+            # sample reads (give or take DEPTH_TOLERANCE): behind them it is hidden in g. An
+            # interval, not one pixel's depth: on a floor seen at a grazing angle the depth changes
+            # by several % per pixel.
+            h, w = self.removed.shape[1:]
+            lo, hi = np.zeros(len(u)), np.zeros(len(u))
+            idx = np.nonzero(valid & _inside(u, v, h, w))[0]
+            if len(idx):
+                lo[idx], hi[idx] = _depth_range(np.minimum(self.depth[g], FAR), u[idx], v[idx])
+            zg = np.minimum(zg, FAR)
+            valid &= (zg >= lo * (1 - DEPTH_TOLERANCE)) & (zg <= hi * (1 + DEPTH_TOLERANCE))
+        return u, v, valid
+
+    def target_depth(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray | None:
+        if self._target is None:
+            return None
+        z = self._target[ys, xs]
+        return np.where(z >= FAR, np.inf, z)
+
+
+def _depth_range(depth: np.ndarray, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(min, max) of the source depth over the 2x2 pixels a bilinear sample at (u, v) reads."""
+    h, w = depth.shape
+    x0 = np.clip(np.floor(u).astype(np.int64), 0, w - 1)
+    y0 = np.clip(np.floor(v).astype(np.int64), 0, h - 1)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    four = np.stack([depth[y0, x0], depth[y0, x1], depth[y1, x0], depth[y1, x1]])
+    return four.min(0), four.max(0)
+
+
+def global_shifts(frames: np.ndarray, removed: np.ndarray) -> np.ndarray:
+    """(F, 2) (dy, dx) per frame relative to frame 0 by masked phase correlation of the grey
+    frames, the removed (people) pixels masked out: frame f at p shows what frame 0 shows at
+    p + shift[f]. Integer pixels (the masked estimator's resolution)."""
+    from skimage.registration import phase_cross_correlation
+
+    grey = frames.astype(np.float32).mean(-1)
+    out = np.zeros((len(frames), 2))
+    for f in range(1, len(frames)):
+        shift = phase_cross_correlation(grey[0], grey[f], reference_mask=~removed[0],
+                                        moving_mask=~removed[f])
+        # skimage's shift registers the moving image onto the reference (ndimage.shift(moving,
+        # shift) ~ reference): moving(q) = reference(q + shift), which is our convention as is
+        # (checked: a window sliding right by 4 px per frame gives shift = (0, 4 f)).
+        out[f] = np.asarray(shift[0] if isinstance(shift, tuple) else shift, np.float64)
+    return out
+
+
+# ----------------------------------------------------------------------------------- propagation
+
+
+def _source_order(f: int, n: int, limit: int) -> list[int]:
+    order = sorted((g for g in range(n) if g != f), key=lambda g: (abs(g - f), g))
+    return order[:limit]
+
+
+def propagate(frames: np.ndarray, removed: np.ndarray, motion: _Motion, *,
+              max_sources: int = MAX_SOURCES, progress: Progress | None = None,
+              cancelled: Cancelled | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Fill removed pixels from other frames: returns (float64 colours (F,H,W,3), propagated mask,
+    background depth of the propagated pixels (reprojection with depth; else None))."""
+    n = len(frames)
+    out = frames.astype(np.float64)
+    done = np.zeros_like(removed)
+    bg_depth = np.full(removed.shape, np.inf) if isinstance(motion, _Reprojection) else None
+    h, w = removed.shape[1:]
+    for f in range(n):
+        if cancelled is not None:
+            cancelled()
+        todo = removed[f].copy()
+        for g in _source_order(f, n, max_sources):
+            if not todo.any():
+                break
+            if removed[g].all():
+                continue
+            motion.prepare(f, g)
+            ys, xs = np.nonzero(todo)
+            u, v, valid = motion.map(f, g, ys, xs)
+            valid &= _inside(u, v, h, w)
+            ok = np.nonzero(valid)[0]
+            if len(ok):
+                ok = ok[~_blocked(removed[g], u[ok], v[ok])]
+            if not len(ok):
+                continue
+            out[f, ys[ok], xs[ok]] = _bilinear(frames[g], u[ok], v[ok])
+            if bg_depth is not None:
+                z = motion.target_depth(ys[ok], xs[ok])
+                if z is not None:
+                    bg_depth[f, ys[ok], xs[ok]] = z
+            todo[ys[ok], xs[ok]] = False
+            done[f, ys[ok], xs[ok]] = True
+        if progress is not None:
+            progress((f + 1) / n, f"frame {f + 1}/{n}: {int(done[f].sum())}/{int(removed[f].sum())} "
+                     "removed pixels found in other frames")
+    return out, done, bg_depth
+
+
+def spatial_fill(image: np.ndarray, holes: np.ndarray) -> np.ndarray:
+    """``image`` (H, W, 3) float in [0, 255] with ``holes`` filled by biharmonic inpainting
+    (scikit-image), each hole's region solved alone."""
+    from skimage.restoration import inpaint_biharmonic
+
+    if not holes.any():
+        return image
+    if holes.all():  # nothing to continue from: mid grey
+        return np.full_like(image, 127.5)
+    filled = inpaint_biharmonic(image / 255.0, holes, channel_axis=-1, split_into_regions=True)
+    return np.clip(filled, 0.0, 1.0) * 255.0
+
+
+def fill_depth(depth: np.ndarray, holes: np.ndarray) -> np.ndarray:
+    """Each hole pixel takes the depth of the nearest pixel outside the holes (one frame)."""
+    from scipy import ndimage
+
+    if not holes.any() or holes.all():
+        return depth
+    _, (iy, ix) = ndimage.distance_transform_edt(holes, return_indices=True)
+    return np.where(holes, depth[iy, ix], depth)
+
+
+def choose_motion(frames: np.ndarray, removed: np.ndarray, K: np.ndarray | None, R: np.ndarray | None,
+                  t: np.ndarray | None, depth: np.ndarray | None) -> _Motion:
+    """The motion model for what is known (module docstring)."""
+    static_camera = K is not None and bool(
+        np.allclose(R, R[:1]) and np.allclose(t, t[:1]) and np.allclose(K, K[:1]))
+    if K is not None and R is not None and t is not None and not static_camera:
+        return _Reprojection(K, R, t, depth, removed)
+    if K is None and len(frames) > 1:
+        shifts = global_shifts(frames, removed)
+        if np.abs(shifts).max() > 0:
+            return _Translation(shifts)
+    return _Motion()
+
+
+def recover_background(frames: np.ndarray, person: np.ndarray, *, K: np.ndarray | None = None,
+                       R: np.ndarray | None = None, t: np.ndarray | None = None,
+                       depth: np.ndarray | None = None, radius: int | None = None,
+                       fill: Callable[[int, np.ndarray, np.ndarray], np.ndarray] | None = None,
+                       max_sources: int = MAX_SOURCES, progress: Progress | None = None,
+                       cancelled: Cancelled | None = None) -> Fill:
+    """The shot ``frames`` (F, H, W, 3) uint8 with the people ``person`` (F, H, W) in [0, 1]
+    removed: propagated from other frames along the camera motion (K, R, t per frame; ``depth``
+    (F, H, W) metres, +inf = nothing), then filled spatially (biharmonic, or ``fill(frame_index,
+    image float [0,255], holes) -> image`` for the ``inpainting`` model)."""
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise InpaintError(f"frames must be (F, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+    if person.shape != frames.shape[:3]:
+        raise InpaintError(f"person masks are {person.shape}, the frames {frames.shape[:3]}")
+    if depth is not None and depth.shape != frames.shape[:3]:
+        raise InpaintError(f"depth is {depth.shape}, the frames {frames.shape[:3]}")
+    removed = removal_mask(person, radius)
+    if not removed.any():
+        return Fill(frames.copy(), None if depth is None else depth.astype(np.float32), removed,
+                    np.zeros_like(removed), "none")
+    motion = choose_motion(frames, removed, K, R, t, depth)
+
+    def stage(lo: float, hi: float) -> Progress | None:
+        return None if progress is None else (lambda x, m: progress(lo + (hi - lo) * x, m))
+
+    out, done, bg_depth = propagate(frames, removed, motion, max_sources=max_sources,
+                                    progress=stage(0.0, 0.8), cancelled=cancelled)
+    holes = removed & ~done
+    n = len(frames)
+    for f in range(n):
+        if cancelled is not None:
+            cancelled()
+        if holes[f].any():
+            out[f] = fill(f, out[f], holes[f]) if fill is not None else spatial_fill(out[f], holes[f])
+        if progress is not None:
+            progress(0.8 + 0.2 * (f + 1) / n, f"frame {f + 1}/{n}: {int(holes[f].sum())} pixels filled "
+                     "spatially")
+    scene = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    scene_depth = None
+    if depth is not None:
+        scene_depth = depth.astype(np.float64).copy()
+        if bg_depth is not None:
+            known = removed & done & np.isfinite(bg_depth)
+            scene_depth[known] = bg_depth[known]
+            unknown = removed & ~known
+        else:
+            unknown = removed
+        for f in range(n):
+            scene_depth[f] = fill_depth(scene_depth[f], unknown[f])
+        scene_depth = scene_depth.astype(np.float32)
+    return Fill(scene, scene_depth, removed, done, motion.method)
