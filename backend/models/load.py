@@ -299,6 +299,8 @@ def load_pose_estimator(
     return _loaded("pose-estimator", path, registry, load)
 
 
+from backend.models.load_footage import FOOTAGE_LOADERS  # noqa: E402 (its loaders use the helpers above)
+
 # role -> the loader that reads it (smplx: backend.body.model). `models check --load` and the tests
 # walk this table, so a role without a loader shows up.
 LOADERS: dict[str, Any] = {
@@ -310,6 +312,7 @@ LOADERS: dict[str, Any] = {
     "clip": load_clip,
     "normal-estimator": load_normal_estimator,
     "pose-estimator": load_pose_estimator,
+    **FOOTAGE_LOADERS,
 }
 assert set(LOADERS) == set(ROLES) - {"smplx"}, "every role but smplx has a loader here"
 

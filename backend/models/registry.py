@@ -34,6 +34,9 @@ Roles and who reads them (each loads through :mod:`backend.models.load`; docs/mo
 - ``normal-estimator``: ``load_normal_estimator`` (Marigold normals), the sculpt stage
   (``backend/avatar/geometry/sculpt.py``) for views without normal maps.
 - ``pose-estimator``: ``load_pose_estimator`` (ViTPose), 2D keypoints for body fitting.
+- ``person-segmentation``, ``depth-estimator``, ``inpainting``: ``load_person_segmentation``,
+  ``load_depth_estimator``, ``load_inpainting`` (:mod:`backend.models.load_footage`), the footage
+  decomposition (``backend/footage/decompose.py``).
 - ``smplx``: the licensed body every body job uses (``backend/body/model.py``), else the stand-in.
 
 This module stays light (no torch): the server imports it for ``system.info``.
@@ -161,6 +164,33 @@ ROLES: dict[str, ModelRole] = {
             "load_pose_estimator",
             ("config.json", "preprocessor_config.json", "model.safetensors"),
             "Apache-2.0",
+        ),
+        ModelRole(
+            "person-segmentation",
+            "semantic segmentation keeping the person class, UperNet-ConvNeXt on ADE20K (people in footage)",
+            "openmmlab/upernet-convnext-tiny",
+            "footage decomposition (backend/footage/decompose.py)",
+            "load_person_segmentation",
+            ("config.json", "preprocessor_config.json", "model.safetensors"),
+            "MIT",
+        ),
+        ModelRole(
+            "depth-estimator",
+            "monocular depth, Depth Anything V2 (relative; scaled to the shot camera's ground plane)",
+            "depth-anything/Depth-Anything-V2-Small-hf",
+            "footage decomposition (backend/footage/estimate.py)",
+            "load_depth_estimator",
+            ("config.json", "preprocessor_config.json", "model.safetensors"),
+            "Apache-2.0",
+        ),
+        ModelRole(
+            "inpainting",
+            "Stable Diffusion 1.5 inpainting in diffusers format (fills what no footage frame shows)",
+            "stable-diffusion-v1-5/stable-diffusion-inpainting",
+            "footage decomposition, inpaint=model (backend/footage/decompose.py)",
+            "load_inpainting",
+            _DIFFUSERS_PIPELINE_FILES,
+            "CreativeML OpenRAIL-M",
         ),
         ModelRole(
             "smplx",

@@ -379,6 +379,11 @@ TINY_WRITERS: dict[str, tuple[str, Any]] = {
 }
 
 
+from backend.models.tiny_footage import FOOTAGE_TINY_WRITERS  # noqa: E402 (it builds on the helpers above)
+
+TINY_WRITERS.update(FOOTAGE_TINY_WRITERS)
+
+
 def make_tiny(folder: Path | str) -> Path:
     """Write every tiny model under ``folder`` and ``folder/models.toml`` naming them; returns that file."""
     folder = Path(folder).expanduser().resolve()
