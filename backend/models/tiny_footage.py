@@ -17,11 +17,10 @@ from typing import Any
 
 import torch
 
-from backend.models import tiny
-
 # ADE20K's first classes, in its order: "person" is id 12 as in the real 150-class models.
 ADE20K_HEAD = ("wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane", "grass",
                "cabinet", "sidewalk", "person")
+SEED = 0  # backend.models.tiny.SEED (not imported here: tiny imports this module)
 SEGMENTATION_SIZE = 64  # the real processor resizes to 512 x 512
 DEPTH_SIZE = 56  # the real one to 518 (37 patches of 14); here 4 patches
 
@@ -35,7 +34,7 @@ def tiny_person_segmentation() -> tuple[Any, Any]:
         UperNetForSemanticSegmentation,
     )
 
-    torch.manual_seed(tiny.SEED + 31)
+    torch.manual_seed(SEED + 31)
     backbone = ConvNextConfig(num_channels=3, depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32],
                               out_features=["stage1", "stage2", "stage3", "stage4"])
     config = UperNetConfig(
@@ -64,7 +63,7 @@ def tiny_depth_anything() -> tuple[Any, Any]:
         DPTImageProcessor,
     )
 
-    torch.manual_seed(tiny.SEED + 32)
+    torch.manual_seed(SEED + 32)
     backbone = Dinov2Config(image_size=DEPTH_SIZE, patch_size=14, hidden_size=32, num_hidden_layers=4,
                             num_attention_heads=2, mlp_ratio=2,
                             out_features=["stage1", "stage2", "stage3", "stage4"],
@@ -88,6 +87,8 @@ def save_tiny_depth_anything(folder: Path) -> Path:
 def save_tiny_inpainting(folder: Path) -> Path:
     """A ``StableDiffusionInpaintPipeline.save_pretrained`` folder (no safety checker)."""
     from diffusers import StableDiffusionInpaintPipeline
+
+    from backend.models import tiny
 
     encoder, tokenizer = tiny.tiny_text_encoder_and_tokenizer(folder / ".tokenizer-build")
     pipe = StableDiffusionInpaintPipeline(
