@@ -13,7 +13,7 @@ from decompose_plate import make_plate
 from backend.footage.decompose import decompose
 from backend.footage.estimate import AlignmentError, align_to_ground, estimate_depth
 from backend.footage.inpaint import ground_depth
-from backend.footage.source import Footage, ShotCamera
+from backend.footage.source import Footage, FootageError, ShotCamera
 from backend.models import load
 from backend.models.load_footage import DepthEstimator, PersonSegmenter, person_label_ids
 from backend.models.registry import ROLES, ModelMissingError, ModelRegistry
@@ -73,14 +73,33 @@ def test_tiny_depth_estimator_runs_and_is_aligned(registry: ModelRegistry) -> No
     footage, camera, plate = _shot()
     raw = est(plate.frames[0])
     assert raw.shape == plate.frames.shape[1:3] and raw.dtype == np.float32
-    # A random model's prediction does not describe the scene; it still goes through the fit.
-    try:
-        layers = decompose(footage, camera, depth_estimator=True, models=registry)
-    except Exception as exc:  # a random map may not fit a plane with a positive scale: then this error
-        assert "depth_estimator" in str(exc) and "ground plane" in str(exc)
-    else:
-        assert layers.depth_source == "estimator" and layers.depth.shape == plate.mask.shape
-        assert layers.depth.dtype == np.float32 and (layers.depth > 0).all()
+    # The seeded random model's map does not describe the scene: the fit through the ground plane
+    # gives a negative scale (farther would be nearer), which is refused, not written.
+    with pytest.raises(FootageError, match=r"depth_estimator \(frame 1\): the prediction does not fit"):
+        decompose(footage, camera, depth_estimator=True, models=registry)
+
+
+def test_decompose_with_the_depth_estimator_aligns_to_the_ground(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decompose path of the role with a model that predicts what Depth Anything would: the
+    plate's inverse depth (the person included) up to a scale and shift of its own."""
+    from backend.models import load_footage
+
+    footage, camera, plate = _shot(n=3, pan=1.0, yaw_deg=8.0)
+
+    def model(rgb: np.ndarray) -> np.ndarray:
+        f = next(i for i in range(len(plate.frames)) if np.array_equal(plate.frames[i], rgb))
+        return (20.0 / plate.depth[f] + 0.3).astype(np.float32)  # 1/inf = 0: the sky
+
+    estimator = DepthEstimator(None, None, None, "relative")
+    monkeypatch.setattr(DepthEstimator, "__call__", lambda self, rgb: model(rgb))
+    monkeypatch.setattr(load_footage, "load_depth_estimator", lambda **kw: estimator)
+    layers = decompose(footage, camera, depth_estimator=True, person_masks=plate.mask)
+    assert layers.depth_source == "estimator" and layers.depth.dtype == np.float32
+    seen = np.isfinite(plate.background_depth) & (plate.mask == 0)
+    rel = np.abs(layers.depth[seen] - plate.background_depth[seen]) / plate.background_depth[seen]
+    assert np.median(rel) < 0.01 and np.percentile(rel, 95) < 0.03
+    person = plate.mask > 0.5  # the scene depth behind the removed person, not the person's
+    assert np.median(layers.depth[person] / plate.depth[person]) > 1.2
 
 
 def _plane_scene(h: int = 60, w: int = 80) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
