@@ -171,24 +171,35 @@ def _inside(u: np.ndarray, v: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def _splat_depth(K: np.ndarray, R: np.ndarray, t: np.ndarray, depth: np.ndarray, keep: np.ndarray,
-                 Kf: np.ndarray, Rf: np.ndarray, tf: np.ndarray) -> np.ndarray:
+                 Kf: np.ndarray, Rf: np.ndarray, tf: np.ndarray,
+                 window: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """Depth (H, W) of source points ``keep`` (its unremoved pixels) seen from the target camera
     (Kf, Rf, tf), z-buffered (nearest wins); each point writes the 2x2 pixels around where it
-    lands, so a warp that magnifies up to 2x leaves no gaps. +inf where nothing lands."""
+    lands, so a warp that magnifies up to 2x leaves no gaps. +inf where nothing lands, and outside
+    ``window`` (y0, y1, x0, x1: only the pixels wanted are z-buffered, the costly part)."""
     h, w = depth.shape
     ys, xs = np.nonzero(keep)
     z = np.minimum(depth[ys, xs].astype(np.float64), FAR)  # +inf (sky): a far point, a direction
     X = _centre(R, t) + z[:, None] * _pixel_rays(K, R, ys.astype(np.float64), xs.astype(np.float64))
     u, v, zt = _project(Kf, Rf, tf, X)
-    ok = np.isfinite(u) & np.isfinite(v) & (zt > 0) & (u > -1) & (v > -1) & (u < w) & (v < h)
+    y_lo, y_hi, x_lo, x_hi = window if window is not None else (0, h, 0, w)
+    ok = (np.isfinite(u) & np.isfinite(v) & (zt > 0) & (u > x_lo - 1) & (v > y_lo - 1)
+          & (u < x_hi) & (v < y_hi))
     u, v, zt = u[ok], v[ok], zt[ok]
-    out = np.full(h * w, np.inf)
     x0, y0 = np.floor(u).astype(np.int64), np.floor(v).astype(np.int64)
+    pixel, value = [], []
     for dy in (0, 1):
         for dx in (0, 1):
             xi, yi = x0 + dx, y0 + dy
             inside = (xi >= 0) & (yi >= 0) & (xi < w) & (yi < h)
-            np.minimum.at(out, yi[inside] * w + xi[inside], zt[inside])
+            pixel.append(yi[inside] * w + xi[inside])
+            value.append(zt[inside])
+    out = np.full(h * w, np.inf)
+    if pixel:
+        idx, val = np.concatenate(pixel), np.concatenate(value)
+        order = np.lexsort((val, idx))  # by pixel, nearest first: the first of each pixel wins
+        first = np.unique(idx[order], return_index=True)[1]
+        out[idx[order][first]] = val[order][first]
     return out.reshape(h, w)
 
 
@@ -200,7 +211,8 @@ class _Motion:
 
     method = "static"
 
-    def prepare(self, f: int, g: int) -> None:  # per (target, source) pair, before map()
+    def prepare(self, f: int, g: int, todo: np.ndarray) -> None:
+        """Per (target, source) pair, before :meth:`map`; ``todo``: the target pixels wanted."""
         return None
 
     def map(self, f: int, g: int, ys: np.ndarray, xs: np.ndarray) -> Coords:
@@ -238,13 +250,15 @@ class _Reprojection(_Motion):
             self._ground[f] = ground_depth(self.K[f], self.R[f], self.t[f], h, w)
         return self._ground[f]
 
-    def prepare(self, f: int, g: int) -> None:
+    def prepare(self, f: int, g: int, todo: np.ndarray) -> None:
         if self.depth is None:
             self._target = self._proxy(f)
         else:  # the background behind f's removed pixels, as g's unremoved pixels see it
             # (sky, +inf, splats at FAR: the z-buffer keeps anything nearer over it)
+            rows, cols = np.nonzero(todo.any(1))[0], np.nonzero(todo.any(0))[0]
+            window = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
             self._target = _splat_depth(self.K[g], self.R[g], self.t[g], self.depth[g], ~self.removed[g],
-                                        self.K[f], self.R[f], self.t[f])
+                                        self.K[f], self.R[f], self.t[f], window)
 
     def map(self, f: int, g: int, ys: np.ndarray, xs: np.ndarray) -> Coords:
         assert self._target is not None
@@ -333,7 +347,7 @@ def propagate(frames: np.ndarray, removed: np.ndarray, motion: _Motion, *,
                 break
             if removed[g].all():
                 continue
-            motion.prepare(f, g)
+            motion.prepare(f, g, todo)
             ys, xs = np.nonzero(todo)
             u, v, valid = motion.map(f, g, ys, xs)
             valid &= _inside(u, v, h, w)
