@@ -128,15 +128,19 @@ def ground_depth(K: np.ndarray, R: np.ndarray, t: np.ndarray, height: int, width
     return s.reshape(height, width)
 
 
-def _project(K: np.ndarray, R: np.ndarray, t: np.ndarray, X: np.ndarray) -> Coords:
-    """Pixel coordinates (x, y, as array indices: centre of pixel i at i) and depth of world points."""
-    cam = X @ R.T + t
-    z = cam[:, 2]
+def _reproject(Ks: np.ndarray, Rs: np.ndarray, ts: np.ndarray, Kt: np.ndarray, Rt: np.ndarray,
+               tt: np.ndarray, ys: np.ndarray, xs: np.ndarray, z: np.ndarray) -> Coords:
+    """Pixels (ys, xs) of a source camera at depth ``z`` seen from a target camera: (x, y) array
+    coordinates and depth there. One 3x3 map and an offset, ``Kt (Rt Cs + tt) + z Kt Rt Rs^T Ks^-1
+    p``, applied per coordinate (elementwise: much faster than stacking (N, 3) points)."""
+    M = Kt @ Rt @ Rs.T @ np.linalg.inv(Ks)
+    a = Kt @ (Rt @ _centre(Rs, ts) + tt)
+    px, py = xs + 0.5, ys + 0.5
+    hx = a[0] + z * (M[0, 0] * px + M[0, 1] * py + M[0, 2])
+    hy = a[1] + z * (M[1, 0] * px + M[1, 1] * py + M[1, 2])
+    hz = a[2] + z * (M[2, 0] * px + M[2, 1] * py + M[2, 2])
     with np.errstate(divide="ignore", invalid="ignore"):
-        p = cam @ K.T
-        u = p[:, 0] / p[:, 2] - 0.5
-        v = p[:, 1] / p[:, 2] - 0.5
-    return u, v, z
+        return hx / hz - 0.5, hy / hz - 0.5, hz  # K's last row is (0, 0, 1): hz is the depth
 
 
 def _bilinear(image: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -180,8 +184,7 @@ def _splat_depth(K: np.ndarray, R: np.ndarray, t: np.ndarray, depth: np.ndarray,
     h, w = depth.shape
     ys, xs = np.nonzero(keep)
     z = np.minimum(depth[ys, xs].astype(np.float64), FAR)  # +inf (sky): a far point, a direction
-    X = _centre(R, t) + z[:, None] * _pixel_rays(K, R, ys.astype(np.float64), xs.astype(np.float64))
-    u, v, zt = _project(Kf, Rf, tf, X)
+    u, v, zt = _reproject(K, R, t, Kf, Rf, tf, ys.astype(np.float64), xs.astype(np.float64), z)
     y_lo, y_hi, x_lo, x_hi = window if window is not None else (0, h, 0, w)
     ok = (np.isfinite(u) & np.isfinite(v) & (zt > 0) & (u > x_lo - 1) & (v > y_lo - 1)
           & (u < x_hi) & (v < y_hi))
@@ -267,9 +270,8 @@ class _Reprojection(_Motion):
         # pixel no point of g landed on (g does not show it).
         valid = np.ones(len(z), bool) if self.depth is None else np.isfinite(z)
         zz = np.minimum(z, FAR)
-        X = _centre(self.R[f], self.t[f]) + zz[:, None] * _pixel_rays(
-            self.K[f], self.R[f], ys.astype(np.float64), xs.astype(np.float64))
-        u, v, zg = _project(self.K[g], self.R[g], self.t[g], X)
+        u, v, zg = _reproject(self.K[f], self.R[f], self.t[f], self.K[g], self.R[g], self.t[g],
+                              ys.astype(np.float64), xs.astype(np.float64), zz)
         valid &= zg > 0
         if self.depth is not None:
             # Visible in g when its depth lies within the depths g shows at the four pixels the
