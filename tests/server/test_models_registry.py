@@ -23,6 +23,7 @@ from backend.models.registry import (
 EXPECTED_ROLES = {
     "base-diffusion", "controlnet-openpose", "controlnet-depth", "controlnet-normal", "vae", "clip",
     "normal-estimator", "pose-estimator", "smplx",
+    "person-segmentation", "depth-estimator", "inpainting",  # footage decomposition (issue 13)
 }
 MARIGOLD = "prs-eth/marigold-normals-v1-1"
 
@@ -106,7 +107,7 @@ def test_hf_cache_pinned_commit(tmp_path: Path, monkeypatch: Any) -> None:
     [
         ("[models.unknown-role]\npath = '/x'\n", "unknown model roles"),
         ("[models.smplx]\npath = 3\n", "must be a string"),
-        ("[models.depth-estimator]\npath = '/x'\n", "unknown model roles"),  # no loader: no role
+        ("[models.segment-anything]\npath = '/x'\n", "unknown model roles"),  # no loader: no role
         ("models = 3\n", "must be a table"),
         ("[models.smplx\n", "models.toml"),
     ],
