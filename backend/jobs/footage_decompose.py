@@ -39,9 +39,11 @@ def assumed_camera(footage: Any) -> Any:
 
 
 def _local(value: Any, scratch: Path, name: str) -> Path:
-    """A folder param as a private copy under ``scratch`` (a confined one), or a file's path."""
+    """A folder param as a private copy under ``scratch`` (a confined one), or a file's path. The
+    copy keeps the folder's name as the client gave it, so errors name the client's folder."""
     if hasattr(value, "copy_into"):
-        return value.copy_into(scratch / name)
+        given = Path(str(getattr(value, "given", ""))).name
+        return value.copy_into(scratch / name / (given if given not in ("", ".", "..") else name))
     return Path(os.fspath(value))
 
 
