@@ -331,14 +331,16 @@ def _source_order(f: int, n: int, limit: int) -> list[int]:
 
 
 def propagate(frames: np.ndarray, removed: np.ndarray, motion: _Motion, *,
-              max_sources: int = MAX_SOURCES, progress: Progress | None = None,
+              depth: np.ndarray | None = None, max_sources: int = MAX_SOURCES,
+              progress: Progress | None = None,
               cancelled: Cancelled | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Fill removed pixels from other frames: returns (float64 colours (F,H,W,3), propagated mask,
-    background depth of the propagated pixels (reprojection with depth; else None))."""
+    background depth of the propagated pixels (with ``depth``; else None): the reprojected depth,
+    or for image-space motions the source's depth where the colour came from)."""
     n = len(frames)
     out = frames.astype(np.float64)
     done = np.zeros_like(removed)
-    bg_depth = np.full(removed.shape, np.inf) if isinstance(motion, _Reprojection) else None
+    bg_depth = np.full(removed.shape, np.inf) if depth is not None else None
     h, w = removed.shape[1:]
     for f in range(n):
         if cancelled is not None:
@@ -359,10 +361,13 @@ def propagate(frames: np.ndarray, removed: np.ndarray, motion: _Motion, *,
             if not len(ok):
                 continue
             out[f, ys[ok], xs[ok]] = _bilinear(frames[g], u[ok], v[ok])
-            if bg_depth is not None:
+            if bg_depth is not None and depth is not None:
                 z = motion.target_depth(ys[ok], xs[ok])
-                if z is not None:
-                    bg_depth[f, ys[ok], xs[ok]] = z
+                if z is None:  # image-space motion: the depth the source shows there
+                    xi = np.clip(np.rint(u[ok]).astype(np.int64), 0, w - 1)
+                    yi = np.clip(np.rint(v[ok]).astype(np.int64), 0, h - 1)
+                    z = depth[g, yi, xi]
+                bg_depth[f, ys[ok], xs[ok]] = z
             todo[ys[ok], xs[ok]] = False
             done[f, ys[ok], xs[ok]] = True
         if progress is not None:
@@ -424,6 +429,15 @@ def recover_background(frames: np.ndarray, person: np.ndarray, *, K: np.ndarray 
         raise InpaintError(f"person masks are {person.shape}, the frames {frames.shape[:3]}")
     if depth is not None and depth.shape != frames.shape[:3]:
         raise InpaintError(f"depth is {depth.shape}, the frames {frames.shape[:3]}")
+    if (K is None) != (R is None) or (K is None) != (t is None):
+        raise InpaintError("the camera needs K, R and t together")
+    if K is not None:
+        K, R, t = (np.asarray(a, np.float64) for a in (K, R, t))
+        if not len(K) == len(R) == len(t) or len(K) not in (1, len(frames)):
+            raise InpaintError(f"the camera has {len(K)}/{len(R)}/{len(t)} frames (K/R/t), the shot "
+                               f"{len(frames)} (one = a static camera)")
+        if len(K) == 1:
+            K, R, t = (np.repeat(a, len(frames), 0) for a in (K, R, t))
     removed = removal_mask(person, radius)
     if not removed.any():
         return Fill(frames.copy(), None if depth is None else depth.astype(np.float32), removed,
@@ -433,7 +447,7 @@ def recover_background(frames: np.ndarray, person: np.ndarray, *, K: np.ndarray 
     def stage(lo: float, hi: float) -> Progress | None:
         return None if progress is None else (lambda x, m: progress(lo + (hi - lo) * x, m))
 
-    out, done, bg_depth = propagate(frames, removed, motion, max_sources=max_sources,
+    out, done, bg_depth = propagate(frames, removed, motion, depth=depth, max_sources=max_sources,
                                     progress=stage(0.0, 0.8), cancelled=cancelled)
     holes = removed & ~done
     n = len(frames)
@@ -450,7 +464,7 @@ def recover_background(frames: np.ndarray, person: np.ndarray, *, K: np.ndarray 
     if depth is not None:
         scene_depth = depth.astype(np.float64).copy()
         if bg_depth is not None:
-            known = removed & done & np.isfinite(bg_depth)
+            known = removed & done  # +inf there is the sky seen behind the person
             scene_depth[known] = bg_depth[known]
             unknown = removed & ~known
         else:

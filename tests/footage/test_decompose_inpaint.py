@@ -47,6 +47,14 @@ def test_panning_camera_with_depth_reprojects_the_background() -> None:
     assert person.sum() > 500 and np.all(fill.depth[person] > plate.depth[person])  # behind the person
 
 
+def test_static_camera_with_depth_takes_the_depth_with_the_colour() -> None:
+    plate = make_plate()
+    fill = recover_background(plate.frames, plate.mask, K=plate.K[:1], R=plate.R[:1], t=plate.t[:1],
+                              depth=plate.depth)
+    assert fill.method == "static" and fill.propagated_fraction == 1.0
+    assert np.array_equal(fill.depth, plate.background_depth)  # the sky behind the head stays +inf
+
+
 def test_turning_camera_without_depth_uses_the_rotation_homography() -> None:
     plate = make_plate(yaw_deg=20.0)  # a tripod pan: the camera centre stays
     fill = recover_background(plate.frames, plate.mask, K=plate.K, R=plate.R, t=plate.t)
@@ -123,5 +131,8 @@ def test_mismatched_inputs_are_refused() -> None:
         recover_background(frames, np.zeros((2, 8, 8)))
     with pytest.raises(InpaintError, match="depth"):
         recover_background(frames, np.zeros((3, 8, 8)), depth=np.ones((3, 8, 9)))
+    with pytest.raises(InpaintError, match="the camera has 2/2/2 frames"):
+        recover_background(frames, np.zeros((3, 8, 8)), K=np.ones((2, 3, 3)), R=np.ones((2, 3, 3)),
+                           t=np.ones((2, 3)))
     with pytest.raises(InpaintError, match="uint8"):
         recover_background(frames.astype(np.float32), np.zeros((3, 8, 8)))
