@@ -143,6 +143,10 @@ def _reproject(Ks: np.ndarray, Rs: np.ndarray, ts: np.ndarray, Kt: np.ndarray, R
         return hx / hz - 0.5, hy / hz - 0.5, hz  # K's last row is (0, 0, 1): hz is the depth
 
 
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
 def _bilinear(image: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """``image`` (H, W[, C]) sampled at (u, v) (array-index coordinates, inside the image)."""
     h, w = image.shape[:2]
@@ -154,9 +158,11 @@ def _bilinear(image: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     fy = np.clip(v - y0, 0.0, 1.0)
     if image.ndim == 3:
         fx, fy = fx[:, None], fy[:, None]
-    img = image.astype(np.float64)
-    top = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
-    bottom = img[y1, x0] * (1 - fx) + img[y1, x1] * fx
+    def at(y: np.ndarray, x: np.ndarray) -> np.ndarray:  # gather first: never a float copy of the frame
+        return image[y, x].astype(np.float64)
+
+    top = at(y0, x0) * (1 - fx) + at(y0, x1) * fx
+    bottom = at(y1, x0) * (1 - fx) + at(y1, x1) * fx
     return top * (1 - fy) + bottom * fy
 
 
@@ -334,13 +340,13 @@ def propagate(frames: np.ndarray, removed: np.ndarray, motion: _Motion, *,
               depth: np.ndarray | None = None, max_sources: int = MAX_SOURCES,
               progress: Progress | None = None,
               cancelled: Cancelled | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Fill removed pixels from other frames: returns (float64 colours (F,H,W,3), propagated mask,
+    """Fill removed pixels from other frames: returns (uint8 frames (F,H,W,3), propagated mask,
     background depth of the propagated pixels (with ``depth``; else None): the reprojected depth,
     or for image-space motions the source's depth where the colour came from)."""
     n = len(frames)
-    out = frames.astype(np.float64)
+    out = frames.copy()  # uint8: a float copy of a long shot would be 8x its size
     done = np.zeros_like(removed)
-    bg_depth = np.full(removed.shape, np.inf) if depth is not None else None
+    bg_depth = np.full(removed.shape, np.inf, np.float32) if depth is not None else None
     h, w = removed.shape[1:]
     for f in range(n):
         if cancelled is not None:
@@ -360,7 +366,7 @@ def propagate(frames: np.ndarray, removed: np.ndarray, motion: _Motion, *,
                 ok = ok[~_blocked(removed[g], u[ok], v[ok])]
             if not len(ok):
                 continue
-            out[f, ys[ok], xs[ok]] = _bilinear(frames[g], u[ok], v[ok])
+            out[f, ys[ok], xs[ok]] = _to_uint8(_bilinear(frames[g], u[ok], v[ok]))
             if bg_depth is not None and depth is not None:
                 z = motion.target_depth(ys[ok], xs[ok])
                 if z is None:  # image-space motion: the depth the source shows there
@@ -455,14 +461,16 @@ def recover_background(frames: np.ndarray, person: np.ndarray, *, K: np.ndarray 
         if cancelled is not None:
             cancelled()
         if holes[f].any():
-            out[f] = fill(f, out[f], holes[f]) if fill is not None else spatial_fill(out[f], holes[f])
+            image = out[f].astype(np.float64)
+            image = fill(f, image, holes[f]) if fill is not None else spatial_fill(image, holes[f])
+            out[f][holes[f]] = _to_uint8(image[holes[f]])
         if progress is not None:
             progress(0.8 + 0.2 * (f + 1) / n, f"frame {f + 1}/{n}: {int(holes[f].sum())} pixels filled "
                      "spatially")
-    scene = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    scene = out
     scene_depth = None
     if depth is not None:
-        scene_depth = depth.astype(np.float64).copy()
+        scene_depth = depth.astype(np.float32, copy=True)
         if bg_depth is not None:
             known = removed & done  # +inf there is the sky seen behind the person
             scene_depth[known] = bg_depth[known]
@@ -471,5 +479,4 @@ def recover_background(frames: np.ndarray, person: np.ndarray, *, K: np.ndarray 
             unknown = removed
         for f in range(n):
             scene_depth[f] = fill_depth(scene_depth[f], unknown[f])
-        scene_depth = scene_depth.astype(np.float32)
     return Fill(scene, scene_depth, removed, done, motion.method)
