@@ -103,14 +103,6 @@ def removal_mask(person: np.ndarray, radius: int | None = None) -> np.ndarray:
 # ----------------------------------------------------------------------------------- geometry
 
 
-def _pixel_rays(K: np.ndarray, R: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """World-space directions (N, 3) of pixel centres (x + 0.5, y + 0.5), scaled so that their
-    camera-space z is 1 (a point at ``C + z * ray`` lies at depth z along the optical axis)."""
-    pix = np.stack([xs + 0.5, ys + 0.5, np.ones_like(xs, np.float64)], -1)
-    cam = pix @ np.linalg.inv(K).T
-    return cam @ R  # R^T applied to row vectors
-
-
 def _centre(R: np.ndarray, t: np.ndarray) -> np.ndarray:
     return -R.T @ t
 
@@ -119,13 +111,14 @@ def ground_depth(K: np.ndarray, R: np.ndarray, t: np.ndarray, height: int, width
                  ground_y: float = 0.0) -> np.ndarray:
     """(H, W) float64: depth along the optical axis where each pixel's ray meets the plane
     ``y = ground_y`` in front of the camera; +inf where it does not (sky, above the horizon)."""
-    ys, xs = np.mgrid[0:height, 0:width]
-    rays = _pixel_rays(K, R, ys.ravel().astype(np.float64), xs.ravel().astype(np.float64))
-    c = _centre(R, t)
+    # The ray of pixel p, scaled to camera z = 1, is R^T K^-1 p: only its world y matters here.
+    M = R.T @ np.linalg.inv(K)
+    px = np.arange(width, dtype=np.float64)[None, :] + 0.5
+    py = np.arange(height, dtype=np.float64)[:, None] + 0.5
+    dy = M[1, 0] * px + M[1, 1] * py + M[1, 2]
     with np.errstate(divide="ignore", invalid="ignore"):
-        s = (ground_y - c[1]) / rays[:, 1]
-    s = np.where(np.isfinite(s) & (s > 0), s, np.inf)
-    return s.reshape(height, width)
+        s = (ground_y - _centre(R, t)[1]) / dy
+    return np.where(np.isfinite(s) & (s > 0), s, np.inf)
 
 
 def _reproject(Ks: np.ndarray, Rs: np.ndarray, ts: np.ndarray, Kt: np.ndarray, Rt: np.ndarray,
