@@ -305,3 +305,25 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path: Path, capsys: pytest
                  "--out", str(out)])
     assert args.func(args) == 2 and not out.exists()
     assert "--camera" in capsys.readouterr().err
+
+
+def test_job_reads_a_video_file_with_a_frame_range(tmp_path: Path) -> None:
+    import imageio_ffmpeg
+
+    plate = make_plate(n=6, h=48, w=64, focal=60.0)
+    video = tmp_path / "shot.mp4"
+    gen = imageio_ffmpeg.write_frames(str(video), (64, 48), fps=24.0, codec="libx264", quality=9,
+                                      macro_block_size=1, ffmpeg_log_level="error")
+    gen.send(None)
+    for f in plate.frames:
+        gen.send(np.ascontiguousarray(f))
+    gen.close()
+    ctx = Ctx(tmp_path / "work")
+    result = footage_decompose({"video": str(video), "frame_start": 3, "frames": 3}, ctx)
+    assert check_result("footage.decompose", result.data, result.arrays) == []
+    assert result.data["frame_start"] == 3 and result.data["frames"] == 3 and result.data["fps"] == 24.0
+    assert result.data["people"] == "none" and result.data["removed_pixels"] == 0
+    assert sorted(result.files) == sorted([f"template/{layer}/{k:06d}.png" for layer in ("video", "scene")
+                                           for k in (3, 4, 5)] + ["template/config.json"])
+    decoded = np.asarray(Image.open(result.files["template/video/000004.png"])).astype(float)
+    assert np.abs(decoded - plate.frames[3]).mean() < 6.0  # frame 4 of the file, through H.264
