@@ -281,7 +281,8 @@ class _Reprojection(_Motion):
             lo, hi = np.zeros(len(u)), np.zeros(len(u))
             idx = np.nonzero(valid & _inside(u, v, h, w))[0]
             if len(idx):
-                lo[idx], hi[idx] = _depth_range(np.minimum(self.depth[g], FAR), u[idx], v[idx])
+                lo[idx], hi[idx] = _depth_range(self.depth[g], u[idx], v[idx])
+            lo, hi = np.minimum(lo, FAR), np.minimum(hi, FAR)  # the sky: at FAR, as splatted
             zg = np.minimum(zg, FAR)
             valid &= (zg >= lo * (1 - DEPTH_TOLERANCE)) & (zg <= hi * (1 + DEPTH_TOLERANCE))
         return u, v, valid
