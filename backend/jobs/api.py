@@ -121,7 +121,7 @@ JOB_KINDS: dict[str, JobKind] = {
                 KINDS["avatar.from_text"].summary, 600.0),
         JobKind("avatar.from_image", "backend.jobs.generate_avatar", "avatar_from_image",
                 KINDS["avatar.from_image"].summary, 600.0),
-        JobKind("footage.decompose", "backend.jobs.footage", "footage_decompose",
+        JobKind("footage.decompose", "backend.jobs.footage_decompose", "footage_decompose",
                 KINDS["footage.decompose"].summary, 300.0),
         JobKind("footage.insert", "backend.jobs.footage", "footage_insert",
                 KINDS["footage.insert"].summary, 300.0),

@@ -371,6 +371,7 @@ def load_pose_guider(*, registry: ModelRegistry | None = None,
 
     return _as(_loaded("mimo-pose-guider", path, registry, load), dev, dt)
 
+from backend.models.load_footage import FOOTAGE_LOADERS  # noqa: E402 (its loaders use the helpers above)
 
 # role -> the loader that reads it (smplx: backend.body.model). `models check --load` and the tests
 # walk this table, so a role without a loader shows up.
@@ -388,6 +389,7 @@ LOADERS: dict[str, Any] = {
     "mimo-motion-module": load_motion_adapter,
     "mimo-pose-guider": load_pose_guider,
     "mimo-image-encoder": lambda **kw: load_clip(role="mimo-image-encoder", **kw),
+    **FOOTAGE_LOADERS,
 }
 assert set(LOADERS) == set(ROLES) - {"smplx"}, "every role but smplx has a loader here"
 

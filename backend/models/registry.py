@@ -36,6 +36,9 @@ Roles and who reads them (each loads through :mod:`backend.models.load`; docs/mo
 - ``pose-estimator``: ``load_pose_estimator`` (ViTPose), 2D keypoints for body fitting.
 - ``mimo-denoising-unet``, ``mimo-reference-unet``, ``mimo-motion-module``, ``mimo-pose-guider``,
   ``mimo-image-encoder``: ``load_mimo_models``, the neural insertion route (``backend/mimo/``).
+- ``person-segmentation``, ``depth-estimator``, ``inpainting``: ``load_person_segmentation``,
+  ``load_depth_estimator``, ``load_inpainting`` (:mod:`backend.models.load_footage`), the footage
+  decomposition (``backend/footage/decompose.py``).
 - ``smplx``: the licensed body every body job uses (``backend/body/model.py``), else the stand-in.
 
 This module stays light (no torch): the server imports it for ``system.info``.
@@ -195,6 +198,33 @@ ROLES: dict[str, ModelRole] = {
             "load_clip",
             ("open_clip_config.json", "open_clip_model.safetensors"),
             "MIT",
+        ),
+        ModelRole(
+            "person-segmentation",
+            "semantic segmentation keeping the person class, UperNet-ConvNeXt on ADE20K (people in footage)",
+            "openmmlab/upernet-convnext-tiny",
+            "footage decomposition (backend/footage/decompose.py)",
+            "load_person_segmentation",
+            ("config.json", "preprocessor_config.json", "model.safetensors"),
+            "MIT",
+        ),
+        ModelRole(
+            "depth-estimator",
+            "monocular depth, Depth Anything V2 (relative; scaled to the shot camera's ground plane)",
+            "depth-anything/Depth-Anything-V2-Small-hf",
+            "footage decomposition (backend/footage/estimate.py)",
+            "load_depth_estimator",
+            ("config.json", "preprocessor_config.json", "model.safetensors"),
+            "Apache-2.0",
+        ),
+        ModelRole(
+            "inpainting",
+            "Stable Diffusion 1.5 inpainting in diffusers format (fills what no footage frame shows)",
+            "stable-diffusion-v1-5/stable-diffusion-inpainting",
+            "footage decomposition, inpaint=model (backend/footage/decompose.py)",
+            "load_inpainting",
+            _DIFFUSERS_PIPELINE_FILES,
+            "CreativeML OpenRAIL-M",
         ),
         ModelRole(
             "smplx",

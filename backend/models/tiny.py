@@ -394,6 +394,11 @@ def _mimo_writer(role: str) -> Any:
 TINY_WRITERS.update({role: (role, _mimo_writer(role)) for role in MIMO_ROLES})
 
 
+from backend.models.tiny_footage import FOOTAGE_TINY_WRITERS  # noqa: E402 (it builds on the helpers above)
+
+TINY_WRITERS.update(FOOTAGE_TINY_WRITERS)
+
+
 def make_tiny(folder: Path | str) -> Path:
     """Write every tiny model under ``folder`` and ``folder/models.toml`` naming them; returns that file."""
     folder = Path(folder).expanduser().resolve()

@@ -26,6 +26,7 @@ EXPECTED_ROLES = {
     # the neural insertion route (backend/mimo, docs/mimo.md)
     "mimo-denoising-unet", "mimo-reference-unet", "mimo-motion-module", "mimo-pose-guider",
     "mimo-image-encoder",
+    "person-segmentation", "depth-estimator", "inpainting",  # footage decomposition (issue 13)
 }
 MARIGOLD = "prs-eth/marigold-normals-v1-1"
 
@@ -109,7 +110,7 @@ def test_hf_cache_pinned_commit(tmp_path: Path, monkeypatch: Any) -> None:
     [
         ("[models.unknown-role]\npath = '/x'\n", "unknown model roles"),
         ("[models.smplx]\npath = 3\n", "must be a string"),
-        ("[models.depth-estimator]\npath = '/x'\n", "unknown model roles"),  # no loader: no role
+        ("[models.segment-anything]\npath = '/x'\n", "unknown model roles"),  # no loader: no role
         ("models = 3\n", "must be a table"),
         ("[models.smplx\n", "models.toml"),
     ],
