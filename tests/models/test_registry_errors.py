@@ -184,6 +184,6 @@ def test_make_tiny_cli(tmp_path: Path, capsys: Any) -> None:
     assert cli.main(["models", "make-tiny", str(tmp_path / "tiny"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["models_file"] == str(tmp_path / "tiny" / "models.toml")
-    assert 0 < report["bytes"] < 10_000_000
+    assert 0 < report["bytes"] < 16_000_000  # 17 roles of tiny models, ~0.7 MB each
     registry = ModelRegistry.load(models_file=report["models_file"], hf_cache=tmp_path / "hf")
     assert all(r.present for r in registry.check() if r.spec.role != "smplx")
