@@ -1,0 +1,213 @@
+"""``footage.insert``'s 3D route on CG plates with known ground truth (backend/footage/cgplate.py):
+the scene (tiled ground, a pillar in front of the path the avatar walks) rendered by our rasterizer
+with and without the avatar through the same camera; the route inserts the avatar into the plate
+without it and is compared with the render with it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy.ndimage import binary_dilation, binary_erosion
+
+from backend.avatar.eval.metrics import psnr
+from backend.clips.avatars import load_avatar_person
+from backend.footage.cgplate import CGPlate, make_plate, write_body_avatar, write_plate
+from backend.footage.insert import InsertConfig, ShotLayers, insert_3d
+from backend.footage.source import ShotCamera
+from backend.jobs.api import JobInputError
+from backend.jobs.footage import footage_insert
+from protocol.cameras import CameraPath, blender_camera_from_opencv, camera_path_from_blender
+from protocol.kinds import check_result
+
+FRAMES, W, H, FPS = 10, 256, 192, 30.0
+PLACE, HEADING = (-0.9, 0.0, 0.0), 90.0
+
+
+class Ctx:
+    def __init__(self, work_dir: Path) -> None:
+        self.work_dir = work_dir
+        self.events: list[tuple[float, str]] = []
+
+    def progress(self, fraction, message="", *, stage="", preview=None) -> None:
+        self.events.append((fraction, message))
+
+    def check_cancelled(self) -> None:
+        return None
+
+
+@pytest.fixture(scope="module")
+def avatar_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_body_avatar(tmp_path_factory.mktemp("footage-avatar") / "avatar")
+
+
+@pytest.fixture(scope="module")
+def plate(avatar_dir: Path) -> CGPlate:
+    return make_plate(avatar_dir, FRAMES, W, H, place=PLACE, heading=HEADING, fps=FPS)
+
+
+@pytest.fixture(scope="module")
+def plate_files(plate: CGPlate, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write_plate(plate, tmp_path_factory.mktemp("footage-plate"), FPS)
+
+
+def _insert(plate: CGPlate, avatar_dir: Path, out: Path, **config) -> dict[str, np.ndarray]:
+    settings = {"place": PLACE, "heading": HEADING, "lighting": "sh", "sh": plate.sh, "shadow": 0.0,
+                "mp4": False, **config}
+    insert_3d(ShotLayers(plate.plate, plate.depth), ShotCamera(plate.K, plate.R, plate.t), plate.posed,
+              load_avatar_person(avatar_dir), InsertConfig(**settings), out, range(1, FRAMES + 1), FPS)
+    numbers = range(1, FRAMES + 1)
+    return {layer: np.stack([np.asarray(Image.open(out / layer / f"{n:06d}.png")) for n in numbers])
+            for layer in ("composite", "character", "shadow", "occlusion")}
+
+
+@pytest.fixture(scope="module")
+def inserted(plate: CGPlate, avatar_dir: Path,
+             tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
+    return _insert(plate, avatar_dir, tmp_path_factory.mktemp("footage-out") / "insert")
+
+
+def test_occluder_pixels_stay_the_plates_and_the_character_shows_elsewhere(plate, inserted) -> None:
+    comp, char = inserted["composite"], inserted["character"]
+    inside = np.stack([binary_erosion(o >= 1.0, iterations=1) for o in plate.occluder])
+    behind = inside & (plate.truth_cover > 0)  # the pillar covers the character there
+    assert behind.sum() > 300, "the plate must put the pillar in front of the walk"
+    np.testing.assert_array_equal(comp[behind], plate.plate[behind])
+    assert (char[..., 3][behind] == 0).all()
+    assert (inserted["occlusion"][behind & (plate.truth_cover >= 1)] == 255).all()
+    # Off the pillar (one pixel away from its edge, where the matte ramps) the character is opaque.
+    near = np.stack([binary_dilation(o > 0, iterations=1) for o in plate.occluder])
+    shown = (plate.truth_alpha >= 1.0) & ~near
+    assert shown.sum() > 2000
+    assert (char[..., 3][shown] == 255).mean() > 0.99
+    assert (np.abs(comp[shown].astype(int) - plate.plate[shown]).max(-1) > 10).mean() > 0.9
+
+
+def test_character_matches_the_direct_render(plate, inserted) -> None:
+    comp = inserted["composite"] / 255.0
+    region = plate.truth_cover > 0
+    score = psnr(comp, plate.truth / 255.0, region)
+    assert score >= 35.0, score
+    # Away from the character (and with no shadow) the composite is the plate, bit for bit.
+    far = ~np.stack([binary_dilation(r, iterations=3) for r in region])
+    np.testing.assert_array_equal(inserted["composite"][far], plate.plate[far])
+
+
+def test_camera_from_blender_through_the_job_aligns_the_layers(plate, plate_files, avatar_dir,
+                                                               tmp_path) -> None:
+    blender = [blender_camera_from_opencv(plate.K[i], plate.R[i], plate.t[i], W, H) for i in range(FRAMES)]
+    path = camera_path_from_blender(blender, fps=FPS)
+    assert np.abs(path.K - plate.K).max() < 1e-9 and np.abs(path.R - plate.R).max() < 1e-9
+    result = footage_insert({"video": str(plate_files["video"]), "camera": path.to_payload(), "fps": FPS,
+                             "avatar": str(avatar_dir), "depth": str(plate_files["depth"]),
+                             "place": list(PLACE), "heading": HEADING, "lighting": "flat", "shadow": 0.0,
+                             "mp4": False}, Ctx(tmp_path))
+    assert check_result("footage.insert", result.data, result.arrays) == []
+    ys, xs = np.mgrid[0:H, 0:W]
+    worst = 0.0
+    for i in range(FRAMES):
+        alpha = np.asarray(Image.open(result.files[f"insert/character/{i + 1:06d}.png"]))[..., 3] / 255.0
+        truth = plate.truth_alpha[i]
+        got = np.array([(alpha * xs).sum(), (alpha * ys).sum()]) / alpha.sum()
+        want = np.array([(truth * xs).sum(), (truth * ys).sum()]) / truth.sum()
+        worst = max(worst, float(np.abs(got - want).max()))
+    assert worst < 0.5, worst
+    # The root the job reports projects where the truth's pelvis does.
+    np.testing.assert_allclose(result.arrays["root"], plate.posed.root, atol=1e-5)
+
+
+def _bad_cases(plate_files: dict[str, Path], tmp: Path) -> list[tuple[dict, str]]:
+    garbage = tmp / "broken.mp4"
+    garbage.write_bytes(b"not a video at all" * 50)
+    camera = json.loads(plate_files["camera"].read_text())
+    short = CameraPath.from_payload(camera).subset(slice(0, 3)).to_payload()
+    wrong_depth = tmp / "depth_small.npy"
+    np.save(wrong_depth, np.ones((FRAMES, H // 2, W // 2), np.float32))
+    return [
+        ({"video": str(garbage)}, "not a readable video"),
+        ({"camera": short}, r"camera: covers footage frames 1-3"),
+        ({"depth": str(wrong_depth)}, r"depth: .* has shape \[10, 96, 128\]"),
+    ]
+
+
+@pytest.mark.parametrize("case", [0, 1, 2], ids=["unreadable-video", "short-camera", "depth-size"])
+def test_bad_input_is_refused_and_writes_nothing(case, plate_files, avatar_dir, tmp_path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    change, message = _bad_cases(plate_files, tmp_path)[case]
+    params = {"video": str(plate_files["video"]), "camera": json.loads(plate_files["camera"].read_text()),
+              "avatar": str(avatar_dir), "depth": str(plate_files["depth"]), **change}
+    with pytest.raises(JobInputError, match=message):
+        footage_insert(params, Ctx(work))
+    assert [p for p in work.rglob("*")] == []
+
+
+def test_shadow_darkens_the_ground_under_the_character_only(plate, avatar_dir, tmp_path) -> None:
+    """Ambient light (flat): the shadow is the body's footprint straight below it."""
+    from backend.footage.lighting import pixel_rays
+
+    out = _insert(plate, avatar_dir, tmp_path / "insert", shadow=0.8, lighting="flat")
+    shadow, comp = out["shadow"], out["composite"]
+    ys, xs = np.mgrid[0:H, 0:W].astype(np.float64)
+    checked = 0
+    for i in range(FRAMES):
+        rays = pixel_rays(plate.K[i], plate.R[i], xs, ys)
+        centre = -plate.R[i].T @ plate.t[i]
+        lam = -centre[1] / rays[..., 1]
+        ground_xz = (centre + lam[..., None] * rays)[..., [0, 2]]
+        root = plate.posed.root[i][[0, 2]]
+        dist = np.where(lam > 0, np.linalg.norm(ground_xz - root, axis=-1), np.inf)
+        ground = (plate.truth_cover[i] == 0) & (plate.occluder[i] == 0) & np.isfinite(plate.depth[i])
+        under = ground & (dist < 0.08)
+        if under.sum() >= 5:
+            checked += 1
+            assert shadow[i][under].mean() > 100, i
+            darker = comp[i][under].astype(int).sum(-1) < plate.plate[i][under].astype(int).sum(-1)
+            assert darker.all(), i
+        far = dist > 0.8
+        assert far.sum() > 1000 and shadow[i][far].max() == 0, i
+        np.testing.assert_array_equal(comp[i][far & ground], plate.plate[i][far & ground])
+        # The pillar stands on the ground but is not the ground: never darkened.
+        assert shadow[i][binary_erosion(plate.occluder[i] >= 1)].max() == 0
+    assert checked >= FRAMES // 2
+
+
+def test_job_through_the_server_returns_the_contracts_files(plate_files, avatar_dir, tmp_path) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
+    from server_helpers import ServerProcess
+
+    from protocol import messages as M
+
+    root = plate_files["video"].parent
+    server = ServerProcess(tmp_path / "data", "--input-root", str(root), "--input-root", str(avatar_dir),
+                           workers=1).start()
+    try:
+        with server.client(timeout=30.0) as client:
+            camera = json.loads(plate_files["camera"].read_text())
+            params = {"video": str(plate_files["video"]), "camera": camera,
+                      "avatar": str(avatar_dir), "depth": str(plate_files["depth_dir"]), "frames": 4,
+                      "frame_start": 3, "shadow": 0.5}
+            job_id = client.submit("footage.insert", params)
+            view = client.wait(job_id, timeout=300)
+            assert view.state == M.SUCCEEDED, view.error
+            arrays = {name: client.get_artifact(job_id, name)
+                      for name in ("camera_K", "camera_R", "camera_t", "root", "sh", "character_pixels",
+                                   "occluded_pixels")}
+            assert check_result("footage.insert", view.data, arrays) == []
+            names = {a["name"] for a in view.artifacts}
+            for layer in ("composite", "character", "shadow", "occlusion"):
+                assert {f"insert/{layer}/{n:06d}.png" for n in range(3, 7)} <= names
+            assert {"insert/composite.mp4", "insert/footage.json"} <= names
+            assert view.data["frame_start"] == 3 and view.data["frames"] == 4
+            assert arrays["character_pixels"].shape == (4,) and (arrays["character_pixels"] > 0).all()
+            client.download(job_id, tmp_path / "got")
+            summary = json.loads((tmp_path / "got" / "insert" / "footage.json").read_text())
+            assert summary["frame_numbers"] == [3, 4, 5, 6]
+            png = Image.open(tmp_path / "got" / "insert" / "character" / "000003.png")
+            assert png.mode == "RGBA" and png.size == (W, H)
+    finally:
+        server.stop()
