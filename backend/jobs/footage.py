@@ -25,16 +25,20 @@ def footage_decompose(params: Any, ctx: JobContext) -> JobResult:
     raise JobInputError("footage.decompose is not built yet (issue 13)")
 
 
-def _local(value: Any, scratch: Path, name: str) -> Path | None:
+def _local(value: Any, scratch: Path, name: str, given: dict[str, str]) -> Path | None:
     """A path the readers can open: a confined folder or file is first copied, through the
-    confinement check, into the job's private scratch (a trusted caller's path is used as is)."""
+    confinement check, into the job's private scratch under its own name (errors name it as the
+    client wrote it: ``given`` maps the copy back); a trusted caller's path is used as is."""
     if value is None:
         return None
-    if hasattr(value, "copy_into"):
-        return value.copy_into(scratch / name)
-    if hasattr(value, "read_bytes") and hasattr(value, "given"):
-        target = scratch / f"{name}{Path(value.given).suffix.lower()}"
-        target.write_bytes(value.read_bytes())
+    if hasattr(value, "copy_into") or hasattr(value, "read_bytes"):
+        target = scratch / name / Path(value.given).name
+        if hasattr(value, "copy_into"):
+            value.copy_into(target)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(value.read_bytes())
+        given[str(target)] = value.given
         return target
     return Path(value)
 
@@ -65,14 +69,15 @@ def _read_inputs(p: Any, scratch: Path) -> dict[str, Any]:
     from backend.footage.source import FootageError, read_depth, read_footage, read_masks, shot_camera
     from backend.jobs.body import load_motion
 
+    given: dict[str, str] = {}
     try:
-        footage = read_footage(_local(p.video, scratch, "video"), p.frame_start, p.frames, p.fps)
+        footage = read_footage(_local(p.video, scratch, "video", given), p.frame_start, p.frames, p.fps)
         camera = shot_camera(p.camera, footage)
-        depth_path = _local(p.depth, scratch, "depth")
+        depth_path = _local(p.depth, scratch, "depth", given)
         depth = read_depth(depth_path, footage) if depth_path is not None else None
-        occ_path = _local(p.occluder_masks, scratch, "occluders")
+        occ_path = _local(p.occluder_masks, scratch, "occluders", given)
         occluders = read_masks(occ_path, footage, "occluder_masks") if occ_path is not None else None
-        avatar = load_avatar_person(_local(p.avatar, scratch, "avatar"))
+        avatar = load_avatar_person(_local(p.avatar, scratch, "avatar", given))
         n, fps = len(footage), footage.fps
         if p.track is not None:
             posed = pose_for_footage(avatar, track_for_frames(p.track, footage.numbers), place=None)
@@ -81,7 +86,10 @@ def _read_inputs(p: Any, scratch: Path) -> dict[str, Any]:
             posed = pose_for_footage(avatar, motion, place=[float(v) for v in p.place],
                                      heading_deg=float(p.heading))
     except (FootageError, AvatarError, MotionFormatError) as exc:
-        raise JobInputError(str(exc)) from None
+        message = str(exc)
+        for copy, name in given.items():  # never show the private scratch path
+            message = message.replace(copy, name)
+        raise JobInputError(message.replace(str(scratch), "<input>")) from None
     if p.lighting == "sh" and p.sh is None:
         raise JobInputError("params.sh: lighting 'sh' needs the 9 x 3 coefficients")
     return {"footage": footage, "camera": camera, "depth": depth, "occluders": occluders,

@@ -6,6 +6,8 @@ without it and is compared with the render with it."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from protocol.kinds import check_result
 
 FRAMES, W, H, FPS = 10, 256, 192, 30.0
 PLACE, HEADING = (-0.9, 0.0, 0.0), 90.0
+REPO = Path(__file__).resolve().parents[2]
 
 
 class Ctx:
@@ -211,3 +214,34 @@ def test_job_through_the_server_returns_the_contracts_files(plate_files, avatar_
             assert png.mode == "RGBA" and png.size == (W, H)
     finally:
         server.stop()
+
+
+def _cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "backend", "footage", "insert", *argv], cwd=cwd,
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def test_cli_insert_writes_the_layers_and_refuses_bad_input(plate_files, avatar_dir, tmp_path) -> None:
+    out = tmp_path / "out"
+    common = ["--video", str(plate_files["video"]), "--camera", str(plate_files["camera"]),
+              "--avatar", str(avatar_dir), "--motion", "walk", "--place=-0.9,0,0", "--heading", "90",
+              "--fps", "30", "--frames", "3"]
+    done = _cli(*common, "--depth", str(plate_files["depth_dir"]), "--shadow", "0.5", "--json",
+                "--out", str(out), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["frames"] == 3 and summary["route"] == "3d" and summary["depth_source"] == "given"
+    for layer in ("composite", "character", "shadow", "occlusion"):
+        assert sorted(p.name for p in (out / layer).iterdir()) == ["000001.png", "000002.png", "000003.png"]
+    assert (out / "composite.mp4").stat().st_size > 0
+    assert json.loads((out / "footage.json").read_text())["frame_numbers"] == [1, 2, 3]
+    # A depth of the wrong size: status 2, one line naming the input, no output folder.
+    small = tmp_path / "small.npy"
+    np.save(small, np.ones((3, 10, 10), np.float32))
+    bad = _cli(*common, "--depth", str(small), "--out", str(tmp_path / "never"), cwd=tmp_path)
+    assert bad.returncode == 2 and "depth: small.npy has shape" in bad.stderr
+    assert not (tmp_path / "never").exists()
+    neural = _cli(*common, "--route", "neural", "--out", str(tmp_path / "never"), cwd=tmp_path)
+    assert neural.returncode == 2 and "route 'neural'" in neural.stderr
+    assert not (tmp_path / "never").exists()
