@@ -178,8 +178,10 @@ def make_plate(avatar_dir: Path, frames: int = 12, width: int = 256, height: int
     for i in range(frames):
         scene_rgb, scene_d = _render_scene(sv, sf, sc, K[i], R[i], t[i], width, height, s, sh, rasterizer)
         _, depth1 = _render_scene(sv, sf, sc, K[i], R[i], t[i], width, height, 1, sh, rasterizer)
-        char_rgb, char_mask, char_d = render_window(posed.vertices[i], look, K[i], R[i], t[i],
-                                                    (0, 0, width, height), s, sh, rasterizer)
+        albedo, normal, char_d = render_window(posed.vertices[i], look, K[i], R[i], t[i],
+                                               (0, 0, width, height), s, rasterizer)
+        char_mask = np.isfinite(char_d)
+        char_rgb = albedo * irradiance(sh, normal)
         front = char_mask & (char_d < scene_d)
         truth = np.where(front[..., None], char_rgb, scene_rgb)
         # The pillar's coverage: the scene's triangles past the ground's are the pillar's.

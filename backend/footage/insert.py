@@ -127,7 +127,7 @@ def insert_3d(layers: ShotLayers, camera: ShotCamera, posed: PosedAvatar, avatar
             depth = layers.depth[i] if layers.depth is not None else None
             occluders = layers.occluders[i] if layers.occluders is not None else None
             char = character_frame(poses, look, K, R, t, W, H, s, sh, depth, occluders, rasterizer)
-            shade = shadow_frame(poses, look.faces, light_dir, posed.ground_y, K, R, t, W, H, s, depth,
+            shade = shadow_frame(poses, look.faces, light_dir, posed.ground_y, K, R, t, W, H, depth,
                                  float(config.shadow), rasterizer)
             frame = composite_frame(layers.scene[i], char, shade)
             render_s += time.perf_counter() - t0

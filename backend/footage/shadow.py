@@ -4,7 +4,8 @@ The light is the dominant direction of the SH lighting (:func:`.lighting.dominan
 straight down for ambient light: a contact shadow under the character). Each vertex is slid along
 that direction onto the ground plane ``y = ground_y`` (a planar projection: the mesh flattened
 into its shadow), the flattened mesh is rasterised through the shot's camera in the shadow's
-window (supersampled like the character), and its coverage is blurred by a Gaussian whose width is
+window (at pixel resolution: the blur below is wider than a pixel, so supersampling would only
+cost time), and its coverage is blurred by a Gaussian whose width is
 :data:`PENUMBRA_M` metres at the shadow's distance (soft edges, as an area light gives). The
 darkening ``strength * coverage`` applies only where the plate is that ground: the pixel's ray
 meets the plane in front of the camera and, when the plate's depth is known, the plate's depth
@@ -50,7 +51,7 @@ def ground_depth(K: np.ndarray, R: np.ndarray, t: np.ndarray, ground_y: float,
 
 
 def shadow_frame(poses: list[np.ndarray], faces: torch.Tensor, light_dir: np.ndarray, ground_y: float,
-                 K: np.ndarray, R: np.ndarray, t: np.ndarray, width: int, height: int, s: int,
+                 K: np.ndarray, R: np.ndarray, t: np.ndarray, width: int, height: int,
                  plate_depth: np.ndarray | None, strength: float,
                  rasterizer: Rasterizer) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
     """(window, darkening (h, w) float32 in [0, strength]) of one frame, or None (no shadow seen)."""
@@ -63,19 +64,19 @@ def shadow_frame(poses: list[np.ndarray], faces: torch.Tensor, light_dir: np.nda
     cam_z = np.concatenate(flat) @ R[2] + t[2]
     z = float(np.median(cam_z[cam_z > NEAR])) if (cam_z > NEAR).any() else 1.0
     sigma = max(PENUMBRA_M * float(K[0, 0]) / z, 0.75)
-    window = window_of(np.stack(flat), K, R, t, width, height, margin=int(np.ceil(3 * sigma)) + 2)
+    window = window_of(flat[0] if len(flat) == 1 else np.stack(flat), K, R, t, width, height,
+                       margin=int(np.ceil(3 * sigma)) + 2)
     if window is None:
         return None
     w, h = window[2] - window[0], window[3] - window[1]
-    cams = CameraBatch(window_camera(K, window, s)[None], R[None], t[None], w * s, h * s, NEAR, FAR)
-    cover = np.zeros((h * s, w * s), np.float32)
+    cams = CameraBatch(window_camera(K, window, 1)[None], R[None], t[None], w, h, NEAR, FAR)
+    cover = np.zeros((h, w), np.float32)
     with torch.no_grad():
         for verts in flat:
             out = render_passes(Mesh(verts=torch.from_numpy(verts), faces=faces), cams, passes=("depth",),
                                 rasterizer=rasterizer)
             cover += np.isfinite(out.depth[0].numpy())
-    cover = cover.reshape(h, s, w, s).mean(axis=(1, 3)) / len(flat)
-    soft = gaussian_filter(cover, sigma, mode="constant")
+    soft = gaussian_filter(cover / len(flat), sigma, mode="constant")
     plane = ground_depth(K, R, t, ground_y, window)
     on_ground = np.isfinite(plane)
     if plate_depth is not None:
