@@ -16,9 +16,12 @@ plate is in, so a character lit by ``E`` matches a CG plate rendered the same wa
   back-projection, central differences; pixels across depth edges are dropped); without depth,
   the pixels whose rays meet the ground plane are taken as ground (normal up) and the rest are
   left out. The fit is least squares over a subsample of a few frames, ridge-regularised towards
-  the constant term (a view sees few normal directions: what it does not see stays ambient) and
-  made robust by dropping residuals beyond 3 median absolute deviations twice (textures, the sky,
-  specular highlights are outliers of a diffuse model).
+  a generic prior shape (a view sees few normal directions: a ground plane only "up"): light from
+  above with some bounce from below, ``E(n) ~ 0.75 + 0.25 n_y`` (up 1, sideways 0.75, down 0.5;
+  :data:`PRIOR_UP`), i.e. the linear y term is tied to the constant term by that ratio and only
+  departures from it are penalised; it is made robust by dropping residuals beyond 3 median
+  absolute deviations (at least 10 % of the signal) twice (textures, specular highlights are
+  outliers of a diffuse model).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ FIT_SAMPLES = 40_000  # pixels at most over those frames
 RIDGE = 0.05  # weight of the pull of the non-constant terms towards 0, per sample
 DEPTH_EDGE = 0.05  # relative depth jump between neighbours that marks an edge (no normal there)
 LUMA = np.array([0.2126, 0.7152, 0.0722])
+PRIOR_UP = 0.25 / 0.75  # the prior's E = a + b n_y: b / a
+PRIOR_RATIO = PRIOR_UP * Y00 / Y1  # its sh[1] / sh[0]
 
 
 def sh_basis(normals: np.ndarray) -> np.ndarray:
@@ -127,16 +132,23 @@ def fit_plate_sh(frames: np.ndarray, depth: np.ndarray | None, K: np.ndarray, R:
         sh = np.zeros((9, 3), np.float32)
         sh[0] = frames.reshape(-1, 3).mean(0) / 255.0 / ASSUMED_ALBEDO / Y00
         return sh, {"samples": len(A), "kept": 0, "source": "mean"}
+    # Tie the y term to the constant one by the prior's ratio; penalise only departures from it.
+    A_fit = A.copy()
+    A_fit[:, 0] += PRIOR_RATIO * A[:, 1]
     keep = np.ones(len(A), bool)
     reg = np.full(9, RIDGE)
     reg[0] = 0.0
     sh = np.zeros((9, 3))
     for _ in range(3):
-        Ak, bk = A[keep], b[keep]
-        sh = np.linalg.solve(Ak.T @ Ak + np.diag(reg * len(Ak)), Ak.T @ bk)
-        r = (A @ sh - b) @ LUMA
-        mad = np.median(np.abs(r[keep] - np.median(r[keep]))) + 1e-6
-        keep = np.abs(r - np.median(r[keep])) <= 3.0 * 1.4826 * mad
+        Ak, bk = A_fit[keep], b[keep]
+        x = np.linalg.solve(Ak.T @ Ak + np.diag(reg * len(Ak)), Ak.T @ bk)
+        r = (A_fit @ x - b) @ LUMA
+        sh = x.copy()
+        sh[1] += PRIOR_RATIO * x[0]
+        centre = np.median(r[keep])
+        spread = max(3.0 * 1.4826 * np.median(np.abs(r[keep] - centre)),
+                     0.1 * float(np.median(np.abs(b @ LUMA))))
+        keep = np.abs(r - centre) <= spread
         if keep.sum() < 16:
             keep[:] = True
             break
@@ -147,17 +159,18 @@ def fit_plate_sh(frames: np.ndarray, depth: np.ndarray | None, K: np.ndarray, R:
 def dominant_direction(sh: np.ndarray, min_elevation_deg: float = 20.0) -> tuple[np.ndarray, float]:
     """The direction towards the light (world unit vector) from the linear band of ``sh``
     (luminance), raised to at least ``min_elevation_deg`` above the horizon (grazing light would
-    cast shadows to infinity); straight up when the light has no direction. Also the
+    cast shadows to infinity); straight up when the light has no direction or comes from straight
+    above or below. Also the
     directionality: the linear band's strength relative to the constant term (0 = ambient)."""
     sh = np.asarray(sh, np.float64)
     v = np.array([sh[3] @ LUMA, sh[1] @ LUMA, sh[2] @ LUMA]) * Y1
     dc = max(float(sh[0] @ LUMA) * Y00, 1e-9)
     strength = float(np.linalg.norm(v)) / dc
-    if strength < 1e-3 or v[1] <= 0.0:
+    d = v / max(np.linalg.norm(v), 1e-12)
+    if strength < 1e-3 or np.linalg.norm(d[[0, 2]]) < 1e-6:  # no direction, or straight up/down
         return np.array([0.0, 1.0, 0.0]), strength
-    d = v / np.linalg.norm(v)
     lo = np.sin(np.radians(min_elevation_deg))
-    if d[1] < lo:
+    if d[1] < lo:  # grazing, or from below the ground (bounce): the horizontal part, raised
         horiz = d[[0, 2]] / max(np.linalg.norm(d[[0, 2]]), 1e-12)
         d = np.array([horiz[0] * np.cos(np.arcsin(lo)), lo, horiz[1] * np.cos(np.arcsin(lo))])
     return d, strength
