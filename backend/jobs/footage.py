@@ -104,6 +104,7 @@ def footage_insert(params: Any, ctx: JobContext) -> JobResult:
     started = time.perf_counter()
     ctx.progress(0.0, "reading the shot", stage="read")
     work = Path(ctx.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work, prefix=".inputs-") as scratch:
         inputs = _read_inputs(p, Path(scratch))
     footage, camera, posed = inputs["footage"], inputs["camera"], inputs["posed"]

@@ -279,3 +279,28 @@ def test_fused_resolve_matches_the_numpy_reference(plate, avatar_dir) -> None:
     np.testing.assert_allclose(got.alpha, down(visible), atol=1e-5)
     np.testing.assert_allclose(got.premult, down(shaded * visible[..., None]), atol=1e-5)
     assert 0.05 < got.alpha.sum() / got.cover.sum() < 0.95  # both the pillar and the matte hide some
+
+
+def test_track_is_followed_frame_by_frame(plate_files, avatar_dir, tmp_path) -> None:
+    """Replacement mode's motion: the avatar's root is the track's pelvis at each footage frame."""
+    from backend.body.procedural import procedural_motion
+
+    avatar = load_avatar_person(avatar_dir)
+    motion = procedural_motion("walk", FRAMES, FPS)
+    track = {k: v for k, v in motion.to_payload().items() if k not in ("gender",)}
+    track["transl"] = track["transl"] + np.array([0.3, 0.0, -0.4], np.float32)
+    track["frame_start"] = 1
+    params = {"video": str(plate_files["video"]), "camera": json.loads(plate_files["camera"].read_text()),
+              "avatar": str(avatar_dir), "track": track, "frame_start": 3, "frames": 4, "mp4": False,
+              "lighting": "flat"}
+    result = footage_insert(params, Ctx(tmp_path / "ok"))
+    want = track["transl"][2:6] + avatar.joints_rest[0]
+    np.testing.assert_allclose(result.arrays["root"], want, atol=1e-4)
+    short = {**track, "global_orient": track["global_orient"][:4], "body_pose": track["body_pose"][:4],
+             "transl": track["transl"][:4]}
+    for key in ("left_hand_pose", "right_hand_pose", "jaw_pose", "leye_pose", "reye_pose"):
+        short[key] = track[key][:4]
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(JobInputError, match="track: covers footage frames 1-4, the job uses 3-6"):
+        footage_insert({**params, "track": short}, Ctx(tmp_path / "bad"))
+    assert list((tmp_path / "bad").rglob("*")) == []
