@@ -304,3 +304,37 @@ def test_track_is_followed_frame_by_frame(plate_files, avatar_dir, tmp_path) -> 
     with pytest.raises(JobInputError, match="track: covers footage frames 1-4, the job uses 3-6"):
         footage_insert({**params, "track": short}, Ctx(tmp_path / "bad"))
     assert list((tmp_path / "bad").rglob("*")) == []
+
+
+def test_occluder_masks_hide_the_character_without_depth(plate, avatar_dir, tmp_path) -> None:
+    out = tmp_path / "insert"
+    insert_3d(ShotLayers(plate.plate, None, occluders=plate.occluder), ShotCamera(plate.K, plate.R, plate.t),
+              plate.posed, load_avatar_person(avatar_dir),
+              InsertConfig(lighting="flat", shadow=0.0, mp4=False), out, range(1, FRAMES + 1), FPS)
+    comp = np.stack([np.asarray(Image.open(out / "composite" / f"{n:06d}.png"))
+                     for n in range(1, FRAMES + 1)])
+    inside = np.stack([binary_erosion(o >= 1.0) for o in plate.occluder]) & (plate.truth_cover > 0)
+    assert inside.sum() > 300
+    np.testing.assert_array_equal(comp[inside], plate.plate[inside])
+
+
+def test_motion_blur_smears_the_edges_of_a_moving_character(plate, avatar_dir) -> None:
+    from backend.footage.lighting import flat_sh
+    from backend.footage.render_layer import appearance, blur_poses, character_frame
+    from backend.render.api import get_rasterizer
+
+    avatar = load_avatar_person(avatar_dir)
+    look, raster, i = appearance(avatar.faces, avatar.uvs, avatar.texture), get_rasterizer("auto"), 5
+    K, R, t = plate.K[i], plate.R[i], plate.t[i]
+    sharp = character_frame(blur_poses(plate.posed.vertices, i, 0), look, K, R, t, W, H, 2, flat_sh(), None,
+                            None, raster)
+    blurred = character_frame(blur_poses(plate.posed.vertices, i, 8), look, K, R, t, W, H, 2, flat_sh(), None,
+                              None, raster)
+    assert sharp is not None and blurred is not None
+
+    def partial(frame):
+        return int(((frame.alpha > 0.02) & (frame.alpha < 0.98)).sum())
+
+    assert partial(blurred) > 1.5 * partial(sharp)
+    # The shutter is centred on the frame: the coverage stays about the same.
+    assert abs(blurred.alpha.sum() / sharp.alpha.sum() - 1.0) < 0.1
