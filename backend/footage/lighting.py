@@ -19,9 +19,10 @@ plate is in, so a character lit by ``E`` matches a CG plate rendered the same wa
   a generic prior shape (a view sees few normal directions: a ground plane only "up"): light from
   above with some bounce from below, ``E(n) ~ 0.75 + 0.25 n_y`` (up 1, sideways 0.75, down 0.5;
   :data:`PRIOR_UP`), i.e. the linear y term is tied to the constant term by that ratio and only
-  departures from it are penalised; it is made robust by dropping residuals beyond 3 median
-  absolute deviations (at least 10 % of the signal) twice (textures, specular highlights are
-  outliers of a diffuse model).
+  departures from it are penalised. The shape is fitted to luminance (a coloured object reads as
+  a brightness, not as a coloured light) and the light's colour is the median chroma of the
+  samples; robust: residuals beyond 3 median absolute deviations (at least 10 % of the signal) are
+  dropped twice (textures, specular highlights are outliers of a diffuse model).
 """
 
 from __future__ import annotations
@@ -135,23 +136,29 @@ def fit_plate_sh(frames: np.ndarray, depth: np.ndarray | None, K: np.ndarray, R:
     # Tie the y term to the constant one by the prior's ratio; penalise only departures from it.
     A_fit = A.copy()
     A_fit[:, 0] += PRIOR_RATIO * A[:, 1]
+    # The light's shape from luminance (a coloured object then reads as its brightness, not as a
+    # coloured light); its colour from the median chroma of the samples (most are one surface).
+    lum = b @ LUMA
     keep = np.ones(len(A), bool)
     reg = np.full(9, RIDGE)
     reg[0] = 0.0
-    sh = np.zeros((9, 3))
+    x = np.zeros(9)
     for _ in range(3):
-        Ak, bk = A_fit[keep], b[keep]
-        x = np.linalg.solve(Ak.T @ Ak + np.diag(reg * len(Ak)), Ak.T @ bk)
-        r = (A_fit @ x - b) @ LUMA
-        sh = x.copy()
-        sh[1] += PRIOR_RATIO * x[0]
+        Ak = A_fit[keep]
+        x = np.linalg.solve(Ak.T @ Ak + np.diag(reg * len(Ak)), Ak.T @ lum[keep])
+        r = A_fit @ x - lum
         centre = np.median(r[keep])
-        spread = max(3.0 * 1.4826 * np.median(np.abs(r[keep] - centre)),
-                     0.1 * float(np.median(np.abs(b @ LUMA))))
+        spread = max(3.0 * 1.4826 * np.median(np.abs(r[keep] - centre)), 0.1 * float(np.median(np.abs(lum))))
         keep = np.abs(r - centre) <= spread
         if keep.sum() < 16:
             keep[:] = True
             break
+    with np.errstate(divide="ignore", invalid="ignore"):
+        chroma = np.nanmedian(b[keep] / lum[keep, None], axis=0)
+    chroma = np.where(np.isfinite(chroma), chroma, 1.0)
+    chroma /= max(float(chroma @ LUMA), 1e-6)
+    sh = x[:, None] * chroma[None, :]
+    sh[1] += PRIOR_RATIO * sh[0]
     return sh.astype(np.float32), {"samples": len(A), "kept": int(keep.sum()),
                                    "source": "depth" if depth is not None else "ground"}
 

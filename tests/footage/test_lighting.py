@@ -61,7 +61,12 @@ def test_fit_recovers_the_light_on_the_normals_it_sees() -> None:
                             t[None].repeat(2, 0), 0.0)
     assert info["source"] == "depth" and info["kept"] > 0.9 * info["samples"]
     seen = np.array([[0, 1, 0], [0, 0, 1]], np.float32)
-    np.testing.assert_allclose(irradiance(sh, seen), irradiance(TRUE_SH, seen), rtol=0.03)
+    got, want = irradiance(sh, seen), irradiance(TRUE_SH, seen)
+    luma = np.array([0.2126, 0.7152, 0.0722])
+    # The light's shape is fitted to luminance: exact there; one colour for all directions (the
+    # median chroma), so each channel is within the spread of the true light's colours.
+    np.testing.assert_allclose(got @ luma, want @ luma, rtol=0.03)
+    np.testing.assert_allclose(got, want, rtol=0.15)
     # Without depth: the ground's pixels (normal up) still give the light from above.
     sh_ground, info = fit_plate_sh(frames, None, K[None].repeat(2, 0), R[None].repeat(2, 0),
                                    t[None].repeat(2, 0), 0.0)
