@@ -162,13 +162,13 @@ def make_plate(avatar_dir: Path, frames: int = 12, width: int = 256, height: int
                pillar: tuple[float, float, float] | None = (-0.14, 0.12, 1.6), antialias: int = 2,
                moving_camera: bool = False) -> CGPlate:
     """The plate and its truth (module doc). ``pillar``: (x, side, z) of the box, None for none."""
+    from backend.body.procedural import load_motion
     from backend.clips.avatars import load_avatar_person
-    from backend.jobs.body import load_motion
 
     avatar = load_avatar_person(avatar_dir)
     sh = np.asarray(DEFAULT_SH if sh is None else sh, np.float32)
-    posed = pose_for_footage(avatar, fit_to_frames(load_motion(motion, frames, fps), frames, fps),
-                             place=place, heading_deg=heading)
+    motion_frames = fit_to_frames(load_motion(motion, fps=fps, n_frames=frames), frames, fps)
+    posed = pose_for_footage(avatar, motion_frames, place=place, heading_deg=heading)
     K, R, t = default_camera(frames, width, height, moving_camera)
     sv, sf, sc = scene_mesh(pillar)
     rasterizer = get_rasterizer("auto")
