@@ -14,7 +14,8 @@ pillar's pixels in front of the character unchanged (fraction exact) and the IoU
 matte against the truth's. Runs: ``known light`` (the plate's SH given, no shadow: the route's
 exactness), ``fitted light`` (SH fitted to the plate), ``defaults`` (fitted light + shadow 0.6:
 the truth has no cast shadow, so the shadow counts as error there). Speed: frames per second of
-the whole job (read, render, composite, write) at ``--size``, best of ``--repeats``, against the
+the whole job (read, render, composite, write) at ``--size``, best of ``--repeats`` (and its CPU
+time per frame, this process and ffmpeg's: what a loaded machine does not change), against the
 render-only rate (the avatar through ``render_passes``, one pass per frame, nothing written).
 """
 
@@ -130,15 +131,19 @@ def scores(plate: CGPlate, out: Path, lp: Any) -> dict[str, float]:
 
 
 def run_job(files: dict[str, Path], avatar: Path, work: Path, frames: int,
-            **settings: Any) -> tuple[float, Any]:
+            **settings: Any) -> tuple[float, float, Any]:
+    """(wall seconds, CPU seconds of this process and its children (ffmpeg), the job's result)."""
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     params = {"video": str(files["video"]), "camera": json.loads(files["camera"].read_text()),
               "avatar": str(avatar), "depth": str(files["depth"]), "fps": FPS, "frames": frames,
               "place": list(PLACE), "heading": HEADING, **settings}
-    start = time.perf_counter()
+    cpu0, start = os.times(), time.perf_counter()
     result = footage_insert(params, Ctx(work))
-    return time.perf_counter() - start, result
+    wall, cpu1 = time.perf_counter() - start, os.times()
+    cpu = (cpu1.user + cpu1.system + cpu1.children_user + cpu1.children_system
+           - cpu0.user - cpu0.system - cpu0.children_user - cpu0.children_system)
+    return wall, cpu, result
 
 
 def render_only_fps(plate: CGPlate, avatar_dir: Path, repeats: int) -> float:
@@ -187,18 +192,20 @@ def main() -> int:
                     "fitted light": {"lighting": "plate", "shadow": 0.0},
                     "defaults": {}}
             for label, settings in runs.items():
-                best, result = float("inf"), None
+                best, best_cpu, result = float("inf"), float("inf"), None
                 for _ in range(args.repeats):
-                    seconds, result = run_job(files, avatar, root / "work", args.frames, **settings)
-                    best = min(best, seconds)
+                    seconds, cpu, result = run_job(files, avatar, root / "work", args.frames, **settings)
+                    best, best_cpu = min(best, seconds), min(best_cpu, cpu)
                 assert result is not None
                 row[label] = {**scores(plate, root / "work" / "insert", lp), "fps": args.frames / best,
+                              "cpu_ms_per_frame": 1000 * best_cpu / args.frames,
                               "timings_s": result.data["timings_s"]}
                 numbers = " ".join(f"{k} {v:.4g}" for k, v in row[label].items()
                                    if isinstance(v, float | int))
                 print(f"{name:6s} {label:12s} {numbers}", file=sys.stderr)
-            seconds, _ = run_job(files, avatar, root / "work", args.frames, antialias=1)
-            row["defaults, antialias 1"] = {"fps": args.frames / seconds}
+            seconds, cpu, _ = run_job(files, avatar, root / "work", args.frames, antialias=1)
+            row["defaults, antialias 1"] = {"fps": args.frames / seconds,
+                                            "cpu_ms_per_frame": 1000 * cpu / args.frames}
             row["render_only_fps"] = render_only_fps(plate, avatar, args.repeats)
             print(f"{name:6s} render only {row['render_only_fps']:.1f} fps; antialias 1 "
                   f"{row['defaults, antialias 1']['fps']:.1f} fps", file=sys.stderr)
