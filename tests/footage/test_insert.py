@@ -338,3 +338,24 @@ def test_motion_blur_smears_the_edges_of_a_moving_character(plate, avatar_dir) -
     assert partial(blurred) > 1.5 * partial(sharp)
     # The shutter is centred on the frame: the coverage stays about the same.
     assert abs(blurred.alpha.sum() / sharp.alpha.sum() - 1.0) < 0.1
+
+
+def test_cancel_stops_between_frames_and_closes_the_writers(plate, plate_files, avatar_dir, tmp_path) -> None:
+    from backend.jobs.api import JobCancelled
+
+    class Cancelling(Ctx):
+        checks = 0
+
+        def check_cancelled(self) -> None:
+            self.checks += 1
+            if self.checks > 4:
+                raise JobCancelled()
+
+    ctx = Cancelling(tmp_path)
+    params = {"video": str(plate_files["video"]), "camera": json.loads(plate_files["camera"].read_text()),
+              "avatar": str(avatar_dir), "depth": str(plate_files["depth"]), "fps": FPS}
+    with pytest.raises(JobCancelled):
+        footage_insert(params, ctx)
+    written = sorted(p.name for p in (tmp_path / "insert" / "composite").iterdir())
+    assert 0 < len(written) < FRAMES  # stopped between frames, the frames before it complete
+    assert (tmp_path / "insert" / "composite.mp4").stat().st_size > 0  # ffmpeg was closed, not left running
