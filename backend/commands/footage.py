@@ -51,7 +51,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     ins.add_argument("--occluder-masks", type=Path, dest="occluder_masks",
                      help="numbered PNG masks of scene objects in front of everything inserted")
     ins.add_argument("--route", choices=c.param("route").type.values, default=default("route"))
-    ins.add_argument("--place", default="0,0,0", help="x,y,z where the motion's root starts (metres, Y up; negative: --place=-1,0,2)")
+    ins.add_argument("--place", default="0,0,0",
+                     help="x,y,z where the motion's root starts (metres, Y up; negative: --place=-1,0,2)")
     ins.add_argument("--heading", type=float, default=default("heading"), help="turn about up, degrees")
     ins.add_argument("--lighting", choices=c.param("lighting").type.values, default=default("lighting"))
     ins.add_argument("--sh", type=Path, help="9x3 SH irradiance (.npy or .json) for --lighting sh")
@@ -114,7 +115,8 @@ def insert_params(args: argparse.Namespace) -> dict[str, Any]:
         params["sh"] = _read_array(args.sh, "sh")
     if args.track is not None:
         with np.load(args.track, allow_pickle=False) as data:
-            params["track"] = {k: data[k] for k in data.files}
+            # 0-d entries (gender, fps, frame_start) as plain values, as a payload carries them
+            params["track"] = {k: data[k].item() if data[k].ndim == 0 else data[k] for k in data.files}
     return params
 
 
