@@ -113,12 +113,15 @@ def test_camera_from_blender_through_the_job_aligns_the_layers(plate, plate_file
     ys, xs = np.mgrid[0:H, 0:W]
     worst = 0.0
     for i in range(FRAMES):
+        # The character's whole coverage (visible alpha + the part the pillar hides): its centroid
+        # against the truth's, so the occluder's soft edge does not enter a camera check.
         alpha = np.asarray(Image.open(result.files[f"insert/character/{i + 1:06d}.png"]))[..., 3] / 255.0
-        truth = plate.truth_alpha[i]
-        got = np.array([(alpha * xs).sum(), (alpha * ys).sum()]) / alpha.sum()
+        hidden = np.asarray(Image.open(result.files[f"insert/occlusion/{i + 1:06d}.png"])) / 255.0
+        cover, truth = alpha + hidden, plate.truth_cover[i]
+        got = np.array([(cover * xs).sum(), (cover * ys).sum()]) / cover.sum()
         want = np.array([(truth * xs).sum(), (truth * ys).sum()]) / truth.sum()
         worst = max(worst, float(np.abs(got - want).max()))
-    assert worst < 0.5, worst
+    assert worst < 0.05, worst  # the issue asks < 0.5 px; measured ~0.001
     # The root the job reports projects where the truth's pelvis does.
     np.testing.assert_allclose(result.arrays["root"], plate.posed.root, atol=1e-5)
 
