@@ -362,3 +362,16 @@ def test_cancel_stops_between_frames_and_closes_the_writers(plate, plate_files, 
     written = sorted(p.name for p in (tmp_path / "insert" / "composite").iterdir())
     assert 0 < len(written) < FRAMES  # stopped between frames, the frames before it complete
     assert (tmp_path / "insert" / "composite.mp4").stat().st_size > 0  # ffmpeg was closed, not left running
+
+
+def test_occlusion_layers_for_the_neural_route_match_the_3d_routes_matte(plate, inserted, avatar_dir) -> None:
+    from backend.footage.insert import occlusion_layers
+
+    rgb, matte = occlusion_layers(ShotLayers(plate.plate, plate.depth), ShotCamera(plate.K, plate.R, plate.t),
+                                  plate.posed, load_avatar_person(avatar_dir))
+    assert rgb.shape == plate.plate.shape and matte.shape == plate.depth.shape
+    np.testing.assert_allclose(matte, inserted["occlusion"] / 255.0, atol=0.5 / 255 + 1e-6)
+    inside = np.stack([binary_erosion(o >= 1.0) for o in plate.occluder]) & (plate.truth_cover >= 1)
+    assert inside.sum() > 300
+    np.testing.assert_array_equal(rgb[inside], plate.plate[inside])  # the pillar, in front
+    assert (rgb[matte == 0] == 0).all()
