@@ -1,19 +1,169 @@
-"""Job kinds ``footage.decompose`` and ``footage.insert`` (contracts: protocol/kinds_footage.py).
+"""Job kinds ``footage.decompose`` and ``footage.insert`` (contracts: protocol/kinds_footage.py;
+docs/footage.md).
 
-Scaffold while issue 13 is built on branches: the contract is in place so the add-on, the CLI and
-the backend build against it; the job functions refuse clearly until the footage library lands.
+``footage.insert`` reads and checks every input (the shot, its camera, depth, occluder mattes, the
+avatar, the motion or track) before it writes anything, so bad input fails with one clear
+message and no files. The shot is then lifted into the layers the route composites into
+(:func:`shot_layers`: the plate itself and the given depth until the decomposition is wired in),
+and the route runs: ``3d`` (:func:`backend.footage.insert.insert_3d`) or ``neural``
+(:func:`backend.footage.insert.insert_neural_route`).
 """
 
 from __future__ import annotations
 
+import tempfile
+import time
+from pathlib import Path
 from typing import Any
 
-from backend.jobs.api import JobContext, JobInputError, JobResult
+import numpy as np
+
+from backend.jobs.api import JobContext, JobInputError, JobResult, typed_params
 
 
 def footage_decompose(params: Any, ctx: JobContext) -> JobResult:
     raise JobInputError("footage.decompose is not built yet (issue 13)")
 
 
+def _local(value: Any, scratch: Path, name: str, given: dict[str, str]) -> Path | None:
+    """A path the readers can open: a confined folder or file is first copied, through the
+    confinement check, into the job's private scratch under its own name (errors name it as the
+    client wrote it: ``given`` maps the copy back); a trusted caller's path is used as is."""
+    if value is None:
+        return None
+    if hasattr(value, "copy_into") or hasattr(value, "read_bytes"):
+        target = scratch / name / Path(value.given).name
+        if hasattr(value, "copy_into"):
+            value.copy_into(target)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(value.read_bytes())
+        given[str(target)] = value.given
+        return target
+    return Path(value)
+
+
+def shot_layers(p: Any, footage: Any, camera: Any, depth: np.ndarray | None,
+                occluders: np.ndarray | None) -> tuple[Any, dict[str, str]]:
+    """The layers the character is composited into, and how they were made.
+
+    Until the decomposition (backend/footage/decompose.py) is wired in here, the scene layer is
+    the plate and the depth is the given one; the lead plugs in: people removed (``person_masks``
+    / ``segment`` + ``inpaint``) -> ``scene``, ``depth_estimator`` -> ``depth``, and the template
+    folder written under ``insert/layers/``."""
+    from backend.footage.insert import ShotLayers
+
+    wanted = [name for name, on in (("person_masks", p.person_masks is not None), ("segment", p.segment),
+                                    ("depth_estimator", p.depth_estimator)) if on]
+    if wanted:
+        raise JobInputError(f"footage.insert: {', '.join(wanted)} need the decomposition "
+                            "(footage.decompose), which is not wired into footage.insert yet")
+    return (ShotLayers(scene=footage.frames, depth=depth, occluders=occluders, plate=footage.frames),
+            {"depth_source": "given" if depth is not None else "none", "people": "none"})
+
+
+def _read_inputs(p: Any, scratch: Path) -> dict[str, Any]:
+    from backend.body.motion import MotionFormatError
+    from backend.clips.avatars import AvatarError, load_avatar_person
+    from backend.footage.avatar_motion import fit_to_frames, pose_for_footage, track_for_frames
+    from backend.footage.source import FootageError, read_depth, read_footage, read_masks, shot_camera
+    from backend.jobs.body import load_motion
+
+    given: dict[str, str] = {}
+    try:
+        footage = read_footage(_local(p.video, scratch, "video", given), p.frame_start, p.frames, p.fps)
+        camera = shot_camera(p.camera, footage)
+        depth_path = _local(p.depth, scratch, "depth", given)
+        depth = read_depth(depth_path, footage) if depth_path is not None else None
+        occ_path = _local(p.occluder_masks, scratch, "occluders", given)
+        occluders = read_masks(occ_path, footage, "occluder_masks") if occ_path is not None else None
+        avatar = load_avatar_person(_local(p.avatar, scratch, "avatar", given))
+        n, fps = len(footage), footage.fps
+        if p.track is not None:
+            posed = pose_for_footage(avatar, track_for_frames(p.track, footage.numbers), place=None)
+        else:
+            motion = fit_to_frames(load_motion(p.motion, n, fps), n, fps)
+            posed = pose_for_footage(avatar, motion, place=[float(v) for v in p.place],
+                                     heading_deg=float(p.heading))
+    except (FootageError, AvatarError, MotionFormatError) as exc:
+        message = str(exc)
+        for copy, name in given.items():  # never show the private scratch path
+            message = message.replace(copy, name)
+        raise JobInputError(message.replace(str(scratch), "<input>")) from None
+    if p.lighting == "sh" and p.sh is None:
+        raise JobInputError("params.sh: lighting 'sh' needs the 9 x 3 coefficients")
+    return {"footage": footage, "camera": camera, "depth": depth, "occluders": occluders,
+            "avatar": avatar, "posed": posed}
+
+
 def footage_insert(params: Any, ctx: JobContext) -> JobResult:
-    raise JobInputError("footage.insert is not built yet (issue 13)")
+    from backend.footage.insert import InsertConfig, insert_3d, insert_neural_route
+    from backend.footage.source import FootageError
+
+    p = typed_params("footage.insert", params)
+    started = time.perf_counter()
+    ctx.progress(0.0, "reading the shot", stage="read")
+    work = Path(ctx.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work, prefix=".inputs-") as scratch:
+        inputs = _read_inputs(p, Path(scratch))
+    footage, camera, posed = inputs["footage"], inputs["camera"], inputs["posed"]
+    ctx.check_cancelled()
+    layers, sources = shot_layers(p, footage, camera, inputs["depth"], inputs["occluders"])
+    read_s = time.perf_counter() - started
+    config = InsertConfig(place=tuple(float(v) for v in p.place), heading=float(p.heading),
+                          lighting=p.lighting, sh=None if p.sh is None else np.asarray(p.sh, np.float32),
+                          shadow=float(p.shadow),
+                          motion_blur=int(p.motion_blur), antialias=int(p.antialias), mp4=bool(p.mp4))
+    out_dir = work / "insert"
+
+    def progress(fraction: float, message: str) -> None:
+        ctx.progress(0.02 + 0.97 * fraction, message, stage="insert")
+
+    try:
+        if p.route == "neural":
+            outcome = insert_neural_route(layers, camera, posed, inputs["avatar"], p, out_dir,
+                                          footage.numbers, footage.fps, progress, ctx.check_cancelled)
+        else:
+            outcome = insert_3d(layers, camera, posed, inputs["avatar"], config, out_dir, footage.numbers,
+                                footage.fps, progress, ctx.check_cancelled)
+    except FootageError as exc:
+        raise JobInputError(str(exc)) from None
+    timings = {"read": round(read_s, 4), **{k: round(v, 4) for k, v in outcome.timings_s.items()}}
+    data = {
+        "frames": len(footage), "frame_start": footage.numbers[0], "width": footage.width,
+        "height": footage.height, "fps": footage.fps, **sources, "timings_s": timings,
+        "route": p.route, "lighting": p.lighting, "visible_fraction": round(outcome.visible_fraction, 6),
+        "folder": "insert",
+    }
+    summary = {**data, "frame_numbers": list(footage.numbers), "place": list(config.place),
+               "heading": config.heading, "shadow": config.shadow, "motion_blur": config.motion_blur,
+               "antialias": config.antialias, "lighting_fit": outcome.lighting, "sh": outcome.sh,
+               "ground_y": posed.ground_y,
+               "motion": "track" if p.track is not None else _motion_name(p.motion),
+               "layers": {"composite": "composite/%06d.png",
+                          "character": "character/%06d.png (RGBA, straight alpha)",
+                          "shadow": "shadow/%06d.png (darkening)",
+                          "occlusion": "occlusion/%06d.png (matte)"}}
+    from backend.footage.write import InsertWriter
+
+    summary_writer = InsertWriter(out_dir, footage.width, footage.height, footage.fps, False)
+    summary_writer.write_json(summary)
+    files = {f"insert/{name}": path for name, path in {**outcome.files, **summary_writer.files}.items()}
+    ctx.progress(1.0, f"{len(footage)} frames inserted", stage="insert")
+    sh = np.zeros((9, 3), np.float32) if p.lighting == "flat" else np.asarray(outcome.sh, np.float32)
+    return JobResult(
+        data=data,
+        arrays={"camera_K": camera.K, "camera_R": camera.R, "camera_t": camera.t,
+                "root": posed.root.astype(np.float32), "sh": sh,
+                "character_pixels": outcome.character_pixels.astype(np.int32),
+                "occluded_pixels": outcome.occluded_pixels.astype(np.int32)},
+        files=files,
+    )
+
+
+def _motion_name(motion: Any) -> str:
+    if isinstance(motion, str):
+        return motion
+    given = getattr(motion, "given", None)
+    return Path(given).name if given else "payload"
