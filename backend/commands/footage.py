@@ -141,6 +141,7 @@ def run_insert(args: argparse.Namespace) -> int:
 
     from backend.jobs.api import JobInputError
     from backend.jobs.footage import footage_insert
+    from backend.models.registry import ModelMissingError
 
     try:
         params = insert_params(args)
@@ -154,7 +155,7 @@ def run_insert(args: argparse.Namespace) -> int:
             with Progress(*columns, transient=args.json, disable=args.json) as progress:
                 task = progress.add_task("footage: starting", total=100.0)
                 result = footage_insert(params, _BarContext(Path(scratch), progress, task))
-        except JobInputError as exc:
+        except (JobInputError, ModelMissingError) as exc:
             print(f"footage insert: {exc}", file=sys.stderr)
             return 2
         args.out.mkdir(parents=True, exist_ok=True)

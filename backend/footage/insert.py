@@ -1,4 +1,5 @@
-"""Insert an avatar into a shot: the exact 3D compositing route, and where the neural route plugs in.
+"""Insert an avatar into a shot: the exact 3D compositing route (the neural route, on the same
+layers: :mod:`backend.footage.neural_route`).
 
 :func:`insert_3d` takes what the shot was lifted into (:class:`ShotLayers`: the scene layer to
 composite over, the scene's depth, occluder mattes) rather than reading files itself, so the same
@@ -146,39 +147,3 @@ def insert_3d(layers: ShotLayers, camera: ShotCamera, posed: PosedAvatar, avatar
     timings["total"] = time.perf_counter() - start
     return InsertOutcome(sh, light_info, char_px, occl_px, seen / covered if covered > 0 else 0.0,
                          writer.files, timings)
-
-
-def insert_neural_route(layers: ShotLayers, camera: ShotCamera, posed: PosedAvatar, avatar: AvatarPerson,
-                        params: Any, out_dir: Path, numbers: Sequence[int], fps: float,
-                        progress: Progress, cancelled: Check) -> InsertOutcome:
-    """route="neural": MIMO's decoder on the shot's layers. The lead wires it here after merging:
-    ``backend.mimo.pipeline.insert_neural(scene, occlusion_rgb, occlusion_alpha, posed_vertices,
-    faces, K, R, t, identity_image, config, models, progress, cancelled)`` with ``scene`` =
-    ``layers.scene``, the occlusion layer from the 3D route's matte (:func:`occlusion_layers`),
-    ``posed.vertices`` / ``posed.faces`` and ``camera.K/R/t``; its frames then go through
-    :class:`backend.footage.write.InsertWriter` like the 3D route's."""
-    raise FootageError("route 'neural' is not wired into footage.insert yet (the MIMO decoder lands "
-                       "with backend/mimo); use route '3d'")
-
-
-def occlusion_layers(layers: ShotLayers, camera: ShotCamera, posed: PosedAvatar, avatar: AvatarPerson,
-                     antialias: int = 2,
-                     rasterizer: Rasterizer | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """MIMO's occlusion layer from the geometry: per frame the scene's pixels in front of the
-    character (RGB uint8, (F, H, W, 3)) and their matte (float32 (F, H, W)): the scene where the
-    character's coverage is hidden by it. For the neural route's conditioning."""
-    check_inputs(layers, camera, posed)
-    rasterizer = rasterizer or get_rasterizer("auto")
-    look = appearance(avatar.faces, avatar.uvs, avatar.texture)
-    F, H, W = layers.scene.shape[:3]
-    matte = np.zeros((F, H, W), np.float32)
-    for i in range(F):
-        depth = layers.depth[i] if layers.depth is not None else None
-        occ = layers.occluders[i] if layers.occluders is not None else None
-        char = character_frame([posed.vertices[i]], look, camera.K[i], camera.R[i], camera.t[i], W, H,
-                               antialias, flat_sh(), depth, occ, rasterizer)
-        if char is not None:
-            x0, y0, x1, y1 = char.window
-            matte[i, y0:y1, x0:x1] = np.clip(char.cover - char.alpha, 0.0, 1.0)
-    rgb = (layers.scene.astype(np.float32) * matte[..., None] + 0.5).astype(np.uint8)
-    return rgb, matte

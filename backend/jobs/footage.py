@@ -1,12 +1,13 @@
-"""Job kinds ``footage.decompose`` and ``footage.insert`` (contracts: protocol/kinds_footage.py;
-docs/footage.md).
+"""Job kind ``footage.insert`` (contract: protocol/kinds_footage.py; docs/footage.md); the
+decomposition job is :mod:`backend.jobs.footage_decompose`.
 
 ``footage.insert`` reads and checks every input (the shot, its camera, depth, occluder mattes, the
 avatar, the motion or track) before it writes anything, so bad input fails with one clear
 message and no files. The shot is then lifted into the layers the route composites into
-(:func:`shot_layers`: the plate itself and the given depth until the decomposition is wired in),
-and the route runs: ``3d`` (:func:`backend.footage.insert.insert_3d`) or ``neural``
-(:func:`backend.footage.insert.insert_neural_route`).
+(:func:`shot_layers`: :func:`backend.footage.decompose.decompose` removes the people already in it
+and fills the scene behind them, estimates depth when asked; its template is written under
+``insert/layers/``), and the route runs: ``3d`` (:func:`backend.footage.insert.insert_3d`) or
+``neural`` (:func:`backend.footage.neural_route.insert_neural_route`).
 """
 
 from __future__ import annotations
@@ -19,10 +20,6 @@ from typing import Any
 import numpy as np
 
 from backend.jobs.api import JobContext, JobInputError, JobResult, typed_params
-
-
-def footage_decompose(params: Any, ctx: JobContext) -> JobResult:
-    raise JobInputError("footage.decompose is not built yet (issue 13)")
 
 
 def _local(value: Any, scratch: Path, name: str, given: dict[str, str]) -> Path | None:
@@ -43,23 +40,26 @@ def _local(value: Any, scratch: Path, name: str, given: dict[str, str]) -> Path 
     return Path(value)
 
 
-def shot_layers(p: Any, footage: Any, camera: Any, depth: np.ndarray | None,
-                occluders: np.ndarray | None) -> tuple[Any, dict[str, str]]:
-    """The layers the character is composited into, and how they were made.
-
-    Until the decomposition (backend/footage/decompose.py) is wired in here, the scene layer is
-    the plate and the depth is the given one; the lead plugs in: people removed (``person_masks``
-    / ``segment`` + ``inpaint``) -> ``scene``, ``depth_estimator`` -> ``depth``, and the template
-    folder written under ``insert/layers/``."""
+def shot_layers(p: Any, footage: Any, camera: Any, depth: np.ndarray | None, occluders: np.ndarray | None,
+                person_masks: np.ndarray | None, ctx: JobContext) -> tuple[Any, Any]:
+    """The layers the character is composited into (the scene with the people already in the shot
+    removed, the depth behind them, the occluders) and the decomposition they came from."""
+    from backend.footage.decompose import decompose
+    from backend.footage.inpaint import InpaintError
     from backend.footage.insert import ShotLayers
+    from backend.footage.source import FootageError
 
-    wanted = [name for name, on in (("person_masks", p.person_masks is not None), ("segment", p.segment),
-                                    ("depth_estimator", p.depth_estimator)) if on]
-    if wanted:
-        raise JobInputError(f"footage.insert: {', '.join(wanted)} need the decomposition "
-                            "(footage.decompose), which is not wired into footage.insert yet")
-    return (ShotLayers(scene=footage.frames, depth=depth, occluders=occluders, plate=footage.frames),
-            {"depth_source": "given" if depth is not None else "none", "people": "none"})
+    def progress(fraction: float, message: str, stage: str) -> None:
+        ctx.progress(0.01 + 0.09 * fraction, message, stage=stage)
+
+    try:
+        layers = decompose(footage, camera, depth=depth, person_masks=person_masks, segment=p.segment,
+                           depth_estimator=p.depth_estimator, inpaint=p.inpaint, progress=progress,
+                           cancelled=ctx.check_cancelled)
+    except (FootageError, InpaintError) as exc:
+        raise JobInputError(str(exc)) from None
+    scene = ShotLayers(scene=layers.scene, depth=layers.depth, occluders=occluders, plate=footage.frames)
+    return scene, layers
 
 
 def _read_inputs(p: Any, scratch: Path) -> dict[str, Any]:
@@ -77,6 +77,8 @@ def _read_inputs(p: Any, scratch: Path) -> dict[str, Any]:
         depth = read_depth(depth_path, footage) if depth_path is not None else None
         occ_path = _local(p.occluder_masks, scratch, "occluders", given)
         occluders = read_masks(occ_path, footage, "occluder_masks") if occ_path is not None else None
+        people_path = _local(p.person_masks, scratch, "person_masks", given)
+        people = read_masks(people_path, footage, "person_masks") if people_path is not None else None
         avatar = load_avatar_person(_local(p.avatar, scratch, "avatar", given))
         n, fps = len(footage), footage.fps
         if p.track is not None:
@@ -93,11 +95,13 @@ def _read_inputs(p: Any, scratch: Path) -> dict[str, Any]:
     if p.lighting == "sh" and p.sh is None:
         raise JobInputError("params.sh: lighting 'sh' needs the 9 x 3 coefficients")
     return {"footage": footage, "camera": camera, "depth": depth, "occluders": occluders,
-            "avatar": avatar, "posed": posed}
+            "person_masks": people, "avatar": avatar, "posed": posed}
 
 
 def footage_insert(params: Any, ctx: JobContext) -> JobResult:
-    from backend.footage.insert import InsertConfig, insert_3d, insert_neural_route
+    from backend.footage.decompose import write_template
+    from backend.footage.insert import InsertConfig, insert_3d
+    from backend.footage.neural_route import insert_neural_route
     from backend.footage.source import FootageError
 
     p = typed_params("footage.insert", params)
@@ -109,7 +113,9 @@ def footage_insert(params: Any, ctx: JobContext) -> JobResult:
         inputs = _read_inputs(p, Path(scratch))
     footage, camera, posed = inputs["footage"], inputs["camera"], inputs["posed"]
     ctx.check_cancelled()
-    layers, sources = shot_layers(p, footage, camera, inputs["depth"], inputs["occluders"])
+    layers, decomposed = shot_layers(p, footage, camera, inputs["depth"], inputs["occluders"],
+                                     inputs["person_masks"], ctx)
+    sources = {"depth_source": decomposed.depth_source, "people": decomposed.people}
     read_s = time.perf_counter() - started
     config = InsertConfig(place=tuple(float(v) for v in p.place), heading=float(p.heading),
                           lighting=p.lighting, sh=None if p.sh is None else np.asarray(p.sh, np.float32),
@@ -118,7 +124,7 @@ def footage_insert(params: Any, ctx: JobContext) -> JobResult:
     out_dir = work / "insert"
 
     def progress(fraction: float, message: str) -> None:
-        ctx.progress(0.02 + 0.97 * fraction, message, stage="insert")
+        ctx.progress(0.1 + 0.89 * fraction, message, stage="insert")
 
     try:
         if p.route == "neural":
@@ -129,11 +135,14 @@ def footage_insert(params: Any, ctx: JobContext) -> JobResult:
                                 footage.fps, progress, ctx.check_cancelled)
     except FootageError as exc:
         raise JobInputError(str(exc)) from None
+    layer_files = write_template(out_dir / "layers", footage, camera, decomposed,
+                                 {"inpaint": p.inpaint, "timings_s": decomposed.timings_s})
     timings = {"read": round(read_s, 4), **{k: round(v, 4) for k, v in outcome.timings_s.items()}}
     data = {
         "frames": len(footage), "frame_start": footage.numbers[0], "width": footage.width,
         "height": footage.height, "fps": footage.fps, **sources, "timings_s": timings,
-        "route": p.route, "lighting": p.lighting, "visible_fraction": round(outcome.visible_fraction, 6),
+        "route": p.route, "lighting": outcome.lighting.get("mode", p.lighting),
+        "visible_fraction": round(outcome.visible_fraction, 6),
         "folder": "insert",
     }
     summary = {**data, "frame_numbers": list(footage.numbers), "place": list(config.place),
@@ -150,8 +159,10 @@ def footage_insert(params: Any, ctx: JobContext) -> JobResult:
     summary_writer = InsertWriter(out_dir, footage.width, footage.height, footage.fps, False)
     summary_writer.write_json(summary)
     files = {f"insert/{name}": path for name, path in {**outcome.files, **summary_writer.files}.items()}
+    files.update({f"insert/layers/{name}": path for name, path in layer_files.items()})
     ctx.progress(1.0, f"{len(footage)} frames inserted", stage="insert")
     sh = np.zeros((9, 3), np.float32) if p.lighting == "flat" else np.asarray(outcome.sh, np.float32)
+    # the neural route's outcome.sh is zeros: the decoder paints the light, there is no SH
     return JobResult(
         data=data,
         arrays={"camera_K": camera.K, "camera_R": camera.R, "camera_t": camera.t,

@@ -219,8 +219,9 @@ def test_job_through_the_server_returns_the_contracts_files(plate_files, avatar_
         server.stop()
 
 
-def _cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "backend", "footage", "insert", *argv], cwd=cwd,
+def _cli(*argv: str, cwd: Path, models: Path | None = None) -> subprocess.CompletedProcess[str]:
+    head = ["--models", str(models)] if models is not None else []
+    return subprocess.run([sys.executable, "-m", "backend", *head, "footage", "insert", *argv], cwd=cwd,
                           capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
 
@@ -245,8 +246,11 @@ def test_cli_insert_writes_the_layers_and_refuses_bad_input(plate_files, avatar_
     bad = _cli(*common, "--depth", str(small), "--out", str(tmp_path / "never"), cwd=tmp_path)
     assert bad.returncode == 2 and "depth: small.npy has shape" in bad.stderr
     assert not (tmp_path / "never").exists()
-    neural = _cli(*common, "--route", "neural", "--out", str(tmp_path / "never"), cwd=tmp_path)
-    assert neural.returncode == 2 and "route 'neural'" in neural.stderr
+    # The neural route without its weights: the registry's error naming the role, nothing written.
+    (tmp_path / "empty.toml").write_text("", encoding="utf-8")
+    neural = _cli(*common, "--route", "neural", "--out", str(tmp_path / "never"), cwd=tmp_path,
+                  models=tmp_path / "empty.toml")
+    assert neural.returncode == 2 and "mimo-" in neural.stderr, neural.stderr
     assert not (tmp_path / "never").exists()
 
 
@@ -365,12 +369,16 @@ def test_cancel_stops_between_frames_and_closes_the_writers(plate, plate_files, 
 
 
 def test_occlusion_layers_for_the_neural_route_match_the_3d_routes_matte(plate, inserted, avatar_dir) -> None:
-    from backend.footage.insert import occlusion_layers
+    from backend.footage.neural_route import geometry_frames
+    from backend.render.api import get_rasterizer
 
-    rgb, matte = occlusion_layers(ShotLayers(plate.plate, plate.depth), ShotCamera(plate.K, plate.R, plate.t),
-                                  plate.posed, load_avatar_person(avatar_dir))
-    assert rgb.shape == plate.plate.shape and matte.shape == plate.depth.shape
+    layers = ShotLayers(plate.plate, plate.depth)
+    alpha, cover, matte = geometry_frames(layers, ShotCamera(plate.K, plate.R, plate.t), plate.posed,
+                                          load_avatar_person(avatar_dir), 2, get_rasterizer("auto"))
+    rgb = (plate.plate.astype(np.float32) * matte[..., None] + 0.5).astype(np.uint8)
+    assert matte.shape == plate.depth.shape and alpha.shape == matte.shape
     np.testing.assert_allclose(matte, inserted["occlusion"] / 255.0, atol=0.5 / 255 + 1e-6)
+    np.testing.assert_allclose(alpha + matte, cover, atol=1e-5)
     inside = np.stack([binary_erosion(o >= 1.0) for o in plate.occluder]) & (plate.truth_cover >= 1)
     assert inside.sum() > 300
     np.testing.assert_array_equal(rgb[inside], plate.plate[inside])  # the pillar, in front
