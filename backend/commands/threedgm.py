@@ -33,6 +33,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--steps", type=int, help="train until this many steps in all (default: tiny 2000, base 500000)"
     )
     train.add_argument("--device", help="cpu or cuda (default: cuda when present)")
+    train.add_argument(
+        "--checkpoint-every", type=int, help="steps between checkpoints (default: the config's)"
+    )
     train.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     train.set_defaults(func=run_train)
     return parser
@@ -50,7 +53,10 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"error: --steps must be at least 1, got {steps}", file=sys.stderr)
         return 2
     try:
-        config = get_config(args.config)
+        if args.checkpoint_every is not None and args.checkpoint_every < 1:
+            raise ValueError(f"--checkpoint-every must be at least 1, got {args.checkpoint_every}")
+        overrides = {} if args.checkpoint_every is None else {"checkpoint_every": args.checkpoint_every}
+        config = get_config(args.config, **overrides)
         data = ClipsDataset(
             args.data,
             config.generator.out_res,

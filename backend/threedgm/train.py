@@ -35,6 +35,7 @@ from backend.threedgm.generator import BodyBatch, Generator
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
 LOG = "log.jsonl"
+SCHEDULE_FIELDS = ("checkpoint_every", "log_every")
 
 
 class RunError(ValueError):
@@ -93,6 +94,7 @@ class Trainer:
         self, data: ClipsDataset, out: str | Path, config: TrainConfig, device: str | None = None
     ) -> None:
         self.data, self.out, self.config = data, Path(out), config
+        self._check_out()  # before building anything: a wrong folder fails at once
         self.device = pick_device(device)
         self.amp = config.amp and self.device.type == "cuda"  # never autocast on CPU
         torch.manual_seed(config.seed)
@@ -117,13 +119,17 @@ class Trainer:
         )
         self.step = 0
         self.resumed_from: int | None = None
-        self._prepare_out()
+        if (self.out / CHECKPOINT).is_file():
+            self.load(self.out / CHECKPOINT)
+            self.resumed_from = self.step
 
     # ---- the output folder ---------------------------------------------------------------------
     def _run_info(self) -> dict[str, Any]:
-        return {"config": self.config.to_json(), "data": str(self.data.root.resolve())}
+        # what makes a run this run; how often it checkpoints and logs may change between sessions
+        config = {k: v for k, v in self.config.to_json().items() if k not in SCHEDULE_FIELDS}
+        return {"config": config, "data": str(self.data.root.resolve())}
 
-    def _prepare_out(self) -> None:
+    def _check_out(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         info_path = self.out / CONFIG
         if info_path.is_file():
@@ -135,9 +141,6 @@ class Trainer:
                 )
         else:
             _atomic_write(info_path, json.dumps(self._run_info(), indent=2).encode())
-        if (self.out / CHECKPOINT).is_file():
-            self.load(self.out / CHECKPOINT)
-            self.resumed_from = self.step
 
     def state_dict(self) -> dict[str, Any]:
         return {

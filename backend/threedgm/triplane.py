@@ -42,10 +42,7 @@ class MappingNetwork(nn.Module):
         self.embed = EqualLinear(c_dim, w_dim) if c_dim else None
         dims = [z_dim + (w_dim if c_dim else 0)] + [w_dim] * layers
         self.net = nn.Sequential(
-            *[
-                EqualLinear(a, b, lr_mul=0.01, activation=True)
-                for a, b in itertools.pairwise(dims)
-            ]
+            *[EqualLinear(a, b, lr_mul=0.01, activation=True) for a, b in itertools.pairwise(dims)]
         )
 
     @staticmethod

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,8 +16,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from backend.threedgm.config import TINY, TrainConfig
+from backend.threedgm.config import TINY, TrainConfig, get_config
 from backend.threedgm.train import CHECKPOINT, CONFIG, LOG, RunError, Trainer, read_log, step_generator
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -134,10 +141,78 @@ def test_checkpoint_of_a_killed_save_and_other_configs(data, tmp_path: Path) -> 
     with pytest.raises(RunError, match="another config"):
         Trainer(data, tmp_path / "run", other)
     saved = json.loads((tmp_path / "run" / CONFIG).read_text())
-    assert TrainConfig.from_json(saved["config"]) == TINY
+    assert TrainConfig.from_json(saved["config"]) == TINY  # the schedule fields are left out (defaults)
+    assert "checkpoint_every" not in saved["config"]
+    assert Trainer(data, tmp_path / "run", replace(TINY, checkpoint_every=7)).step == 1  # schedule only
     assert (tmp_path / "run" / LOG).is_file()
 
 
 def test_mixed_precision_only_on_cuda(data, tmp_path: Path) -> None:
     trainer = Trainer(data, tmp_path / "run", replace(TINY, amp=True), device="cpu")
     assert trainer.amp is False  # autocast is chosen at run time and never used on a CPU
+
+
+def test_cli_trains_resumes_and_refuses(
+    clips_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from backend import cli
+
+    out = tmp_path / "run"
+    argv = ["3dgm", "train", "--data", str(clips_dir), "--config", "tiny", "--out", str(out), "--json"]
+    assert cli.main([*argv, "--steps", "2"]) == 0
+    captured = capsys.readouterr()
+    first = json.loads(captured.out)
+    assert first["steps"] == 2 and first["ran"] == 2 and first["resumed_from"] is None
+    assert "resuming" not in captured.err
+    assert cli.main([*argv, "--steps", "3"]) == 0
+    captured = capsys.readouterr()
+    assert f"resuming {out} from step 2" in captured.err
+    again = json.loads(captured.out)
+    assert again["resumed_from"] == 2 and again["steps"] == 3 and again["ran"] == 1
+    assert [h["step"] for h in read_log(out)] == [0, 1, 2]
+    # another config on the same folder, a folder that is no dataset, a bad step count: exit 2
+    base = [*argv[:5], "base", "--out", str(out), "--steps", "4"]
+    assert cli.main(base) == 2 and "another config" in capsys.readouterr().err
+    assert cli.main([*argv[:3], str(tmp_path), *argv[4:], "--steps", "1"]) == 2
+    assert "not a clips dataset" in capsys.readouterr().err
+    assert cli.main([*argv, "--steps", "0"]) == 2
+
+
+def test_a_killed_training_process_resumes_bit_identically(data, clips_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    argv = [
+        sys.executable,
+        "-m",
+        "backend",
+        "3dgm",
+        "train",
+        "--data",
+        str(clips_dir),
+        "--config",
+        "tiny",
+        "--out",
+        str(out),
+        "--steps",
+        "200",
+        "--checkpoint-every",
+        "2",
+        "--json",
+    ]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / CHECKPOINT).is_file():
+            assert proc.poll() is None, "the training process ended before its first checkpoint"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    resumed = Trainer(data, out, get_config("tiny"))
+    assert resumed.resumed_from is not None and resumed.resumed_from % 2 == 0 and resumed.resumed_from >= 2
+    total = resumed.resumed_from + 2
+    resumed.train(total)
+    straight = Trainer(data, tmp_path / "straight", TINY)
+    straight.train(total)
+    assert _equal(_states(straight), _states(resumed))
