@@ -36,6 +36,15 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     train.add_argument(
         "--checkpoint-every", type=int, help="steps between checkpoints (default: the config's)"
     )
+    train.add_argument(
+        "--eval-every",
+        type=int,
+        default=0,
+        help="FID/KID of the EMA generator every N steps (needs the inception model role)",
+    )
+    train.add_argument(
+        "--eval-data", type=Path, help="clips dataset the FID is measured against (default: --data)"
+    )
     train.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     train.set_defaults(func=run_train)
     return parser
@@ -55,7 +64,10 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         if args.checkpoint_every is not None and args.checkpoint_every < 1:
             raise ValueError(f"--checkpoint-every must be at least 1, got {args.checkpoint_every}")
+        if args.eval_every < 0:
+            raise ValueError(f"--eval-every must be 0 (never) or more, got {args.eval_every}")
         overrides = {} if args.checkpoint_every is None else {"checkpoint_every": args.checkpoint_every}
+        overrides["eval_every"] = args.eval_every
         config = get_config(args.config, **overrides)
         data = ClipsDataset(
             args.data,
@@ -64,7 +76,25 @@ def run_train(args: argparse.Namespace) -> int:
             background=config.generator.background,
         )
         trainer = Trainer(data, args.out, config, device=args.device)
-    except (DatasetError, RunError, FileNotFoundError, ValueError) as exc:
+        extractor, eval_data = None, None
+        if args.eval_every:
+            from backend.models.load import load_inception
+
+            extractor = load_inception(device=trainer.device)
+            if args.eval_data is not None:
+                eval_data = ClipsDataset(
+                    args.eval_data,
+                    config.generator.out_res,
+                    config.generator.warp_vertices,
+                    background=config.generator.background,
+                )
+    except (
+        DatasetError,
+        RunError,
+        FileNotFoundError,
+        ValueError,
+        LookupError,
+    ) as exc:  # LookupError: no model
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if trainer.resumed_from is not None:
@@ -86,7 +116,7 @@ def run_train(args: argparse.Namespace) -> int:
             def on_step(logs: dict[str, float]) -> None:
                 progress.update(task, advance=1, losses=f"D {logs['loss_d']:.3f} G {logs['loss_g']:.3f}")
 
-            history = trainer.train(steps, on_step=on_step)
+            history = trainer.train(steps, on_step=on_step, extractor=extractor, eval_data=eval_data)
     except KeyboardInterrupt:
         print(
             f"interrupted: rerun the same command to resume {args.out} (from its last checkpoint)",

@@ -4,5 +4,6 @@ Modules, one job each (docs/threedgm.md): :mod:`.config` (tiny / base), :mod:`.d
 items), :mod:`.body` (posed body, skinning for the warp), :mod:`.warp` (inverse LBS),
 :mod:`.triplane` (mapping + synthesis + plane sampling + decoder), :mod:`.volume` (rays and volume
 rendering), :mod:`.patches` (patch-composed rendering), :mod:`.generator`, :mod:`.discriminator`,
-:mod:`.train` (the GAN loop, checkpoints, resume), :mod:`.metrics` (FID / KID / PSNR / SSIM / ID).
+:mod:`.train` (the GAN loop, checkpoints, resume), :mod:`.evaluate` (FID hook, sample sheets),
+:mod:`.metrics` (FID / KID / PSNR / SSIM / ID).
 """

@@ -61,6 +61,8 @@ class TrainConfig:
     amp: bool = True  # mixed precision, used only on CUDA
     checkpoint_every: int = 50
     log_every: int = 1
+    eval_every: int = 0  # steps between FID/KID evaluations of the EMA generator (0: never)
+    eval_images: int = 64  # renders (and dataset images) per evaluation
     seed: int = 0
 
     def to_json(self) -> dict[str, Any]:

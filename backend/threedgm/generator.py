@@ -180,6 +180,9 @@ class Generator(nn.Module):
                 image = compose(image, patch_rgb, box)
                 mask = compose(mask, patch_mask, box)
                 boxes.append(box)
+        # outside the silhouette is the dataset's flat background, exactly as in the real crops: the
+        # super-resolution head cannot tint it, and the RGB discriminator's gradient reaches the opacity
+        image = image * mask + cfg.background * (1 - mask)
         return {
             "image": image,
             "mask": mask,

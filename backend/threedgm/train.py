@@ -8,7 +8,8 @@ on CPU). The global RNG states are checkpointed anyway (anything else that draws
 Output folder: ``config.json`` (the run's config and data folder; a rerun must match),
 ``checkpoint.pt`` (model, EMA, discriminators, optimisers, RNG states, step; written atomically,
 read with ``weights_only=True``: a checkpoint is never unpickled as code), ``log.jsonl`` (one JSON
-line per logged step: losses, R1, scores, seconds).
+line per logged step: losses, R1, scores, seconds; FID / KID lines with ``"eval": true``),
+``samples.png`` (the EMA generator's sample sheet, rewritten with every checkpoint).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from backend.threedgm.generator import BodyBatch, Generator
 CHECKPOINT = "checkpoint.pt"
 CONFIG = "config.json"
 LOG = "log.jsonl"
-SCHEDULE_FIELDS = ("checkpoint_every", "log_every")
+SCHEDULE_FIELDS = ("checkpoint_every", "log_every", "eval_every", "eval_images")
+SAMPLES = "samples.png"
 
 
 class RunError(ValueError):
@@ -160,6 +162,9 @@ class Trainer:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         torch.save(self.state_dict(), tmp)
         os.replace(tmp, path)  # a kill while saving leaves the previous checkpoint whole
+        from backend.threedgm.evaluate import sample_sheet
+
+        sample_sheet(self.G_ema, self.data, self.out / SAMPLES)
         return path
 
     def load(self, path: Path) -> None:
@@ -257,10 +262,17 @@ class Trainer:
         return logs
 
     def train(
-        self, steps: int, on_step: Callable[[dict[str, float]], None] = lambda logs: None
+        self,
+        steps: int,
+        on_step: Callable[[dict[str, float]], None] = lambda logs: None,
+        extractor: Any | None = None,
+        eval_data: ClipsDataset | None = None,
     ) -> list[dict[str, float]]:
         """Train until ``self.step == steps`` (a resumed run continues from its step); checkpoint every
-        ``checkpoint_every`` steps and at the end. Returns the logs of the steps run here."""
+        ``checkpoint_every`` steps and at the end, each time with a sample sheet ``samples.png``.
+        With an Inception ``extractor`` (the ``inception`` role) and ``eval_every`` > 0, the EMA
+        generator's FID / KID against ``eval_data`` (default: the training data) are logged every
+        ``eval_every`` steps as lines with ``"eval": true``. Returns the logs of the steps run here."""
         history = []
         with open(self.out / LOG, "a", encoding="utf-8") as log:
             while self.step < steps:
@@ -273,10 +285,23 @@ class Trainer:
                     log.flush()
                 if self.step % self.config.checkpoint_every == 0 and self.step < steps:
                     self.save()
+                every = self.config.eval_every
+                if extractor is not None and every and (self.step % every == 0 or self.step == steps):
+                    scores = self.evaluate(extractor, eval_data)
+                    log.write(json.dumps({"step": self.step, "eval": True, **scores}) + "\n")
+                    log.flush()
                 on_step(logs)
         if history or not (self.out / CHECKPOINT).is_file():
             self.save()
         return history
+
+    def evaluate(self, extractor: Any, data: ClipsDataset | None = None) -> dict[str, float]:
+        """FID / KID of the EMA generator (``eval_images`` renders) against ``data``'s images."""
+        from backend.threedgm.evaluate import fid_kid
+
+        return fid_kid(
+            extractor, self.G_ema, data or self.data, self.config.eval_images, seed=self.config.seed
+        )
 
 
 def read_log(out: str | Path) -> Iterator[dict[str, Any]]:

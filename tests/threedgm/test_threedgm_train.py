@@ -216,3 +216,62 @@ def test_a_killed_training_process_resumes_bit_identically(data, clips_dir: Path
     straight = Trainer(data, tmp_path / "straight", TINY)
     straight.train(total)
     assert _equal(_states(straight), _states(resumed))
+
+
+class _FakeExtractor(torch.nn.Module):
+    """The Inception extractor's interface (uint8 (N,3,H,W) in, a tuple of (N,D) features out) on a
+    small random projection: the real extractor is tested in test_threedgm_metrics.py."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(3 * 8 * 8, 12)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+        small = F.interpolate(x.float() / 255, size=(8, 8), mode="area")
+        return (self.proj(small.flatten(1)),)
+
+
+def test_evaluation_and_sample_sheets_do_not_change_training(data, tmp_path: Path) -> None:
+    from PIL import Image
+
+    torch.manual_seed(0)
+    extractor = _FakeExtractor()
+    config = replace(TINY, eval_every=2, eval_images=8, checkpoint_every=2)
+    evaluated = Trainer(data, tmp_path / "eval", config)
+    evaluated.train(4, extractor=extractor)
+    plain = Trainer(data, tmp_path / "plain", TINY)
+    plain.train(4)
+    assert _equal(_states(evaluated), _states(plain))  # its own seeds, no jitter: training is untouched
+    evals = [e for e in read_log(tmp_path / "eval") if e.get("eval")]
+    assert [e["step"] for e in evals] == [2, 4]
+    assert all(np.isfinite(e["fid"]) and e["fid"] >= 0 and e["images"] == 8 for e in evals)
+    assert evals[0]["fid"] != evals[1]["fid"]  # the EMA generator moved
+    again = Trainer(data, tmp_path / "eval", config)
+    assert again.evaluate(extractor) == {k: v for k, v in evals[1].items() if k not in ("step", "eval")}
+    sheet = Image.open(tmp_path / "eval" / "samples.png")
+    assert sheet.size == (4 * 32, 5 * 32)  # 4 views; 4 avatars + the real row
+
+
+def test_cli_eval_without_inception_weights_is_a_clear_error(
+    clips_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backend import cli
+
+    monkeypatch.setenv("AVATAR_STUDIO_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
+    monkeypatch.delenv("AVATAR_STUDIO_MODELS", raising=False)
+    argv = [
+        "3dgm",
+        "train",
+        "--data",
+        str(clips_dir),
+        "--out",
+        str(tmp_path / "run"),
+        "--steps",
+        "1",
+        "--eval-every",
+        "1",
+    ]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "'inception'" in err and "[models.inception]" in err
