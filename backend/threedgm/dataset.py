@@ -12,7 +12,9 @@ One item per (clip, camera, frame, person) where the person is seen (modal mask 
   (55,3,4), ``rest_verts`` (Nv,3), ``root`` (3,); and ``params``: the frame's SMPL-X fields.
 
 Another person in front is not removed from the image (the mask says what is this person's): use
-single-person clips (``--people 1``) for training, as En3D's renders are.
+single-person clips (``--people 1``) for training, as En3D's renders are. Decoded items stay in
+memory when they all fit in :data:`CACHE_BYTES` (``cache=None``); larger datasets are read per item
+(the 4 most recent clips' arrays are kept).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from backend.clips.read import Clip, read_clip
 from backend.threedgm.body import PARAM_KEYS, BodyTemplate
 
 COND_DIM = 16
+CACHE_BYTES = 2 << 30  # decoded items kept in memory by default up to this size (tiny datasets)
 
 
 class DatasetError(ValueError):
@@ -77,7 +80,7 @@ class ClipsDataset(Dataset):
         *,
         margin: float = 0.1,
         background: float = 1.0,
-        cache: bool = True,
+        cache: bool | None = None,
     ) -> None:
         self.root = Path(root)
         manifest = self.root / "manifest.json"
@@ -86,11 +89,18 @@ class ClipsDataset(Dataset):
                 f"{self.root} is not a clips dataset (no manifest.json; make one with "
                 "`avatar-studio clips render`)"
             )
-        self.manifest = json.loads(manifest.read_text(encoding="utf-8"))
-        if "rgb" not in self.manifest["spec"].get("passes", []) or "instance" not in self.manifest[
-            "spec"
-        ].get("passes", []):
-            raise DatasetError(f"{self.root}: the dataset needs the rgb and instance passes")
+        try:
+            self.manifest = json.loads(manifest.read_text(encoding="utf-8"))
+            passes = self.manifest["spec"].get("passes", [])
+            clips = self.manifest["clips"]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise DatasetError(f"{manifest} is not a clips manifest ({type(exc).__name__}: {exc})") from None
+        if "rgb" not in passes or "instance" not in passes:
+            raise DatasetError(
+                f"{self.root}: the dataset needs the rgb and instance passes (it has {passes})"
+            )
+        if not clips:
+            raise DatasetError(f"{self.root}: the dataset has no clips")
         self.size, self.margin, self.background, self.cache = size, margin, background, cache
         genders = {p.get("gender", "neutral") for c in self.manifest["clips"] for p in c["people"]}
         self.templates = {g: BodyTemplate(load_body_model(g), warp_vertices) for g in sorted(genders)}
@@ -104,6 +114,10 @@ class ClipsDataset(Dataset):
                     self.items.append((entry["id"], cam["name"], int(f), int(p)))
         if not self.items:
             raise DatasetError(f"{self.root}: no person is seen in any frame")
+        if cache is None:  # keep decoded items in memory when they all fit in CACHE_BYTES
+            per_item = 4 * (4 * size * size + 2 * warp_vertices * 3 + 55 * 12 + 64)
+            cache = len(self.items) * per_item <= CACHE_BYTES
+        self.cache = cache
         self._cache: dict[int, dict[str, Any]] = {}
         self._read = lru_cache(maxsize=4)(self._read_clip)
 

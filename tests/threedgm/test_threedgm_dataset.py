@@ -45,3 +45,16 @@ def test_cropped_camera_sees_the_posed_body_on_the_mask(data) -> None:
 def test_not_a_dataset_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="not a clips dataset"):
         ClipsDataset(tmp_path, 32, 64)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(DatasetError, match="not a clips manifest"):
+        ClipsDataset(tmp_path, 32, 64)
+    (tmp_path / "manifest.json").write_text('{"spec": {"passes": ["depth"]}, "clips": []}')
+    with pytest.raises(DatasetError, match="rgb and instance"):
+        ClipsDataset(tmp_path, 32, 64)
+    (tmp_path / "manifest.json").write_text('{"spec": [], "clips": 3}')
+    with pytest.raises(DatasetError, match="not a clips manifest"):
+        ClipsDataset(tmp_path, 32, 64)
+
+
+def test_small_datasets_are_cached(data) -> None:
+    assert data.cache is True and data[2] is data[2]
