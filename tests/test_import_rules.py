@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 LIBRARIES = ("backend.mesh", "backend.body", "backend.models", "backend.ray_cluster", "backend.render",
              "backend.preview", "backend.avatar", "backend.clips", "backend.generate", "backend.fitting",
-             "backend.mimo", "backend.footage")
+             "backend.mimo", "backend.footage", "backend.threedgm")
 # Backend part -> the backend parts it may import (importing the root package ``backend`` itself,
 # for ``__version__``, is always allowed). Lower layers first.
 BACKEND_LAYERS: dict[str, frozenset[str]] = {
@@ -45,6 +45,9 @@ BACKEND_LAYERS: dict[str, frozenset[str]] = {
     "backend.footage": frozenset({"backend.mesh", "backend.body", "backend.render", "backend.preview",
                                   "backend.avatar", "backend.models", "backend.fitting", "backend.clips",
                                   "backend.mimo"}),
+    # threedgm: En3D's 3DGM (docs/threedgm.md); trains on rendered clips, PSNR/SSIM of avatar.eval
+    "backend.threedgm": frozenset({"backend.mesh", "backend.body", "backend.render", "backend.models",
+                                   "backend.clips", "backend.avatar"}),
     "backend.jobs": frozenset(LIBRARIES),
     "backend.server": frozenset({"backend.jobs", "backend.models", "backend.ray_cluster"}),
     "backend.commands": frozenset({*LIBRARIES, "backend.jobs"}),

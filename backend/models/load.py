@@ -11,6 +11,7 @@ overridable (``device="cpu"``, ``dtype="fp32"``).
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from backend.models.registry import ROLES, ModelLoadError, ModelMissingError, ModelRegistry
+from backend.models.registry import INCEPTION_FILE, ROLES, ModelLoadError, ModelMissingError, ModelRegistry
 
 CONTROLNET_ROLES = ("controlnet-openpose", "controlnet-depth", "controlnet-normal")
 OFFLOAD_MODES = ("none", "model", "sequential")
@@ -373,8 +374,47 @@ def load_pose_guider(*, registry: ModelRegistry | None = None,
 
 from backend.models.load_footage import FOOTAGE_LOADERS  # noqa: E402 (its loaders use the helpers above)
 
+
 # role -> the loader that reads it (smplx: backend.body.model). `models check --load` and the tests
 # walk this table, so a role without a loader shows up.
+def load_inception(
+    *,
+    registry: ModelRegistry | None = None,
+    device: str | torch.device | None = None,
+    dtype: str | torch.dtype | None = None,
+    download: bool = False,
+) -> Any:
+    """The ``inception`` role: torch-fidelity's ``FeatureExtractorInceptionV3`` (2048-d pool features
+    for FID/KID, ``logits_unbiased`` for IS) from ``INCEPTION_FILE`` in the role's folder, never the
+    network. torch-fidelity reads the file with a full unpickle, so it is first read here with
+    ``weights_only=True``: a file holding anything but tensors is refused before that. Float32 (the
+    features FID is defined on) unless ``dtype`` says float64."""
+    registry = registry if registry is not None else ModelRegistry.load()
+    dev = pick_device(device)
+    internal = "float64" if pick_dtype(torch.device("cpu"), dtype) == torch.float64 else "float32"
+    folder = model_path("inception", registry, download)
+    weights = folder / INCEPTION_FILE
+
+    def load() -> Any:
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+        if not weights.is_file():
+            raise FileNotFoundError(f"{INCEPTION_FILE} is not in the folder")
+        torch.load(weights, map_location="cpu", weights_only=True)  # tensors only, or UnpicklingError
+        model = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"],
+                                            feature_extractor_weights_path=str(weights),
+                                            feature_extractor_internal_dtype=internal)
+        return model.to(dev).eval()
+
+    try:
+        return _loaded("inception", folder, registry, load)
+    except ModelLoadError:
+        raise
+    except pickle.UnpicklingError as exc:
+        raise ModelLoadError("inception", registry.specs["inception"].label, folder, registry.config_path,
+                             exc) from exc
+
+
 LOADERS: dict[str, Any] = {
     "base-diffusion": lambda **kw: load_controlnet_pipeline(**kw),
     "controlnet-openpose": lambda **kw: load_controlnet("controlnet-openpose", **kw),
@@ -390,6 +430,7 @@ LOADERS: dict[str, Any] = {
     "mimo-pose-guider": load_pose_guider,
     "mimo-image-encoder": lambda **kw: load_clip(role="mimo-image-encoder", **kw),
     **FOOTAGE_LOADERS,
+    "inception": load_inception,
 }
 assert set(LOADERS) == set(ROLES) - {"smplx"}, "every role but smplx has a loader here"
 

@@ -87,7 +87,11 @@ class ModelRole:
     files: tuple[str, ...] = ()  # allow_patterns for `models download` (empty: the whole repo)
     license: str = ""
     optional: bool = False  # a pipeline works without it (unless models.toml configures it)
+    manual: str = ""  # how to get it by hand when it is not on the hub ({config}: the models.toml path)
 
+
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
 
 # Only roles some code loads (backend/models/load.py) and a test exercises: a role nothing consumes
 # would be reported as "present" or "missing" for no effect.
@@ -225,6 +229,18 @@ ROLES: dict[str, ModelRole] = {
             "load_inpainting",
             _DIFFUSERS_PIPELINE_FILES,
             "CreativeML OpenRAIL-M",
+        ),
+        ModelRole(
+            "inception",
+            "InceptionV3 feature extractor of FID/KID (torch-fidelity's TF-FID port, one .pth file)",
+            None,
+            "FID/KID metrics (backend/threedgm/metrics.py)",
+            "load_inception",
+            (INCEPTION_FILE,),
+            "Apache-2.0 (torch-fidelity); weights converted from TF FID's Inception",
+            manual=f"download {INCEPTION_URL} (torch-fidelity's release file, not on the Hugging Face hub: "
+            "`models download` cannot fetch it) into a folder and set [models.inception] "
+            'path = "/that/folder" in {config}',
         ),
         ModelRole(
             "smplx",
@@ -384,6 +400,8 @@ def how_to_provide(spec: ModelSpec, config_path: Path) -> str:
             f"download SMPL-X (licensed) from https://smpl-x.is.tue.mpg.de and set "
             f'[models.smplx] path = "/folder/with/SMPLX_NEUTRAL.npz" in {config_path}'
         )
+    if ROLES[spec.role].manual and not spec.hub_id:
+        return prefix + ROLES[spec.role].manual.format(config=config_path)
     if spec.hub_id:
         return prefix + (
             f"run `{download_command(spec.role)}` (downloads {spec.label} into the Hugging Face "

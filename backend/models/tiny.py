@@ -366,6 +366,37 @@ def _rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def save_random_inception(folder: Path | str, seed: int = 0) -> Path:
+    """torch-fidelity's InceptionV3 with random weights, saved as its release file is (a plain state
+    dict of float32 tensors, ``INCEPTION_FILE``) in ``folder``: the real architecture and format for
+    tests of the ``inception`` role. Not in :data:`TINY_WRITERS`: the architecture is fixed, so the
+    file is the full 95 MB (tests write it on demand, nothing commits it)."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    from backend.models.registry import INCEPTION_FILE
+
+    class _RandomInit(FeatureExtractorInceptionV3):
+        def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:  # keep the random init
+            return None
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    empty = folder / ".empty.pth"
+    torch.save({}, empty)
+    torch.manual_seed(seed)
+    try:
+        model = _RandomInit("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(empty))
+    finally:
+        empty.unlink()
+    path = folder / INCEPTION_FILE
+    torch.save({k: v.contiguous() for k, v in model.state_dict().items()}, path)
+    return path
+
+
+# Roles make_tiny does not write: smplx (the generated stand-in body is used) and inception (its
+# only architecture is full size: save_random_inception writes it on demand).
+NOT_TINY = ("smplx", "inception")
+
 # role -> (sub-folder of DIR, writer). Every role the registry has, except the licensed smplx.
 TINY_WRITERS: dict[str, tuple[str, Any]] = {
     "base-diffusion": ("sd15", save_tiny_base_diffusion),
