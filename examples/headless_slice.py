@@ -7,7 +7,10 @@ names a running one, enables the add-on from this checkout, and runs the steps o
 ``examples/blender_console_slice.py`` (add a body, shape it, animate it, two cameras, preview,
 pose on the backend) through the add-on's operators, pumping the bridge (timers do not run in
 ``bpy``-as-a-module). ``--avatar DIR`` also imports an ``avatar-studio avatar`` output folder
-through the bridge, in steps like a job's result. Writes the .blend and prints a JSON summary of
+through the bridge, in steps like a job's result; ``--footage DIR`` (an ``avatar-studio footage
+make-plate`` folder) then puts the plate on the sequencer, keys its camera, and inserts that
+avatar into it through the Footage panel (``footage.insert`` on the backend), the composite and
+its layers coming back as strips above the plate. Writes the .blend and prints a JSON summary of
 what it contains, with the longest pump (wall and CPU time: every pump, imports included, should
 stay under 30 ms) and the slowest import steps.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -56,6 +60,12 @@ def parse_args() -> argparse.Namespace:
         type=Path,
         default=None,
         help="an `avatar-studio avatar --out` folder to import too (avatar_arrays.npz + avatar.json)",
+    )
+    parser.add_argument(
+        "--footage",
+        type=Path,
+        default=None,
+        help="an `avatar-studio footage make-plate` folder: insert the --avatar into it (needs --avatar)",
     )
     return parser.parse_args()
 
@@ -99,6 +109,14 @@ def main() -> int:
                 time.sleep(0.02)
         if args.avatar is not None:
             import_avatar_folder(the_bridge, scene, args.avatar, deadline)
+        if args.footage is not None and args.avatar is not None:
+            # The avatar as a folder on the backend: a backend this script started reads
+            # <data-dir>/inputs, so a copy goes there; demo.sh's backend has --input-root on its folder.
+            avatar_on_backend = args.avatar.resolve()
+            if started_backend:
+                avatar_on_backend = data_dir / "inputs" / "demo-avatar"
+                shutil.copytree(args.avatar, avatar_on_backend, dirs_exist_ok=True)
+            insert_into_plate(the_bridge, scene, args.footage, avatar_on_backend, deadline)
     except (RuntimeError, TimeoutError) as exc:
         for level, text in the_bridge.log:
             print(f"  {level}: {text}", file=sys.stderr)
@@ -155,6 +173,56 @@ def import_avatar_folder(the_bridge: Any, scene: Any, folder: Path, deadline: fl
     arm_obj.location.x += 1.5  # beside the body from the slice, not inside it
     mesh_obj = next(c for c in arm_obj.children if c.type == "MESH")
     print(f"imported avatar: {len(mesh_obj.data.vertices)} vertices, {len(arm_obj.data.bones)} bones")
+
+
+def insert_into_plate(the_bridge: Any, scene: Any, plate: Path, avatar: Path, deadline: float) -> None:
+    """The Footage panel on a CG plate: the plate's PNGs as an image strip on a free channel from
+    frame 1, its camera.json as the scene camera, the avatar folder ``avatar`` (a path the backend
+    reads: inside its input roots), a procedural walk placed where the plate expects it, the
+    plate's depth; pumps the staging and the bridge until the layers are strips."""
+    from blender_addon import footage_settings
+    from blender_addon.importers.clip import camera_from_path
+    from blender_addon.operators import footage as footage_ops
+    from protocol.cameras import CameraPath
+
+    path = CameraPath.from_json((plate / "camera.json").read_text())
+    frames = sorted((plate / "plate").glob("*.png"))
+    editor = scene.sequence_editor_create()
+    channel = 1 + max((s.channel for s in editor.strips_all), default=0)
+    strip = editor.strips.new_image(name="Plate", filepath=str(frames[0]), channel=channel, frame_start=1)
+    for png in frames[1:]:
+        strip.elements.append(png.name)
+    scene.render.fps, scene.render.fps_base = round(path.fps), 1.0
+    scene.frame_start, scene.frame_end = 1, len(frames)
+    camera_from_path(scene, path, "Plate Camera")
+    settings = scene.avatar_studio.footage
+    settings.strip_name = strip.name
+    settings.avatar_source, settings.avatar_dir = footage_settings.AVATAR_FOLDER, str(avatar)
+    settings.motion = "walk"
+    settings.depth_source, settings.depth_path = footage_settings.DEPTH_PATH, str((plate / "depth").resolve())
+    settings.place_from_cursor = False
+    settings.place = (-0.9, 0.0, 0.0)  # Blender axes: where make-plate's walk starts, behind the pillar
+    settings.heading = 90.0
+    print("slice: insert the avatar into the plate (Footage panel)", flush=True)
+    if bpy.ops.avatar_studio.footage_insert(kind="footage.insert") != {"FINISHED"}:
+        raise RuntimeError("the Footage panel refused the insert (see the log)")
+    while footage_ops.pump_staging() is not None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"staging the footage did not finish: {footage_ops.progress}")
+    item = footage_ops.last_footage_job(scene)
+    if item is None:
+        raise RuntimeError(f"the footage job was not submitted: {footage_ops.progress}")
+    while not (item.imported or item.state in ("failed", "cancelled")):
+        if item.message.startswith(("download failed", "import failed")):
+            raise RuntimeError(f"footage.insert results: {item.message} (see the log)")
+        the_bridge.pump()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"footage.insert did not finish: {the_bridge.status_text()}")
+        time.sleep(0.02)
+    if item.state != "succeeded":
+        raise RuntimeError(f"footage.insert {item.state}: {item.error}")
+    layers = [s.name for s in editor.strips_all if s.get("avatar_studio_job") == item.job_id]
+    print(f"footage: {len(layers)} layer strips above the plate", flush=True)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,10 @@ from .requests import PendingRequest
 DEFAULT_RANGE_BYTES = 8 << 20  # per range request; small enough to verify and write within a pump
 HASH_CHUNK_BYTES = 4 << 20  # a cached file is re-hashed this much per step
 MAX_RANGES_IN_FLIGHT = 2  # pipelined range requests per artifact (hides one round trip)
+# RateLimited replies (a busy client paced by the server): wait, then ask again; give up after this many
+# in a row (waits of 0.05 s doubling up to 3.2 s: about 25 s in all).
+RATE_LIMIT_MIN_WAIT_S = 0.05
+RATE_LIMIT_RETRIES = 12
 MMAP_ABOVE_BYTES = 64 << 20  # bigger arrays are memory-mapped, not read, when a download ends
 
 
@@ -140,6 +144,8 @@ class Download:
         self._part: Path | None = None
         self._handle: BinaryIO | None = None
         self._finished = False
+        self._retry_at = 0.0  # a RateLimited reply: ask again from here not before this time
+        self._rate_limited = 0  # such replies in a row
         self._cache_handle: BinaryIO | None = None
         if reuse_cached and target is not None and target.is_file() and self.expected_sha256:
             self._cache_handle = open(target, "rb")  # noqa: SIM115 - closed when the check ends
@@ -188,6 +194,8 @@ class Download:
                     self._check_cache_chunk()
                 elif self._in_flight and self._in_flight[0][1].done:
                     self._take_reply(*self._in_flight.pop(0))
+                elif time.perf_counter() < self._retry_at:
+                    break  # the server asked us to slow down: nothing to send yet
                 else:
                     self._send_ranges()
                     break  # nothing more to do until a reply arrives
@@ -231,7 +239,10 @@ class Download:
 
     def _take_reply(self, offset: int, request: PendingRequest) -> None:
         if request.error is not None:
+            if self._backoff(request.error):
+                return
             raise request.error
+        self._rate_limited = 0
         if offset != self.received:
             return  # planned before a shorter reply moved the next offset: asked again below
         assert request.reply is not None
@@ -256,6 +267,23 @@ class Download:
             self._next_offset = self.received
         if self.received == size:
             self._finish()
+
+    def _backoff(self, error: ProtocolError) -> bool:
+        """A ``RateLimited`` reply is the server pacing a busy client, not a failure: forget the
+        ranges in flight and ask again from what was received after the wait it names (at least
+        :data:`RATE_LIMIT_MIN_WAIT_S`, doubling while it repeats). Gives up (False) after
+        :data:`RATE_LIMIT_RETRIES` refusals in a row."""
+        if getattr(error, "remote_ename", None) != "RateLimited" or self._rate_limited >= RATE_LIMIT_RETRIES:
+            return False
+        details = getattr(error, "details", None)
+        wait = details.get("retry_after_s") if isinstance(details, dict) else None
+        wait = float(wait) if isinstance(wait, int | float) and 0 <= wait <= 60 else 0.0
+        wait = max(wait, RATE_LIMIT_MIN_WAIT_S * 2 ** min(self._rate_limited, 6))
+        self._rate_limited += 1
+        self._retry_at = time.perf_counter() + wait
+        self._in_flight.clear()
+        self._next_offset = self.received
+        return True
 
     def _write(self, view: memoryview) -> None:
         self._hash.update(view)

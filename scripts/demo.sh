@@ -2,7 +2,9 @@
 # The main job end to end on the embedded defaults (no GPU, no downloaded weights):
 # a backend process, diagnostics over the wire, a body preview, an avatar from synthetic views,
 # a small clips dataset with ground truth on a local Ray cluster (checked, with its vis sheet),
-# and a headless Blender session that drives the add-on and writes a .blend with the results.
+# the avatar inserted into a CG plate with an occluder (3D route: layers, shadow, occlusion), and
+# a headless Blender session that drives the add-on (the Footage panel included: the layers come
+# back as strips in the sequencer) and writes a .blend with the results.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-out/demo}"
@@ -19,7 +21,8 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "start the backend (data dir $DATA)"
 rm -f "$CONN"
-"${CLI[@]}" serve --data-dir "$DATA" > "$OUT/backend.log" 2>&1 &
+# --input-root: the add-on may name files under the demo folder (the avatar, the plate) in its jobs
+"${CLI[@]}" serve --data-dir "$DATA" --input-root "$OUT" > "$OUT/backend.log" 2>&1 &
 BACKEND_PID=$!
 trap 'kill $BACKEND_PID 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do [ -s "$CONN" ] && break; sleep 0.1; done
@@ -44,9 +47,15 @@ step "clips: 3 clips of 2 people x 4 ring cameras with ground truth, rendered on
 "${CLI[@]}" clips check "$OUT/clips"
 "${CLI[@]}" clips vis "$OUT/clips" --clip 000000 --out "$OUT/clips/sheet.png"
 
-step "headless Blender: the add-on's slice against this backend, saved as a .blend"
+step "footage: a CG plate with a pillar in front of the walk, the avatar inserted (3D route)"
+"${CLI[@]}" footage make-plate --avatar "$OUT/avatar" --frames 24 --size 512x384 --out "$OUT/plate"
+"${CLI[@]}" footage insert --video "$OUT/plate/plate" --camera "$OUT/plate/camera.json" --fps 30 \
+  --depth "$OUT/plate/depth" --avatar "$OUT/avatar" --motion walk --place=-0.9,0,0 --heading 90 \
+  --out "$OUT/insert"
+
+step "headless Blender: the add-on's slice against this backend (Footage panel included), saved as a .blend"
 .venv-blender/bin/python examples/headless_slice.py --connection "$CONN" --out "$OUT/demo.blend" \
-  --avatar "$OUT/avatar"
+  --avatar "$OUT/avatar" --footage "$OUT/plate"
 
 step "done"
-echo "results in $OUT: preview/, avatar/avatar.glb, clips/ (sheet.png), demo.blend"
+echo "results in $OUT: preview/, avatar/avatar.glb, clips/ (sheet.png), insert/ (composite.mp4, layers), demo.blend"

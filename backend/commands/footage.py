@@ -3,7 +3,8 @@
     avatar-studio footage insert --video V --camera C.json --avatar DIR --motion M [--depth D]
         [--route 3d|neural] [--place x,y,z] [--heading DEG] [--shadow S] [--lighting plate|sh|flat]
         [--sh SH.npy] --out DIR
-    avatar-studio footage decompose ...   (when backend/commands/footage_decompose.py is present)
+    avatar-studio footage decompose ...   (backend/commands/footage_decompose.py)
+    avatar-studio footage make-plate --avatar DIR --out DIR [--frames N] [--size WxH] [--moving]
 
 ``insert`` runs the job kind ``footage.insert`` in-process (:func:`backend.jobs.footage.footage_insert`),
 so its params are parsed and checked exactly as a submitted job's; the result folder's files are
@@ -15,7 +16,6 @@ the command runs.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import shutil
 import sys
@@ -23,7 +23,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from backend.commands import footage_decompose
+
 FOOTAGE_HELP = "Insert a character into shot footage (3D compositing or MIMO); docs/footage.md."
+PLATE_HELP = ("Write a CG plate with known ground truth (a tiled ground, a pillar in front of the "
+              "avatar's walk, its depth and camera): the demo's and the bench's shot.")
 INSERT_HELP = ("Insert an avatar into a video: placed on the ground plane, rendered through the shot's "
                "camera, lit from the plate, with a shadow and depth-aware occlusion.")
 
@@ -67,14 +71,40 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     ins.add_argument("--out", type=Path, required=True, help="output folder")
     ins.add_argument("--json", action="store_true", help="print the job's summary as JSON on stdout")
     ins.set_defaults(func=run_insert)
-    try:  # the decomposition's subcommand lands in the same group when its module is present
-        decompose = importlib.import_module("backend.commands.footage_decompose")
-    except ModuleNotFoundError as exc:
-        if exc.name != "backend.commands.footage_decompose":
-            raise
-    else:
-        decompose.add_parser(sub)
+    footage_decompose.add_parser(sub)
+    plate = sub.add_parser("make-plate", help=PLATE_HELP, description=PLATE_HELP)
+    plate.add_argument("--avatar", type=Path, required=True,
+                       help="the avatar whose walk the truth frames show (avatar_arrays.npz)")
+    plate.add_argument("--frames", type=int, default=24)
+    plate.add_argument("--size", default="512x384", help="WxH (default 512x384)")
+    plate.add_argument("--fps", type=float, default=30.0)
+    plate.add_argument("--moving", action="store_true", help="a dolly camera instead of a static one")
+    plate.add_argument("--out", type=Path, required=True,
+                       help="folder: plate/ (PNGs), depth/ + depth.npy, camera.json, truth/")
+    plate.set_defaults(func=run_make_plate)
     return parser
+
+
+def run_make_plate(args: argparse.Namespace) -> int:
+    """A CG plate with a pillar in front of the avatar's walk (backend/footage/cgplate.py), written
+    as a user hands a shot over, plus truth/: the same shot rendered with the avatar in it."""
+    from PIL import Image
+
+    from backend.clips.avatars import AvatarError
+    from backend.footage.cgplate import make_plate, write_plate
+
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+        plate = make_plate(args.avatar, args.frames, width, height, fps=args.fps, moving_camera=args.moving)
+    except (ValueError, AvatarError, OSError) as exc:
+        print(f"footage make-plate: {exc}", file=sys.stderr)
+        return 2
+    files = write_plate(plate, args.out, args.fps)
+    (args.out / "truth").mkdir(exist_ok=True)
+    for i, frame in enumerate(plate.truth):
+        Image.fromarray(frame).save(args.out / "truth" / f"{i + 1:04d}.png")
+    print(json.dumps({k: str(v) for k, v in files.items()}, indent=1))
+    return 0
 
 
 def _read_array(path: Path, what: str) -> Any:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import bpy
 import numpy as np
@@ -96,6 +97,25 @@ def _make_camera(name: str, collection: bpy.types.Collection) -> bpy.types.Objec
     for block in (obj, data):
         block.animation_data_create()
         block.animation_data.action = bpy.data.actions.new(f"{name} {'Lens' if block is data else 'Path'}")
+    return obj
+
+
+def camera_from_path(scene: bpy.types.Scene, path: Any, name: str, frame_start: int = 1) -> bpy.types.Object:
+    """A protocol ``CameraPath`` (e.g. a shot's solved camera as JSON) as a Blender camera keyed
+    once per frame from ``frame_start``, made the scene's camera at the path's render size."""
+    cams = cameras_module()
+    fields = [cams.blender_camera_from_opencv(path.K[f], path.R[f], path.t[f], path.width, path.height,
+                                              path.near, path.far) for f in range(len(path.K))]
+    obj = _make_camera(name, scene.collection)
+    first = fields[0]
+    obj.data.sensor_fit = "HORIZONTAL"
+    obj.data.sensor_width, obj.data.sensor_height = first.sensor_width, first.sensor_height
+    obj.data.clip_start, obj.data.clip_end = path.near, path.far
+    _key_camera(obj, fields, np.arange(len(fields), dtype=np.float64) + frame_start)
+    render = scene.render
+    render.resolution_x, render.resolution_y, render.resolution_percentage = path.width, path.height, 100
+    render.pixel_aspect_x, render.pixel_aspect_y = first.pixel_aspect_x, first.pixel_aspect_y
+    scene.camera = obj
     return obj
 
 

@@ -97,6 +97,8 @@ class FakeServer:
         self.received: list[str] = []  # msg_types accepted
         self.rejected = 0
         self.range_requests = 0
+        self.rate_limit_every = 0  # > 0: refuse every N-th range request with RateLimited
+        self.rate_limited = 0
         self.context = zmq.Context()
         self.authenticator: ThreadAuthenticator | None = None
         if authorized_keys_dir is not None:  # CURVE: only the public keys in this directory get in
@@ -209,6 +211,11 @@ class FakeServer:
                 records = {r["name"]: r for r in artifact_records(job)}
                 if job.state != M.SUCCEEDED or name not in records:
                     self._reply(msg, M.error_content(M.E_UNKNOWN_ARTIFACT, f"no artifact {name!r}"), M.ERROR)
+                elif (isinstance(content.get("offset"), int) and self.rate_limit_every
+                      and (self.range_requests + self.rate_limited + 1) % self.rate_limit_every == 0):
+                    self.rate_limited += 1  # the real server's pacing of a busy client
+                    self._reply(msg, M.error_content("RateLimited", "too many requests; retry in 0.00 s",
+                                                     {"retry_after_s": 0.0}), M.ERROR)
                 elif isinstance(content.get("offset"), int):  # a range of the stored bytes
                     stored = job_npy(job) if name == "counts" else job_file(job)
                     offset, length = content["offset"], int(content.get("length", len(stored)))

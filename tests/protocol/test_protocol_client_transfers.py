@@ -70,6 +70,37 @@ def test_a_download_is_stepped_ranged_and_renamed_into_place(
     assert isinstance(value, np.ndarray) and value.tolist() == [2.0 * i for i in range(60)]
 
 
+def test_rate_limited_ranges_are_asked_again_not_failed(
+    client: Client, fake_server: FakeServer, tmp_path: Path
+) -> None:
+    """The server paces a busy client with RateLimited replies (e.g. a job of hundreds of small
+    files downloaded 4 at a time): the download waits and asks again, and the file is whole."""
+    job_id = finished_job(client)
+    fake_server.rate_limit_every = 3
+    download = JobDownload(client, job_id, list(client.jobs[job_id].artifacts), tmp_path, range_bytes=64)
+    pump_transfer(client, download)
+    assert download.error is None, download.error
+    assert fake_server.rate_limited >= 3
+    record = client.jobs[job_id].artifact("counts")
+    assert hashlib.sha256(download.files["counts"].read_bytes()).hexdigest() == record["sha256"]
+
+
+def test_a_server_that_only_rate_limits_fails_the_download_in_the_end(
+    client: Client, fake_server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import protocol.transfers as transfers
+
+    monkeypatch.setattr(transfers, "RATE_LIMIT_MIN_WAIT_S", 0.001)
+    job_id = finished_job(client)
+    fake_server.rate_limit_every = 1
+    download = client.start_download(job_id, "counts", tmp_path / "counts.npy", range_bytes=64)
+    pump_transfer(client, download)
+    assert isinstance(download.error, ServerError) and download.error.remote_ename == "RateLimited"
+    # two ranges are in flight per round: each round is refused once or twice
+    assert transfers.RATE_LIMIT_RETRIES < fake_server.rate_limited <= 2 * (transfers.RATE_LIMIT_RETRIES + 1)
+    assert not (tmp_path / "counts.npy").exists()
+
+
 def test_a_corrupted_cached_file_is_fetched_again_a_good_one_is_reused(
     client: Client, fake_server: FakeServer, tmp_path: Path
 ) -> None:
