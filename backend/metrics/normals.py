@@ -19,6 +19,7 @@ from backend.metrics.images import EvalInputError, list_files, open_image, pair,
 
 THRESHOLDS = (11.25, 22.5, 30.0)
 NORMAL_SUFFIXES = (".npy", ".png")
+MAX_VALUES = 3 * 256_000_000  # one .npy file: e.g. 1000 frames of 512 x 512 normals
 
 
 @dataclass
@@ -61,9 +62,13 @@ def read_normals(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """((F,H,W,3) float32 normals, (F,H,W) bool mask or None) of one file."""
     if path.suffix.lower() == ".npy":
         try:
-            n = np.load(path, allow_pickle=False)
+            n = np.load(path, allow_pickle=False, mmap_mode="r")  # header first: the size is checked
         except (OSError, ValueError) as exc:
             raise EvalInputError(f"{path} is not a readable .npy ({exc})") from exc
+        if n.size > MAX_VALUES or n.dtype.kind != "f":
+            raise EvalInputError(
+                f"{path}: float normals of at most {MAX_VALUES} values, got {n.dtype} {n.shape}"
+            )
         if n.ndim == 3:
             n = n[None]
         if n.ndim != 4 or n.shape[-1] != 3:

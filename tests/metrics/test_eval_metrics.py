@@ -151,6 +151,13 @@ def test_unpaired_mismatched_or_unreadable_inputs_are_clear_errors(tmp_path: Pat
         paired.paired_scores(tmp_path / "pred3", tmp_path / "gt")
     with pytest.raises(EvalInputError, match="is not a folder"):
         paired.paired_scores(tmp_path / "nowhere", tmp_path / "gt")
+    (tmp_path / "n").mkdir()
+    np.save(tmp_path / "n" / "a.npy", np.zeros((4, 4, 3), np.int64))
+    with pytest.raises(EvalInputError, match="float normals"):
+        normals.normal_accuracy_folders(tmp_path / "n", tmp_path / "n")
+    np.save(tmp_path / "n" / "a.npy", np.array([{"x": 1}], dtype=object))
+    with pytest.raises(EvalInputError, match=r"not a readable \.npy"):
+        normals.normal_accuracy_folders(tmp_path / "n", tmp_path / "n")
 
 
 def test_inception_score_of_known_logits() -> None:
