@@ -1,6 +1,6 @@
 """Footage benchmark: insert an avatar into CG plates with known ground truth; quality and speed.
 
-    .venv/bin/python bench/footage.py [--size 512] [--frames 48] [--repeats 2] [--lpips-backbone PATH]
+    .venv/bin/python bench/footage.py [--size 512] [--frames 48] [--repeats 2] [--models models.toml]
 
 Plates (backend/footage/cgplate.py): a tiled ground, a pillar between the camera and the path the
 avatar walks (it passes behind it), sky; rendered by our rasterizer with and without the avatar by
@@ -8,8 +8,10 @@ the same camera, static or dollying. The ``footage.insert`` job function runs on
 the avatar, from files (numbered PNGs, depth .npy, CameraPath JSON, avatar folder), writing every
 layer, composite.mp4 and footage.json; the composite is scored against the render with the avatar:
 PSNR and SSIM over the whole frame and in the character's region (pixels the avatar covers in
-the truth or the composite; SSIM over the region's box), LPIPS (AlexNet, the ``lpips`` package)
-when it is installed and its backbone weights are on disk (never downloaded), and occlusion: the
+the truth or the composite; SSIM over the region's box), LPIPS through the ``lpips`` model role
+(:func:`backend.models.load_metrics.load_lpips`: the ``lpips`` package's AlexNet LPIPS, backbone
+from the role's local file, never downloaded; over the frame, and its spatial map averaged in the
+region dilated by 8 px) when the role is configured, else said so with how to provide it, and occlusion: the
 pillar's pixels in front of the character unchanged (fraction exact) and the IoU of the occlusion
 matte against the truth's. Runs: ``known light`` (the plate's SH given, no shadow: the route's
 exactness), ``fitted light`` (SH fitted to the plate), ``defaults`` (fitted light + shadow 0.6:
@@ -58,33 +60,26 @@ class Ctx:
         return None
 
 
-def load_lpips(backbone: str | None) -> tuple[Any, str]:
-    """An LPIPS (AlexNet) model with local weights, or None and why not."""
+def load_lpips() -> tuple[Any, str]:
+    """The ``lpips`` role's model, or None and why not (the registry's how-to: which file, where)."""
+    from backend.models.load_metrics import load_lpips as load_role
+    from backend.models.registry import ModelMissingError
+
     try:
-        import lpips
+        metric = load_role(device="cpu")
     except ImportError:
-        return None, "LPIPS skipped: the `lpips` package is not installed (pip install lpips)"
-    path = backbone or os.environ.get("AVATAR_STUDIO_LPIPS_BACKBONE")
-    if not path:
-        hub = Path(torch.hub.get_dir()) / "checkpoints" / "alexnet-owt-7be5be79.pth"
-        path = str(hub) if hub.is_file() else None
-    if not path or not Path(path).is_file():
-        return None, ("LPIPS skipped: no AlexNet backbone weights on disk (--lpips-backbone PATH or "
-                      "$AVATAR_STUDIO_LPIPS_BACKBONE; nothing is downloaded)")
-    model = lpips.LPIPS(net="alex", pnet_rand=True, verbose=False)  # linear layers: shipped in the package
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    features = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
-    trunk = torch.nn.Sequential(*[m for s in ("slice1", "slice2", "slice3", "slice4", "slice5")
-                                  for m in getattr(model.net, s)])
-    trunk.load_state_dict(features, strict=False)
-    return model.eval(), f"LPIPS: AlexNet backbone {path}"
+        return None, "LPIPS skipped: the `lpips` package is not installed (pip install -e '.[metrics]')"
+    except ModelMissingError as exc:
+        return None, f"LPIPS skipped: {exc}"
+    return metric, f"LPIPS: the lpips role, {metric.net} backbone"
 
 
-def lpips_score(model: Any, a: np.ndarray, b: np.ndarray) -> float:
-    with torch.no_grad():
-        x = torch.from_numpy(a).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        y = torch.from_numpy(b).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        return float(torch.cat([model(x[i:i + 8], y[i:i + 8]).flatten() for i in range(0, len(x), 8)]).mean())
+def lpips_score(model: Any, a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean LPIPS over frames (uint8 (F,H,W,3)), 8 at a time; in ``mask`` (F,H,W) when given."""
+    return float(torch.cat([
+        model.distance(a[i:i + 8], b[i:i + 8], mask=None if mask is None else mask[i:i + 8])
+        for i in range(0, len(a), 8)
+    ]).mean())
 
 
 def read_layer(folder: Path, layer: str, n: int) -> np.ndarray:
@@ -123,10 +118,10 @@ def scores(plate: CGPlate, out: Path, lp: Any) -> dict[str, float]:
     }
     if lp is not None:
         out_scores["lpips"] = lpips_score(lp, comp, plate.truth)
-        boxes = [binary_dilation(r, iterations=8) for r in region]
-        masked_c = np.where(np.stack(boxes)[..., None], comp, 0).astype(np.uint8)
-        masked_t = np.where(np.stack(boxes)[..., None], plate.truth, 0).astype(np.uint8)
-        out_scores["lpips_region"] = lpips_score(lp, masked_c, masked_t)
+        near = np.stack([binary_dilation(r, iterations=8) for r in region])
+        seen = near.any((1, 2))  # frames where the character is on screen
+        out_scores["lpips_region"] = (lpips_score(lp, comp[seen], plate.truth[seen], near[seen])
+                                      if seen.any() else float("nan"))
     return out_scores
 
 
@@ -173,10 +168,13 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--lpips-backbone", help="AlexNet state dict (torchvision's alexnet-owt-*.pth)")
+    parser.add_argument("--models", type=Path,
+                        help="models.toml naming [models.lpips] (default: the data dir's; docs/models.md)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    lp, lp_note = load_lpips(args.lpips_backbone)
+    if args.models is not None:
+        os.environ["AVATAR_STUDIO_MODELS"] = str(args.models.resolve())  # what `--models` does in the CLI
+    lp, lp_note = load_lpips()
     print(lp_note, file=sys.stderr)
     results: dict[str, Any] = {"size": args.size, "frames": args.frames, "lpips": lp_note,
                                "load_average_start": os.getloadavg()[0], "plates": {}}

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 LIBRARIES = ("backend.mesh", "backend.body", "backend.models", "backend.ray_cluster", "backend.render",
              "backend.preview", "backend.avatar", "backend.clips", "backend.generate", "backend.fitting",
-             "backend.mimo", "backend.footage", "backend.threedgm")
+             "backend.mimo", "backend.footage", "backend.threedgm", "backend.metrics")
 # Backend part -> the backend parts it may import (importing the root package ``backend`` itself,
 # for ``__version__``, is always allowed). Lower layers first.
 BACKEND_LAYERS: dict[str, frozenset[str]] = {
@@ -48,6 +48,8 @@ BACKEND_LAYERS: dict[str, frozenset[str]] = {
     # threedgm: En3D's 3DGM (docs/threedgm.md); trains on rendered clips, PSNR/SSIM of avatar.eval
     "backend.threedgm": frozenset({"backend.mesh", "backend.body", "backend.render", "backend.models",
                                    "backend.clips", "backend.avatar"}),
+    # metrics: image metrics over folders (docs/eval.md); FID/KID/identity formulas of threedgm.metrics
+    "backend.metrics": frozenset({"backend.models", "backend.avatar", "backend.threedgm"}),
     "backend.jobs": frozenset(LIBRARIES),
     "backend.server": frozenset({"backend.jobs", "backend.models", "backend.ray_cluster"}),
     "backend.commands": frozenset({*LIBRARIES, "backend.jobs"}),

@@ -28,7 +28,8 @@ from backend.cli import jobs, keys, models, serve
 from backend.cli.common import EXIT_ERROR, add_models_file, use_models_file
 
 PLUGIN_MODULES = ["backend.commands.preview", "backend.commands.avatar", "backend.addon_build",
-                  "backend.commands.clips", "backend.commands.footage", "backend.commands.threedgm"]
+                  "backend.commands.clips", "backend.commands.footage", "backend.commands.threedgm",
+                  "backend.commands.eval"]
 
 BUILTIN_COMMANDS = frozenset({"serve", "submit", "attach", "jobs", "cancel", "keys", "models"})
 

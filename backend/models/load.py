@@ -415,6 +415,8 @@ def load_inception(
                              exc) from exc
 
 
+from backend.models.load_metrics import METRICS_LOADERS  # noqa: E402 (uses the helpers above)
+
 LOADERS: dict[str, Any] = {
     "base-diffusion": lambda **kw: load_controlnet_pipeline(**kw),
     "controlnet-openpose": lambda **kw: load_controlnet("controlnet-openpose", **kw),
@@ -431,6 +433,7 @@ LOADERS: dict[str, Any] = {
     "mimo-image-encoder": lambda **kw: load_clip(role="mimo-image-encoder", **kw),
     **FOOTAGE_LOADERS,
     "inception": load_inception,
+    **METRICS_LOADERS,
 }
 assert set(LOADERS) == set(ROLES) - {"smplx"}, "every role but smplx has a loader here"
 

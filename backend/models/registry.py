@@ -39,6 +39,8 @@ Roles and who reads them (each loads through :mod:`backend.models.load`; docs/mo
 - ``person-segmentation``, ``depth-estimator``, ``inpainting``: ``load_person_segmentation``,
   ``load_depth_estimator``, ``load_inpainting`` (:mod:`backend.models.load_footage`), the footage
   decomposition (``backend/footage/decompose.py``).
+- ``inception``, ``lpips``: ``load_inception`` (FID/KID/IS) and ``load_lpips`` (LPIPS,
+  :mod:`backend.models.load_metrics`), read by ``avatar-studio eval`` and bench/footage.py.
 - ``smplx``: the licensed body every body job uses (``backend/body/model.py``), else the stand-in.
 
 This module stays light (no torch): the server imports it for ``system.info``.
@@ -92,6 +94,9 @@ class ModelRole:
 
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
+# LPIPS backbones: torchvision's ImageNet files, the ones lpips.LPIPS would download (first found wins).
+LPIPS_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
+LPIPS_URL = f"https://download.pytorch.org/models/{LPIPS_FILES['alex']}"
 
 # Only roles some code loads (backend/models/load.py) and a test exercises: a role nothing consumes
 # would be reported as "present" or "missing" for no effect.
@@ -241,6 +246,18 @@ ROLES: dict[str, ModelRole] = {
             manual=f"download {INCEPTION_URL} (torch-fidelity's release file, not on the Hugging Face hub: "
             "`models download` cannot fetch it) into a folder and set [models.inception] "
             'path = "/that/folder" in {config}',
+        ),
+        ModelRole(
+            "lpips",
+            "LPIPS backbone: torchvision's ImageNet AlexNet (or VGG16) .pth (linear layers ship in `lpips`)",
+            None,
+            "PSNR/SSIM/LPIPS of `avatar-studio eval` and bench/footage.py (backend/metrics)",
+            "load_lpips",
+            tuple(LPIPS_FILES.values()),
+            "BSD-2-Clause (lpips); torchvision's weights: BSD-3-Clause",
+            manual=f"download {LPIPS_URL} (torchvision's AlexNet, not on the Hugging Face hub: "
+            "`models download` cannot fetch it; a torch cache ~/.cache/torch/hub/checkpoints holding it "
+            'works as the folder) into a folder and set [models.lpips] path = "/that/folder" in {config}',
         ),
         ModelRole(
             "smplx",

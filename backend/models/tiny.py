@@ -393,9 +393,26 @@ def save_random_inception(folder: Path | str, seed: int = 0) -> Path:
     return path
 
 
-# Roles make_tiny does not write: smplx (the generated stand-in body is used) and inception (its
-# only architecture is full size: save_random_inception writes it on demand).
-NOT_TINY = ("smplx", "inception")
+def save_random_lpips_backbone(folder: Path | str, net: str = "alex", seed: int = 0) -> Path:
+    """torchvision's AlexNet (or VGG16) ``features`` with random weights, saved under torchvision's
+    file name and keys (``features.I.weight``) as its ImageNet release is: the real format for tests
+    of the ``lpips`` role (the classifier, unused by LPIPS, is left out: 9 MB instead of 233)."""
+    import torchvision
+
+    from backend.models.registry import LPIPS_FILES
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = {"alex": torchvision.models.alexnet, "vgg": torchvision.models.vgg16}[net](weights=None)
+    path = folder / LPIPS_FILES[net]
+    torch.save({f"features.{k}": v.contiguous() for k, v in model.features.state_dict().items()}, path)
+    return path
+
+
+# Roles make_tiny does not write: smplx (the generated stand-in body is used), inception and lpips
+# (their only architectures are full size: save_random_inception / save_random_lpips_backbone).
+NOT_TINY = ("smplx", "inception", "lpips")
 
 # role -> (sub-folder of DIR, writer). Every role the registry has, except the licensed smplx.
 TINY_WRITERS: dict[str, tuple[str, Any]] = {

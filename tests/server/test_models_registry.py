@@ -22,7 +22,7 @@ from backend.models.registry import (
 # Only roles some code loads (backend/models/load.py; issue 12): roles nothing consumes are dropped.
 EXPECTED_ROLES = {
     "base-diffusion", "controlnet-openpose", "controlnet-depth", "controlnet-normal", "vae", "clip",
-    "normal-estimator", "pose-estimator", "smplx", "inception",
+    "normal-estimator", "pose-estimator", "smplx", "inception", "lpips",
     # the neural insertion route (backend/mimo, docs/mimo.md)
     "mimo-denoising-unet", "mimo-reference-unet", "mimo-motion-module", "mimo-pose-guider",
     "mimo-image-encoder",
