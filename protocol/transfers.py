@@ -38,6 +38,7 @@ MAX_RANGES_IN_FLIGHT = 2  # pipelined range requests per artifact (hides one rou
 # in a row (waits of 0.05 s doubling up to 3.2 s: about 25 s in all).
 RATE_LIMIT_MIN_WAIT_S = 0.05
 RATE_LIMIT_RETRIES = 12
+UNANSWERED_S = 5.0  # a range request without a reply this long is asked again (see Download._backoff)
 MMAP_ABOVE_BYTES = 64 << 20  # bigger arrays are memory-mapped, not read, when a download ends
 
 
@@ -138,6 +139,7 @@ class Download:
         self.cached = False  # the target was already there with the right hash
         self.error: ProtocolError | None = None
         self._in_flight: list[tuple[int, PendingRequest]] = []  # (offset, request), by offset
+        self._sent_at = 0.0  # when the oldest range in flight was asked for
         self._next_offset = 0
         self._hash = hashlib.sha256()
         self._memory = bytearray()
@@ -194,6 +196,11 @@ class Download:
                     self._check_cache_chunk()
                 elif self._in_flight and self._in_flight[0][1].done:
                     self._take_reply(*self._in_flight.pop(0))
+                    self._sent_at = time.perf_counter()
+                elif self._in_flight and time.perf_counter() - self._sent_at > UNANSWERED_S:
+                    # No reply: a server pacing this client drops what is over its error budget.
+                    if not self._backoff(None):
+                        raise TransferError(f"artifact {self.name!r}: no reply from the backend")
                 elif time.perf_counter() < self._retry_at:
                     break  # the server asked us to slow down: nothing to send yet
                 else:
@@ -232,6 +239,8 @@ class Download:
             offset = self._next_offset
             content = {"job_id": self.job_id, "name": self.name, "offset": offset, "length": self.range_bytes}
             request = self.link.request_nowait(M.GET_ARTIFACT, content, emit=False)
+            if not self._in_flight:
+                self._sent_at = time.perf_counter()
             self._in_flight.append((offset, request))
             self._next_offset = offset + self.range_bytes
         if size == 0 and not self._in_flight:
@@ -268,12 +277,14 @@ class Download:
         if self.received == size:
             self._finish()
 
-    def _backoff(self, error: ProtocolError) -> bool:
-        """A ``RateLimited`` reply is the server pacing a busy client, not a failure: forget the
-        ranges in flight and ask again from what was received after the wait it names (at least
-        :data:`RATE_LIMIT_MIN_WAIT_S`, doubling while it repeats). Gives up (False) after
-        :data:`RATE_LIMIT_RETRIES` refusals in a row."""
-        if getattr(error, "remote_ename", None) != "RateLimited" or self._rate_limited >= RATE_LIMIT_RETRIES:
+    def _backoff(self, error: ProtocolError | None) -> bool:
+        """A ``RateLimited`` reply (or, ``error`` None, a range unanswered for
+        :data:`UNANSWERED_S`: the server also drops refusals over its budget) is the server pacing a
+        busy client, not a failure: forget the ranges in flight and ask again from what was
+        received after the wait it names (at least :data:`RATE_LIMIT_MIN_WAIT_S`, doubling while it
+        repeats). Gives up (False) after :data:`RATE_LIMIT_RETRIES` in a row."""
+        limited = error is None or getattr(error, "remote_ename", None) == "RateLimited"
+        if not limited or self._rate_limited >= RATE_LIMIT_RETRIES:
             return False
         details = getattr(error, "details", None)
         wait = details.get("retry_after_s") if isinstance(details, dict) else None

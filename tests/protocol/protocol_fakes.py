@@ -99,6 +99,8 @@ class FakeServer:
         self.range_requests = 0
         self.rate_limit_every = 0  # > 0: refuse every N-th range request with RateLimited
         self.rate_limited = 0
+        self.drop_every = 0  # > 0: never answer every N-th range request (a refusal over the budget)
+        self.dropped = 0
         self.context = zmq.Context()
         self.authenticator: ThreadAuthenticator | None = None
         if authorized_keys_dir is not None:  # CURVE: only the public keys in this directory get in
@@ -211,6 +213,9 @@ class FakeServer:
                 records = {r["name"]: r for r in artifact_records(job)}
                 if job.state != M.SUCCEEDED or name not in records:
                     self._reply(msg, M.error_content(M.E_UNKNOWN_ARTIFACT, f"no artifact {name!r}"), M.ERROR)
+                elif (isinstance(content.get("offset"), int) and self.drop_every
+                      and (self.range_requests + self.dropped + 1) % self.drop_every == 0):
+                    self.dropped += 1  # the real server drops refusals over its error-reply budget
                 elif (isinstance(content.get("offset"), int) and self.rate_limit_every
                       and (self.range_requests + self.rate_limited + 1) % self.rate_limit_every == 0):
                     self.rate_limited += 1  # the real server's pacing of a busy client

@@ -85,6 +85,24 @@ def test_rate_limited_ranges_are_asked_again_not_failed(
     assert hashlib.sha256(download.files["counts"].read_bytes()).hexdigest() == record["sha256"]
 
 
+def test_unanswered_ranges_are_asked_again(
+    client: Client, fake_server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Refusals over the server's error budget get no reply at all: a range unanswered for
+    UNANSWERED_S is asked again, and the download completes."""
+    import protocol.transfers as transfers
+
+    monkeypatch.setattr(transfers, "UNANSWERED_S", 0.2)
+    job_id = finished_job(client)
+    fake_server.drop_every = 4
+    download = JobDownload(client, job_id, list(client.jobs[job_id].artifacts), tmp_path, range_bytes=64)
+    pump_transfer(client, download, timeout=30.0)
+    assert download.error is None, download.error
+    assert fake_server.dropped >= 2
+    record = client.jobs[job_id].artifact("counts")
+    assert hashlib.sha256(download.files["counts"].read_bytes()).hexdigest() == record["sha256"]
+
+
 def test_a_server_that_only_rate_limits_fails_the_download_in_the_end(
     client: Client, fake_server: FakeServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
