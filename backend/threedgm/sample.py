@@ -91,13 +91,22 @@ def pose_body(template: BodyTemplate, params: dict[str, Any]) -> PosedBody:
     return template.pose(arrays)
 
 
-def ring_cameras(body: PosedBody, views: int, size: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def ring_cameras(body: PosedBody, views: int, size: int, fov_y_deg: float = 40.0, margin: float = 0.85
+                 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """``views`` cameras (K, R, t at ``size`` pixels) on a ring around the body, the first in front
-    (+z), each framing the whole body about as the training crops do (the box fills ~85 %)."""
-    from backend.generate.conditions import framed_ring
+    (+z), each framing the whole body about as the training crops do (its box fills ``margin``);
+    the framing of backend/generate/conditions.py's ``framed_ring`` (not imported: layering)."""
+    from protocol.cameras import multiview_ring
 
-    path = framed_ring(views, body.verts.numpy(), np.array([0.0, 0.0, 1.0]), width=size, height=size,
-                       margin=0.85)
+    verts = body.verts.numpy()
+    lo, hi = verts.min(0), verts.max(0)
+    centre, half = (lo + hi) / 2, (hi - lo) / 2
+    tan = np.tan(np.radians(fov_y_deg) / 2)
+    half_xz = float(np.hypot(half[0], half[2]))
+    radius = max(half[1] / tan, half_xz / tan) / margin + half_xz
+    path = multiview_ring(views, radius=float(radius), elevations_deg=(0.0,), target=centre,
+                          fov_y_deg=fov_y_deg, width=size, height=size, near=0.05, far=float(4 * radius + 10),
+                          azimuth_start_deg=0.0)
     out = []
     for i in range(views):
         frame = path.frame(i)
@@ -232,7 +241,7 @@ def write_obj(path: str | Path, vertices: np.ndarray, faces: np.ndarray) -> Path
 def views_from_sample(sample: Sample, folder: str | Path, size: int = 256, info: dict[str, Any] | None = None
                       ) -> Path:
     """Write the renders as a views folder at ``size`` pixels (bilinear upsampling of the out_res
-    renders; K scaled to match); the silhouette is the alpha. Returns the folder."""
+    renders; K scaled to match); the alpha is the silhouette thresholded at 0.5. Returns the folder."""
     from backend.avatar.io.views import View, ViewSet, write_views
     from protocol.cameras import CameraFrame
 
@@ -245,7 +254,9 @@ def views_from_sample(sample: Sample, folder: str | Path, size: int = 256, info:
         Ks = K.astype(np.float64).copy()
         Ks[:2] *= scale
         rgb = ((images[i].permute(1, 2, 0).numpy() + 1) / 2).clip(0, 1)
-        alpha = masks[i, 0].numpy().clip(0, 1)
+        # the silhouette thresholded at half opacity: the pipeline reads alpha > 0.5 as the mask and
+        # takes texture only where alpha is ~1, and a young generator's opacity rarely reaches 1
+        alpha = (masks[i, 0].numpy() > 0.5).astype(np.float32)
         rgba = np.concatenate([rgb, alpha[..., None]], -1).astype(np.float32)
         camera = CameraFrame.from_payload({"K": Ks.tolist(), "R": R.astype(np.float64).tolist(),
                                            "t": t.astype(np.float64).tolist(), "width": size,
