@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .kind_types import REQUIRED, Float, Int, JobContract, Param, PathParam, Result, Str
+from .kind_types import REQUIRED, Enum, Float, Int, JobContract, Param, PathParam, Result, Str
 
 # The avatar.from_views params that are not its input (views / synthetic): the stage knobs.
 _FROM_VIEWS_INPUTS = ("views", "synthetic")
@@ -25,6 +25,8 @@ def _common(from_views: JobContract) -> tuple[Param, ...]:
         Param("size", Int(32, 1024), 256,
               "view side in pixels the renders are upsampled to for the avatar pipeline"),
         Param("mesh_resolution", Int(16, 256), 64, "marching-cubes grid side over the canonical body"),
+        Param("init_shape", Enum(("density", "body")), "density",
+              "the sculpting's starting shape: the density's marching-cubes mesh, or the SMPL-X body"),
         *(_knob(p) for p in from_views.params if p.name not in _FROM_VIEWS_INPUTS),
     )
 

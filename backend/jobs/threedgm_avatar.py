@@ -105,7 +105,7 @@ def _finish(p: Any, ctx: JobContext, run: Any, sample: Any, info: dict[str, Any]
     from backend.avatar.geometry.sculpt import NormalEstimatorMissing
     from backend.avatar.io.views import read_views
     from backend.avatar.pipeline import build_avatar, config_from_options, write_outputs
-    from backend.threedgm.sample import write_sample
+    from backend.threedgm.sample import extract_mesh, pose_mesh, write_sample
 
     try:
         config = config_from_options(
@@ -118,7 +118,11 @@ def _finish(p: Any, ctx: JobContext, run: Any, sample: Any, info: dict[str, Any]
     ctx.check_cancelled()
     ctx.progress(0.2, "rendering views and extracting the mesh", stage="render")
     sample_dir = Path(ctx.work_dir) / "sample"
-    files = write_sample(sample, run, sample_dir, size=p.size, mesh_resolution=p.mesh_resolution, info=info)
+    info = {**info, "init_shape": p.init_shape}
+    mesh = extract_mesh(run.G, sample.w, sample.body.rest_verts, p.mesh_resolution)
+    files = write_sample(sample, run, sample_dir, size=p.size, info=info, mesh=mesh)
+    # the sculpting starts from the density's mesh posed as the views (or from the body)
+    init = (pose_mesh(mesh, sample.body, run.template), mesh.faces) if p.init_shape == "density" else None
     views = read_views(files["views"])
     last = [0.0]
 
@@ -130,7 +134,7 @@ def _finish(p: Any, ctx: JobContext, run: Any, sample: Any, info: dict[str, Any]
             last[0] = now
 
     try:
-        result = build_avatar(views, config, progress)
+        result = build_avatar(views, config, progress, init_mesh=init)
     except NormalEstimatorMissing as exc:
         raise JobInputError(str(exc)) from exc
     out = write_outputs(result, Path(ctx.work_dir) / "avatar", config)

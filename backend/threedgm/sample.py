@@ -215,6 +215,9 @@ def extract_mesh(G: Generator, w: torch.Tensor, rest_verts: torch.Tensor, resolu
         if not lo_s < level < hi_s:
             level = lo_s + 0.5 * (hi_s - lo_s)
     verts, faces, _, _ = marching_cubes(sigma, level=level, spacing=tuple(float(s) for s in spacing))
+    # skimage winds the faces with normals towards lower values (inward for a density); reversed,
+    # they face outward as every mesh here does (the sculpting's inside test depends on it)
+    faces = np.ascontiguousarray(faces[:, ::-1])
     return Mesh((verts + lo.numpy()).astype(np.float32), faces.astype(np.int32), float(level))
 
 
@@ -268,12 +271,14 @@ def views_from_sample(sample: Sample, folder: str | Path, size: int = 256, info:
 
 
 def write_sample(sample: Sample, run: LoadedRun, out: str | Path, size: int = 256, mesh_resolution: int = 64,
-                 info: dict[str, Any] | None = None) -> dict[str, Path]:
-    """views/ (the views folder), mesh_canonical.obj and mesh.obj (in the views' pose), sample.json."""
+                 info: dict[str, Any] | None = None, mesh: Mesh | None = None) -> dict[str, Path]:
+    """views/ (the views folder), mesh_canonical.obj and mesh.obj (in the views' pose), sample.json;
+    ``mesh``: the canonical mesh when already extracted."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     views = views_from_sample(sample, out / "views", size, info)
-    mesh = extract_mesh(run.G, sample.w, sample.body.rest_verts, mesh_resolution)
+    if mesh is None:
+        mesh = extract_mesh(run.G, sample.w, sample.body.rest_verts, mesh_resolution)
     files = {
         "views": views,
         "mesh_canonical.obj": write_obj(out / "mesh_canonical.obj", mesh.vertices, mesh.faces),

@@ -61,6 +61,7 @@ def test_from_noise_job_gives_a_rigged_avatar(tiny_run: Path, tmp_path: Path) ->
     result, ctx = _run("avatar.from_noise", {"checkpoint": str(tiny_run), "seed": 5, **SMALL}, tmp_path / "w")
     _check("avatar.from_noise", result)
     assert result.data["threedgm"]["seed"] == 5 and result.data["threedgm"]["mesh_faces"] > 0
+    assert result.data["threedgm"]["init_shape"] == "density"  # the sculpting started from the density
     fractions = [f for f, _ in ctx.events]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     stages = list(dict.fromkeys(s for _, s in ctx.events))

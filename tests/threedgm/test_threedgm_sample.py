@@ -69,6 +69,9 @@ def test_extracted_mesh_lies_around_the_body(run) -> None:
     mesh = extract_mesh(run.G, s.w, s.body.rest_verts, resolution=40)
     assert len(mesh.vertices) > 100 and len(mesh.faces) > 100
     assert mesh.faces.max() < len(mesh.vertices)
+    # outward faces: the signed volume of the closed surface is positive
+    tri = mesh.vertices[mesh.faces].astype(np.float64)
+    assert np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum() / 6 > 0.01
     rest = s.body.rest_verts.numpy()
     lo, hi = rest.min(0), rest.max(0)
     assert (mesh.vertices >= lo - 0.15).all() and (mesh.vertices <= hi + 0.15).all()
