@@ -79,3 +79,24 @@ def draw_generated(layout: bpy.types.UILayout, scene: bpy.types.Scene) -> None:
     if images:
         names = ", ".join(str(image.get(VIEW_PROP)) for image in images)
         column.label(text=f"{len(images)} view(s): {names}")
+
+
+RANDOM_KIND = "avatar.from_noise"
+
+
+def draw_random(layout: bpy.types.UILayout, scene: bpy.types.Scene) -> None:
+    """The 3DGM run setting; "Random Avatar" (avatar.from_noise) only once a run is configured and
+    the backend has the kind."""
+    settings = scene.avatar_studio.avatar
+    box = layout.box()
+    box.prop(settings, "threedgm_checkpoint")
+    if not settings.threedgm_checkpoint.strip():
+        box.label(text="Set a trained 3DGM run for random avatars.")
+        return
+    if not bridge.get_bridge().has_job_kind(RANDOM_KIND):
+        box.label(text=f"Needs a backend with {RANDOM_KIND}.")
+        return
+    row = box.row(align=True)
+    row.prop(settings, "seed")
+    row.prop(settings, "truncation")
+    box.operator("avatar_studio.random_avatar", icon="OUTLINER_OB_ARMATURE")

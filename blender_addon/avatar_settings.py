@@ -22,6 +22,8 @@ _IMAGE_NAMES = kinds.names("avatar.from_image")
 _SIZE, _STEPS = _TEXT.param(_NAMES.size).type, _TEXT.param(_NAMES.steps).type
 _GUIDANCE, _SCHEDULER = _TEXT.param(_NAMES.guidance), _TEXT.param(_NAMES.scheduler)
 _FIT_BODY = _IMAGE.param(_IMAGE_NAMES.fit_body)
+_NOISE = kinds.contract("avatar.from_noise")
+_TRUNCATION = _NOISE.param(kinds.names("avatar.from_noise").truncation)
 
 FROM_VIEWS, FROM_PROMPT, FROM_PHOTO = "VIEWS", "PROMPT", "PHOTO"
 # The job kind each source submits (the views source keeps its synthetic-character operator).
@@ -69,5 +71,13 @@ class AVS_AvatarSettings(bpy.types.PropertyGroup):
         items=[(s, s, f"the {s} sampler") for s in _SCHEDULER.type.values],
         default=_SCHEDULER.default,
     )
+    # Random avatar (avatar.from_noise): a trained 3DGM run folder the backend reads; the button
+    # shows only when it is set.
+    threedgm_checkpoint: StringProperty(
+        name="3DGM Run", subtype="DIR_PATH",
+        description="A `3dgm train` run folder (checkpoint.pt) the backend reads: inside its input roots",
+    )
+    truncation: FloatProperty(name="Truncation", default=_TRUNCATION.default, min=_TRUNCATION.type.lo,
+                              max=_TRUNCATION.type.hi, description="0: the mean avatar; 1: untruncated")
     # The last generated-avatar job submitted from this scene (its previews and error in the panel).
     last_job_key: StringProperty(options={"HIDDEN", "SKIP_SAVE"})

@@ -21,6 +21,7 @@ PREVIEW = kinds.names("body.preview")
 AVATAR = kinds.names("avatar.from_views")
 FROM_TEXT = kinds.names("avatar.from_text")
 FROM_IMAGE = kinds.names("avatar.from_image")
+FROM_NOISE = kinds.names("avatar.from_noise")
 CLIPS = kinds.names("clips.render")
 MOTION_FILE = "FILE"  # the Clips panel's motion choice for a file on the backend
 SYNTHETIC = kinds.names(kinds.SYNTHETIC)
@@ -119,6 +120,14 @@ def generated_avatar_params(kind: str, settings: Any, image_path: str = "") -> d
         if hasattr(settings, FROM_IMAGE.fit_body):
             params[FROM_IMAGE.fit_body] = bool(getattr(settings, FROM_IMAGE.fit_body))
     return params
+
+
+def random_avatar_params(settings: Any, checkpoint: str) -> dict[str, Any]:
+    """``avatar.from_noise`` from the Avatar panel's settings: the run folder as the backend reads it
+    (absolute; inside its input roots), seed, truncation and views; the avatar stages at the
+    contract's defaults."""
+    return {FROM_NOISE.checkpoint: checkpoint, FROM_NOISE.seed: int(settings.seed),
+            FROM_NOISE.truncation: float(settings.truncation), FROM_NOISE.views: int(settings.views)}
 
 
 def motion_frames(motion: dict[str, Any]) -> int:

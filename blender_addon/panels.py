@@ -117,6 +117,7 @@ class AVS_PT_avatar(_SidebarPanel, bpy.types.Panel):
 
             if selected_progress["message"]:
                 layout.label(text=selected_progress["message"])
+            avatar_panel.draw_random(layout, context.scene)  # a trained 3DGM run: Random Avatar
         else:
             for line in (
                 "Needs a backend with avatar.from_views:",

@@ -62,6 +62,7 @@ __all__ = [
 # ----------------------------------------------------------------------------------- shared payloads
 
 from .kinds_footage import footage_contracts
+from .kinds_threedgm import threedgm_contracts
 from .payloads import (  # re-exported: callers read them as kinds.X
     BETAS,
     CAMERA_PATH,
@@ -372,6 +373,7 @@ def _generated_avatar_contracts(from_views: JobContract) -> list[JobContract]:
 
 _CONTRACTS += _generated_avatar_contracts(next(c for c in _CONTRACTS if c.kind == "avatar.from_views"))
 _CONTRACTS += footage_contracts()
+_CONTRACTS += threedgm_contracts(next(c for c in _CONTRACTS if c.kind == "avatar.from_views"))
 
 KINDS: dict[str, JobContract] = {c.kind: c for c in _CONTRACTS}
 

@@ -111,8 +111,11 @@ def overall_progress(report: ProgressFn) -> ProgressFn:
 
 
 def build_avatar(
-    views: ViewSet, config: AvatarConfig, progress: ProgressFn = no_progress, body: BodyMesh | None = None
+    views: ViewSet, config: AvatarConfig, progress: ProgressFn = no_progress, body: BodyMesh | None = None,
+    init_mesh: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> AvatarResult:
+    """``init_mesh`` (vertices, faces in the views' frame): the sculpting's starting shape instead of
+    the body (e.g. a 3DGM density's mesh); the rig still comes from the body."""
     report = overall_progress(progress)
     timings: dict[str, float] = {}
     train = views.split("train")
@@ -125,7 +128,8 @@ def build_avatar(
     timings["body"] = time.perf_counter() - t
 
     cpu = time.process_time()
-    gs = sculpt(train, body.vertices, body.faces, config.sculpt, report)
+    start_v, start_f = init_mesh if init_mesh is not None else (body.vertices, body.faces)
+    gs = sculpt(train, start_v, start_f, config.sculpt, report)
     timings["sculpt_cpu"] = time.process_time() - cpu
     timings["sculpt_init"], timings["sculpt_refine"] = gs.init_seconds, gs.refine_seconds
     timings["sculpt"] = gs.init_seconds + gs.refine_seconds

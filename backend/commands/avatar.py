@@ -45,6 +45,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     fov = contract("avatar.from_image").param("photo_fov").default
     gen.add_argument("--photo-fov", type=float, default=fov,
                      help="--image: the photo's vertical field of view in degrees")
+    noise = parser.add_argument_group("from noise (job avatar.from_noise; docs/threedgm.md)")
+    noise.add_argument("--from-noise", action="store_true", help="a random avatar from a trained 3DGM run")
+    noise.add_argument("--checkpoint", type=Path, help="--from-noise: the `3dgm train` run folder")
+    psi = contract("avatar.from_noise").param("truncation").default
+    noise.add_argument("--truncation", type=float, default=psi,
+                       help="--from-noise: psi, 0 = the mean avatar (--seed, --num-views, --size apply)")
     gen.add_argument("--views-out", type=Path, help="also copy the generated views folder here")
     gen.add_argument("--negative-prompt", help="default: generic defects (lowres, blurry, bad anatomy...)")
     text = contract("avatar.from_text")
@@ -115,6 +121,10 @@ def _progress(quiet: bool) -> Any:
 
 
 def run_avatar(args: argparse.Namespace) -> int:
+    if args.from_noise:
+        from backend.commands.avatar_noise import run_from_noise
+
+        return run_from_noise(args, _ConsoleContext)
     if args.prompt is not None or args.image is not None:
         return run_generated(args)
     if args.views is None or args.out is None:

@@ -125,6 +125,10 @@ JOB_KINDS: dict[str, JobKind] = {
                 KINDS["footage.decompose"].summary, 300.0),
         JobKind("footage.insert", "backend.jobs.footage", "footage_insert",
                 KINDS["footage.insert"].summary, 300.0),
+        JobKind("avatar.from_noise", "backend.jobs.threedgm_avatar", "avatar_from_noise",
+                KINDS["avatar.from_noise"].summary, 300.0),
+        JobKind("avatar.from_image_inversion", "backend.jobs.threedgm_avatar", "avatar_from_image_inversion",
+                KINDS["avatar.from_image_inversion"].summary, 300.0),
     ]
 }
 assert set(JOB_KINDS) == set(KINDS), "every contract in protocol/kinds.py has a job function and back"

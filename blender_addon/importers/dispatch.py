@@ -197,6 +197,8 @@ IMPORTERS = {
     # The generated kinds' result arrays are avatar.from_views' (protocol/kinds.py).
     "avatar.from_text": _avatar,
     "avatar.from_image": _avatar,
+    "avatar.from_noise": _avatar,
+    "avatar.from_image_inversion": _avatar,
     "clips.render": _clips,
     "body.mesh": _body_mesh,
     "body.preview": _preview,
@@ -212,7 +214,9 @@ def stages(kind: str) -> tuple[str, ...]:
     from .preview import PREVIEW_STAGES
 
     return {"avatar.from_views": AVATAR_STAGES, "avatar.from_text": AVATAR_STAGES,
-            "avatar.from_image": AVATAR_STAGES, "body.mesh": BODY_STAGES, "body.preview": PREVIEW_STAGES,
+            "avatar.from_image": AVATAR_STAGES, "avatar.from_noise": AVATAR_STAGES,
+            "avatar.from_image_inversion": AVATAR_STAGES, "body.mesh": BODY_STAGES,
+            "body.preview": PREVIEW_STAGES,
             "clips.render": CLIP_STAGES, "footage.insert": FOOTAGE_STAGES,
             "footage.decompose": FOOTAGE_STAGES}.get(kind, ())
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import avatar_generate, body, clips, connection, footage, from_selected, jobs
+from . import avatar_generate, avatar_random, body, clips, connection, footage, from_selected, jobs
 
 CLASSES = (*connection.CLASSES, *body.CLASSES, *jobs.CLASSES, *clips.CLASSES, *avatar_generate.CLASSES,
-           *from_selected.CLASSES, *footage.CLASSES)
+           *from_selected.CLASSES, *footage.CLASSES, *avatar_random.CLASSES)

@@ -37,3 +37,23 @@ def data(clips_dir: Path):
     from backend.threedgm.dataset import ClipsDataset
 
     return ClipsDataset(clips_dir, TINY.generator.out_res, TINY.generator.warp_vertices)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(data, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny run trained for 20 steps (one checkpoint): what sampling, inversion and the jobs load."""
+    from dataclasses import replace
+
+    import torch
+
+    from backend.threedgm.config import TINY
+    from backend.threedgm.train import Trainer
+
+    out = tmp_path_factory.mktemp("threedgm-run") / "run"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        Trainer(data, out, replace(TINY, checkpoint_every=1000)).train(20)
+    finally:
+        torch.set_num_threads(threads)
+    return out
