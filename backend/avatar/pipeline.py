@@ -198,6 +198,8 @@ def build_avatar(
             "pose_corrective_max_m": float(np.linalg.norm(canon.pose_offsets, axis=1).max(initial=0.0)),
             "texture_size": int(tex.texture.shape[0]),
             "hands_from_body": hands_moved,
+            "sculpt_init_iters_run": gs.init_iters_run,
+            "sculpt_step_backs": gs.step_backs,
             "robust": _robust_info(train, gs, tex),
             **({"body_fit": fit} if fit is not None else {}),
         },

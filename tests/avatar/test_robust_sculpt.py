@@ -49,12 +49,12 @@ def test_perturbations_are_deterministic_and_of_the_stated_size(perturbed, small
 def test_the_inconsistent_view_gets_the_lowest_sculpt_weight(perturbed) -> None:
     (pv, _), _, char = perturbed
     cfg = SculptConfig(grid_resolution=24, init_iters=30, refine_iters=16, render_scale=1.0,
-                       init_samples=2048)
+                       init_samples=2048, refine_cameras=True)
     res = sculpt(pv.split("train"), char.body.vertices, char.body.faces, cfg)
     w = res.view_weights
     assert w is not None and int(np.argmin(w)) == 3, w
-    # At this grid the sculpt's own error is most of every view's disagreement: the warp adds ~40 %.
-    assert w[3] < 0.92 and np.all(np.delete(w, 3) > 0.97), w
+    # At this grid the sculpt's own error is most of every view's disagreement (the warp adds ~40-60 %).
+    assert w[3] < 0.9 and np.all(np.delete(w, 3) > 0.94), w
     assert res.camera_corrections is not None and res.camera_corrections.shape == (8, 3)
     assert len(res.faces) > 1000
 

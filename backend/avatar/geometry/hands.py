@@ -8,7 +8,8 @@ grid is too coarse the sculpted surface near each hand is moved onto the body's 
 sculpt vertex within ``reach`` of the body's hand surface goes to its closest point there, fully
 past the wrist and blended to nothing over ``blend`` of the hand's length up the forearm (so the
 wrist stays continuous). Only vertex positions change: the mesh stays watertight, with the same
-faces.
+faces. Only vertices whose closest body point is on the hand move (a skirt beside a hand keeps
+its own shape).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ HAND_PARTS = {"left": "hand_l", "right": "hand_r"}
 class HandConfig:
     mode: str = "auto"  # "auto": when cells exceed max_cell_m | "body" (always) | "sculpt" (never)
     max_cell_m: float = 0.012  # a grid finer than this resolves a hand (about half its thickness)
-    reach_cells: float = 1.5  # vertices within this many cells of the body's hand are moved (the blob
-    # around a hand reaches ~1.2 cells out: at 0.8 a 1.44x-thick shell was left on one hand)
+    # Vertices closest to the body's hand and within this many cells of it are moved (the blob around
+    # a hand reaches 1.2-2 cells out: at 0.8 a 1.44x-thick shell was left on one hand).
+    reach_cells: float = 2.5
     min_reach_m: float = 0.015
     blend: float = 0.3  # fraction of the hand's length over which the weight ramps up from the wrist
 
@@ -67,6 +69,7 @@ def keep_body_hands(
     out = np.array(vertices, dtype=np.float64, copy=True)
     reach = max(config.min_reach_m, config.reach_cells * cell_size)
     moved: dict[str, int] = {}
+    whole_body = MeshQuery(body.vertices, body.faces)
     for side, (wrist, axis, length) in hand_frames(body).items():
         part = body.part_names.index(HAND_PARTS[side])
         hand_v = body.part_labels == part
@@ -77,6 +80,13 @@ def keep_body_hands(
         dist = np.linalg.norm(vertices - wrist, axis=1)
         near = (t > -config.blend * length) & (dist < 1.5 * length + reach)
         idx = np.nonzero(near)[0]
+        if len(idx) == 0:
+            continue
+        # Only vertices whose closest body point is on this hand: a skirt or thigh beside the hand
+        # is closer to its own body part and stays where the views put it.
+        whole = whole_body.closest(vertices[idx])
+        corner = body.faces[whole.face, np.argmax(whole.bary, axis=1)]
+        idx = idx[body.part_labels[corner] == part]
         if len(idx) == 0:
             continue
         q = MeshQuery(body.vertices, hand_f).closest(vertices[idx])
