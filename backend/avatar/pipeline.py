@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import numpy as np
 
 from backend.avatar.body_mesh import BodyMesh
 from backend.avatar.fitted_body import views_body
+from backend.avatar.geometry.hands import HandConfig, keep_body_hands
 from backend.avatar.geometry.sculpt import SculptConfig, sculpt
 from backend.avatar.io.split_vertices import split_by_uv
 from backend.avatar.io.views import ViewSet
@@ -33,7 +34,7 @@ from backend.avatar.progress import ProgressFn, no_progress
 from backend.avatar.rig.part_labels import closest_body_points, transfer_part_labels
 from backend.avatar.rig.skinning import RigConfig, canonical_pose, rig_mesh
 from backend.avatar.texture.atlas import Atlas
-from backend.avatar.texture.optimise import TextureConfig, optimise_texture
+from backend.avatar.texture.optimise import TextureConfig, auto_texture_size, optimise_texture
 from backend.avatar.texture.uv_layout import UVConfig, make_uv_layout
 from backend.fitting import FitConfig
 from backend.mesh.normals import vertex_normals
@@ -58,6 +59,7 @@ class AvatarConfig:
     texture: TextureConfig = field(default_factory=TextureConfig)
     rig: RigConfig = field(default_factory=RigConfig)
     fit: FitConfig = field(default_factory=FitConfig)  # the body fit, for views without SMPL-X
+    hands: HandConfig = field(default_factory=HandConfig)  # the body's hands where cells are too coarse
 
     def __post_init__(self) -> None:
         self.uv.atlas.texture_size = self.texture.texture_size
@@ -134,6 +136,7 @@ def build_avatar(
     timings["sculpt_init"], timings["sculpt_refine"] = gs.init_seconds, gs.refine_seconds
     timings["sculpt"] = gs.init_seconds + gs.refine_seconds
     v, f = gs.vertices, gs.faces
+    v, hands_moved = keep_body_hands(v, f, body, gs.grid.cell_size, config.hands)
 
     t = time.perf_counter()
     cpu = time.process_time()
@@ -144,12 +147,18 @@ def build_avatar(
 
     t = time.perf_counter()
     report("uv", 0.0, f"unwrapping ({config.uv.unwrap.method})")
-    atlas = make_uv_layout(v, f, labels, body, config.uv)
+    size = config.texture.texture_size or auto_texture_size(v, f, train, config.texture.texels_per_pixel)
+    uv_cfg = replace(config.uv, atlas=replace(config.uv.atlas, texture_size=size))
+    tex_cfg = replace(config.texture, texture_size=size)
+    atlas = make_uv_layout(v, f, labels, body, uv_cfg)
     split = split_by_uv(v, f, atlas.uv)
     timings["uv"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    tex = optimise_texture(split.vertices, split.faces, split.uvs, train, config.texture, report)
+    # Texture through the cameras as the sculpt corrected them (views a few pixels off, sculpt.py).
+    tex_views = train if gs.cameras is None else [
+        replace(view, camera=cam) for view, cam in zip(train, gs.cameras, strict=True)]
+    tex = optimise_texture(split.vertices, split.faces, split.uvs, tex_views, tex_cfg, report)
     timings["texture"] = time.perf_counter() - t
     timings["et_cpu"] = time.process_time() - cpu  # parts + UVs + texture, CPU seconds (all threads)
 
@@ -191,6 +200,11 @@ def build_avatar(
             "unwrap": config.uv.unwrap.method,
             "bind_pose": "smplx_zero",
             "pose_corrective_max_m": float(np.linalg.norm(canon.pose_offsets, axis=1).max(initial=0.0)),
+            "texture_size": int(tex.texture.shape[0]),
+            "hands_from_body": hands_moved,
+            "sculpt_init_iters_run": gs.init_iters_run,
+            "sculpt_step_backs": gs.step_backs,
+            "robust": _robust_info(train, gs, tex),
             **({"body_fit": fit} if fit is not None else {}),
         },
         init_mesh=None if gs.init_vertices is None else (gs.init_vertices, gs.init_faces),
@@ -201,6 +215,25 @@ def build_avatar(
         pose_transforms=canon.transforms,
         pose_offsets=canon.pose_offsets[split.source],
     )
+
+
+def _robust_info(train: list, gs: Any, tex: Any) -> dict[str, Any]:
+    """Per training view: the sculpt's confidence, the camera correction (px at the view's focal
+    length), the texture's view weight and colour correction (docs/avatar.md, "Robust")."""
+    rows = []
+    for k, view in enumerate(train):
+        row: dict[str, Any] = {"name": view.name}
+        if gs.view_weights is not None:
+            row["sculpt_weight"] = round(float(gs.view_weights[k]), 4)
+        if gs.camera_corrections is not None:
+            row["camera_correction_px"] = round(
+                float(np.linalg.norm(gs.camera_corrections[k][:2]) * view.camera.K[0, 0]), 3)
+        if tex.view_weight is not None:
+            row["texture_weight"] = round(float(tex.view_weight[k]), 4)
+            row["colour_gain"] = [round(float(x), 4) for x in tex.view_gain[k]]
+            row["colour_offset"] = [round(float(x), 4) for x in tex.view_offset[k]]
+        rows.append(row)
+    return {"views": rows}
 
 
 def write_outputs(

@@ -153,6 +153,11 @@ def run_avatar(args: argparse.Namespace) -> int:
     except (ValueError, JobInputError, ViewsFormatError, NormalEstimatorMissing) as exc:
         print(f"avatar: {exc}", file=sys.stderr)
         return 2
+    # The views marked "split": "test" were never fitted: score the avatar on them (docs/avatar.md).
+    from backend.avatar.eval.score import score_test_views
+
+    test = score_test_views(result.vertices, result.faces, result.uvs, result.texture, views.split("test"))
+    result.info["test_views"] = test
     files = write_outputs(result, args.out, config)
     summary = {
         "files": {k: str(v) for k, v in files.items()},
@@ -165,6 +170,15 @@ def run_avatar(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2, default=str))
     else:
         print(f"avatar written to {args.out} ({len(result.vertices)} vertices, {len(result.faces)} faces)")
+        for row in test["views"]:
+            print(f"  held-out {row['name']}: PSNR {row['psnr_masked_db']:.2f} dB, "
+                  f"SSIM {row['ssim_masked']:.3f} inside the masks, mask IoU {row['mask_iou']:.3f}")
+        if test["mean"] is not None:
+            m = test["mean"]
+            print(f"  held-out mean ({len(test['views'])} views): PSNR {m['psnr_masked_db']:.2f} dB, "
+                  f"SSIM {m['ssim_masked']:.3f}, mask IoU {m['mask_iou']:.3f}")
+        else:
+            print("  no views marked \"split\": \"test\": nothing held out to score")
     return 0
 
 

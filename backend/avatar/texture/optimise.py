@@ -13,7 +13,7 @@ bilinear and mip-mapped sampling clean at their borders.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -22,12 +22,16 @@ import torch.nn.functional as F
 from backend.avatar.io.views import View
 from backend.avatar.progress import ProgressFn, no_progress
 from backend.avatar.render_views import camera_clip
+from backend.avatar.texture.colour import ColourConfig, fuse_colours
 from backend.mesh.normals import vertex_normals
 
 
 @dataclass
 class TextureConfig:
-    texture_size: int = 1024  # up to 2048
+    # Up to 2048; 0: matched to what the views resolve (``auto_texture_size``): a 1024 atlas from
+    # 512 px views left most texels unseen, filled rather than observed (grain).
+    texture_size: int = 0
+    texels_per_pixel: float = 1.25  # auto size: texel edge = the views' finest pixel footprint / this
     iterations: int = 60
     lr: float = 0.005  # the splat-average start is near the optimum: small steps
     w_tv: float = 0.005
@@ -36,6 +40,8 @@ class TextureConfig:
     erode_pixels: int = 1  # shrink masks so silhouette pixels (mixed with background) are not used
     rasterizer: str = "auto"
     seed: int = 0
+    # Per-view colour correction and robust (IRLS) fusion weights before the splat (texture/colour.py).
+    colour: ColourConfig = field(default_factory=ColourConfig)
 
 
 @dataclass
@@ -44,12 +50,34 @@ class TextureResult:
     seen: np.ndarray  # (S,S) bool: texels constrained by some view
     seconds: float
     losses: list[float]
+    view_gain: np.ndarray | None = None  # (V,3) per-view colour correction applied (colour.py)
+    view_offset: np.ndarray | None = None
+    view_weight: np.ndarray | None = None  # (V,) robust weight of each training view
+
+
+def auto_texture_size(
+    vertices: np.ndarray, faces: np.ndarray, views: list[View], texels_per_pixel: float = 1.25,
+    utilisation: float = 0.6, lo: int = 128, hi: int = 2048,
+) -> int:
+    """Atlas side so that a texel is about a view pixel on the surface (a multiple of 64).
+
+    The pixel footprint at the mesh is its centroid's depth over the focal length, in the finest
+    view; the charts cover ``utilisation`` of the atlas (the packer reaches ~0.6).
+    """
+    tri = np.asarray(vertices)[np.asarray(faces)]
+    area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum()
+    centre = np.asarray(vertices).mean(0)
+    footprint = min(
+        float((v.camera.R @ centre + v.camera.t)[2]) / float(v.camera.K[0, 0]) for v in views
+    ) / max(texels_per_pixel, 1e-6)
+    side = np.sqrt(area / max(footprint, 1e-6) ** 2 / utilisation)
+    return int(np.clip(np.ceil(side / 64) * 64, lo, hi))
 
 
 def _observations(
     vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray, views: list[View], config: TextureConfig
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(N,2) uv, (N,3) colour and (N,) weight of every usable pixel of every view."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(N,2) uv, (N,3) colour, (N,) weight and (N,) view index of every usable pixel of every view."""
     from backend.render import get_rasterizer, interpolate
 
     rast = get_rasterizer(config.rasterizer)
@@ -57,8 +85,8 @@ def _observations(
     f = torch.as_tensor(faces, dtype=torch.int64)
     vn = vertex_normals(v, f)
     attrs = torch.cat([torch.as_tensor(uvs, dtype=torch.float32), vn, v], 1)
-    all_uv, all_rgb, all_w = [], [], []
-    for view in views:
+    all_uv, all_rgb, all_w, all_k = [], [], [], []
+    for k, view in enumerate(views):
         cam = view.camera
         with torch.no_grad():
             clip = camera_clip(v, cam)
@@ -80,10 +108,12 @@ def _observations(
         all_uv.append(uv[ok])
         all_rgb.append(view.rgba[..., :3][mask][ok])
         all_w.append(cos[ok] ** 2)
+        all_k.append(np.full(int(ok.sum()), k))
     return (
         torch.as_tensor(np.concatenate(all_uv), dtype=torch.float32),
         torch.as_tensor(np.concatenate(all_rgb), dtype=torch.float32),
         torch.as_tensor(np.concatenate(all_w), dtype=torch.float32),
+        torch.as_tensor(np.concatenate(all_k), dtype=torch.int64),
     )
 
 
@@ -140,8 +170,12 @@ def optimise_texture(
         raise ValueError(f"texture_size must be in [1, 4096], got {config.texture_size}")
     t0 = time.perf_counter()
     size = config.texture_size
-    uv, rgb, w = _observations(vertices, faces, uvs, views, config)
+    uv, rgb, w, view_index = _observations(vertices, faces, uvs, views, config)
     progress("texture", 0.05, f"{len(uv)} observed pixels from {len(views)} views")
+    fusion = fuse_colours(uv, rgb, w, view_index, len(views), size, config.colour)
+    rgb, w = fusion.rgb, w * fusion.weight
+    progress("texture", 0.08, "views' colours corrected; view weights "
+             + " ".join(f"{x:.2f}" for x in fusion.view_weight))
     acc, wacc = _splat(uv, rgb, w, size)
     seen = (wacc > 1e-3).numpy()
     init = (acc / wacc.clamp(min=1e-8).unsqueeze(-1)).numpy()
@@ -176,6 +210,9 @@ def optimise_texture(
         seen=seen,
         seconds=time.perf_counter() - t0,
         losses=losses,
+        view_gain=fusion.gain,
+        view_offset=fusion.offset,
+        view_weight=fusion.view_weight,
     )
 
 
