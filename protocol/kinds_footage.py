@@ -169,7 +169,8 @@ def footage_contracts() -> list[JobContract]:
                 ("insert/shadow/%06d.png", "the shadow's darkening, 8-bit grey (0 = none)"),
                 ("insert/occlusion/%06d.png", "matte of scene pixels in front of the character (white)"),
                 ("insert/composite.mp4", "with mp4"),
-                ("insert/layers/...", "the footage.decompose template of the shot (same names)"),
+                ("insert/layers/...", "the footage.decompose template of the shot (same names), when "
+                 "it was decomposed: people removed or depth estimated"),
                 ("insert/footage.json", "settings, sources, timings, frame numbers"),
             ),
         ),

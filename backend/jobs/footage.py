@@ -135,8 +135,12 @@ def footage_insert(params: Any, ctx: JobContext) -> JobResult:
                                 footage.fps, progress, ctx.check_cancelled)
     except FootageError as exc:
         raise JobInputError(str(exc)) from None
-    layer_files = write_template(out_dir / "layers", footage, camera, decomposed,
-                                 {"inpaint": p.inpaint, "timings_s": decomposed.timings_s})
+    # The template only when the decomposition changed something (people removed, depth
+    # estimated): else its video/ and scene/ would be the input frames again, written for nothing.
+    layer_files = {}
+    if decomposed.people != "none" or decomposed.depth_source == "estimator":
+        layer_files = write_template(out_dir / "layers", footage, camera, decomposed,
+                                     {"inpaint": p.inpaint, "timings_s": decomposed.timings_s})
     timings = {"read": round(read_s, 4), **{k: round(v, 4) for k, v in outcome.timings_s.items()}}
     data = {
         "frames": len(footage), "frame_start": footage.numbers[0], "width": footage.width,

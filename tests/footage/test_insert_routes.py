@@ -122,6 +122,8 @@ def test_the_neural_route_runs_through_the_job_on_tiny_models(avatar_dir, tiny_r
     first = _neural(avatar_dir, plate, video, tmp_path / "depth.npy", tmp_path / "a")
     assert check_result("footage.insert", first.data, first.arrays) == []
     assert first.data["route"] == "neural" and first.data["lighting"] == "neural"
+    # Nothing was removed or estimated: no template of the shot is written again.
+    assert first.data["people"] == "none" and not any(n.startswith("insert/layers/") for n in first.files)
     numbers = range(1, frames + 1)
     comp = np.stack([_read(first.files, f"insert/composite/{n:06d}.png") for n in numbers])
     occl = np.stack([_read(first.files, f"insert/occlusion/{n:06d}.png") for n in numbers])
