@@ -35,7 +35,9 @@ def test_contract_defaults_are_what_the_backend_runs() -> None:
     assert (avatar["grid"], avatar["init_iters"], avatar["refine_iters"], avatar["render_scale"]) == (
         sculpt.grid_resolution, sculpt.init_iters, sculpt.refine_iters, sculpt.render_scale
     )
-    assert (avatar["texture_size"], avatar["texture_iters"]) == (texture.texture_size, texture.iterations)
+    # texture_size: None in the contract = 0 in the library = matched to what the views resolve
+    assert (avatar["texture_size"] or 0, avatar["texture_iters"]) == (
+        texture.texture_size, texture.iterations)
     assert (avatar["unwrap"], avatar["normals"]) == (UnwrapConfig().method, sculpt.normal_source)
     fields = contract("avatar.from_views").param("synthetic").type.fields
     cfg = SyntheticConfig()
