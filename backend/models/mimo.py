@@ -397,3 +397,17 @@ TINY_MIMO_WRITERS: dict[str, tuple[str, Any]] = {
     "mimo-pose-guider": ("mimo-pose-guider", save_tiny_pose_guider),
     "mimo-image-encoder": ("mimo-image-encoder", save_tiny_mimo_image_encoder),
 }
+
+
+def write_tiny_route_models(root: Path) -> Path:
+    """Tiny versions of the neural route's roles and the VAE under ``root`` (the writers
+    ``make-tiny`` uses) and a ``models.toml`` naming them; returns that file. For tests that run
+    the route without every other tiny model."""
+    from backend.models.tiny import save_tiny_vae
+
+    lines = []
+    for role, (sub, write) in {**TINY_MIMO_WRITERS, "vae": ("vae", save_tiny_vae)}.items():
+        write(root / sub)
+        lines += [f"[models.{role}]", f'path = "{sub}"', ""]
+    (root / "models.toml").write_text("\n".join(lines), encoding="utf-8")
+    return root / "models.toml"

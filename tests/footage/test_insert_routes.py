@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from scipy.ndimage import binary_dilation
+from test_insert import Ctx  # the job context of the 3D-route tests
 
 from backend.avatar.eval.metrics import psnr
 from backend.footage.cgplate import make_plate, write_body_avatar
@@ -20,18 +21,6 @@ from protocol.cameras import CameraPath
 from protocol.kinds import check_result
 
 FPS = 30.0
-
-
-class Ctx:
-    def __init__(self, work_dir: Path) -> None:
-        self.work_dir = work_dir
-        self.events: list[tuple[float, str]] = []
-
-    def progress(self, fraction, message="", *, stage="", preview=None) -> None:
-        self.events.append((fraction, message))
-
-    def check_cancelled(self) -> None:
-        return None
 
 
 @pytest.fixture(scope="module")
@@ -89,17 +78,10 @@ def test_a_person_in_the_shot_is_removed_and_the_avatar_inserted_elsewhere(avata
 
 @pytest.fixture(scope="module")
 def tiny_route_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from backend.models.mimo import TINY_MIMO_WRITERS
-    from backend.models.tiny import save_tiny_vae
+    from backend.models.mimo import write_tiny_route_models
 
-    root = tmp_path_factory.mktemp("tiny-route")
-    lines = []
     with torch_threads(1):
-        for role, (sub, write) in {**TINY_MIMO_WRITERS, "vae": ("vae", save_tiny_vae)}.items():
-            write(root / sub)
-            lines += [f"[models.{role}]", f'path = "{sub}"', ""]
-    (root / "models.toml").write_text("\n".join(lines), encoding="utf-8")
-    return root / "models.toml"
+        return write_tiny_route_models(tmp_path_factory.mktemp("tiny-route"))
 
 
 def _neural(avatar_dir: Path, plate, video: Path, depth: Path, work: Path, **extra) -> object:

@@ -42,17 +42,10 @@ def _one_torch_thread():  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def tiny_route_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``models.toml`` naming tiny versions of the route's roles and the VAE (make_tiny's writers)."""
-    from backend.models.mimo import TINY_MIMO_WRITERS
-    from backend.models.tiny import save_tiny_vae
+    from backend.models.mimo import write_tiny_route_models
 
-    root = tmp_path_factory.mktemp("tiny-mimo")
-    lines = []
     with torch_threads(1):
-        for role, (sub, write) in {**TINY_MIMO_WRITERS, "vae": ("vae", save_tiny_vae)}.items():
-            write(root / sub)
-            lines += [f"[models.{role}]", f'path = "{sub}"', ""]
-    (root / "models.toml").write_text("\n".join(lines), encoding="utf-8")
-    return root / "models.toml"
+        return write_tiny_route_models(tmp_path_factory.mktemp("tiny-mimo"))
 
 
 @pytest.fixture
