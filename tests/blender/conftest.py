@@ -110,7 +110,14 @@ def avatar_addon():
 @pytest.fixture
 def clean_scene(avatar_addon):
     """An emptied scene (objects, data, strips, jobs) and a disconnected bridge."""
+    import addon_utils
+
     from blender_addon import bridge
+
+    if not hasattr(bpy.types.Scene, "avatar_studio"):
+        # A test before this one read Blender's factory settings (test_cameras_blender.py does),
+        # which disables every add-on: enable it again, as the session fixture did.
+        assert addon_utils.enable("blender_addon", default_set=True, handle_error=None) is not None
 
     def clear() -> None:
         bridge.reset_bridge()
@@ -126,6 +133,10 @@ def clean_scene(avatar_addon):
                 collection.remove(block)
         scene.avatar_studio.jobs.clear()
         scene.frame_start, scene.frame_end, scene.frame_current = 1, 250, 1
+        # Render settings other tests change (test_cameras_blender.py: pixel aspect, percentage).
+        render = scene.render
+        render.pixel_aspect_x = render.pixel_aspect_y = 1.0
+        render.resolution_percentage = 100
 
     clear()
     yield bpy.context.scene
