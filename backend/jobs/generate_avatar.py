@@ -38,7 +38,7 @@ QUALITY_PRESETS: dict[str, dict[str, Any]] = {
     "draft": {"size": 384, "steps": 20, "grid": 48, "init_iters": 60, "refine_iters": 80,
               "render_scale": 0.5, "texture_size": 512, "texture_iters": 30},
     "standard": {"size": 512, "steps": 25, "grid": 64, "init_iters": 100, "refine_iters": 160,
-                 "render_scale": 0.5, "texture_size": 1024, "texture_iters": 60},
+                 "render_scale": 0.5, "texture_size": None, "texture_iters": 60},  # None: the views' match
     "high": {"size": 512, "steps": 30, "grid": 96, "init_iters": 150, "refine_iters": 300,
              "render_scale": 0.75, "texture_size": 2048, "texture_iters": 100},
 }
