@@ -40,9 +40,11 @@ def read_photo(image: Any) -> np.ndarray:
             if path.stat().st_size > MAX_PHOTO_BYTES:
                 raise JobInputError(f"params.image: larger than {MAX_PHOTO_BYTES >> 20} MiB")
             data = path.read_bytes()
-    except (OSError, ValueError) as exc:  # ParamError is a ValueError (too big, gone since submit)
-        if isinstance(exc, JobInputError):
-            raise
+    except JobInputError:
+        raise
+    except ValueError as exc:  # a ParamError (too big, gone since submit): it names the field
+        raise JobInputError(str(exc)) from None
+    except OSError as exc:
         raise JobInputError(f"params.image: {exc}") from None
     try:
         with Image.open(io.BytesIO(data)) as im:  # reads the header only

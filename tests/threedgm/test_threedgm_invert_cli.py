@@ -135,3 +135,23 @@ class _Quiet:
 
     def check_cancelled(self) -> None:
         return None
+
+
+def test_confined_photo_over_the_byte_limit(tiny_run: Path, photo: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the worker runs it (params confined to the roots): a photo over the byte limit is one
+    error naming params.image, read through the confined file (never past the limit)."""
+    import shutil
+
+    from backend.jobs import threedgm_photo
+    from backend.jobs.confine import InputRoots
+
+    data_dir = tmp_path / "backend-data"
+    inputs = data_dir / "inputs"
+    shutil.copytree(tiny_run, inputs / "run")
+    shutil.copy(photo, inputs / "photo.png")
+    typed = parse(KIND, {"checkpoint": str(inputs / "run"), "image": str(inputs / "photo.png")},
+                  InputRoots.for_server(data_dir).resolve)
+    monkeypatch.setattr(threedgm_photo, "MAX_PHOTO_BYTES", 100)
+    with pytest.raises(JobInputError, match=r"^params\.image: larger than 100 bytes$"):
+        get_job_kind(KIND).load()(typed, _Quiet(tmp_path / "work"))
