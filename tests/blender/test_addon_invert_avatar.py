@@ -31,8 +31,9 @@ kinds = kinds_module()
 INVERT = kinds.names(INVERT_KIND)
 BUTTON = ("operator", "avatar_studio.avatar_from_photo_3dgm")
 REPO = Path(__file__).resolve().parents[2]
-# few PTI steps and the smallest stages (tests/threedgm/test_threedgm_jobs.py: grid 24 keeps the surface)
-SMALL = {INVERT.w_steps: 40, INVERT.tune_steps: 60, INVERT.size: 64, INVERT.mesh_resolution: 24,
+# few PTI steps (the PSNR is the CLI test's to check) and the smallest stages
+# (tests/threedgm/test_threedgm_jobs.py: grid 24 keeps the surface)
+SMALL = {INVERT.w_steps: 10, INVERT.tune_steps: 10, INVERT.size: 64, INVERT.mesh_resolution: 24,
          INVERT.grid: 24, INVERT.init_iters: 30, INVERT.refine_iters: 15, INVERT.texture_size: 64,
          INVERT.texture_iters: 5}
 # A training item's crop (RGBA, alpha = its mask) at 128 px: a photo of a person the run has seen.
