@@ -61,6 +61,41 @@ def test_cli_process_inverts_a_photo(tiny_run: Path, photo: Path, tmp_path: Path
     assert "body fitted to the photo: silhouette IoU" in done.stdout
 
 
+def test_cli_inverts_a_views_folder(tiny_run: Path, data, tmp_path: Path, capsys: Any) -> None:
+    """A folder is the job's target (its camera and SMPL-X, no fit): --target-view picks the view."""
+    import json
+
+    import torch
+
+    from backend.avatar.io.views import View, ViewSet, write_views
+    from protocol.cameras import CameraFrame
+
+    item = data[0]
+    S = item["image"].shape[-1]
+    rgb = ((item["image"].permute(1, 2, 0).numpy() + 1) / 2).clip(0, 1)
+    rgba = np.concatenate([rgb, item["mask"][0].numpy()[..., None]], -1).astype(np.float32)
+    camera = CameraFrame.from_payload({"K": item["K"].double().tolist(), "R": item["R"].double().tolist(),
+                                       "t": item["t"].double().tolist(), "width": S, "height": S,
+                                       "near": 0.05, "far": 100.0})
+    smplx = {k: v.numpy().tolist() for k, v in item["params"].items()}
+    write_views(tmp_path / "target", ViewSet([View("front", camera, rgba)], smplx=smplx))
+    out = tmp_path / "avatar"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        code = cli.main(["avatar", "--invert", str(tmp_path / "target"), "--target-view", "front",
+                         "--checkpoint", str(tiny_run), "--out", str(out), "--w-steps", "40", "--tune-steps",
+                         "60", *SMALL_FLAGS, "--json"])
+    finally:
+        torch.set_num_threads(threads)
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    info = json.loads(captured.out)["threedgm"]
+    # measured 30.89 dB (pivot 24.30): the exact camera and body invert better than a fitted photo
+    assert info["target_view"] == "front" and info["psnr_db"] >= 25.0 and "body_fit" not in info, info
+    assert (out / "avatar.glb").read_bytes()[:4] == b"glTF"
+
+
 def _refused(argv: list[str], capsys: Any, out: Path) -> str:
     assert cli.main(["avatar", *argv, "--out", str(out), *SMALL_FLAGS]) == 2
     assert not out.exists(), "an error must leave no output"
