@@ -100,3 +100,6 @@ def draw_random(layout: bpy.types.UILayout, scene: bpy.types.Scene) -> None:
     row.prop(settings, "seed")
     row.prop(settings, "truncation")
     box.operator("avatar_studio.random_avatar", icon="OUTLINER_OB_ARMATURE")
+    from .operators.avatar_invert import draw_invert
+
+    draw_invert(box, scene)  # the photo and "Avatar from Photo (3DGM)" (avatar.from_image_inversion)

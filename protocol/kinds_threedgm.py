@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .kind_types import REQUIRED, Enum, Float, Int, JobContract, Param, PathParam, Result, Str
+from .payloads import PHOTO_FILE
 
 # The avatar.from_views params that are not its input (views / synthetic): the stage knobs.
 _FROM_VIEWS_INPUTS = ("views", "synthetic")
@@ -75,10 +76,17 @@ def threedgm_contracts(from_views: JobContract) -> list[JobContract]:
         "on a ring, then the avatar.from_views pipeline.",
         (
             *_common(from_views)[:1],
-            Param("target", PathParam("dir"), REQUIRED,
+            Param("target", PathParam("dir"), None,
                   "a views folder (docs/avatar.md) with the image: RGBA (alpha = the person's mask), "
-                  "its camera and the body's SMPL-X parameters, e.g. a front render of our clips"),
+                  "its camera and the body's SMPL-X parameters, e.g. a front render of our clips; "
+                  "give target or image"),
             Param("target_view", Str(128), None, "the view of target inverted (default: the first)"),
+            # A photo has no camera nor body: both come from avatar.from_image's body fit.
+            Param("image", PHOTO_FILE, None,
+                  "a photo instead of target (alpha = the mask, else the mask from its background): "
+                  "the body is fitted to it in the photo_fov camera (with <stem>.keypoints.json beside it "
+                  "when there is one, else the pose-estimator role when present, else the silhouette)"),
+            Param("photo_fov", Float(5.0, 120.0), 40.0, "image: its vertical field of view, degrees"),
             Param("w_steps", Int(0, 10_000), 200, "latent optimisation steps"),
             Param("tune_steps", Int(0, 10_000), 200, "pivotal tuning steps"),
             *_common(from_views)[1:],

@@ -1,5 +1,6 @@
 """CLI: ``avatar-studio avatar --views DIR --out DIR``,
-``avatar-studio avatar --prompt "..." [--image photo.png] [--views-out DIR] --out DIR [--models FILE]``
+``avatar-studio avatar --prompt "..." [--image photo.png] [--views-out DIR] --out DIR [--models FILE]``,
+``--from-noise`` / ``--invert PHOTO`` with ``--checkpoint RUN_DIR`` (avatar_noise.py, avatar_invert.py)
 and ``avatar-studio avatar make-synthetic --out DIR``.
 
 ``--prompt`` runs the job kind ``avatar.from_text`` (``avatar.from_image`` with ``--image``)
@@ -44,13 +45,16 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
                      help="--image: dress the A-pose body instead of fitting one to the photo")
     fov = contract("avatar.from_image").param("photo_fov").default
     gen.add_argument("--photo-fov", type=float, default=fov,
-                     help="--image: the photo's vertical field of view in degrees")
+                     help="--image/--invert PHOTO: the photo's vertical field of view in degrees")
     noise = parser.add_argument_group("from noise (job avatar.from_noise; docs/threedgm.md)")
     noise.add_argument("--from-noise", action="store_true", help="a random avatar from a trained 3DGM run")
-    noise.add_argument("--checkpoint", type=Path, help="--from-noise: the `3dgm train` run folder")
+    noise.add_argument("--checkpoint", type=Path, help="--from-noise/--invert: the `3dgm train` run folder")
     psi = contract("avatar.from_noise").param("truncation").default
     noise.add_argument("--truncation", type=float, default=psi,
                        help="--from-noise: psi, 0 = the mean avatar (--seed, --num-views, --size apply)")
+    from backend.commands.avatar_invert import add_arguments as add_invert_arguments
+
+    add_invert_arguments(parser)  # --invert PHOTO|VIEWS_DIR (avatar.from_image_inversion)
     gen.add_argument("--views-out", type=Path, help="also copy the generated views folder here")
     gen.add_argument("--negative-prompt", help="default: generic defects (lowres, blurry, bad anatomy...)")
     text = contract("avatar.from_text")
@@ -121,6 +125,10 @@ def _progress(quiet: bool) -> Any:
 
 
 def run_avatar(args: argparse.Namespace) -> int:
+    if args.invert is not None:
+        from backend.commands.avatar_invert import run_from_inversion
+
+        return run_from_inversion(args, _ConsoleContext)
     if args.from_noise:
         from backend.commands.avatar_noise import run_from_noise
 

@@ -52,7 +52,8 @@ def _load(p: Any, ctx: JobContext) -> Any:
 
 
 def _target(p: Any, run: Any, ctx: JobContext) -> Any:
-    """The inversion target from a views folder: one view's RGBA, camera and the SMPL-X body,
+    """The inversion target from a views folder (or a photo made into one with the body fitted to
+    it: backend/jobs/threedgm_photo.py): one view's RGBA, camera and the SMPL-X body,
     cropped square around the mask and resized to the generator's output (as the training crops)."""
     import numpy as np
     import torch
@@ -63,7 +64,14 @@ def _target(p: Any, run: Any, ctx: JobContext) -> Any:
     from backend.threedgm.invert import Target
     from backend.threedgm.sample import pose_body
 
-    views = _read_views(p.target, Path(ctx.work_dir))
+    if (p.target is None) == (p.image is None):
+        raise JobInputError("params: give target (a views folder) or image (a photo), one of them")
+    if p.image is not None:  # the body fitted to the photo, in the photo's assumed camera
+        from backend.jobs.threedgm_photo import photo_views
+
+        views = photo_views(p, ctx)
+    else:
+        views = _read_views(p.target, Path(ctx.work_dir))
     chosen = [v for v in views.views if p.target_view is None or v.name == p.target_view]
     if not chosen:
         raise JobInputError(f"target has no view named {p.target_view!r} "
@@ -98,7 +106,7 @@ def _target(p: Any, run: Any, ctx: JobContext) -> Any:
     cond = camera_vector(K, R, t, body.root, S)
     target = Target(image[None], mask_c[None], K[None], R[None], t[None], cond[None],
                     BodyBatch(body.verts[None], body.transforms[None], body.root[None]))
-    return target, view.name
+    return target, view.name, views.extra.get("body_fit")
 
 
 def _finish(p: Any, ctx: JobContext, run: Any, sample: Any, info: dict[str, Any]) -> JobResult:
@@ -147,6 +155,26 @@ def _finish(p: Any, ctx: JobContext, run: Any, sample: Any, info: dict[str, Any]
     return avatar_job_result(result, out, {"threedgm": summary, "sample_folder": "sample"}, extra)
 
 
+def _step_progress(ctx: JobContext, w_steps: int, tune_steps: int) -> Any:
+    """PTI's per-step callback: cancel checked every step, progress (0.05 -> 0.2) at most twice a
+    second, so the Jobs panel and the CLI see the inversion move."""
+    count, last = [0], [0.0]
+    total = max(1, w_steps + tune_steps)
+
+    def check() -> None:
+        ctx.check_cancelled()
+        count[0] += 1
+        now = time.monotonic()
+        if now - last[0] > 0.5:
+            i = count[0]
+            phase = (f"latent step {i}/{w_steps}" if i <= w_steps
+                     else f"tuning step {i - w_steps}/{tune_steps}")
+            ctx.progress(0.05 + 0.15 * min(i / total, 1.0), phase, stage="invert")
+            last[0] = now
+
+    return check
+
+
 def avatar_from_noise(params: Any, ctx: JobContext) -> JobResult:
     from backend.threedgm.sample import sample_avatar
 
@@ -168,13 +196,14 @@ def avatar_from_image_inversion(params: Any, ctx: JobContext) -> JobResult:
     p = typed_params("avatar.from_image_inversion", params)
     start = time.perf_counter()
     run = _load(p, ctx)
-    target, view_name = _target(p, run, ctx)
+    target, view_name, body_fit = _target(p, run, ctx)
     ctx.progress(0.05, f"inverting view {view_name!r} (PTI)", stage="invert")
     result = invert(run.G, target, InversionConfig(w_steps=p.w_steps, tune_steps=p.tune_steps),
-                    check=ctx.check_cancelled)
+                    check=_step_progress(ctx, p.w_steps, p.tune_steps))
     tuned = LoadedRun(result.G, run.template, run.config, run.step, run.folder)
     sample = sample_avatar(tuned, seed=0, views=p.views, w=result.w)
     info = {"target_view": view_name, "w_steps": p.w_steps, "tune_steps": p.tune_steps,
             "psnr_pivot_db": result.psnr_pivot, "psnr_db": result.psnr, "psnr_person_db": result.psnr_person,
-            "views": p.views, "run_step": run.step, "invert_seconds": time.perf_counter() - start}
+            "views": p.views, "run_step": run.step, "invert_seconds": time.perf_counter() - start,
+            **({"body_fit": body_fit} if body_fit is not None else {})}
     return _finish(p, ctx, tuned, sample, info)
