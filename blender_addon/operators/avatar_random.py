@@ -11,6 +11,7 @@ import bpy
 from .. import bridge, job_params
 from ..avatar_panel import RANDOM_KIND
 from . import gates
+from .avatar_generate import execute_submit, submit_avatar_job
 
 
 def submit_random_avatar(scene: bpy.types.Scene, overrides: dict[str, Any] | None = None) -> Any:
@@ -19,11 +20,7 @@ def submit_random_avatar(scene: bpy.types.Scene, overrides: dict[str, Any] | Non
     settings = scene.avatar_studio.avatar
     checkpoint = bpy.path.abspath(settings.threedgm_checkpoint).rstrip("/\\")
     params = {**job_params.random_avatar_params(settings, checkpoint), **(overrides or {})}
-    job_params.validate(RANDOM_KIND, params)
-    item = bridge.get_bridge().submit(scene, RANDOM_KIND, params, meta={"name": "Random Avatar"},
-                                      auto_import=True)
-    settings.last_job_key = item.request_key
-    return item
+    return submit_avatar_job(scene, RANDOM_KIND, params, "Random Avatar")
 
 
 class AVS_OT_random_avatar(bpy.types.Operator):
@@ -47,13 +44,8 @@ class AVS_OT_random_avatar(bpy.types.Operator):
         return True
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        try:
-            submit_random_avatar(context.scene)
-        except (ValueError, RuntimeError) as exc:  # kinds.ParamError is a ValueError
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        self.report({"INFO"}, "random avatar requested (see Jobs)")
-        return {"FINISHED"}
+        return execute_submit(self, lambda: submit_random_avatar(context.scene),
+                              "random avatar requested (see Jobs)")
 
 
 CLASSES = (AVS_OT_random_avatar,)
