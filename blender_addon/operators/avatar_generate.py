@@ -65,8 +65,7 @@ class AVS_OT_generate_avatar_prompt(bpy.types.Operator):
         if kind == "avatar.from_views":
             cls.poll_message_set("choose From Prompt or From Photo")
             return False
-        if not bridge.get_bridge().has_job_kind(kind):
-            cls.poll_message_set(f"this backend has no {kind} job")
+        if not gates.poll_job_kind(cls, kind):
             return False
         if settings.source == FROM_PHOTO and not settings.image_path:
             cls.poll_message_set("choose a photo (inside the backend's input roots)")

@@ -8,7 +8,7 @@ from typing import Any
 
 import bpy
 
-from .. import bridge, job_params
+from .. import job_params
 from ..avatar_panel import RANDOM_KIND
 from . import gates
 from .avatar_generate import execute_submit, submit_avatar_job
@@ -38,10 +38,7 @@ class AVS_OT_random_avatar(bpy.types.Operator):
         if not context.scene.avatar_studio.avatar.threedgm_checkpoint.strip():
             cls.poll_message_set("set a trained 3DGM run folder")
             return False
-        if not bridge.get_bridge().has_job_kind(RANDOM_KIND):
-            cls.poll_message_set(f"this backend has no {RANDOM_KIND} job")
-            return False
-        return True
+        return gates.poll_job_kind(cls, RANDOM_KIND)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         return execute_submit(self, lambda: submit_random_avatar(context.scene),
