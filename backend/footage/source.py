@@ -260,6 +260,17 @@ def _read_depth_file(path: Path) -> np.ndarray:
         raise FootageError(f"depth: {path.name} is not a readable .npy ({type(exc).__name__})") from None
 
 
+def _pick_files(files: list[Path], footage: Footage, what: str, folder: Path, noun: str) -> list[Path]:
+    """The per-frame files of a depth or mask folder for the frames used, in their order: the
+    folder holds exactly those frames, or the whole shot (then picked by footage frame number)."""
+    if len(files) == len(footage):
+        return files
+    if len(files) >= footage.numbers[-1]:
+        return [files[k - 1] for k in footage.numbers]
+    raise FootageError(f"{what}: {folder.name} holds {len(files)} {noun}, the job uses {len(footage)} "
+                       f"frames (footage frames {footage.numbers[0]}-{footage.numbers[-1]})")
+
+
 def read_depth(path: str | Path, footage: Footage) -> np.ndarray:
     """(F, H, W) float32 metres along the optical axis for the frames used: one .npy holding
     exactly those frames, or a folder of numbered per-frame .npy/.exr holding either exactly those
@@ -268,16 +279,8 @@ def read_depth(path: str | Path, footage: Footage) -> np.ndarray:
     path = Path(path)
     n, hw = len(footage), (footage.height, footage.width)
     if path.is_dir():
-        files = numbered_files(path, FOOTAGE_DEPTH_SUFFIXES)
-        if len(files) == n:
-            chosen = files
-        elif len(files) >= footage.numbers[-1]:
-            chosen = [files[k - 1] for k in footage.numbers]
-        else:
-            raise FootageError(f"depth: {path.name} holds {len(files)} frames, the job uses {n} "
-                               f"(footage frames {footage.numbers[0]}-{footage.numbers[-1]})")
         stack = []
-        for f in chosen:
+        for f in _pick_files(numbered_files(path, FOOTAGE_DEPTH_SUFFIXES), footage, "depth", path, "frames"):
             d = np.asarray(_read_depth_file(f))
             if d.shape != hw:
                 raise FootageError(f"depth: {f.name} is {d.shape}, the footage is {hw}")
@@ -300,14 +303,8 @@ def read_masks(path: str | Path, footage: Footage, what: str) -> np.ndarray:
     from PIL import Image
 
     folder = Path(path)
-    files = numbered_files(folder, (".png",))
+    chosen = _pick_files(numbered_files(folder, (".png",)), footage, what, folder, "masks")
     n, hw = len(footage), (footage.height, footage.width)
-    if len(files) == n:
-        chosen = files
-    elif len(files) >= footage.numbers[-1]:
-        chosen = [files[k - 1] for k in footage.numbers]
-    else:
-        raise FootageError(f"{what}: {folder.name} holds {len(files)} masks, the job uses {n} frames")
     out = np.empty((n, *hw), np.float32)
     for i, f in enumerate(chosen):
         try:

@@ -30,19 +30,29 @@ def _read_views(views: Any, work_dir: Path) -> Any:
         raise JobInputError(str(exc).replace(str(folder), str(getattr(views, "given", views)))) from None
 
 
-def avatar_from_views(params: Any, ctx: JobContext) -> JobResult:
-    from backend.avatar.geometry.sculpt import NormalEstimatorMissing
-    from backend.avatar.pipeline import build_avatar, config_from_options, write_outputs
+# The avatar pipeline's stage knobs: the same contract fields in every kind that ends in it
+# (avatar.from_views, avatar.from_noise, avatar.from_image_inversion).
+STAGE_OPTIONS = ("grid", "init_iters", "refine_iters", "texture_size", "texture_iters", "unwrap", "normals",
+                 "render_scale")
 
-    p = typed_params("avatar.from_views", params)
+
+def stage_config(p: Any) -> Any:
+    """The pipeline's ``AvatarConfig`` from a job's typed params (None = the pipeline's default);
+    a value the pipeline refuses fails the job as a :class:`JobInputError`."""
+    from backend.avatar.pipeline import config_from_options
+
     try:
-        config = config_from_options(
-            grid=p.grid, init_iters=p.init_iters, refine_iters=p.refine_iters,
-            texture_size=p.texture_size, texture_iters=p.texture_iters, unwrap=p.unwrap,
-            normals=p.normals, render_scale=p.render_scale,
-        )  # fmt: skip
+        return config_from_options(**{name: getattr(p, name) for name in STAGE_OPTIONS})
     except (TypeError, ValueError) as exc:
         raise JobInputError(str(exc)) from exc
+
+
+def avatar_from_views(params: Any, ctx: JobContext) -> JobResult:
+    from backend.avatar.geometry.sculpt import NormalEstimatorMissing
+    from backend.avatar.pipeline import build_avatar, write_outputs
+
+    p = typed_params("avatar.from_views", params)
+    config = stage_config(p)
     out_dir = Path(ctx.work_dir) / "avatar"
     body = None
     if p.synthetic is not None:

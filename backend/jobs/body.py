@@ -89,6 +89,7 @@ def body_mesh(params: Any, ctx: JobContext) -> JobResult:
 
     from backend.body.loading import load_body_model
     from backend.body.model import BodyParams
+    from protocol.smplx import PER_FRAME_FIELDS
 
     p = typed_params("body.mesh", params)
     motion = None if p.pose is not None else load_motion(p.motion, p.frames, p.fps)  # fail fast
@@ -110,8 +111,7 @@ def body_mesh(params: Any, ctx: JobContext) -> JobResult:
         fps = motion.fps
     if p.frames:
         n = min(p.frames, body_params.n_frames)
-        for name in ("global_orient", "body_pose", "left_hand_pose", "right_hand_pose", "jaw_pose",
-                     "leye_pose", "reye_pose", "transl"):
+        for name in PER_FRAME_FIELDS:
             setattr(body_params, name, getattr(body_params, name)[:n])
     for key, size in (("betas", model.num_betas), ("expression", model.num_expression)):
         given = getattr(p, key)

@@ -133,6 +133,38 @@ def _open_confined(path: Path, roots: Sequence[str]) -> int | None:
         return None
 
 
+
+def private_copy(value: Any, scratch: Path, name: str, given: dict[str, str] | None = None) -> Path | None:
+    """A path param the readers can open: a confined folder or file is first copied, through the
+    confinement check, into ``scratch/name/`` under the name the client gave it (so errors name
+    the client's file); a trusted caller's plain path is used as it is; ``None`` stays ``None``.
+    ``given``, when passed, maps each copy's path back to what the client wrote.
+
+    A file is copied too, not opened by its resolved path: the copy reads the descriptor whose
+    real path was checked, so a path component swapped for a symlink after the check is not
+    followed (the same rule as :meth:`ConfinedDir.copy_into`)."""
+    if value is None:
+        return None
+    if not isinstance(value, ConfinedFile | ConfinedDir):
+        return Path(os.fspath(value))
+    leaf = Path(value.given).name
+    target = scratch / name / (leaf if leaf not in ("", ".", "..") else name)
+    if isinstance(value, ConfinedDir):
+        value.copy_into(target)
+    else:
+        fd = _open_confined(value.path, value.roots)
+        if fd is None:
+            raise ParamError(value.where, "no longer a readable file inside the server's input roots")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with os.fdopen(fd, "rb") as src:
+            if os.fstat(src.fileno()).st_size > MAX_FOLDER_BYTES:
+                raise ParamError(value.where, f"larger than {MAX_FOLDER_BYTES} bytes")
+            with open(target, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+    if given is not None:
+        given[str(target)] = value.given
+    return target
+
 @dataclass(frozen=True)
 class InputRoots:
     """Where jobs may read: resolved, absolute roots. ``None`` roots = trusted local use (CLI)."""

@@ -4,7 +4,8 @@ decomposition job is :mod:`backend.jobs.footage_decompose`.
 ``footage.insert`` reads and checks every input (the shot, its camera, depth, occluder mattes, the
 avatar, the motion or track) before it writes anything, so bad input fails with one clear
 message and no files. The shot is then lifted into the layers the route composites into
-(:func:`shot_layers`: :func:`backend.footage.decompose.decompose` removes the people already in it
+(:func:`shot_layers`, through :func:`backend.jobs.footage_decompose.decompose_shot`:
+:func:`backend.footage.decompose.decompose` removes the people already in it
 and fills the scene behind them, estimates depth when asked; its template is written under
 ``insert/layers/``), and the route runs: ``3d`` (:func:`backend.footage.insert.insert_3d`) or
 ``neural`` (:func:`backend.footage.neural_route.insert_neural_route`).
@@ -22,42 +23,14 @@ import numpy as np
 from backend.jobs.api import JobContext, JobInputError, JobResult, typed_params
 
 
-def _local(value: Any, scratch: Path, name: str, given: dict[str, str]) -> Path | None:
-    """A path the readers can open: a confined folder or file is first copied, through the
-    confinement check, into the job's private scratch under its own name (errors name it as the
-    client wrote it: ``given`` maps the copy back); a trusted caller's path is used as is."""
-    if value is None:
-        return None
-    if hasattr(value, "copy_into") or hasattr(value, "read_bytes"):
-        target = scratch / name / Path(value.given).name
-        if hasattr(value, "copy_into"):
-            value.copy_into(target)
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(value.read_bytes())
-        given[str(target)] = value.given
-        return target
-    return Path(value)
-
-
 def shot_layers(p: Any, footage: Any, camera: Any, depth: np.ndarray | None, occluders: np.ndarray | None,
                 person_masks: np.ndarray | None, ctx: JobContext) -> tuple[Any, Any]:
     """The layers the character is composited into (the scene with the people already in the shot
     removed, the depth behind them, the occluders) and the decomposition they came from."""
-    from backend.footage.decompose import decompose
-    from backend.footage.inpaint import InpaintError
     from backend.footage.insert import ShotLayers
-    from backend.footage.source import FootageError
+    from backend.jobs.footage_decompose import decompose_shot
 
-    def progress(fraction: float, message: str, stage: str) -> None:
-        ctx.progress(0.01 + 0.09 * fraction, message, stage=stage)
-
-    try:
-        layers = decompose(footage, camera, depth=depth, person_masks=person_masks, segment=p.segment,
-                           depth_estimator=p.depth_estimator, inpaint=p.inpaint, progress=progress,
-                           cancelled=ctx.check_cancelled)
-    except (FootageError, InpaintError) as exc:
-        raise JobInputError(str(exc)) from None
+    layers = decompose_shot(p, footage, camera, depth, person_masks, ctx, span=(0.01, 0.09))
     scene = ShotLayers(scene=layers.scene, depth=layers.depth, occluders=occluders, plate=footage.frames)
     return scene, layers
 
@@ -68,18 +41,20 @@ def _read_inputs(p: Any, scratch: Path) -> dict[str, Any]:
     from backend.footage.avatar_motion import fit_to_frames, pose_for_footage, track_for_frames
     from backend.footage.source import FootageError, read_depth, read_footage, read_masks, shot_camera
     from backend.jobs.body import load_motion
+    from backend.jobs.confine import private_copy
 
     given: dict[str, str] = {}
     try:
-        footage = read_footage(_local(p.video, scratch, "video", given), p.frame_start, p.frames, p.fps)
+        video = private_copy(p.video, scratch, "video", given)
+        footage = read_footage(video, p.frame_start, p.frames, p.fps)
         camera = shot_camera(p.camera, footage)
-        depth_path = _local(p.depth, scratch, "depth", given)
+        depth_path = private_copy(p.depth, scratch, "depth", given)
         depth = read_depth(depth_path, footage) if depth_path is not None else None
-        occ_path = _local(p.occluder_masks, scratch, "occluders", given)
+        occ_path = private_copy(p.occluder_masks, scratch, "occluders", given)
         occluders = read_masks(occ_path, footage, "occluder_masks") if occ_path is not None else None
-        people_path = _local(p.person_masks, scratch, "person_masks", given)
+        people_path = private_copy(p.person_masks, scratch, "person_masks", given)
         people = read_masks(people_path, footage, "person_masks") if people_path is not None else None
-        avatar = load_avatar_person(_local(p.avatar, scratch, "avatar", given))
+        avatar = load_avatar_person(private_copy(p.avatar, scratch, "avatar", given))
         n, fps = len(footage), footage.fps
         if p.track is not None:
             posed = pose_for_footage(avatar, track_for_frames(p.track, footage.numbers), place=None)

@@ -5,15 +5,14 @@ read the shot (:mod:`backend.footage.source`), lift it into MIMO's layers
 
 Everything is read and checked before anything is written: an unreadable video, a camera path that
 does not cover the frames, depth or masks of the wrong size or count fail the job with one clear
-line (:class:`JobInputError`) and leave no template behind. Folder params are read from private
-copies (``ConfinedDir.copy_into``: nothing outside the input roots is followed), removed when the
-job ends. A missing model role fails as the registry's :class:`ModelMissingError` (role, model,
-download command), before any frame is processed.
+line (:class:`JobInputError`) and leave no template behind. Path params are read from private
+copies (:func:`backend.jobs.confine.private_copy`: nothing outside the input roots is followed),
+removed when the job ends. A missing model role fails as the registry's :class:`ModelMissingError`
+(role, model, download command), before any frame is processed.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -38,13 +37,27 @@ def assumed_camera(footage: Any) -> Any:
     return ShotCamera(np.repeat(K[None], n, 0), np.repeat(np.eye(3)[None], n, 0), np.zeros((n, 3)))
 
 
-def _local(value: Any, scratch: Path, name: str) -> Path:
-    """A folder param as a private copy under ``scratch`` (a confined one), or a file's path. The
-    copy keeps the folder's name as the client gave it, so errors name the client's folder."""
-    if hasattr(value, "copy_into"):
-        given = Path(str(getattr(value, "given", ""))).name
-        return value.copy_into(scratch / name / (given if given not in ("", ".", "..") else name))
-    return Path(os.fspath(value))
+def decompose_shot(p: Any, footage: Any, camera: Any, depth: np.ndarray | None,
+                   person_masks: np.ndarray | None, ctx: JobContext, span: tuple[float, float]) -> Any:
+    """:func:`backend.footage.decompose.decompose` inside a job (``footage.decompose``, and
+    ``footage.insert`` before it composites): with the params' segment/depth-estimator/inpaint
+    choices, its progress mapped onto ``span`` (start, width) of the job's, cancellable, and bad
+    input (:class:`FootageError`, :class:`InpaintError`) failing as one :class:`JobInputError`."""
+    from backend.footage.decompose import decompose
+    from backend.footage.inpaint import InpaintError
+    from backend.footage.source import FootageError
+
+    start, width = span
+
+    def progress(fraction: float, message: str, stage: str) -> None:
+        ctx.progress(start + width * fraction, message, stage=stage)
+
+    try:
+        return decompose(footage, camera, depth=depth, person_masks=person_masks, segment=p.segment,
+                         depth_estimator=p.depth_estimator, inpaint=p.inpaint, progress=progress,
+                         cancelled=ctx.check_cancelled)
+    except (FootageError, InpaintError) as exc:
+        raise JobInputError(str(exc)) from None
 
 
 def _given(value: Any) -> str | None:
@@ -53,9 +66,9 @@ def _given(value: Any) -> str | None:
 
 
 def footage_decompose(params: Any, ctx: JobContext) -> JobResult:
-    from backend.footage.decompose import decompose, write_template
-    from backend.footage.inpaint import InpaintError
+    from backend.footage.decompose import write_template
     from backend.footage.source import FootageError, read_depth, read_footage, read_masks, shot_camera
+    from backend.jobs.confine import private_copy
     from protocol.kind_types import ParamError
 
     p = typed_params("footage.decompose", params)
@@ -64,24 +77,16 @@ def footage_decompose(params: Any, ctx: JobContext) -> JobResult:
     try:
         ctx.progress(0.0, "reading the shot", stage="read")
         try:
-            footage = read_footage(_local(p.video, inputs, "video"), p.frame_start, p.frames, p.fps)
+            footage = read_footage(private_copy(p.video, inputs, "video"), p.frame_start, p.frames, p.fps)
             camera = shot_camera(p.camera, footage) if p.camera is not None else None
-            depth = read_depth(_local(p.depth, inputs, "depth"), footage) if p.depth is not None else None
-            masks = (read_masks(_local(p.person_masks, inputs, "person_masks"), footage, "person_masks")
-                     if p.person_masks is not None else None)
+            depth_path = private_copy(p.depth, inputs, "depth")
+            depth = read_depth(depth_path, footage) if depth_path is not None else None
+            masks_path = private_copy(p.person_masks, inputs, "person_masks")
+            masks = read_masks(masks_path, footage, "person_masks") if masks_path is not None else None
         except ParamError as exc:
             raise JobInputError(str(exc)) from None
         ctx.check_cancelled()
-
-        def progress(fraction: float, message: str, stage: str) -> None:
-            ctx.progress(0.05 + 0.85 * fraction, message, stage=stage)
-
-        try:
-            layers = decompose(footage, camera, depth=depth, person_masks=masks, segment=p.segment,
-                               depth_estimator=p.depth_estimator, inpaint=p.inpaint, progress=progress,
-                               cancelled=ctx.check_cancelled)
-        except (FootageError, InpaintError) as exc:
-            raise JobInputError(str(exc)) from None
+        layers = decompose_shot(p, footage, camera, depth, masks, ctx, span=(0.05, 0.85))
     except FootageError as exc:
         raise JobInputError(str(exc)) from None
     finally:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.jobs.api import JobContext, JobInputError, JobResult, typed_params
-from backend.jobs.avatar import avatar_job_result
+from backend.jobs.avatar import avatar_job_result, stage_config
 
 SAMPLE_SPAN = 0.3  # share of the job before the avatar pipeline
 
@@ -112,17 +112,10 @@ def _target(p: Any, run: Any, ctx: JobContext) -> Any:
 def _finish(p: Any, ctx: JobContext, run: Any, sample: Any, info: dict[str, Any]) -> JobResult:
     from backend.avatar.geometry.sculpt import NormalEstimatorMissing
     from backend.avatar.io.views import read_views
-    from backend.avatar.pipeline import build_avatar, config_from_options, write_outputs
+    from backend.avatar.pipeline import build_avatar, write_outputs
     from backend.threedgm.sample import extract_mesh, pose_mesh, write_sample
 
-    try:
-        config = config_from_options(
-            grid=p.grid, init_iters=p.init_iters, refine_iters=p.refine_iters,
-            texture_size=p.texture_size, texture_iters=p.texture_iters, unwrap=p.unwrap,
-            normals=p.normals, render_scale=p.render_scale,
-        )  # fmt: skip
-    except (TypeError, ValueError) as exc:
-        raise JobInputError(str(exc)) from exc
+    config = stage_config(p)
     ctx.check_cancelled()
     ctx.progress(0.2, "rendering views and extracting the mesh", stage="render")
     sample_dir = Path(ctx.work_dir) / "sample"

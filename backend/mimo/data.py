@@ -24,19 +24,10 @@ from scipy.ndimage import binary_dilation
 from backend.body.loading import load_body_model
 from backend.clips.read import read_clip
 from backend.clips.sample import pose
+from protocol.smplx import PER_FRAME_FIELDS
 
-PARAMS = (
-    "global_orient",
-    "body_pose",
-    "left_hand_pose",
-    "right_hand_pose",
-    "jaw_pose",
-    "leye_pose",
-    "reye_pose",
-    "transl",
-    "betas",
-    "expression",
-)
+# A person's SMPL-X params in a clip's people.npz: the payload's per-frame fields, betas, expression.
+PARAMS = (*PER_FRAME_FIELDS, "betas", "expression")
 GREY = 127
 
 

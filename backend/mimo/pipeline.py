@@ -49,9 +49,9 @@ def check_inputs(
     R: np.ndarray,
     t: np.ndarray,
     identity_image: np.ndarray,
-    vertex_count: int | None,
 ) -> None:
-    """ValueError naming the first argument whose shape, dtype or values do not fit."""
+    """ValueError naming the first argument whose shape, dtype or values do not fit (all but the
+    vertex count, which is the loaded models': :func:`check_vertex_count`)."""
 
     def need(cond: bool, message: str) -> None:
         if not cond:
@@ -86,12 +86,6 @@ def check_inputs(
         f"posed_vertices must be ({frames},V,3) (one pose per footage frame), got {posed_vertices.shape}",
     )
     need(bool(np.isfinite(posed_vertices).all()), "posed_vertices must be finite")
-    if vertex_count is not None:
-        need(
-            posed_vertices.shape[1] == vertex_count,
-            f"posed_vertices has {posed_vertices.shape[1]} vertices, "
-            f"the motion code has {vertex_count} (SMPL-X)",
-        )
     need(
         faces.ndim == 2 and faces.shape[1] == 3 and np.issubdtype(faces.dtype, np.integer),
         f"faces must be (T,3) integers, got {faces.shape} {faces.dtype}",
@@ -116,6 +110,15 @@ def check_inputs(
     )
 
 
+def check_vertex_count(posed_vertices: np.ndarray, vertex_count: int) -> None:
+    """ValueError unless the posed body has the vertices the motion code is laid on."""
+    if posed_vertices.shape[1] != vertex_count:
+        raise ValueError(
+            f"posed_vertices has {posed_vertices.shape[1]} vertices, "
+            f"the motion code has {vertex_count} (SMPL-X)"
+        )
+
+
 def insert_neural(
     scene: np.ndarray,
     occlusion_rgb: np.ndarray,
@@ -138,33 +141,12 @@ def insert_neural(
     is polled between steps and raises :class:`NeuralCancelled` when it returns True.
     """
     report = progress or (lambda _f, _m: None)
-    check_inputs(
-        scene,
-        occlusion_rgb,
-        occlusion_alpha,
-        posed_vertices,
-        faces,
-        K,
-        R,
-        t,
-        identity_image,
-        models.vertex_count if isinstance(models, MimoModels) else None,
-    )
+    # Shapes first, before minutes of loading; the vertex count is known once the models are.
+    check_inputs(scene, occlusion_rgb, occlusion_alpha, posed_vertices, faces, K, R, t, identity_image)
     if not isinstance(models, MimoModels):
         report(0.0, "loading the neural route's models")
         models = load_mimo_models(models, config.device, config.dtype)
-        check_inputs(
-            scene,
-            occlusion_rgb,
-            occlusion_alpha,
-            posed_vertices,
-            faces,
-            K,
-            R,
-            t,
-            identity_image,
-            models.vertex_count,
-        )
+    check_vertex_count(posed_vertices, models.vertex_count)
 
     def poll() -> None:
         if cancelled is not None and cancelled():

@@ -335,21 +335,6 @@ def tiny_pose_guider(seed: int = 43) -> PoseGuider:
     return guider
 
 
-TINY_IMAGE_ENCODER_CONFIG: dict[str, Any] = {
-    "model_cfg": {
-        "embed_dim": TINY_CROSS_DIM,
-        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 8, "heads": 2, "layers": 1},
-    },
-    "preprocess_cfg": {
-        "mean": [0.48145466, 0.4578275, 0.40821073],
-        "std": [0.26862954, 0.26130258, 0.27577711],
-        "interpolation": "bicubic",
-        "resize_mode": "shortest",
-    },
-}
-
-
 def save_tiny_mimo_denoising_unet(folder: Path) -> Path:
     tiny_mimo_unet(DENOISING_IN_CHANNELS, 40).save_pretrained(folder, safe_serialization=True)
     return folder
@@ -376,18 +361,14 @@ def save_tiny_pose_guider(folder: Path) -> Path:
 
 
 def save_tiny_mimo_image_encoder(folder: Path) -> Path:
+    """The ``clip`` role's tiny open_clip, its embedding as wide as the tiny UNets' cross-attention."""
     import open_clip
-    from safetensors.torch import save_file
 
+    from backend.models.tiny import tiny_open_clip_config, write_open_clip_folder
+
+    config = tiny_open_clip_config(TINY_CROSS_DIM)
     torch.manual_seed(44)
-    model = open_clip.model.CLIP(**TINY_IMAGE_ENCODER_CONFIG["model_cfg"]).eval()
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "open_clip_config.json").write_text(json.dumps(TINY_IMAGE_ENCODER_CONFIG, indent=2))
-    save_file(
-        {k: v.contiguous() for k, v in model.state_dict().items()},
-        str(folder / "open_clip_model.safetensors"),
-    )
-    return folder
+    return write_open_clip_folder(folder, config, open_clip.model.CLIP(**config["model_cfg"]).eval())
 
 
 TINY_MIMO_WRITERS: dict[str, tuple[str, Any]] = {

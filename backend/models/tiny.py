@@ -250,21 +250,26 @@ def save_tiny_vae(folder: Path) -> Path:
     return folder
 
 
-# A ViT-B-32-like open_clip config, scaled down. The text tower keeps CLIP's full 49408-token
-# vocabulary: open_clip's tokenizer for a local folder is the bundled full BPE.
-TINY_OPEN_CLIP_CONFIG: dict[str, Any] = {
-    "model_cfg": {
-        "embed_dim": 16,
-        "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 8, "heads": 2, "layers": 1},
-    },
-    "preprocess_cfg": {
-        "mean": [0.48145466, 0.4578275, 0.40821073],
-        "std": [0.26862954, 0.26130258, 0.27577711],
-        "interpolation": "bicubic",
-        "resize_mode": "shortest",
-    },
-}
+def tiny_open_clip_config(embed_dim: int) -> dict[str, Any]:
+    """A ViT-B-32-like open_clip config, scaled down, embedding ``embed_dim`` wide. The text tower
+    keeps CLIP's full 49408-token vocabulary: open_clip's tokenizer for a local folder is the
+    bundled full BPE."""
+    return {
+        "model_cfg": {
+            "embed_dim": embed_dim,
+            "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8},
+            "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 8, "heads": 2, "layers": 1},
+        },
+        "preprocess_cfg": {
+            "mean": [0.48145466, 0.4578275, 0.40821073],
+            "std": [0.26862954, 0.26130258, 0.27577711],
+            "interpolation": "bicubic",
+            "resize_mode": "shortest",
+        },
+    }
+
+
+TINY_OPEN_CLIP_CONFIG: dict[str, Any] = tiny_open_clip_config(16)
 
 
 def tiny_open_clip() -> Any:
@@ -275,16 +280,27 @@ def tiny_open_clip() -> Any:
     return open_clip.model.CLIP(**TINY_OPEN_CLIP_CONFIG["model_cfg"]).eval()
 
 
-def save_tiny_open_clip(folder: Path) -> Path:
+def write_open_clip_folder(folder: Path, config: dict[str, Any], model: Any) -> Path:
     """``open_clip_config.json`` + ``open_clip_model.safetensors``: the layout of an open_clip hub
     repo, which ``create_model_and_transforms("local-dir:FOLDER")`` loads."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    model = tiny_open_clip()
-    (folder / "open_clip_config.json").write_text(json.dumps(TINY_OPEN_CLIP_CONFIG, indent=2))
+    (folder / "open_clip_config.json").write_text(json.dumps(config, indent=2))
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(folder / "open_clip_model.safetensors"))
+    return folder
+
+
+def save_tiny_open_clip(folder: Path) -> Path:
+    return write_open_clip_folder(folder, TINY_OPEN_CLIP_CONFIG, tiny_open_clip())
+
+
+def save_pretrained_pair(folder: Path, processor: Any, model: Any) -> Path:
+    """A transformers model and its processor saved into one folder (what ``from_pretrained``
+    of both reads)."""
+    model.save_pretrained(folder, safe_serialization=True)
+    processor.save_pretrained(folder)
     return folder
 
 
@@ -347,10 +363,7 @@ def tiny_vitpose() -> tuple[Any, Any]:
 
 
 def save_tiny_vitpose(folder: Path) -> Path:
-    processor, model = tiny_vitpose()
-    model.save_pretrained(folder, safe_serialization=True)
-    processor.save_pretrained(folder)
-    return folder
+    return save_pretrained_pair(folder, *tiny_vitpose())
 
 
 def _sd_tokenizer_files(pipeline_folder: Path) -> None:

@@ -48,10 +48,9 @@ def tiny_person_segmentation() -> tuple[Any, Any]:
 
 
 def save_tiny_person_segmentation(folder: Path) -> Path:
-    processor, model = tiny_person_segmentation()
-    model.save_pretrained(folder, safe_serialization=True)
-    processor.save_pretrained(folder)
-    return folder
+    from backend.models.tiny import save_pretrained_pair
+
+    return save_pretrained_pair(folder, *tiny_person_segmentation())
 
 
 def tiny_depth_anything() -> tuple[Any, Any]:
@@ -78,10 +77,9 @@ def tiny_depth_anything() -> tuple[Any, Any]:
 
 
 def save_tiny_depth_anything(folder: Path) -> Path:
-    processor, model = tiny_depth_anything()
-    model.save_pretrained(folder, safe_serialization=True)
-    processor.save_pretrained(folder)
-    return folder
+    from backend.models.tiny import save_pretrained_pair
+
+    return save_pretrained_pair(folder, *tiny_depth_anything())
 
 
 def save_tiny_inpainting(folder: Path) -> Path:

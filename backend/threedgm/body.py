@@ -16,17 +16,9 @@ import numpy as np
 import torch
 
 from backend.body.model import BodyModel, BodyParams
+from protocol.smplx import PER_FRAME_FIELDS
 
-PARAM_KEYS = (
-    "global_orient",
-    "body_pose",
-    "left_hand_pose",
-    "right_hand_pose",
-    "jaw_pose",
-    "leye_pose",
-    "reye_pose",
-    "transl",
-)
+PARAM_KEYS = tuple(PER_FRAME_FIELDS)  # a frame's pose arrays, transl included (the SMPL-X payload's)
 
 
 def farthest_point_subset(points: np.ndarray, count: int) -> np.ndarray:

@@ -6,6 +6,7 @@ textured avatar is imported by the avatar.from_views importer when the job succe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import bpy
@@ -15,6 +16,28 @@ from ..avatar_settings import FROM_PHOTO, SOURCE_KIND
 from . import gates
 
 
+def submit_avatar_job(scene: bpy.types.Scene, kind: str, params: dict[str, Any], name: str) -> Any:
+    """Check ``params`` against the contract of ``kind`` here (a clear error before anything is
+    sent), submit the job to be imported when it succeeds, and remember it as the Avatar panel's
+    last job; returns the job item. Shared by Generate Avatar and Random Avatar."""
+    job_params.validate(kind, params)
+    item = bridge.get_bridge().submit(scene, kind, params, meta={"name": name}, auto_import=True)
+    scene.avatar_studio.avatar.last_job_key = item.request_key
+    return item
+
+
+def execute_submit(operator: bpy.types.Operator, submit: Callable[[], Any], requested: str) -> set[str]:
+    """An operator's execute around ``submit()``: a refused submit is reported as the operator's
+    error (CANCELLED), else ``requested`` as its info (FINISHED)."""
+    try:
+        submit()
+    except (ValueError, RuntimeError) as exc:  # kinds.ParamError is a ValueError
+        operator.report({"ERROR"}, str(exc))
+        return {"CANCELLED"}
+    operator.report({"INFO"}, requested)
+    return {"FINISHED"}
+
+
 def submit_generated_avatar(scene: bpy.types.Scene, overrides: dict[str, Any] | None = None) -> Any:
     """Submit the scene's Avatar settings (source Prompt or Photo) as a job; ``overrides`` are
     extra contract params (tests use the smallest stages); returns the job item."""
@@ -22,10 +45,7 @@ def submit_generated_avatar(scene: bpy.types.Scene, overrides: dict[str, Any] | 
     kind = SOURCE_KIND[settings.source]
     image = bpy.path.abspath(settings.image_path) if settings.source == FROM_PHOTO else ""
     params = {**job_params.generated_avatar_params(kind, settings, image), **(overrides or {})}
-    job_params.validate(kind, params)
-    item = bridge.get_bridge().submit(scene, kind, params, meta={"name": "Avatar"}, auto_import=True)
-    settings.last_job_key = item.request_key
-    return item
+    return submit_avatar_job(scene, kind, params, "Avatar")
 
 
 class AVS_OT_generate_avatar_prompt(bpy.types.Operator):
@@ -45,8 +65,7 @@ class AVS_OT_generate_avatar_prompt(bpy.types.Operator):
         if kind == "avatar.from_views":
             cls.poll_message_set("choose From Prompt or From Photo")
             return False
-        if not bridge.get_bridge().has_job_kind(kind):
-            cls.poll_message_set(f"this backend has no {kind} job")
+        if not gates.poll_job_kind(cls, kind):
             return False
         if settings.source == FROM_PHOTO and not settings.image_path:
             cls.poll_message_set("choose a photo (inside the backend's input roots)")
@@ -54,13 +73,8 @@ class AVS_OT_generate_avatar_prompt(bpy.types.Operator):
         return True
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        try:
-            submit_generated_avatar(context.scene)
-        except (ValueError, RuntimeError) as exc:  # kinds.ParamError is a ValueError
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        self.report({"INFO"}, "avatar requested: the views appear as images, then the avatar (see Jobs)")
-        return {"FINISHED"}
+        return execute_submit(self, lambda: submit_generated_avatar(context.scene),
+                              "avatar requested: the views appear as images, then the avatar (see Jobs)")
 
 
 CLASSES = (AVS_OT_generate_avatar_prompt,)

@@ -8,9 +8,10 @@ from typing import Any
 
 import bpy
 
-from .. import bridge, job_params
+from .. import job_params
 from ..avatar_panel import RANDOM_KIND
 from . import gates
+from .avatar_generate import execute_submit, submit_avatar_job
 
 
 def submit_random_avatar(scene: bpy.types.Scene, overrides: dict[str, Any] | None = None) -> Any:
@@ -19,11 +20,7 @@ def submit_random_avatar(scene: bpy.types.Scene, overrides: dict[str, Any] | Non
     settings = scene.avatar_studio.avatar
     checkpoint = bpy.path.abspath(settings.threedgm_checkpoint).rstrip("/\\")
     params = {**job_params.random_avatar_params(settings, checkpoint), **(overrides or {})}
-    job_params.validate(RANDOM_KIND, params)
-    item = bridge.get_bridge().submit(scene, RANDOM_KIND, params, meta={"name": "Random Avatar"},
-                                      auto_import=True)
-    settings.last_job_key = item.request_key
-    return item
+    return submit_avatar_job(scene, RANDOM_KIND, params, "Random Avatar")
 
 
 class AVS_OT_random_avatar(bpy.types.Operator):
@@ -41,19 +38,11 @@ class AVS_OT_random_avatar(bpy.types.Operator):
         if not context.scene.avatar_studio.avatar.threedgm_checkpoint.strip():
             cls.poll_message_set("set a trained 3DGM run folder")
             return False
-        if not bridge.get_bridge().has_job_kind(RANDOM_KIND):
-            cls.poll_message_set(f"this backend has no {RANDOM_KIND} job")
-            return False
-        return True
+        return gates.poll_job_kind(cls, RANDOM_KIND)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        try:
-            submit_random_avatar(context.scene)
-        except (ValueError, RuntimeError) as exc:  # kinds.ParamError is a ValueError
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        self.report({"INFO"}, "random avatar requested (see Jobs)")
-        return {"FINISHED"}
+        return execute_submit(self, lambda: submit_random_avatar(context.scene),
+                              "random avatar requested (see Jobs)")
 
 
 CLASSES = (AVS_OT_random_avatar,)

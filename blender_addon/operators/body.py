@@ -123,12 +123,7 @@ class AVS_OT_generate_avatar(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        if not gates.poll_connected(cls):
-            return False
-        if not bridge.get_bridge().has_job_kind("avatar.from_views"):
-            cls.poll_message_set("this backend has no avatar.from_views job")
-            return False
-        return True
+        return gates.poll_connected(cls) and gates.poll_job_kind(cls, "avatar.from_views")
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         params = job_params.synthetic_avatar_params(self.quality, self.shape, self.skirt, self.hair)

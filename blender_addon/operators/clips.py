@@ -66,12 +66,7 @@ class AVS_OT_render_clips(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        if not gates.poll_connected(cls):
-            return False
-        if not bridge.get_bridge().has_job_kind("clips.render"):
-            cls.poll_message_set("this backend has no clips.render job")
-            return False
-        return True
+        return gates.poll_connected(cls) and gates.poll_job_kind(cls, "clips.render")
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         try:

@@ -124,12 +124,8 @@ class AVS_OT_footage_insert(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        if not gates.poll_connected(cls):
-            return False
-        if not bridge.get_bridge().has_job_kind("footage.insert"):
-            cls.poll_message_set("this backend has no footage jobs")
-            return False
-        return True
+        return gates.poll_connected(cls) and gates.poll_job_kind(cls, "footage.insert",
+                                                                 "this backend has no footage jobs")
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         try:

@@ -19,6 +19,15 @@ def poll_connected(operator: type[bpy.types.Operator]) -> bool:
     return True
 
 
+def poll_job_kind(operator: type[bpy.types.Operator], kind: str, missing: str | None = None) -> bool:
+    """True when the connected backend offers the job ``kind`` (from its hello reply); otherwise
+    ``missing`` (default: the kind by name) tells the user why. Call after :func:`poll_connected`."""
+    if not bridge.get_bridge().has_job_kind(kind):
+        operator.poll_message_set(missing or f"this backend has no {kind} job")
+        return False
+    return True
+
+
 def poll_connected_with_body(operator: type[bpy.types.Operator], context: bpy.types.Context) -> bool:
     """:func:`poll_connected`, and an SMPL-X body is active or selected."""
     if not poll_connected(operator):

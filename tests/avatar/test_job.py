@@ -63,3 +63,27 @@ def test_job_cancels(small_character, tmp_path):
     run = get_job_kind("avatar.from_views").load()
     with pytest.raises(JobCancelled):
         run({"views": str(folder), **TINY}, Ctx(tmp_path, cancel_after=3))
+
+
+def test_stage_config_reads_the_same_knobs_for_every_avatar_kind(tmp_path):
+    """avatar.from_views and the 3DGM kinds build the pipeline's config through one function: each
+    knob lands in its config field, and a value the pipeline refuses is a JobInputError."""
+    from types import SimpleNamespace
+
+    from backend.jobs.api import typed_params
+    from backend.jobs.avatar import STAGE_OPTIONS, stage_config
+
+    knobs = {"grid": 24, "init_iters": 7, "refine_iters": 3, "texture_size": 64, "texture_iters": 2,
+             "unwrap": "cylinder", "normals": "none", "render_scale": 0.5}
+    assert set(knobs) == set(STAGE_OPTIONS)
+    kinds = {"avatar.from_views": {"views": str(tmp_path)},
+             "avatar.from_noise": {"checkpoint": str(tmp_path)},
+             "avatar.from_image_inversion": {"checkpoint": str(tmp_path), "target": str(tmp_path)}}
+    for kind, paths in kinds.items():
+        cfg = stage_config(typed_params(kind, {**paths, **knobs}))
+        got = (cfg.sculpt.grid_resolution, cfg.sculpt.init_iters, cfg.sculpt.refine_iters,
+               cfg.texture.texture_size, cfg.uv.atlas.texture_size, cfg.texture.iterations,
+               cfg.uv.unwrap.method, cfg.sculpt.normal_source, cfg.sculpt.render_scale)
+        assert got == (24, 7, 3, 64, 64, 2, "cylinder", "none", 0.5), kind
+    with pytest.raises(JobInputError, match=r"grid must be in \[8, 512\], got 4"):
+        stage_config(SimpleNamespace(**{**dict.fromkeys(STAGE_OPTIONS), "grid": 4}))

@@ -87,5 +87,5 @@ def test_a_symlink_out_of_the_roots_is_not_read(client: Client, shot: dict) -> N
     view = client.jobs[job_id]
     assert view.state == M.FAILED
     text = view.error["evalue"]
-    assert text == "person_masks: masks-escape holds 3 masks, the job uses 4 frames"
+    assert text == "person_masks: masks-escape holds 3 masks, the job uses 4 frames (footage frames 1-4)"
     assert not view.artifacts

@@ -179,3 +179,32 @@ def test_masks_grey_and_alpha(tmp_path: Path) -> None:
     Image.fromarray(grey[:10]).save(folder / "m0002.png")
     with pytest.raises(FootageError, match=re.escape("person_masks: m0002.png is 64x10")):
         read_masks(folder, footage, "person_masks")
+
+
+def test_depth_and_mask_folders_hold_the_frames_used_or_the_whole_shot(tmp_path: Path) -> None:
+    """One rule for both folders: exactly the frames used (in order), or the whole shot, picked by
+    footage frame number; anything shorter is refused naming the frames the job uses."""
+    footage = read_footage(_write_folder(tmp_path / "p", _frames(5)), frame_start=3, frames=2)
+    values = np.arange(1, 6, dtype=np.float32)  # frame k of the shot: depth k, mask grey 10 k
+    whole_depth, whole_masks = tmp_path / "whole_depth", tmp_path / "whole_masks"
+    used_depth, used_masks = tmp_path / "used_depth", tmp_path / "used_masks"
+    for folder in (whole_depth, whole_masks, used_depth, used_masks):
+        folder.mkdir()
+    for k in range(1, 6):
+        np.save(whole_depth / f"d{k:04d}.npy", np.full((48, 64), values[k - 1], np.float32))
+        Image.fromarray(np.full((48, 64), 10 * k, np.uint8)).save(whole_masks / f"m{k:04d}.png")
+    for i, k in enumerate((3, 4)):  # numbered from 1 as a render of the used range would be
+        np.save(used_depth / f"d{i + 1:04d}.npy", np.full((48, 64), values[k - 1], np.float32))
+        Image.fromarray(np.full((48, 64), 10 * k, np.uint8)).save(used_masks / f"m{i + 1:04d}.png")
+    for depth_dir, mask_dir in ((whole_depth, whole_masks), (used_depth, used_masks)):
+        assert read_depth(depth_dir, footage)[:, 0, 0].tolist() == [3.0, 4.0]
+        assert (read_masks(mask_dir, footage, "occluder_masks")[:, 0, 0] * 255).round().tolist() == [30, 40]
+    for k in (4, 5):  # 3 files: neither the 2 frames used nor up to frame 4 of the shot
+        (whole_depth / f"d{k:04d}.npy").unlink()
+        (whole_masks / f"m{k:04d}.png").unlink()
+    with pytest.raises(FootageError, match=re.escape(
+            "depth: whole_depth holds 3 frames, the job uses 2 frames (footage frames 3-4)")):
+        read_depth(whole_depth, footage)
+    with pytest.raises(FootageError, match=re.escape(
+            "occluder_masks: whole_masks holds 3 masks, the job uses 2 frames (footage frames 3-4)")):
+        read_masks(whole_masks, footage, "occluder_masks")

@@ -9,7 +9,8 @@ from backend.mimo import motion_code
 from backend.mimo.pipeline import processing_size
 
 
-def test_code_maps_hold_the_codes_on_the_body_and_zero_elsewhere(shot) -> None:  # type: ignore[no-untyped-def]
+def _rasterized(shot):  # type: ignore[no-untyped-def]
+    """The shot's 48x64 frames at the 64-pixel processing size: the size, the body's raster, faces."""
     size = processing_size(48, 64, 64)
     raster = motion_code.rasterize_body(
         shot.posed_vertices,
@@ -19,7 +20,11 @@ def test_code_maps_hold_the_codes_on_the_body_and_zero_elsewhere(shot) -> None: 
         shot.t,
         size,
     )
-    faces = torch.as_tensor(shot.faces, dtype=torch.int64)
+    return size, raster, torch.as_tensor(shot.faces, dtype=torch.int64)
+
+
+def test_code_maps_hold_the_codes_on_the_body_and_zero_elsewhere(shot) -> None:  # type: ignore[no-untyped-def]
+    size, raster, faces = _rasterized(shot)
     constant = torch.tensor([[1.0, -2.0, 0.5]]).expand(shot.posed_vertices.shape[1], 3)
     maps = motion_code.code_maps(constant, raster, faces)
     assert maps.shape == (7, 3, *size)
@@ -37,16 +42,7 @@ def test_code_maps_hold_the_codes_on_the_body_and_zero_elsewhere(shot) -> None: 
 
 def test_motion_code_gradients_reach_the_per_vertex_codes(shot, loaded_models) -> None:  # type: ignore[no-untyped-def]
     net = loaded_models.net
-    size = processing_size(48, 64, 64)
-    raster = motion_code.rasterize_body(
-        shot.posed_vertices,
-        shot.faces,
-        motion_code.scale_intrinsics(shot.K, (48, 64), size),
-        shot.R,
-        shot.t,
-        size,
-    )
-    faces = torch.as_tensor(shot.faces, dtype=torch.int64)
+    size, raster, faces = _rasterized(shot)
     codes = net.pose_guider.vertex_codes.detach().clone().requires_grad_(True)
     maps = motion_code.code_maps(codes, raster, faces, frames=slice(0, 4))
     latent = (size[0] // 8, size[1] // 8)

@@ -88,3 +88,6 @@ def test_missing_role_gives_the_registry_error(shot, tmp_path: Path) -> None:  #
     message = str(err.value)
     assert err.value.role == role and ROLES[role].default_hub_id in message
     assert f"`avatar-studio models download {role}`" in message and "\n" not in message
+    # Shapes are checked before anything is loaded: a short camera path is named, not a missing role.
+    with pytest.raises(ValueError, match="K must be"):
+        insert_neural(*dataclasses.replace(shot, K=shot.K[:5]).args(), CONFIG, empty)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.jobs.confine import InputRoots
+from backend.jobs.confine import InputRoots, private_copy
 from protocol.kinds import ParamError, PathParam
 
 FILE, DIR = PathParam("file", (".npz",)), PathParam("dir")
@@ -55,6 +55,32 @@ def test_a_folder_copy_leaves_out_what_leads_outside(roots: InputRoots, tmp_path
     copy = confined.copy_into(tmp_path / "work" / "views-in")
     copied = sorted(str(p.relative_to(copy)) for p in copy.rglob("*") if p.is_file())
     assert copied == ["rgba/a.png", "views.json"]
+
+
+
+def test_private_copy_takes_files_and_folders_through_the_check(roots: InputRoots, tmp_path: Path) -> None:
+    """The footage jobs' reader input: copies under scratch/<param>/<the client's name>, the map
+    back to what the client wrote, plain paths and None as they are, a swapped file refused."""
+    clip = tmp_path / "root" / "clip.npz"
+    clip.write_bytes(b"clip")
+    (tmp_path / "root" / "masks" / "x").mkdir(parents=True)
+    (tmp_path / "root" / "masks" / "0001.png").write_bytes(b"png")
+    (tmp_path / "root" / "masks" / "0002.png").symlink_to(tmp_path / "outside" / "secret.npz")
+    scratch, given = tmp_path / "scratch", {}
+    file_copy = private_copy(roots.resolve(str(clip), "params.motion", FILE), scratch, "motion", given)
+    dotted = str(tmp_path / "root" / "masks" / "x" / "..")  # no name of its own: the param's
+    folder = private_copy(roots.resolve(dotted, "params.masks", DIR), scratch, "people", given)
+    assert file_copy == scratch / "motion" / "clip.npz" and file_copy.read_bytes() == b"clip"
+    assert folder == scratch / "people" / "people"
+    assert sorted(p.name for p in folder.iterdir()) == ["0001.png", "x"]  # the link out left out
+    assert given == {str(file_copy): str(clip), str(folder): dotted}
+    assert private_copy(str(clip), scratch, "plain") == clip and private_copy(None, scratch, "none") is None
+    assert not (scratch / "plain").exists()
+    swapped = roots.resolve(str(clip), "params.motion", FILE)
+    clip.unlink()
+    clip.symlink_to(tmp_path / "outside" / "secret.npz")  # swapped between check and copy
+    with pytest.raises(ParamError, match="no longer a readable file"):
+        private_copy(swapped, tmp_path / "scratch2", "motion")
 
 
 def test_unconfined_local_use_names_the_problem(tmp_path: Path) -> None:
