@@ -93,7 +93,9 @@ def nearest_vertex_tree(
         best_d = torch.full((B, n), math.inf, device=p.device)
         best_i = torch.zeros((B, n), dtype=torch.long, device=p.device)
         for j in range(0, L, probe):
-            active = bound[:, :, j] < best_d  # (B,n): a box not yet searched may hold a nearer vertex
+            # (B,n): a box not yet searched may hold a nearer vertex (or an equally near one of a
+            # lower index: ties go where the brute force puts them)
+            active = bound[:, :, j] <= best_d
             if not bool(active.any()):
                 break
             b, i = active.nonzero(as_tuple=True)
