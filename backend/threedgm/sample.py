@@ -268,9 +268,12 @@ def views_from_sample(sample: Sample, folder: str | Path, size: int = 256, info:
     folder = Path(folder)
     images = F.interpolate(sample.images, size=(size, size), mode="bilinear", align_corners=False)
     masks = F.interpolate(sample.masks, size=(size, size), mode="bilinear", align_corners=False)
-    # world-space normal maps (the views format's frame), filled a few pixels past their edge so the
-    # upsampled silhouette never holds a pixel without a direction
-    normals = None if sample.normals is None else fill_normals(resize_normals(sample.normals, size), 4)
+    # world-space normal maps (the views format's frame), filled past their edge (4 of their own
+    # pixels) so the upsampled silhouette never holds a pixel without a direction
+    normals = None
+    if sample.normals is not None:
+        grow = 4 * max(1, round(size / sample.normals.shape[-1]))
+        normals = fill_normals(resize_normals(sample.normals, size), grow)
     scale = size / sample.images.shape[-1]
     views = []
     for i, (K, R, t) in enumerate(sample.cameras):

@@ -154,7 +154,7 @@ def test_sampled_views_carry_normals_the_avatar_pipeline_reads(run, tmp_path: Pa
     s = sample_avatar(run, seed=3, views=2)
     size = run.G.cfg.out_res
     assert s.normals is not None and s.normals.shape == (2, 3, size, size)
-    views = read_views(views_from_sample(s, tmp_path / "views", size=64))
+    views = read_views(views_from_sample(s, tmp_path / "views", size=128))
     assert views.has_normals and resolve_normal_source(views.views, SculptConfig()) == "views"
     for view, (_, R, _) in zip(views.views, s.cameras, strict=True):
         inside = view.mask
