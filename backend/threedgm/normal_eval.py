@@ -13,7 +13,7 @@ dataset crops the image, renormalised) go to ``gt/<item>.png``. Both are in the 
     avatar-studio eval --fid OUT/gt OUT/pred                # Normal-FID (En3D): FID of the maps
 
 (the FID reads the RGB: the background is the zero normal's gray on both sides). The clips dataset
-must have the ``normal`` pass (``clips render --passes rgb,instance,normal``).
+must have the ``normal`` pass (``clips render``'s default passes include it).
 
     python -m backend.threedgm.normal_eval --run RUN --data DATA --out OUT [--count 64] [--seed 0]
 
@@ -49,7 +49,7 @@ def ground_truth_normals(data: ClipsDataset, index: int) -> tuple[torch.Tensor, 
     if cam.normal is None:
         raise NormalDataError(
             f"{data.root}: clip {clip_id} camera {cam_name} has no normal.npy; render the dataset with "
-            "the normal pass (`clips render --passes rgb,instance,normal`)"
+            "the normal pass (`clips render`'s default passes have it; a --spec's \"passes\" must list it)"
         )
     x0, y0, side = crop_box(cam.annotations["bbox"][f, p], data.margin)
     mask = torch.from_numpy((np.asarray(cam.instance[f]) == p + 1).astype(np.float32))[None]
