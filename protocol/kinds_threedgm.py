@@ -33,9 +33,10 @@ def _common(from_views: JobContract) -> tuple[Param, ...]:
 
 
 def _knob(p: Param) -> Param:
-    # The renders carry no normal maps: the mask-only path unless asked (estimator: the role).
+    # The renders carry the density's normal maps (backend/threedgm/normals.py): the sculpt uses them.
     if p.name == "normals":
-        return replace(p, default="none", help="normal supervision; the 3DGM renders have no normal maps")
+        return replace(p, default="views",
+                       help="normal supervision; the 3DGM renders carry the density's normal maps")
     return p
 
 

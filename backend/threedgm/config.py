@@ -24,6 +24,9 @@ class GeneratorConfig:
     feature_dim: int = 8  # features rendered per ray (the first 3 are the raw RGB)
     volume_res: int = 16  # rays per side of the full-body volume rendering
     samples: int = 12  # samples per ray (stratified)
+    # importance samples per ray drawn from the stratified pass's weights (EG3D: 48 + 48); 0 = one
+    # stratified pass only (the tiny config: its runs and checkpoints stay as they were)
+    samples_importance: int = 0
     ray_half_depth: float = 1.1  # rays span body root distance ± this (m): the posed body's sphere
     warp_vertices: int = 512  # body vertices the inverse-LBS warp searches (farthest-point subset)
     shell: float = 0.1  # density fades out beyond this distance (m) from the body surface
@@ -35,6 +38,10 @@ class GeneratorConfig:
     patches: tuple[tuple[str, int], ...] = (("head", 8),)
     canonical_center: tuple[float, float, float] = (0.0, -0.35, 0.0)  # of the triplane box (m)
     canonical_half: float = 1.0  # half side of the triplane box (m), covers the rest body
+
+
+# generator fields added later, with the value that keeps the earlier behaviour (see to_json)
+ADDED_GENERATOR_FIELDS: dict[str, Any] = {"samples_importance": 0}
 
 
 @dataclass(frozen=True)
@@ -66,7 +73,13 @@ class TrainConfig:
     seed: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        # fields added after runs were written are left out while off: a run folder's config.json
+        # (which a rerun must match) and its checkpoint stay what they were before the field existed
+        for name, off in ADDED_GENERATOR_FIELDS.items():
+            if data["generator"][name] == off:
+                del data["generator"][name]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrainConfig:
@@ -103,6 +116,7 @@ BASE = TrainConfig(
         feature_dim=32,
         volume_res=128,
         samples=48,
+        samples_importance=48,
         warp_vertices=10475,
         shell=0.2,
         out_res=512,

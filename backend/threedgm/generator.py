@@ -24,7 +24,7 @@ from backend.threedgm.triplane import (
     SynthesisNetwork,
     sample_triplane,
 )
-from backend.threedgm.volume import composite, ray_grid, sample_depths
+from backend.threedgm.volume import composite, importance_depths, ray_grid, ray_weights, sample_depths
 from backend.threedgm.warp import inverse_lbs
 
 DENSITY_SCALE = 10.0  # softplus output (~1 at init) -> 1/m: a shell of 0.2 m starts semi-opaque
@@ -114,14 +114,58 @@ class Generator(nn.Module):
         return self.w_avg + truncation * (w - self.w_avg) if truncation != 1.0 else w
 
     def field(
-        self, planes: torch.Tensor, points: torch.Tensor, body: BodyBatch
+        self,
+        planes: torch.Tensor,
+        points: torch.Tensor,
+        body: BodyBatch,
+        differentiable_distance: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Density (B,N) and features (B,N,F) at world points (B,N,3) of the posed body."""
-        canon, dist = inverse_lbs(points, body.verts, self.skin_weights, body.transforms)
+        """Density (B,N) and features (B,N,F) at world points (B,N,3) of the posed body
+        (``differentiable_distance``: the shell fade carries a gradient to the points; normals)."""
+        canon, dist = inverse_lbs(
+            points, body.verts, self.skin_weights, body.transforms, differentiable_distance
+        )
         coords = (canon - self.centre) / self.cfg.canonical_half
         raw, feats = self.decoder(sample_triplane(planes, coords))
         shell = torch.sigmoid((self.cfg.shell - dist) / (0.25 * self.cfg.shell))
         return F.softplus(raw) * DENSITY_SCALE * shell, feats
+
+    def _samples(
+        self,
+        planes: torch.Tensor,
+        origins: torch.Tensor,
+        dirs: torch.Tensor,
+        depths: torch.Tensor,
+        body: BodyBatch,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        B, M, S = depths.shape
+        points = origins[:, :, None] + dirs[:, :, None] * depths[..., None]
+        sigma, feats = self.field(planes, points.reshape(B, M * S, 3), body)
+        return sigma.reshape(B, M, S), feats.reshape(B, M, S, -1)
+
+    def march(
+        self,
+        planes: torch.Tensor,
+        origins: torch.Tensor,
+        dirs: torch.Tensor,
+        body: BodyBatch,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Features (B,M,F), opacity (B,M), expected depth (B,M) of rays (B,M,3): ``samples``
+        stratified depths, then (``samples_importance`` > 0) as many again drawn from their weights,
+        merged in depth order and composited once (EG3D's two passes)."""
+        depths = sample_depths(origins, body.root, self.cfg.ray_half_depth, self.cfg.samples, generator)
+        sigma, feats = self._samples(planes, origins, dirs, depths, body)
+        if self.cfg.samples_importance > 0:
+            fine = importance_depths(
+                depths, ray_weights(sigma.detach().float(), depths), self.cfg.samples_importance, generator
+            )
+            sigma_f, feats_f = self._samples(planes, origins, dirs, fine, body)
+            depths, order = torch.sort(torch.cat([depths, fine], -1), -1)
+            sigma = torch.gather(torch.cat([sigma, sigma_f], -1), -1, order)
+            feats = torch.cat([feats, feats_f], -2)
+            feats = torch.gather(feats, -2, order[..., None].expand(-1, -1, -1, feats.shape[-1]))
+        return composite(sigma, feats, depths)
 
     def render(
         self,
@@ -135,11 +179,8 @@ class Generator(nn.Module):
         generator: torch.Generator | None = None,
     ) -> Rendering:
         origins, dirs = ray_grid(K, R, t, box, res)
-        depths = sample_depths(origins, body.root, self.cfg.ray_half_depth, self.cfg.samples, generator)
-        B, M, S = depths.shape
-        points = origins[:, :, None] + dirs[:, :, None] * depths[..., None]
-        sigma, feats = self.field(planes, points.reshape(B, M * S, 3), body)
-        out, acc, depth = composite(sigma.reshape(B, M, S), feats.reshape(B, M, S, -1), depths)
+        B = origins.shape[0]
+        out, acc, depth = self.march(planes, origins, dirs, body, generator)
         # the colour over the dataset's flat background (EG3D's white_back): an empty ray is background
         out = torch.cat(
             [out[..., :3] + (1 - acc[..., None]) * (self.cfg.background + 1) / 2, out[..., 3:]], -1

@@ -14,8 +14,9 @@ around the body, a mesh extracted from the density, and a views folder the avata
   ``skimage.measure.marching_cubes``; :func:`pose_mesh` carries it to the rendered pose by forward
   LBS with the nearest rest vertex's weights (the inverse of the generator's warp).
 - :func:`views_from_sample` writes the renders as a views folder (RGBA with the silhouette as alpha,
-  cameras, the body's SMPL-X parameters), upsampled to ``size``: the avatar pipeline sculpts,
-  textures and rigs from it like from any views (``backend/avatar/pipeline.py``).
+  world-space normal maps of the density (:mod:`.normals`), cameras, the body's SMPL-X parameters),
+  upsampled to ``size``: the avatar pipeline sculpts (its normal term included), textures and rigs
+  from it like from any views (``backend/avatar/pipeline.py``).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from backend.threedgm.body import BodyTemplate, PosedBody
 from backend.threedgm.config import TrainConfig
 from backend.threedgm.dataset import camera_vector
 from backend.threedgm.generator import BodyBatch, Generator
+from backend.threedgm.normals import fill_normals, generator_normals, resize_normals
 from backend.threedgm.train import CHECKPOINT, CONFIG
 from backend.threedgm.triplane import sample_triplane
 from backend.threedgm.warp import blend_inverse, nearest_vertex
@@ -147,12 +149,21 @@ class Sample:
     cameras: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # K, R, t at S = out_res
     body: PosedBody
     params: dict[str, Any]  # the body's protocol SMPL-X fields
+    # (K,3,N,N) world-space unit normals of the density (backend/threedgm/normals.py), 0 off the body
+    normals: torch.Tensor | None = None
+
+
+# rays whose opacity reaches this get a normal in the sampled views: lower than the silhouette's 0.5,
+# so every pixel of the (thresholded, upsampled) silhouette has a surface direction
+VIEW_NORMAL_OPACITY = 0.1
 
 
 @torch.no_grad()
 def sample_avatar(run: LoadedRun, seed: int, truncation: float = 0.7, views: int = 8,
-                  params: dict[str, Any] | None = None, w: torch.Tensor | None = None) -> Sample:
-    """One avatar (``w`` given, or drawn from ``seed``) rendered from ``views`` ring cameras."""
+                  params: dict[str, Any] | None = None, w: torch.Tensor | None = None,
+                  normal_res: int | None = None) -> Sample:
+    """One avatar (``w`` given, or drawn from ``seed``) rendered from ``views`` ring cameras, with
+    its normal maps (``normal_res`` rays a side, default the output size; 0: none)."""
     G = run.G
     device = next(G.parameters()).device
     params = params or a_pose_params()
@@ -165,8 +176,14 @@ def sample_avatar(run: LoadedRun, seed: int, truncation: float = 0.7, views: int
         w = G.mapping(z, cond[:1])
         w_avg = mean_w(G, cond[0])
         w = w_avg + truncation * (w - w_avg)
-    out = G.synthesize(w.expand(views, -1), K, R, t, body_batch(body, views, device))
-    return Sample(w, out["image"].float().cpu(), out["mask"].float().cpu(), cams, body, params)
+    bodies = body_batch(body, views, device)
+    out = G.synthesize(w.expand(views, -1), K, R, t, bodies)
+    normals = None
+    res = size if normal_res is None else int(normal_res)
+    if res > 0:
+        normals = generator_normals(G, out["planes"], K, R, t, bodies, res,
+                                    min_opacity=VIEW_NORMAL_OPACITY).normals.float().cpu()
+    return Sample(w, out["image"].float().cpu(), out["mask"].float().cpu(), cams, body, params, normals)
 
 
 # ---- the mesh ---------------------------------------------------------------------------------------
@@ -251,6 +268,12 @@ def views_from_sample(sample: Sample, folder: str | Path, size: int = 256, info:
     folder = Path(folder)
     images = F.interpolate(sample.images, size=(size, size), mode="bilinear", align_corners=False)
     masks = F.interpolate(sample.masks, size=(size, size), mode="bilinear", align_corners=False)
+    # world-space normal maps (the views format's frame), filled past their edge (4 of their own
+    # pixels) so the upsampled silhouette never holds a pixel without a direction
+    normals = None
+    if sample.normals is not None:
+        grow = 4 * max(1, round(size / sample.normals.shape[-1]))
+        normals = fill_normals(resize_normals(sample.normals, size), grow)
     scale = size / sample.images.shape[-1]
     views = []
     for i, (K, R, t) in enumerate(sample.cameras):
@@ -265,6 +288,8 @@ def views_from_sample(sample: Sample, folder: str | Path, size: int = 256, info:
                                            "t": t.astype(np.float64).tolist(), "width": size,
                                            "height": size, "near": 0.05, "far": 100.0})
         views.append(View(name=f"view{i:02d}", camera=camera, rgba=rgba))
+        if normals is not None:
+            views[-1].normal = np.ascontiguousarray(normals[i].permute(1, 2, 0).numpy(), dtype=np.float32)
     params = {k: (np.asarray(v).tolist() if not isinstance(v, str) else v) for k, v in sample.params.items()}
     write_views(folder, ViewSet(views=views, smplx=params, extra={"threedgm": info or {}}))
     return folder
