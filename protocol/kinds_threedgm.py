@@ -33,10 +33,13 @@ def _common(from_views: JobContract) -> tuple[Param, ...]:
 
 
 def _knob(p: Param) -> Param:
-    # The renders carry the density's normal maps (backend/threedgm/normals.py): the sculpt uses them.
+    # The renders carry the density's normal maps (backend/threedgm/normals.py), but a young model's
+    # are near random (a 400-step tiny run: 80 deg mean error) and their loss collapsed a tiny
+    # model's sculpt: mask-only by default, the normal maps on request ("views").
     if p.name == "normals":
-        return replace(p, default="views",
-                       help="normal supervision; the 3DGM renders carry the density's normal maps")
+        return replace(p, default="none",
+                       help="normal supervision; 'views' uses the density's normal maps the 3DGM renders "
+                            "carry (worth it once `normal_eval` shows them accurate)")
     return p
 
 

@@ -70,3 +70,20 @@ def test_an_inconsistent_view_is_down_weighted() -> None:
     plain = bad.reshape(6, -1, 3)[:, pts].mean(0)
     truth = rgb.reshape(6, -1, 3)[0, pts]
     assert np.abs(fused - truth).mean() < 0.3 * np.abs(plain - truth).mean()
+
+
+def test_a_mesh_no_view_sees_is_a_clear_error() -> None:
+    """A collapsed sculpt (every vertex at one point) covers no pixel: one error that says so."""
+    import pytest
+
+    from backend.avatar.eval.synthetic import look_at_camera
+    from backend.avatar.io.views import View
+    from backend.avatar.texture.optimise import TextureConfig, optimise_texture
+
+    cam = look_at_camera(np.array([0.0, 0.0, 3.0]), np.zeros(3), 32, 32, 40.0)
+    rgba = np.ones((32, 32, 4), np.float32)
+    vertices = np.zeros((4, 3))
+    faces = np.array([[0, 1, 2], [0, 2, 3]])
+    uvs = np.array([[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.9]])
+    with pytest.raises(ValueError, match="no pixel of the 1 training views sees the mesh"):
+        optimise_texture(vertices, faces, uvs, [View("v0", cam, rgba)], TextureConfig(texture_size=16))

@@ -171,6 +171,11 @@ def optimise_texture(
     t0 = time.perf_counter()
     size = config.texture_size
     uv, rgb, w, view_index = _observations(vertices, faces, uvs, views, config)
+    if len(uv) == 0:
+        # a mesh that covers no masked pixel of any view (collapsed, or off-camera): nothing to fit
+        raise ValueError(f"no pixel of the {len(views)} training views sees the mesh "
+                         f"({len(vertices)} vertices, {len(faces)} faces): it is empty, collapsed or "
+                         "outside every camera")
     progress("texture", 0.05, f"{len(uv)} observed pixels from {len(views)} views")
     fusion = fuse_colours(uv, rgb, w, view_index, len(views), size, config.colour)
     rgb, w = fusion.rgb, w * fusion.weight
