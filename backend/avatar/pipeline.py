@@ -148,12 +148,14 @@ def build_avatar(
         replace(view, camera=cam) for view, cam in zip(train, gs.cameras, strict=True)]
     surface_info: dict[str, Any] = {"iterations": config.surface.iterations}
     presurface = (v, f)
-    timings["surface_refine"] = 0.0
+    timings["surface_refine"] = timings["surface_refine_cpu"] = 0.0
     if config.surface.iterations > 0:
+        cpu = time.process_time()
         # Outlines to the full-size masks; the body's hands (where the grid was too coarse) stay.
         ref = refine_surface(v, f, tex_views, config.surface, gs.view_weights, 1.0 - hand_weight, report)
         v, f = ref.vertices, ref.faces
         timings["surface_refine"] = ref.seconds
+        timings["surface_refine_cpu"] = time.process_time() - cpu  # CPU seconds, all threads
         surface_info.update(
             outline_px_before=round(float(ref.disagreement_before.mean()), 4),
             outline_px_after=round(float(ref.disagreement_after.mean()), 4),

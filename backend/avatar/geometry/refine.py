@@ -45,12 +45,15 @@ from backend.render.edges import edge_twins
 
 @dataclass
 class RefineConfig:
-    iterations: int = 30  # 0: the stage is off
+    # 24 x 2 views: ~35 CPU s on the bench's 512 px views (~64 renders of ~0.55 CPU s with the
+    # before/after measurements), what the 90 s budget of the default views leaves (30 x 3: 58 CPU s).
+    iterations: int = 24  # 0: the stage is off
     subdivide: int = 0  # midpoint subdivisions before optimising (each: 4x faces)
     render_scale: float = 1.0  # fraction of the views' resolution the masks are compared at
-    # A vertex gets a silhouette gradient only from views whose outline it is on: with 2 of 6-8
-    # views per step convergence was ~3x slower than with all of them (tests/avatar/test_refine.py).
-    views_per_iter: int = 3
+    # A vertex gets a silhouette gradient only from views whose outline it is on: with 2 of 6
+    # views per step a sphere converged ~3x slower than with all of them (tests/avatar/test_refine.py
+    # uses all); more views per step cost proportionally more.
+    views_per_iter: int = 2
     lr: float = 2e-3  # metres per Adam step at the start; linear decay to 10 %
     smooth_steps: int = 2  # neighbour averagings from the parameters to the offset field
     normal_smooth_steps: int = 4  # neighbour averagings of the offset directions (MT normals are noisy)
