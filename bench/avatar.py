@@ -8,14 +8,17 @@ render on the held-out views (full frame over the black background, and PSNR ins
 mask). Printed next to En3D's published figures.
 
     .venv/bin/python bench/avatar.py [--grid N] [--iters N] [--init-iters N] [--texture-size N]
-                                     [--resolution 512] [--json] [--out DIR]
+                                     [--surface-iters N] [--resolution 512] [--json] [--out DIR]
                                      [--perturb [--seed N] [--only perfect|perturbed]]
 
 With ``--perturb`` the avatar is also built from perturbed training views (mask noise, 1-2 px
 camera error, per-view colour shifts, one inconsistent view: backend/avatar/eval/perturb.py) and
 both are reported; held-out views are never perturbed (they are the ground truth). Also reported:
 PSNR inside the view's own mask, SSIM inside the masks, the held-out mask IoU and the thickness of
-the hands against the ground truth's (``eval.metrics.hand_thickness``).
+the hands against the ground truth's (``eval.metrics.hand_thickness``), the held-out outline error
+(``geometry.refine.outline_error_px``) and, from the same build, the mesh before the surface
+refinement stage (``--surface-iters N``, 0: off): its Chamfer, outline error and PSNR inside the
+masks after the same parts/UVs/texture stages.
 """
 
 from __future__ import annotations
