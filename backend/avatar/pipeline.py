@@ -26,7 +26,8 @@ import numpy as np
 
 from backend.avatar.body_mesh import BodyMesh
 from backend.avatar.fitted_body import views_body
-from backend.avatar.geometry.hands import HandConfig, keep_body_hands
+from backend.avatar.geometry.hands import HandConfig, keep_body_hands_weighted
+from backend.avatar.geometry.refine import RefineConfig, refine_surface
 from backend.avatar.geometry.sculpt import SculptConfig, sculpt
 from backend.avatar.io.split_vertices import split_by_uv
 from backend.avatar.io.views import ViewSet
@@ -43,7 +44,8 @@ from backend.mesh.normals import vertex_normals
 STAGE_SPANS: dict[str, tuple[float, float]] = {
     "body": (0.0, 0.02),
     "sculpt.init": (0.02, 0.15),
-    "sculpt.refine": (0.15, 0.65),
+    "sculpt.refine": (0.15, 0.6),
+    "sculpt.surface": (0.6, 0.65),
     "parts": (0.65, 0.67),
     "uv": (0.67, 0.72),
     "texture": (0.72, 0.95),
@@ -60,6 +62,8 @@ class AvatarConfig:
     rig: RigConfig = field(default_factory=RigConfig)
     fit: FitConfig = field(default_factory=FitConfig)  # the body fit, for views without SMPL-X
     hands: HandConfig = field(default_factory=HandConfig)  # the body's hands where cells are too coarse
+    # Per-vertex offsets against the full-size masks after the sculpt (geometry/refine.py).
+    surface: RefineConfig = field(default_factory=RefineConfig)
 
     def __post_init__(self) -> None:
         self.uv.atlas.texture_size = self.texture.texture_size
@@ -85,6 +89,7 @@ class AvatarResult:
     timings: dict[str, float]
     info: dict[str, Any]
     init_mesh: tuple[np.ndarray, np.ndarray] | None = None  # GS mesh before refinement (diagnostics)
+    presurface_mesh: tuple[np.ndarray, np.ndarray] | None = None  # before the surface stage (diagnostics)
     # The canonical bind pose (SMPL-X zero pose, body's rest frame: no transl), what is exported.
     # Optional only so that hand-made results keep working; build_avatar always fills them.
     rest_vertices: np.ndarray | None = None  # (N,3) split vertices
@@ -136,7 +141,26 @@ def build_avatar(
     timings["sculpt_init"], timings["sculpt_refine"] = gs.init_seconds, gs.refine_seconds
     timings["sculpt"] = gs.init_seconds + gs.refine_seconds
     v, f = gs.vertices, gs.faces
-    v, hands_moved = keep_body_hands(v, f, body, gs.grid.cell_size, config.hands)
+    v, hands_moved, hand_weight = keep_body_hands_weighted(v, f, body, gs.grid.cell_size, config.hands)
+    # The cameras as the sculpt corrected them (views a few pixels off, sculpt.py), for the
+    # surface refinement and the texture.
+    tex_views = train if gs.cameras is None else [
+        replace(view, camera=cam) for view, cam in zip(train, gs.cameras, strict=True)]
+    surface_info: dict[str, Any] = {"iterations": config.surface.iterations}
+    presurface = (v, f)
+    timings["surface_refine"] = timings["surface_refine_cpu"] = 0.0
+    if config.surface.iterations > 0:
+        cpu = time.process_time()
+        # Outlines to the full-size masks; the body's hands (where the grid was too coarse) stay.
+        ref = refine_surface(v, f, tex_views, config.surface, gs.view_weights, 1.0 - hand_weight, report)
+        v, f = ref.vertices, ref.faces
+        timings["surface_refine"] = ref.seconds
+        timings["surface_refine_cpu"] = time.process_time() - cpu  # CPU seconds, all threads
+        surface_info.update(
+            outline_px_before=round(float(ref.disagreement_before.mean()), 4),
+            outline_px_after=round(float(ref.disagreement_after.mean()), 4),
+            max_offset_m=round(float(np.abs(ref.offsets).max(initial=0.0)), 5),
+        )
 
     t = time.perf_counter()
     cpu = time.process_time()
@@ -155,9 +179,6 @@ def build_avatar(
     timings["uv"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    # Texture through the cameras as the sculpt corrected them (views a few pixels off, sculpt.py).
-    tex_views = train if gs.cameras is None else [
-        replace(view, camera=cam) for view, cam in zip(train, gs.cameras, strict=True)]
     tex = optimise_texture(split.vertices, split.faces, split.uvs, tex_views, tex_cfg, report)
     timings["texture"] = time.perf_counter() - t
     timings["et_cpu"] = time.process_time() - cpu  # parts + UVs + texture, CPU seconds (all threads)
@@ -202,12 +223,14 @@ def build_avatar(
             "pose_corrective_max_m": float(np.linalg.norm(canon.pose_offsets, axis=1).max(initial=0.0)),
             "texture_size": int(tex.texture.shape[0]),
             "hands_from_body": hands_moved,
+            "surface_refine": surface_info,
             "sculpt_init_iters_run": gs.init_iters_run,
             "sculpt_step_backs": gs.step_backs,
             "robust": _robust_info(train, gs, tex),
             **({"body_fit": fit} if fit is not None else {}),
         },
         init_mesh=None if gs.init_vertices is None else (gs.init_vertices, gs.init_faces),
+        presurface_mesh=presurface,
         rest_vertices=canon.vertices[split.source],
         rest_normals=rest_normals,
         mesh_rest_vertices=canon.vertices,
@@ -334,6 +357,7 @@ def config_from_options(
     unwrap: str | None = None,
     normals: str | None = None,
     render_scale: float | None = None,
+    surface_iters: int | None = None,
 ) -> AvatarConfig:
     """An :class:`AvatarConfig` from the few knobs the CLI and the job expose (None = default)."""
     cfg = AvatarConfig()
@@ -347,6 +371,10 @@ def config_from_options(
         cfg.sculpt.refine_iters = int(refine_iters)
     if render_scale is not None:
         cfg.sculpt.render_scale = float(render_scale)
+    if surface_iters is not None:
+        if surface_iters < 0:
+            raise ValueError(f"surface iterations must be >= 0, got {surface_iters}")
+        cfg.surface.iterations = int(surface_iters)
     if texture_size is not None:
         if not 16 <= texture_size <= 2048:
             raise ValueError(f"texture size must be in [16, 2048], got {texture_size}")

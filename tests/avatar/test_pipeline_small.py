@@ -91,6 +91,26 @@ def test_result_layout_and_progress(built, tmp_path):
         assert files[name].stat().st_size > 0
 
 
+def test_surface_stage_runs_on_the_sculpt_and_keeps_the_body_hands(built):
+    """The surface refinement (geometry/refine.py) runs by default after the hands rule: the
+    training outlines get closer to the masks, the mesh stays closed, hand vertices stay pinned."""
+    _, _, result, stages = built
+    info = result.info["surface_refine"]
+    assert info["iterations"] > 0 and "sculpt.surface" in [s for s, _ in stages]
+    assert info["outline_px_after"] < info["outline_px_before"], info
+    assert result.presurface_mesh is not None
+    pv, pf = result.presurface_mesh
+    assert np.array_equal(pf, result.mesh_faces) and 0 < info["max_offset_m"] <= 0.015 + 1e-6
+    e = np.sort(np.concatenate([pf[:, [0, 1]], pf[:, [1, 2]], pf[:, [2, 0]]]), 1)
+    assert np.all(np.unique(e, axis=0, return_counts=True)[1] == 2)  # still a closed manifold
+    if result.info["hands_from_body"]:  # grid 36 cells are coarse: the hands came from the body
+        hands = [result.part_names.index("hand_l"), result.part_names.index("hand_r")]
+        hand = np.isin(result.part_labels, hands)
+        src = np.unique(result.source_vertex[hand])
+        moved = np.linalg.norm(result.mesh_vertices[src] - pv[src], axis=1)
+        assert np.median(moved) < 1e-6, np.median(moved)
+
+
 def test_cancel_stops_the_run(small_character):
     _, views, char = small_character
 

@@ -62,8 +62,19 @@ def keep_body_hands(
 ) -> tuple[np.ndarray, dict[str, int]]:
     """Vertices with the hands moved onto the body's hands (module docstring); and how many moved
     per hand. Returns the input unchanged when the mode says the grid resolves hands."""
+    out, moved, _ = keep_body_hands_weighted(vertices, faces, body, cell_size, config)
+    return out, moved
+
+
+def keep_body_hands_weighted(
+    vertices: np.ndarray, faces: np.ndarray, body: BodyMesh, cell_size: float, config: HandConfig
+) -> tuple[np.ndarray, dict[str, int], np.ndarray]:
+    """:func:`keep_body_hands` plus each vertex's weight (V,) in [0, 1]: how far it was moved onto
+    the body's hand (1: wholly). The surface refinement (refine.py) leaves those vertices where the
+    body put them, so the hands rule holds after it too."""
+    weight = np.zeros(len(vertices))
     if config.mode == "sculpt" or (config.mode == "auto" and cell_size <= config.max_cell_m):
-        return vertices, {}
+        return vertices, {}, weight
     if config.mode not in ("auto", "body"):
         raise ValueError(f"hand mode must be auto|body|sculpt, got {config.mode!r}")
     out = np.array(vertices, dtype=np.float64, copy=True)
@@ -93,5 +104,6 @@ def keep_body_hands(
         w = _smoothstep((t[idx] + config.blend * length) / max(config.blend * length, 1e-9))
         w = w * (1 - _smoothstep((q.distance - 0.5 * reach) / (0.5 * reach)))
         out[idx] += w[:, None] * (q.point - vertices[idx])
+        weight[idx] = np.maximum(weight[idx], w)
         moved[side] = int((w > 0.5).sum())
-    return out, moved
+    return out, moved, weight
