@@ -158,46 +158,61 @@ def surface_chamfer(
                           float((d_pg_all.mean() + d_gp_all.mean()) / 2), len(keep))
 
 
-def seen_from_cameras(
-    points: np.ndarray,
-    occluders: np.ndarray,
-    cameras: list[tuple[np.ndarray, np.ndarray, np.ndarray, int, int]],
-    behind: float,
-    scale: float = 2.0,
-) -> np.ndarray:
-    """(N,) True where some camera sees the point: nothing of the occluding surface lies more than
-    ``behind`` (metres along the ray's depth) in front of it in its pixel.
+Camera = tuple[np.ndarray, np.ndarray, np.ndarray, int, int]  # OpenCV K, R, t, width, height
 
-    ``occluders`` are dense samples of the occluding surface (a z-buffer is the nearest sample per
-    pixel: ~10 samples per pixel leave no holes); ``cameras`` are OpenCV ``(K, R, t, width, height)``
-    in the points' frame, rendered ``scale`` x finer than the views so a pixel's depth spread on a
-    slanted surface stays below ``behind``. Points outside a camera's image are not seen by it.
+
+class RigVisibility:
+    """Which points the cameras of a rig see past an occluding surface (a z-buffer per camera).
+
+    ``occluders`` are dense samples of the occluding surface (a pixel's depth is its nearest
+    sample: ~10 samples per pixel leave no holes); ``cameras`` are OpenCV ``(K, R, t, width,
+    height)`` in the points' frame, rasterised ``scale`` x finer than the views so a pixel's depth
+    spread on a slanted surface stays small. The buffers are built once; :meth:`seen` is cheap.
     """
-    pts = np.asarray(points, np.float64)
-    occ = np.asarray(occluders, np.float64)
-    seen = np.zeros(len(pts), bool)
-    for K, R, t, width, height in cameras:
-        w, h = round(width * scale), round(height * scale)
-        k = np.asarray(K, np.float64) * np.array([[scale], [scale], [1.0]])
 
-        def pixels(x: np.ndarray, k: np.ndarray = k, R: np.ndarray = R, t: np.ndarray = t,
-                   w: int = w, h: int = h) -> tuple[np.ndarray, np.ndarray]:
-            cam = x @ np.asarray(R, np.float64).T + np.asarray(t, np.float64)
-            z = cam[:, 2]
-            uv = cam @ k.T
-            u = np.floor(uv[:, 0] / np.maximum(z, 1e-9)).astype(np.int64)
-            v = np.floor(uv[:, 1] / np.maximum(z, 1e-9)).astype(np.int64)
-            inside = (z > 1e-6) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-            return np.where(inside, v * w + u, -1), z
+    def __init__(self, occluders: np.ndarray, cameras: list[Camera], scale: float = 2.0) -> None:
+        occ = np.asarray(occluders, np.float64)
+        self.views = []
+        for K, R, t, width, height in cameras:
+            w, h = round(width * scale), round(height * scale)
+            k = np.asarray(K, np.float64) * np.array([[scale], [scale], [1.0]])
+            view = (k, np.asarray(R, np.float64), np.asarray(t, np.float64), w, h)
+            pix, z = self._pixels(occ, *view)
+            ok = pix >= 0
+            pix, z = pix[ok], z[ok]
+            order = np.lexsort((z, pix))  # by pixel, nearest first: each pixel's first entry is its depth
+            first = np.unique(pix[order], return_index=True)[1]
+            zbuf = np.full(w * h, np.inf)
+            zbuf[pix[order][first]] = z[order][first]
+            self.views.append((view, zbuf))
 
-        zbuf = np.full(w * h, np.inf)
-        pix, z = pixels(occ)
-        ok = pix >= 0
-        pix, z = pix[ok], z[ok]
-        order = np.lexsort((z, pix))  # by pixel, nearest first: each pixel's first entry is its depth
-        first = np.unique(pix[order], return_index=True)[1]
-        zbuf[pix[order][first]] = z[order][first]
-        pix, z = pixels(pts)
-        ok = pix >= 0
-        seen[ok] |= z[ok] <= zbuf[pix[ok]] + behind
-    return seen
+    @staticmethod
+    def _pixels(x: np.ndarray, k: np.ndarray, R: np.ndarray, t: np.ndarray, w: int,
+                h: int) -> tuple[np.ndarray, np.ndarray]:
+        """Flat pixel index (-1 outside the image or behind the camera) and depth of each point."""
+        cam = x @ R.T + t
+        z = cam[:, 2]
+        uv = cam @ k.T
+        u = np.floor(uv[:, 0] / np.maximum(z, 1e-9)).astype(np.int64)
+        v = np.floor(uv[:, 1] / np.maximum(z, 1e-9)).astype(np.int64)
+        inside = (z > 1e-6) & (u >= 0) & (u < w) & (v >= 0) & (v < h)
+        return np.where(inside, v * w + u, -1), z
+
+    def seen(self, points: np.ndarray, behind: float) -> np.ndarray:
+        """(N,) True where some camera sees the point: nothing of the occluding surface lies more
+        than ``behind`` (metres of depth) in front of it in its pixel. Points outside a camera's
+        image are not seen by it."""
+        pts = np.asarray(points, np.float64)
+        out = np.zeros(len(pts), bool)
+        for view, zbuf in self.views:
+            pix, z = self._pixels(pts, *view)
+            ok = pix >= 0
+            out[ok] |= z[ok] <= zbuf[pix[ok]] + behind
+        return out
+
+
+def seen_from_cameras(
+    points: np.ndarray, occluders: np.ndarray, cameras: list[Camera], behind: float, scale: float = 2.0
+) -> np.ndarray:
+    """:meth:`RigVisibility.seen` in one call (the buffers are built for this call only)."""
+    return RigVisibility(occluders, cameras, scale).seen(points, behind)
