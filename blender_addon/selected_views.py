@@ -10,7 +10,10 @@ Rendering is done one view per :meth:`SelectedViews.step` so the UI never blocks
 one small render: the operator steps it from a timer (``bpy.app.timers``), tests call ``step``.
 The normal pass is always Workbench: a copy of the selection whose per-corner colour attribute
 holds the encoded world normal, shaded flat with the Standard view transform (the colour is
-linearised first so the written 8-bit PNG holds exactly ``(n + 1) / 2``). The colour pass uses the
+linearised first so the written 8-bit PNG holds exactly ``(n + 1) / 2``), re-oriented for each
+view so that every visible face's normal faces the camera (cloth modelled single-sided with its
+normals pointing in is common). Each camera stands as close as its view of the selection's box
+allows. The colour pass uses the
 chosen engine (Workbench flat colours, or Cycles with few samples).
 """
 
