@@ -10,7 +10,10 @@ Rendering is done one view per :meth:`SelectedViews.step` so the UI never blocks
 one small render: the operator steps it from a timer (``bpy.app.timers``), tests call ``step``.
 The normal pass is always Workbench: a copy of the selection whose per-corner colour attribute
 holds the encoded world normal, shaded flat with the Standard view transform (the colour is
-linearised first so the written 8-bit PNG holds exactly ``(n + 1) / 2``). The colour pass uses the
+linearised first so the written 8-bit PNG holds exactly ``(n + 1) / 2``), re-oriented for each
+view so that every visible face's normal faces the camera (cloth modelled single-sided with its
+normals pointing in is common). Each camera stands as close as its view of the selection's box
+allows. The colour pass uses the
 chosen engine (Workbench flat colours, or Cycles with few samples).
 """
 
@@ -41,7 +44,7 @@ VIEWS_LIST, VIEW_IMAGE = "views", "image"
 class ViewSettings:
     views_per_ring: int = 6
     elevations_deg: tuple[float, ...] = (0.0, 30.0)
-    resolution: int = 256
+    resolution: int = 384
     engine: str = "WORKBENCH"  # or "CYCLES"
     cycles_samples: int = 16
     margin: float = 1.08  # framing: the bounding sphere fills 1/margin of the view
@@ -59,29 +62,63 @@ def world_bounds(objects: list[bpy.types.Object]) -> tuple[np.ndarray, np.ndarra
 
 
 def ring_poses(lo: np.ndarray, hi: np.ndarray, settings: ViewSettings, fov: float) -> list[np.ndarray]:
-    """4x4 Blender camera world matrices on rings around the box, all looking at its centre."""
+    """4x4 Blender camera world matrices on rings around the box, all looking at its centre, each
+    as close as its view of the box allows (square image): the box's corners fill the frame up to
+    ``1 / margin``. A distance fitted per view, not the bounding sphere's, gives the character
+    ~25 % more pixels across (an A-pose is wide and shallow; its sphere is far larger than any view of it)."""
     centre = (lo + hi) / 2
-    radius = float(np.linalg.norm(hi - lo)) / 2
-    distance = radius * settings.margin / math.sin(fov / 2)
+    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    corners = corners - centre
+    tan_half = math.tan(fov / 2) / settings.margin
     poses = []
     for elevation in settings.elevations_deg:
         el = math.radians(elevation)
         for i in range(settings.views_per_ring):
             az = 2 * math.pi * i / settings.views_per_ring
             # Blender: -Y is the front of a character; azimuth 0 looks at the front.
-            eye = centre + distance * np.array([math.sin(az) * math.cos(el), -math.cos(az) * math.cos(el),
-                                                math.sin(el)])
-            quat = Vector((centre - eye).tolist()).to_track_quat("-Z", "Y")
+            back = np.array([math.sin(az) * math.cos(el), -math.cos(az) * math.cos(el), math.sin(el)])
+            rot = np.array(Vector((-back).tolist()).to_track_quat("-Z", "Y").to_matrix())
+            right, up, forward = rot[:, 0], rot[:, 1], -rot[:, 2]
+            # A corner at depth d - c.f must have |c.r| and |c.u| <= tan_half * (d - c.f).
+            depth = corners @ forward
+            lateral = np.maximum(np.abs(corners @ right), np.abs(corners @ up))
+            distance = float((depth + lateral / tan_half).max())
             m = np.eye(4)
-            m[:3, :3] = np.array(quat.to_matrix())
-            m[:3, 3] = eye
+            m[:3, :3] = rot
+            m[:3, 3] = centre + distance * back
             poses.append(m)
     return poses
 
 
-def _normal_copy(obj: bpy.types.Object, depsgraph: Any, collection: bpy.types.Collection) -> bpy.types.Object:
-    """A world-space copy of ``obj``'s evaluated mesh whose corner colours encode its world normals
-    in the protocol frame (Y up)."""
+@dataclass
+class NormalCopy:
+    """A world-space copy of a selected object whose corner colours encode its normals, re-oriented
+    per view (all arrays per corner, Blender world frame)."""
+
+    obj: bpy.types.Object
+    normals: np.ndarray  # (corners, 3)
+    face_centres: np.ndarray  # (corners, 3): the centre of each corner's face
+    face_normals: np.ndarray  # (corners, 3): the normal of each corner's face
+
+    def orient_towards(self, eye: np.ndarray) -> None:
+        """Encode the normals seen from ``eye``: a face seen from behind shows its back, whose
+        normal is the opposite one. Single-sided cloth (a skirt, a cape) is often modelled with its
+        normals pointing in; its front would otherwise tell the backend the surface faces away
+        from the camera, and the sculpt carves the garment away."""
+        away = ((self.face_centres - eye) * self.face_normals).sum(axis=1) > 0
+        normals = np.where(away[:, None], -self.normals, self.normals)
+        normals = cameras.blender_to_protocol_points(normals)
+        normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-9)
+        rgba = np.ones((len(normals), 4))
+        rgba[:, :3] = _srgb_to_linear(normals * 0.5 + 0.5)
+        attr = self.obj.data.color_attributes[NORMAL_ATTRIBUTE]
+        attr.data.foreach_set("color", rgba.astype(np.float32).ravel())
+        self.obj.data.update()
+
+
+def _normal_copy(obj: bpy.types.Object, depsgraph: Any, collection: bpy.types.Collection) -> NormalCopy:
+    """A world-space copy of ``obj``'s evaluated mesh with a corner colour attribute for its normals
+    in the protocol frame (Y up), set per view by :meth:`NormalCopy.orient_towards`."""
     mesh = bpy.data.meshes.new_from_object(obj.evaluated_get(depsgraph))
     mesh.transform(obj.matrix_world)
     if hasattr(mesh, "corner_normals"):  # Blender 4.1+
@@ -91,17 +128,24 @@ def _normal_copy(obj: bpy.types.Object, depsgraph: Any, collection: bpy.types.Co
         mesh.calc_normals_split()
         normals = np.empty(len(mesh.loops) * 3, dtype=np.float32)
         mesh.loops.foreach_get("normal", normals)
-    normals = normals.reshape(-1, 3).astype(np.float64)
-    normals = cameras.blender_to_protocol_points(normals)
-    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-9)
-    rgba = np.ones((len(normals), 4))
-    rgba[:, :3] = _srgb_to_linear(normals * 0.5 + 0.5)
+    count = np.empty(len(mesh.polygons), dtype=np.int64)
+    mesh.polygons.foreach_get("loop_total", count)
+    start = np.empty(len(mesh.polygons), dtype=np.int64)
+    mesh.polygons.foreach_get("loop_start", start)
+    centres = np.empty(len(mesh.polygons) * 3, dtype=np.float32)
+    mesh.polygons.foreach_get("center", centres)
+    face_n = np.empty(len(mesh.polygons) * 3, dtype=np.float32)
+    mesh.polygons.foreach_get("normal", face_n)
+    corner_face = np.zeros(len(mesh.loops), dtype=np.int64)
+    within = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    corner_face[np.repeat(start, count) + within] = np.repeat(np.arange(len(mesh.polygons)), count)
     attr = mesh.color_attributes.new(NORMAL_ATTRIBUTE, "FLOAT_COLOR", "CORNER")
-    attr.data.foreach_set("color", rgba.astype(np.float32).ravel())
     mesh.color_attributes.active_color = attr
     copy = bpy.data.objects.new(f"{obj.name} (normals)", mesh)
     collection.objects.link(copy)
-    return copy
+    return NormalCopy(copy, normals.reshape(-1, 3).astype(np.float64),
+                      centres.reshape(-1, 3).astype(np.float64)[corner_face],
+                      face_n.reshape(-1, 3).astype(np.float64)[corner_face])
 
 
 @dataclass
@@ -130,10 +174,12 @@ class SelectedViews:
         lo, hi = world_bounds(self.objects)
         self.poses = ring_poses(lo, hi, self.settings, fov)
         radius = float(np.linalg.norm(hi - lo)) / 2
-        distance = float(np.linalg.norm(self.poses[0][:3, 3] - (lo + hi) / 2))
-        cam_data.clip_start, cam_data.clip_end = max(1e-3, distance - 2 * radius), distance + 2 * radius
+        distances = [float(np.linalg.norm(m[:3, 3] - (lo + hi) / 2)) for m in self.poses]
+        cam_data.clip_start = max(1e-3, min(distances) - 2 * radius)
+        cam_data.clip_end = max(distances) + 2 * radius
         depsgraph = bpy.context.evaluated_depsgraph_get()
-        self.normal_objects = [_normal_copy(o, depsgraph, self.scene.collection) for o in self.objects]
+        self.normal_copies = [_normal_copy(o, depsgraph, self.scene.collection) for o in self.objects]
+        self.normal_objects = [c.obj for c in self.normal_copies]
 
     @property
     def total(self) -> int:
@@ -191,6 +237,8 @@ class SelectedViews:
         self.camera.matrix_world = Matrix(self.poses[i].tolist())
         bpy.context.view_layer.update()
         self._render(self.objects, self.folder / "rgba" / f"{name}.png", normals=False)
+        for copy in self.normal_copies:
+            copy.orient_towards(self.poses[i][:3, 3])
         self._render(self.normal_objects, self.folder / "normal" / f"{name}.png", normals=True)
         cd = self.camera.data
         bcam = cameras.BlenderCamera(
@@ -229,4 +277,4 @@ class SelectedViews:
                 bpy.data.meshes.remove(data)
             elif isinstance(data, bpy.types.Camera):
                 bpy.data.cameras.remove(data)
-        self.normal_objects, self.camera = [], None
+        self.normal_objects, self.normal_copies, self.camera = [], [], None

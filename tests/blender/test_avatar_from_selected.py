@@ -2,7 +2,20 @@
 the scene (the stand-in body's A-pose copied into a plain mesh, plus a flared skirt; vertex colours,
 no armature, no SMPL-X anywhere) -> K Workbench views with masks and normals written into the
 backend's ``<data-dir>/inputs`` -> ``avatar.from_views`` fits the body itself -> an armature-skinned,
-textured avatar standing on the character, measured by Chamfer distance."""
+textured avatar standing on the character, measured by Chamfer distance.
+
+Two Chamfer numbers, both mean symmetric, in cm:
+- *surface* (asserted): what ``bench/avatar.py`` measures (``backend.mesh.chamfer``, numpy-only, the
+  bench's samples and seeds): 100k area-uniform samples on each mesh, each matched to the nearest
+  sample of the other; the character's samples that no camera of the rig sees (the thighs inside
+  the skirt, the body's far side from every camera ...) are dropped (the bench drops its buried
+  ground truth the same way), and so are the avatar's samples hidden behind the character by more
+  than ``HIDDEN_BEHIND`` from every camera (the closure a watertight avatar needs under the open
+  hem: no view can say where it is). Broken down per body region.
+- *vertex* (printed, the old number): between the two meshes' vertex sets. Marching-tets vertices
+  lie 2-3 cm apart, so it carries a discretisation floor of several mm that is no reconstruction
+  error; and it counts every hidden part.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +29,15 @@ import pytest
 
 bpy = pytest.importorskip("bpy")
 
+from mathutils.kdtree import KDTree  # noqa: E402
 from test_addon_e2e import body_objects, connect, last_job  # noqa: E402
 from test_addon_rig import evaluated_vertices  # noqa: E402
 
+from backend.mesh.chamfer import RigVisibility, SurfaceChamfer, surface_chamfer  # noqa: E402
+from backend.mesh.sampling import sample_surface  # noqa: E402
 from blender_addon import job_params  # noqa: E402
 from blender_addon.operators import from_selected  # noqa: E402
+from protocol import cameras  # noqa: E402
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -81,8 +98,89 @@ def modelled_character(scene: bpy.types.Scene, body_mesh: bpy.types.Object) -> b
     return obj
 
 
+REGIONS = ("head", "hands", "arms", "torso", "skirt", "legs", "feet")
+# The avatar's samples farther than this behind the character's surface from every camera count as
+# unseen (the closure under the hem); a dent of the avatar deeper than this would still show in the
+# character -> avatar direction.
+HIDDEN_BEHIND = 0.02
+# A character sample is seen when nothing of it is more than this in front of it (the bench's rule
+# with its 2 mm shrink, widened to the z-buffer's depth spread within a pixel on slanted surfaces).
+GT_HIDDEN_BEHIND = 0.006
+
+
+def joint_region(joint: str) -> str:
+    """The body region of an SMPL-X joint's vertex group (the joint of the bone it follows)."""
+    if any(k in joint for k in ("neck", "head", "jaw", "eye")):
+        return "head"
+    if any(k in joint for k in ("wrist", "index", "middle", "pinky", "ring", "thumb")):
+        return "hands"
+    if "shoulder" in joint or "elbow" in joint:
+        return "arms"
+    if "hip" in joint or "knee" in joint:
+        return "legs"
+    if "ankle" in joint or "foot" in joint:
+        return "feet"
+    return "torso"  # pelvis, spine, collar
+
+
+def vertex_regions(mesh_obj: bpy.types.Object) -> np.ndarray:
+    """(V,) index into REGIONS of each vertex: the region of its heaviest vertex group."""
+    names = [joint_region(g.name) for g in mesh_obj.vertex_groups]
+    out = np.full(len(mesh_obj.data.vertices), REGIONS.index("torso"))
+    for v in mesh_obj.data.vertices:
+        if len(v.groups):
+            out[v.index] = REGIONS.index(names[max(v.groups, key=lambda g: g.weight).group])
+    return out
+
+
+def triangles(mesh_obj: bpy.types.Object) -> np.ndarray:
+    mesh = mesh_obj.data
+    mesh.calc_loop_triangles()
+    tris = np.empty(len(mesh.loop_triangles) * 3, dtype=np.int64)
+    mesh.loop_triangles.foreach_get("vertices", tris)
+    return tris.reshape(-1, 3)
+
+
+def seen_filters(verts: np.ndarray, faces: np.ndarray, manifest: dict, *behind: float) -> list:
+    """keep(points) per ``behind``: True where some camera of the views sees the point with nothing
+    of the character (verts, faces; Blender world) more than ``behind`` in front of it (a z-buffer
+    of 1M samples of the character at twice the views' resolution)."""
+    rig = [(v["K"], v["R"], v["t"], v["width"], v["height"]) for v in manifest["views"]]
+    occluders, _ = sample_surface(verts, faces, 1_000_000, np.random.default_rng(3))
+    rig_sees = RigVisibility(cameras.blender_to_protocol_points(occluders), rig)
+
+    def filter_for(depth: float):
+        def keep(points: np.ndarray) -> np.ndarray:
+            return rig_sees.seen(cameras.blender_to_protocol_points(points), depth)
+
+        return keep
+
+    return [filter_for(depth) for depth in behind]
+
+
+def region_table(score: SurfaceChamfer, gt_verts: np.ndarray, regions: np.ndarray) -> dict[str, tuple]:
+    """Per region (of the nearest character vertex): mean avatar->character and character->avatar
+    distance (cm) and the region's share of the symmetric Chamfer (cm; the shares sum to it)."""
+    tree = KDTree(len(gt_verts))
+    for i, v in enumerate(gt_verts.tolist()):
+        tree.insert(v, i)
+    tree.balance()
+
+    def label(points: np.ndarray) -> np.ndarray:
+        return regions[[tree.find(p)[1] for p in points.tolist()]]
+
+    lp, lg = label(score.pred_points), label(score.gt_points)
+    table = {}
+    for k, name in enumerate(REGIONS):
+        dp, dg = score.pred_to_gt[lp == k], score.gt_to_pred[lg == k]
+        share = 50.0 * (dp.sum() / len(lp) + dg.sum() / len(lg))
+        table[name] = (100 * dp.mean() if len(dp) else float("nan"),
+                       100 * dg.mean() if len(dg) else float("nan"), share)
+    return table
+
+
 def chamfer_cm(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean symmetric Chamfer distance between point sets (cm): (mean a->b + mean b->a) / 2."""
+    """Mean symmetric Chamfer distance between *vertex sets* (cm): (mean a->b + mean b->a) / 2."""
 
     def one_way(p: np.ndarray, q: np.ndarray) -> float:
         best = [np.sqrt(((p[i:i + 2048, None] - q[None]) ** 2).sum(-1).min(axis=1))
@@ -106,6 +204,9 @@ def test_avatar_from_selected(clean_scene, backend_server, tmp_path: Path) -> No
     scene.frame_set(1)
     arm_obj, body_mesh = body_objects(scene, "Source")
     character = modelled_character(scene, body_mesh)
+    body_regions = vertex_regions(body_mesh)
+    regions = np.concatenate([body_regions, np.full(len(character.data.vertices) - len(body_regions),
+                                                    REGIONS.index("skirt"))])
     bpy.data.objects.remove(body_mesh)
     bpy.data.objects.remove(arm_obj)
     target = evaluated_vertices(character)
@@ -117,14 +218,14 @@ def test_avatar_from_selected(clean_scene, backend_server, tmp_path: Path) -> No
     jobs_before = len(scene.avatar_studio.jobs)
     started = time.monotonic()
     assert bpy.ops.avatar_studio.avatar_from_selected(
-        name="Fitted", views_per_ring=4, resolution=256, grid=72, iterations=120, texture_size=256,
+        name="Fitted", views_per_ring=6, resolution=384, grid=72, iterations=120, texture_size=256,
     ) == {"FINISHED"}
     # Rendering happens one view per pump (timers do not run in bpy-as-a-module: pump by hand).
     renders = 0
     while from_selected.pending():
         from_selected.pump_renders()
         renders += 1
-    assert renders == 8  # 4 views per ring, 2 rings
+    assert renders == 12  # 6 views per ring, 2 rings
     assert len(scene.avatar_studio.jobs) == jobs_before + 1
     item = last_job(scene)
     assert item.kind == "avatar.from_views"
@@ -133,9 +234,18 @@ def test_avatar_from_selected(clean_scene, backend_server, tmp_path: Path) -> No
     folder = backend_server.data_dir / "inputs"
     (views_dir,) = [p for p in folder.iterdir() if p.name.startswith("from-selected-")]
     manifest = json.loads((views_dir / "views.json").read_text())
-    assert "smplx" not in manifest and len(manifest["views"]) == 8
+    assert "smplx" not in manifest and len(manifest["views"]) == 12
     for view in manifest["views"]:
         assert (views_dir / view["normal"]).is_file() and (views_dir / view["image"]).is_file()
+        # Framed per view: the whole character in the picture, filling most of it.
+        image = bpy.data.images.load(str(views_dir / view["image"]))
+        alpha = np.empty(image.size[0] * image.size[1] * 4, dtype=np.float32)
+        image.pixels.foreach_get(alpha)
+        alpha = alpha.reshape(image.size[1], image.size[0], 4)[..., 3] > 0
+        bpy.data.images.remove(image)
+        assert not (alpha[0].any() or alpha[-1].any() or alpha[:, 0].any() or alpha[:, -1].any())
+        rows = np.flatnonzero(alpha.any(axis=1))
+        assert rows[-1] - rows[0] > 0.6 * len(alpha)
     assert "Character (normals)" not in bpy.data.objects and "AVS views camera" not in bpy.data.objects
 
     pumper.until(lambda: item.imported or item.state in ("failed", "cancelled"), 600, "avatar.from_views")
@@ -152,22 +262,36 @@ def test_avatar_from_selected(clean_scene, backend_server, tmp_path: Path) -> No
     image.pixels.foreach_get(pixels)
     rgb = pixels.reshape(-1, 4)[:, :3]
     got = evaluated_vertices(mesh_obj)
-    distance = chamfer_cm(got, target)
-    # Away from the skirt (whose open hem and the thighs under it no view sees: a watertight avatar
-    # closes the hem, so those parts count centimetres against any reconstruction).
+    vertex_cm = chamfer_cm(got, target)
+    # Away from the skirt (whose open hem and the thighs under it no view sees).
     z_lo, height = target[:, 2].min(), np.ptp(target[:, 2])
 
     def off_skirt(p: np.ndarray) -> np.ndarray:
         return p[(p[:, 2] < z_lo + 0.3 * height) | (p[:, 2] > z_lo + 0.56 * height)]
 
-    visible = chamfer_cm(off_skirt(got), off_skirt(target))
+    vertex_off_skirt_cm = chamfer_cm(off_skirt(got), off_skirt(target))
+
+    target_f, got_f = triangles(character), triangles(mesh_obj)
+    seen_gt, seen_pred = seen_filters(target, target_f, manifest, GT_HIDDEN_BEHIND, HIDDEN_BEHIND)
+    surface = surface_chamfer(got, got_f, target, target_f, 100_000, seen_gt, seen_pred)
+    table = region_table(surface, target, regions)
     red = rgb[:, 0] - rgb[:, 1]
-    print(f"Avatar from Selected: Chamfer {distance:.2f} cm ({visible:.2f} cm off the skirt), "
-          f"{elapsed:.0f} s (render, fit, sculpt, import); "
-          f"texture r-g quantiles {np.quantile(red, [0.05, 0.25, 0.5, 0.75, 0.95]).round(2)}")
+    print(f"Avatar from Selected ({elapsed:.0f} s render, fit, sculpt, import): surface Chamfer "
+          f"{100 * surface.chamfer:.2f} cm (avatar->character {100 * surface.pred_to_gt.mean():.2f}, "
+          f"character->avatar {100 * surface.gt_to_pred.mean():.2f}; the bench's rule, every avatar "
+          f"sample kept: {100 * surface.chamfer_all_pred:.2f}; {len(surface.pred_points)} of "
+          f"{surface.pred_samples} avatar samples seen); vertex Chamfer {vertex_cm:.2f} cm "
+          f"({vertex_off_skirt_cm:.2f} off the skirt)")
+    print("region   avatar->char  char->avatar  share of the Chamfer (cm)")
+    for name, (dp, dg, share) in table.items():
+        print(f"{name:8} {dp:12.2f} {dg:13.2f} {share:8.3f}")
+    print(f"texture r-g quantiles {np.quantile(red, [0.05, 0.25, 0.5, 0.75, 0.95]).round(2)}")
     # Textured from the views (sRGB-encoded texels): the skirt's red (r - g ~ 0.5) and the skin
     # (r - g ~ 0.1) are both on it.
     assert (red > 0.35).mean() > 0.02 and ((red < 0.2) & (rgb[:, 0] > 0.6)).mean() > 0.2
-    # Measured at these settings: 1.58 cm whole, 1.06 cm off the skirt (docs/addon.md); the issue's
-    # 1 cm is not reached at test-sized settings (grid 72, 120 iterations, 8 views of 256 px).
-    assert distance <= 1.75 and visible <= 1.25
+    # Measured at these settings (docs/addon.md, "Avatar from Selected"): surface 1.03 cm (the
+    # bench's rule 1.13), vertex 1.24 cm, twice, identical (the pipeline is deterministic on one
+    # machine; the margin is for other machines' float order, which can move where the skirt is
+    # cut by the sculpt's grid box, the one region still centimetres off). The issue's 1 cm is not
+    # reached: the skirt's share alone is 0.45 cm.
+    assert surface.chamfer <= 0.012 and vertex_cm <= 1.4
