@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from backend.avatar.geometry.body_sdf import BodySDF
+from backend.avatar.geometry.hull_box import grid_box
 from backend.avatar.geometry.marching_tets import marching_tets
 from backend.avatar.geometry.sdf_net import SDFNet, SDFNetConfig
 from backend.avatar.geometry.tetgrid import TetGrid, make_tet_grid
@@ -49,6 +50,7 @@ class NormalEstimatorMissing(RuntimeError):
 class SculptConfig:
     grid_resolution: int = 64  # tet-grid cells along the longest side of the body's box
     margin: float = 0.08  # metres added around the body's box: room for hair and loose clothes
+    hull_box: bool = True  # grow the box to the views' visual hull (clothes further off the body)
     net: SDFNetConfig = field(default_factory=SDFNetConfig)
     init_iters: int = 100
     init_lr: float = 1e-2
@@ -234,12 +236,13 @@ def _uniform_laplacian(v: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
 class Sculptor:
     """Holds the grid and the field; ``fit_body`` then ``refine`` then ``extract``."""
 
-    def __init__(self, body_vertices: np.ndarray, body_faces: np.ndarray, config: SculptConfig) -> None:
+    def __init__(self, body_vertices: np.ndarray, body_faces: np.ndarray, config: SculptConfig,
+                 views: list[View] | None = None) -> None:
         self.config = config
         torch.manual_seed(config.seed)
         self.body = BodySDF(body_vertices, body_faces)
-        lo = body_vertices.min(0) - config.margin
-        hi = body_vertices.max(0) + config.margin
+        # the body's box plus the margin, grown to the views' visual hull where clothes reach further
+        lo, hi = grid_box(body_vertices, config.margin, views if config.hull_box else None)
         self.grid = make_tet_grid(lo, hi, config.grid_resolution)
         self.lo = torch.as_tensor(self.grid.vertices.min(0))
         self.hi = torch.as_tensor(self.grid.vertices.max(0))
@@ -536,7 +539,7 @@ def sculpt(
 ) -> SculptResult:
     """GS end to end: body-SDF init, view refinement, watertight mesh."""
     normal_source = resolve_normal_source(views, config)
-    sculptor = Sculptor(body_vertices, body_faces, config)
+    sculptor = Sculptor(body_vertices, body_faces, config, views)
     t0 = time.perf_counter()
     sculptor.fit_body(progress)
     t1 = time.perf_counter()
