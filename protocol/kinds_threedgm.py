@@ -39,7 +39,7 @@ def _knob(p: Param) -> Param:
     if p.name == "normals":
         return replace(p, default="none",
                        help="normal supervision; 'views' uses the density's normal maps the 3DGM renders "
-                            "carry (worth it once `normal_eval` shows them accurate)")
+                            "carry (worth it once `backend.metrics.threedgm_normals` shows them accurate)")
     return p
 
 

@@ -185,7 +185,7 @@ def normals_data(tmp_path_factory: pytest.TempPathFactory):
 
 
 def test_ground_truth_normals_are_cropped_with_the_image(normals_data) -> None:
-    from backend.threedgm.normal_eval import ground_truth_normals
+    from backend.metrics.threedgm_normals import ground_truth_normals
 
     for i in range(len(normals_data)):
         n, keep = ground_truth_normals(normals_data, i)
@@ -197,7 +197,7 @@ def test_ground_truth_normals_are_cropped_with_the_image(normals_data) -> None:
 
 
 def test_normal_sets_are_scored_by_the_eval_command(run, normals_data, tmp_path: Path) -> None:
-    from backend.threedgm.normal_eval import main, write_normal_sets
+    from backend.metrics.threedgm_normals import main, write_normal_sets
 
     dirs = write_normal_sets(run.G, normals_data, tmp_path / "n", count=4)
     assert sorted(p.name for p in dirs["pred"].iterdir()) == sorted(p.name for p in dirs["gt"].iterdir())
@@ -221,7 +221,7 @@ def test_normal_sets_are_scored_by_the_eval_command(run, normals_data, tmp_path:
 
 
 def test_a_dataset_without_normals_is_a_clear_error(run, data, tmp_path: Path, capsys) -> None:
-    from backend.threedgm.normal_eval import NormalDataError, main, write_normal_sets
+    from backend.metrics.threedgm_normals import NormalDataError, main, write_normal_sets
 
     with pytest.raises(NormalDataError, match="normal pass"):
         write_normal_sets(run.G, data, tmp_path / "n", count=2)

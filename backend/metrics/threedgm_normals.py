@@ -3,7 +3,8 @@
 
 For ``count`` dataset views (spread over the dataset), avatar ``i`` (z from ``seed``) is rendered
 for view ``i``'s camera and posed body, as the trainer's FID renders are (backend/threedgm/evaluate.py),
-and its normal map (:mod:`.normals`) is written to ``pred/<item>.png``; the view's ground-truth normals
+and its normal map (:mod:`backend.threedgm.normals`) is written to ``pred/<item>.png``; the view's
+ground-truth normals
 (the clips' camera-axes ``normal.npy`` of that person, cropped and area-resized exactly as the
 dataset crops the image, renormalised) go to ``gt/<item>.png``. Both are in the **camera axes**
 (OpenCV; the crop changes K, not the axes), rgb = (n + 1) / 2, alpha = where the map has a normal
@@ -15,7 +16,7 @@ dataset crops the image, renormalised) go to ``gt/<item>.png``. Both are in the 
 (the FID reads the RGB: the background is the zero normal's gray on both sides). The clips dataset
 must have the ``normal`` pass (``clips render``'s default passes include it).
 
-    python -m backend.threedgm.normal_eval --run RUN --data DATA --out OUT [--count 64] [--seed 0]
+    python -m backend.metrics.threedgm_normals --run RUN --data DATA --out OUT [--count 64] [--seed 0]
 
 writes both folders and prints the normal accuracy as JSON.
 """
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     from backend.threedgm.dataset import DatasetError
     from backend.threedgm.sample import CheckpointError, load_run
 
-    parser = argparse.ArgumentParser(prog="python -m backend.threedgm.normal_eval", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m backend.metrics.threedgm_normals", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True, help="a 3dgm train run folder")
     parser.add_argument("--data", type=Path, required=True, help="a clips dataset with the normal pass")
