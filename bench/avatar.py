@@ -24,6 +24,7 @@ masks after the same parts/UVs/texture stages.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -136,6 +137,9 @@ def main() -> int:
     ap.add_argument("--texture-iters", type=int)
     ap.add_argument("--surface-iters", type=int,
                     help="surface refinement iterations after the sculpt (0: off; geometry/refine.py)")
+    ap.add_argument("--no-align", action="store_true",
+                    help="keep the views' cameras (no shift onto the sculpt's silhouettes: "
+                    "geometry/align_views.py)")
     ap.add_argument("--resolution", type=int, default=512)
     ap.add_argument("--shape", default="average")
     ap.add_argument("--out", type=Path, help="keep the views and the avatar files here")
@@ -164,6 +168,8 @@ def main() -> int:
         texture_iters=args.texture_iters,
         surface_iters=args.surface_iters,
     )
+    if args.no_align:
+        cfg = dataclasses.replace(cfg, align=dataclasses.replace(cfg.align, enabled=False))
     last = [0.0]
 
     def progress(stage: str, fraction: float, message: str) -> None:

@@ -26,6 +26,7 @@ import numpy as np
 
 from backend.avatar.body_mesh import BodyMesh
 from backend.avatar.fitted_body import views_body
+from backend.avatar.geometry.align_views import AlignConfig, align_views
 from backend.avatar.geometry.hands import HandConfig, keep_body_hands_weighted
 from backend.avatar.geometry.refine import RefineConfig, refine_surface
 from backend.avatar.geometry.sculpt import SculptConfig, sculpt
@@ -64,6 +65,8 @@ class AvatarConfig:
     hands: HandConfig = field(default_factory=HandConfig)  # the body's hands where cells are too coarse
     # Per-vertex offsets against the full-size masks after the sculpt (geometry/refine.py).
     surface: RefineConfig = field(default_factory=RefineConfig)
+    # Each view's camera moved onto the sculpt's silhouette before the surface stage and the texture.
+    align: AlignConfig = field(default_factory=AlignConfig)
 
     def __post_init__(self) -> None:
         self.uv.atlas.texture_size = self.texture.texture_size
@@ -146,7 +149,9 @@ def build_avatar(
     # surface refinement and the texture.
     tex_views = train if gs.cameras is None else [
         replace(view, camera=cam) for view, cam in zip(train, gs.cameras, strict=True)]
-    surface_info: dict[str, Any] = {"iterations": config.surface.iterations}
+    tex_views, shifts = align_views(v, f, tex_views, config.align)
+    surface_info: dict[str, Any] = {"iterations": config.surface.iterations,
+                                    "view_shifts_px": np.round(shifts, 3).tolist()}
     presurface = (v, f)
     timings["surface_refine"] = timings["surface_refine_cpu"] = 0.0
     if config.surface.iterations > 0:

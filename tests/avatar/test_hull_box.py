@@ -68,3 +68,13 @@ def test_no_mask_anywhere_gives_no_hull() -> None:
     for view in views:
         view.rgba[..., 3] = 0
     assert visual_hull_box(views, -np.ones(3), np.ones(3)) is None
+
+
+def test_grid_box_never_grows_past_the_longest_side() -> None:
+    """Clothes wider than the body is tall would coarsen every cell: the growth stops at that side."""
+    centre, radius = np.array([0.0, 1.0, 0.0]), 0.45
+    views = sphere_views(centre, radius)
+    body = centre + np.array([[-0.05, -0.3, -0.05], [0.05, 0.3, 0.05]])  # 0.6 m tall, 0.1 m across
+    lo, hi = grid_box(body, 0.08, views)
+    np.testing.assert_allclose((hi - lo).max(), 0.6 + 0.16)
+    np.testing.assert_allclose(hi - lo, [0.76, 0.76, 0.76])

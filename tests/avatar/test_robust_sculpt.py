@@ -48,8 +48,13 @@ def test_perturbations_are_deterministic_and_of_the_stated_size(perturbed, small
 
 def test_the_inconsistent_view_gets_the_lowest_sculpt_weight(perturbed) -> None:
     (pv, _), _, char = perturbed
+    # The box of the body + margin (hull_box off): on these perturbed 128 px views the visual hull
+    # opens 17 cm behind the back (the A-pose's arms cover it in the oblique views, and the added
+    # mask blobs do the rest), and at grid 24 the SDF net's features spread over that deeper box
+    # blur the warped view's disagreement into the others' (its weight 0.98, as theirs). The box
+    # growth is tested in test_hull_box.py and through Avatar from Selected.
     cfg = SculptConfig(grid_resolution=24, init_iters=30, refine_iters=16, render_scale=1.0,
-                       init_samples=2048, refine_cameras=True)
+                       init_samples=2048, refine_cameras=True, hull_box=False)
     res = sculpt(pv.split("train"), char.body.vertices, char.body.faces, cfg)
     w = res.view_weights
     assert w is not None and int(np.argmin(w)) == 3, w

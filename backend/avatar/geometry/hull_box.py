@@ -26,7 +26,7 @@ def visual_hull_box(
     search_lo: np.ndarray,
     search_hi: np.ndarray,
     resolution: int = 80,
-    dilate_px: int = 3,
+    dilate_px: int | None = None,
     min_views: int = 2,
     pad: float = 0.02,
 ) -> tuple[np.ndarray, np.ndarray] | None:
@@ -61,8 +61,10 @@ def visual_hull_box(
         # OpenCV pixels: pixel (x, y) covers [x, x+1) x [y, y+1)
         in_image = in_front & (u >= 0) & (u < w) & (v >= 0) & (v < h)
         mask = view.rgba[..., 3] > MASK_THRESHOLD
-        if dilate_px > 0:
-            mask = binary_dilation(mask, iterations=dilate_px)
+        # camera and mask errors are pixels of the view: 3 at 512 px, 1 at 128 px and below
+        dilate = max(1, round(max(h, w) / 170)) if dilate_px is None else dilate_px
+        if dilate > 0:
+            mask = binary_dilation(mask, iterations=dilate)
         px = np.clip(np.floor(u[in_image]).astype(np.int64), 0, w - 1)
         py = np.clip(np.floor(v[in_image]).astype(np.int64), 0, h - 1)
         hit = np.zeros(len(points), dtype=bool)
@@ -94,8 +96,14 @@ def grid_box(
             # below the feet wherever no camera looks up under them, and a longer box means coarser
             # cells everywhere (``make_tet_grid`` counts cells along the longest side). Clothes
             # reach out sideways, to the front and back; hair and hats fit the margin.
+            # Nor past the longest side on the other axes (an A-pose's arm span is close to its
+            # height): the growth on both sides is scaled back to keep the cells' size.
+            longest = float((hi - lo).max())
             grow = np.ones(3, dtype=bool)
             grow[int(np.argmax(body_hi - body_lo))] = False
-            lo = np.where(grow, np.minimum(lo, hull[0]), lo)
-            hi = np.where(grow, np.maximum(hi, hull[1]), hi)
+            down = np.where(grow, np.maximum(lo - hull[0], 0.0), 0.0)
+            up = np.where(grow, np.maximum(hull[1] - hi, 0.0), 0.0)
+            room = longest - (hi - lo)
+            scale = np.where(down + up > room, room / np.maximum(down + up, 1e-12), 1.0)
+            lo, hi = lo - down * scale, hi + up * scale
     return lo, hi

@@ -243,6 +243,7 @@ class Sculptor:
         self.body = BodySDF(body_vertices, body_faces)
         # the body's box plus the margin, grown to the views' visual hull where clothes reach further
         lo, hi = grid_box(body_vertices, config.margin, views if config.hull_box else None)
+        self.body_box = (body_vertices.min(0) - config.margin, body_vertices.max(0) + config.margin)
         self.grid = make_tet_grid(lo, hi, config.grid_resolution)
         self.lo = torch.as_tensor(self.grid.vertices.min(0))
         self.hi = torch.as_tensor(self.grid.vertices.max(0))
@@ -274,7 +275,12 @@ class Sculptor:
         # The fit runs ``init_iters`` steps, then on in tens while the field gets the body's sign wrong
         # at more than 2 % of the grid vertices that are clearly inside or outside (at most 3x
         # ``init_iters`` more): too short a fit left a field near zero that the refinement erased.
-        check = torch.as_tensor(np.nonzero(np.abs(grid_sdf_np) > 0.25 * self.grid.cell_size)[0])
+        # Counted within the body's box + margin: a box grown to the views' hull adds far vertices
+        # that are right from the start and would let a short fit pass the 2 %.
+        gv = self.grid.vertices
+        in_body_box = np.all((gv >= self.body_box[0]) & (gv <= self.body_box[1]), axis=1)
+        clear = np.abs(grid_sdf_np) > 0.25 * self.grid.cell_size
+        check = torch.as_tensor(np.nonzero(clear & in_body_box)[0])
         it, limit = 0, cfg.init_iters
         while it < limit:
             # Random subsets each step: grid vertices near the surface (where marching tets will look),
