@@ -114,12 +114,15 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def _progress(quiet: bool) -> Any:
     last = [0.0]
+    last_stage = [""]
 
     def report(stage: str, fraction: float, message: str) -> None:
+        # at most a line a second within a stage, and always the first line of a new stage
         now = time.monotonic()
-        if not quiet and (now - last[0] > 1.0 or fraction >= 1.0):
+        if not quiet and (now - last[0] > 1.0 or fraction >= 1.0 or stage != last_stage[0]):
             print(f"[{fraction * 100:5.1f}%] {stage}: {message}", file=sys.stderr, flush=True)
             last[0] = now
+            last_stage[0] = stage
 
     return report
 
