@@ -132,6 +132,15 @@ def clean_scene(avatar_addon):
             for block in list(collection):
                 collection.remove(block)
         scene.avatar_studio.jobs.clear()
+        # The panels' settings back to their defaults (a test that sets a run folder or a photo
+        # must not hand it to the next test).
+        for group_prop in scene.avatar_studio.bl_rna.properties:
+            if group_prop.type != "POINTER" or group_prop.identifier == "rna_type":
+                continue
+            group = getattr(scene.avatar_studio, group_prop.identifier)
+            for prop in group.bl_rna.properties:
+                if prop.identifier != "rna_type" and not prop.is_readonly:
+                    group.property_unset(prop.identifier)
         scene.frame_start, scene.frame_end, scene.frame_current = 1, 250, 1
         # Render settings other tests change (test_cameras_blender.py: pixel aspect, percentage).
         render = scene.render
