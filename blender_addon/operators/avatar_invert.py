@@ -7,9 +7,6 @@ The backend opens the photo only inside its input roots. For a local backend a p
 staged (hard-linked, else copied) into ``<data-dir>/inputs/photo-<stamp>/`` with its
 ``<stem>.keypoints.json`` when there is one, as the Footage panel stages its files; a remote
 backend gets the path as it is (the photo must be inside its ``--input-root``).
-
-The submit block is written out here rather than shared with avatar_random.py / avatar_generate.py
-(another change factors those two).
 """
 
 from __future__ import annotations
@@ -24,6 +21,7 @@ import bpy
 
 from .. import bridge, job_params
 from . import gates
+from .avatar_generate import submit_avatar_job
 from .from_selected import inputs_folder
 
 INVERT_KIND = "avatar.from_image_inversion"
@@ -67,11 +65,7 @@ def submit_photo_inversion(scene: bpy.types.Scene, overrides: dict[str, Any] | N
     checkpoint = bpy.path.abspath(settings.threedgm_checkpoint).rstrip("/\\")
     photo = stage_photo(Path(bpy.path.abspath(settings.image_path)), inputs_folder(the_bridge))
     params = {**invert_params(settings, checkpoint, str(photo)), **(overrides or {})}
-    job_params.validate(INVERT_KIND, params)
-    item = the_bridge.submit(scene, INVERT_KIND, params, meta={"name": "Avatar from Photo (3DGM)"},
-                             auto_import=True)
-    settings.last_job_key = item.request_key
-    return item
+    return submit_avatar_job(scene, INVERT_KIND, params, "Avatar from Photo (3DGM)")
 
 
 def draw_invert(layout: bpy.types.UILayout, scene: bpy.types.Scene) -> None:
@@ -102,12 +96,10 @@ class AVS_OT_avatar_from_photo_3dgm(bpy.types.Operator):
         if not settings.image_path.strip():
             cls.poll_message_set("choose a photo")
             return False
-        if not bridge.get_bridge().has_job_kind(INVERT_KIND):
-            cls.poll_message_set(f"this backend has no {INVERT_KIND} job")
-            return False
-        return True
+        return gates.poll_job_kind(cls, INVERT_KIND)
 
     def execute(self, context: bpy.types.Context) -> set[str]:
+        # not avatar_generate.execute_submit: staging the photo can also fail with an OSError
         try:
             submit_photo_inversion(context.scene)
         except (ValueError, RuntimeError, OSError) as exc:  # kinds.ParamError is a ValueError
