@@ -140,6 +140,9 @@ def main() -> int:
     ap.add_argument("--no-align", action="store_true",
                     help="keep the views' cameras (no shift onto the sculpt's silhouettes: "
                     "geometry/align_views.py)")
+    ap.add_argument("--no-gauge", action="store_true",
+                    help="leave the sculpt where the views put it (no move onto the body's frame: "
+                    "geometry/body_gauge.py)")
     ap.add_argument("--resolution", type=int, default=512)
     ap.add_argument("--shape", default="average")
     ap.add_argument("--out", type=Path, help="keep the views and the avatar files here")
@@ -170,6 +173,8 @@ def main() -> int:
     )
     if args.no_align:
         cfg = dataclasses.replace(cfg, align=dataclasses.replace(cfg.align, enabled=False))
+    if args.no_gauge:
+        cfg = dataclasses.replace(cfg, gauge=dataclasses.replace(cfg.gauge, enabled=False))
     last = [0.0]
 
     def progress(stage: str, fraction: float, message: str) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 from backend.avatar.body_mesh import BodyMesh
 from backend.avatar.fitted_body import views_body
 from backend.avatar.geometry.align_views import AlignConfig, align_views
+from backend.avatar.geometry.body_gauge import BodyGaugeConfig, body_frame_offset
 from backend.avatar.geometry.hands import HandConfig, keep_body_hands_weighted
 from backend.avatar.geometry.refine import RefineConfig, refine_surface
 from backend.avatar.geometry.sculpt import SculptConfig, sculpt
@@ -67,6 +68,8 @@ class AvatarConfig:
     surface: RefineConfig = field(default_factory=RefineConfig)
     # Each view's camera moved onto the sculpt's silhouette before the surface stage and the texture.
     align: AlignConfig = field(default_factory=AlignConfig)
+    # The sculpt moved onto the body's world frame first (the offset no silhouette can see).
+    gauge: BodyGaugeConfig = field(default_factory=BodyGaugeConfig)
 
     def __post_init__(self) -> None:
         self.uv.atlas.texture_size = self.texture.texture_size
@@ -144,6 +147,8 @@ def build_avatar(
     timings["sculpt_init"], timings["sculpt_refine"] = gs.init_seconds, gs.refine_seconds
     timings["sculpt"] = gs.init_seconds + gs.refine_seconds
     v, f = gs.vertices, gs.faces
+    gauge_shift, gauge_points = body_frame_offset(v, body, config.gauge)
+    v = v + gauge_shift
     v, hands_moved, hand_weight = keep_body_hands_weighted(v, f, body, gs.grid.cell_size, config.hands)
     # The cameras as the sculpt corrected them (views a few pixels off, sculpt.py), for the
     # surface refinement and the texture.
@@ -151,7 +156,9 @@ def build_avatar(
         replace(view, camera=cam) for view, cam in zip(train, gs.cameras, strict=True)]
     tex_views, shifts = align_views(v, f, tex_views, config.align)
     surface_info: dict[str, Any] = {"iterations": config.surface.iterations,
-                                    "view_shifts_px": np.round(shifts, 3).tolist()}
+                                    "view_shifts_px": np.round(shifts, 3).tolist(),
+                                    "body_frame_shift_mm": np.round(gauge_shift * 1000, 3).tolist(),
+                                    "body_frame_points": gauge_points}
     presurface = (v, f)
     timings["surface_refine"] = timings["surface_refine_cpu"] = 0.0
     if config.surface.iterations > 0:
