@@ -160,12 +160,14 @@ def build_avatar(
                                     "body_frame_shift_mm": np.round(gauge_shift * 1000, 3).tolist(),
                                     "body_frame_points": gauge_points}
     presurface = (v, f)
+    geometry_weights = gs.view_weights  # the views' silhouette confidences, for the texture
     timings["surface_refine"] = timings["surface_refine_cpu"] = 0.0
     if config.surface.iterations > 0:
         cpu = time.process_time()
         # Outlines to the full-size masks; the body's hands (where the grid was too coarse) stay.
         ref = refine_surface(v, f, tex_views, config.surface, gs.view_weights, 1.0 - hand_weight, report)
         v, f = ref.vertices, ref.faces
+        geometry_weights = ref.view_weights
         timings["surface_refine"] = ref.seconds
         timings["surface_refine_cpu"] = time.process_time() - cpu  # CPU seconds, all threads
         surface_info.update(
@@ -191,7 +193,8 @@ def build_avatar(
     timings["uv"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    tex = optimise_texture(split.vertices, split.faces, split.uvs, tex_views, tex_cfg, report)
+    tex = optimise_texture(split.vertices, split.faces, split.uvs, tex_views, tex_cfg, report,
+                           geometry_weights)
     timings["texture"] = time.perf_counter() - t
     timings["et_cpu"] = time.process_time() - cpu  # parts + UVs + texture, CPU seconds (all threads)
 

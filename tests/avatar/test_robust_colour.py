@@ -87,3 +87,29 @@ def test_a_mesh_no_view_sees_is_a_clear_error() -> None:
     uvs = np.array([[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.9]])
     with pytest.raises(ValueError, match="no pixel of the 1 training views sees the mesh"):
         optimise_texture(vertices, faces, uvs, [View("v0", cam, rgba)], TextureConfig(texture_size=16))
+
+
+def test_a_distrusted_view_paints_only_what_no_other_view_sees() -> None:
+    """A view the geometry distrusts (prior 0.2: its silhouette was warped) gets no weight where the
+    others see the surface, and keeps its weight where it alone does (else holes)."""
+    _, uv, rgb, view, _ = _observations()
+    alone = (view == 3) & (uv[:, 0] > 0.8)
+    others_there = (view != 3) & (uv[:, 0] > 0.75)
+    keep = ~others_there  # nobody but view 3 sees u > 0.75 (with a margin for the coarse texels)
+    uv_t, rgb_t, view_t = uv[keep], rgb[keep], view[keep]
+    prior = np.ones(6)
+    prior[3] = 0.2
+    fusion = fuse_colours(torch.as_tensor(uv_t), torch.as_tensor(rgb_t, dtype=torch.float32),
+                          torch.ones(len(uv_t)), torch.as_tensor(view_t), 6, 256, ColourConfig(), prior)
+    w = fusion.weight.numpy()
+    mine_alone = alone[keep]
+    mine_shared = (view_t == 3) & (uv_t[:, 0] < 0.7)
+    assert fusion.view_weight[3] < 0.3 and np.delete(fusion.view_weight, 3).min() > 0.8, fusion.view_weight
+    # (a few jittered points land in a coarse texel no other view's point reached: those stay)
+    assert (w[mine_shared] == 0).mean() > 0.98
+    assert w[mine_alone].min() > 0.05
+    # with the same prior but the rule off, the shared pixels keep a weight: the rule does the work
+    lax = fuse_colours(torch.as_tensor(uv_t), torch.as_tensor(rgb_t, dtype=torch.float32),
+                       torch.ones(len(uv_t)), torch.as_tensor(view_t), 6, 256,
+                       ColourConfig(exclude_below=0.0), prior)
+    assert lax.weight.numpy()[mine_shared].min() > 0.05

@@ -162,8 +162,12 @@ def optimise_texture(
     views: list[View],
     config: TextureConfig,
     progress: ProgressFn = no_progress,
+    view_prior: np.ndarray | None = None,
 ) -> TextureResult:
-    """Texture for a split-vertex mesh (one UV per vertex) from the training views."""
+    """Texture for a split-vertex mesh (one UV per vertex) from the training views.
+
+    ``view_prior``: (V,) the geometry stages' confidence in each view (``colour.fuse_colours``).
+    """
     from backend.render import texture as sample
 
     if not 1 <= config.texture_size <= 4096:
@@ -177,7 +181,7 @@ def optimise_texture(
                          f"({len(vertices)} vertices, {len(faces)} faces): it is empty, collapsed or "
                          "outside every camera")
     progress("texture", 0.05, f"{len(uv)} observed pixels from {len(views)} views")
-    fusion = fuse_colours(uv, rgb, w, view_index, len(views), size, config.colour)
+    fusion = fuse_colours(uv, rgb, w, view_index, len(views), size, config.colour, view_prior)
     rgb, w = fusion.rgb, w * fusion.weight
     progress("texture", 0.08, "views' colours corrected; view weights "
              + " ".join(f"{x:.2f}" for x in fusion.view_weight))
