@@ -60,7 +60,10 @@ class RefineConfig:
     max_offset: float = 0.015  # metres: the offsets are clamped to +-this
     w_mask: float = 1.0
     w_laplacian: float = 0.05  # on the offset field, per squared mean edge length
-    mask_robust_scale: float = 0.0  # pseudo-Huber scale of the coverage residual (0: squared error)
+    # Pseudo-Huber scale of the coverage residual (0: squared error). At 0.1 a pixel a mask blob got
+    # wholly wrong pulls like an L1 term, not 10x harder than a rim pixel a tenth off: perturbed
+    # bench +0.18 dB inside the masks, perfect views +0.03 dB (same sculpt, texture re-fitted).
+    mask_robust_scale: float = 0.1
     view_weights: bool = True
     view_outlier_ratio: float = 2.0
     rasterizer: str = "auto"
