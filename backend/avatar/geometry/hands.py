@@ -13,7 +13,7 @@ Two ways, the second built on the first:
   ``blend`` of the hand's length up the forearm. Only vertices whose closest body point is on the
   hand move (a skirt beside a hand keeps its own shape); the faces are unchanged, so the mesh stays
   watertight, but the mitten keeps its topology: its faces span the gaps between the fingers as
-  webs, surface where the views show background (~15-18 % of the held-out error inside the masks
+  webs, surface where the views show background (14-20 % of the held-out error inside the masks
   on the bench, docs/benchmarks.md).
 - :func:`replace_body_hands` (what the pipeline uses): the projection, then the sculpt's faces of
   the hand region (a corner the projection moved fully: past the wrist, within reach) are removed
