@@ -79,7 +79,7 @@ def measure(views: Any, char: Any, cfg: Any, progress: Any, out: Path | None) ->
             "ssim": float(np.mean(ss)),
             "ssim_masked": float(np.mean([s.ssim_masked for s in scores])),
             "mask_iou": float(np.mean([s.mask_iou for s in scores])),
-            # the watertight mesh: the split one's UV seams would count as silhouette edges
+            # the unsplit mesh: the split one's UV seams would count as silhouette edges
             "outline_px": float(np.mean(outline_error_px(result.mesh_vertices, result.mesh_faces,
                                                          views.split("test")))),
             "hand_thickness_ratio": hands.ratio,

@@ -28,7 +28,7 @@ from backend.avatar.body_mesh import BodyMesh
 from backend.avatar.fitted_body import views_body
 from backend.avatar.geometry.align_views import AlignConfig, align_views
 from backend.avatar.geometry.body_gauge import BodyGaugeConfig, body_frame_offset
-from backend.avatar.geometry.hands import HandConfig, keep_body_hands_weighted
+from backend.avatar.geometry.hands import HandConfig, replace_body_hands
 from backend.avatar.geometry.refine import RefineConfig, refine_surface
 from backend.avatar.geometry.sculpt import SculptConfig, sculpt
 from backend.avatar.io.split_vertices import split_by_uv
@@ -149,7 +149,10 @@ def build_avatar(
     v, f = gs.vertices, gs.faces
     gauge_shift, gauge_points = body_frame_offset(v, body, config.gauge)
     v = v + gauge_shift
-    v, hands_moved, hand_weight = keep_body_hands_weighted(v, f, body, gs.grid.cell_size, config.hands)
+    # The body's hand meshes instead of the sculpt's mittens where the grid is too coarse (hands.py):
+    # from here on the mesh may be a union of components, open at the wrists.
+    swap = replace_body_hands(v, f, body, gs.grid.cell_size, config.hands)
+    v, f, hands_moved, hand_weight = swap.vertices, swap.faces, swap.moved, swap.weight
     # The cameras as the sculpt corrected them (views a few pixels off, sculpt.py), for the
     # surface refinement and the texture.
     tex_views = train if gs.cameras is None else [
@@ -238,6 +241,7 @@ def build_avatar(
             "pose_corrective_max_m": float(np.linalg.norm(canon.pose_offsets, axis=1).max(initial=0.0)),
             "texture_size": int(tex.texture.shape[0]),
             "hands_from_body": hands_moved,
+            "hands_body_faces": swap.body_faces,
             "surface_refine": surface_info,
             "sculpt_init_iters_run": gs.init_iters_run,
             "sculpt_step_backs": gs.step_backs,

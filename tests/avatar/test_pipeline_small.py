@@ -93,7 +93,8 @@ def test_result_layout_and_progress(built, tmp_path):
 
 def test_surface_stage_runs_on_the_sculpt_and_keeps_the_body_hands(built):
     """The surface refinement (geometry/refine.py) runs by default after the hands rule: the
-    training outlines get closer to the masks, the mesh stays closed, hand vertices stay pinned."""
+    training outlines get closer to the masks, the mesh stays manifold (open only at the wrists,
+    where the body's hands were put in), hand vertices stay pinned."""
     _, _, result, stages = built
     info = result.info["surface_refine"]
     assert info["iterations"] > 0 and "sculpt.surface" in [s for s, _ in stages]
@@ -102,8 +103,15 @@ def test_surface_stage_runs_on_the_sculpt_and_keeps_the_body_hands(built):
     pv, pf = result.presurface_mesh
     assert np.array_equal(pf, result.mesh_faces) and 0 < info["max_offset_m"] <= 0.015 + 1e-6
     e = np.sort(np.concatenate([pf[:, [0, 1]], pf[:, [1, 2]], pf[:, [2, 0]]]), 1)
-    assert np.all(np.unique(e, axis=0, return_counts=True)[1] == 2)  # still a closed manifold
-    if result.info["hands_from_body"]:  # grid 36 cells are coarse: the hands came from the body
+    edges, count = np.unique(e, axis=0, return_counts=True)
+    assert set(np.unique(count)) <= {1, 2}  # manifold; open only where the body's hands were added
+    # Grid 36 cells (~5 cm) are far too coarse for a hand: the body's hand meshes replaced the
+    # sculpt's (hands.py), so the mesh is open, at the wrists only.
+    assert set(result.info["hands_body_faces"]) == {"left", "right"}, result.info["hands_body_faces"]
+    wrists = [result.joints_posed[result.joint_names.index(f"{s}_wrist")] for s in ("left", "right")]
+    open_v = pv[np.unique(edges[count == 1])]
+    assert len(open_v) and np.min([np.linalg.norm(open_v - w, axis=1) for w in wrists], axis=0).max() < 0.25
+    if result.info["hands_from_body"]:
         hands = [result.part_names.index("hand_l"), result.part_names.index("hand_r")]
         hand = np.isin(result.part_labels, hands)
         src = np.unique(result.source_vertex[hand])
