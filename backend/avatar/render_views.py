@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -61,3 +63,22 @@ def silhouette_coverage(
     clip = verts_clip if verts_clip.dim() == 3 else verts_clip.unsqueeze(0)
     covered = r.mask[:1].to(clip.dtype).unsqueeze(-1)
     return antialias(covered, r, clip[:1], faces, twins=twins, max_hops=max_hops)[0, ..., 0]
+
+
+def mesh_coverages(vertices: np.ndarray, faces: np.ndarray, cameras: Iterable[CameraFrame],
+                   scale: float = 1.0, rasterizer: str = "auto") -> Iterator[torch.Tensor]:
+    """The mesh's antialiased silhouette coverage (H,W) in each camera at ``scale`` x its size,
+    without gradients: what a measurement against the views' masks compares (the alignment's
+    shifts, the outline error)."""
+    from backend.render import get_rasterizer
+    from backend.render.edges import edge_twins
+
+    rast = get_rasterizer(rasterizer)
+    v = torch.as_tensor(vertices, dtype=torch.float32)
+    f = torch.as_tensor(faces, dtype=torch.int64)
+    twins = edge_twins(f)
+    with torch.no_grad():
+        for cam in cameras:
+            clip = camera_clip(v, cam, scale)
+            r = rast.rasterize(clip, f.int(), resolution=scaled_size(cam, scale))
+            yield silhouette_coverage(r, clip, f, twins)

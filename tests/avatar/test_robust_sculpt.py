@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend.avatar.eval.perturb import PerturbConfig, perturb_views, project
+from backend.avatar.eval.perturb import PerturbConfig, perturb_views
 from backend.avatar.geometry.sculpt import SculptConfig, pseudo_huber, sculpt, view_confidence
 
 
@@ -37,7 +37,7 @@ def test_perturbations_are_deterministic_and_of_the_stated_size(perturbed, small
         assert np.array_equal(a.rgba, b.rgba) and np.allclose(a.camera.R, b.camera.R)
     centre = np.asarray(small_character[2].vertices).mean(0)
     for before, after, rep in zip(views.split("train"), pv.split("train"), report.views, strict=True):
-        shift = np.linalg.norm(project(after.camera, centre[None]) - project(before.camera, centre[None]))
+        shift = np.linalg.norm(after.camera.project(centre[None])[0] - before.camera.project(centre[None])[0])
         assert 0.9 <= shift <= 2.2, shift  # 1-2 px at the looked-at point (the centroid is near it)
         assert np.allclose(after.camera.centre, before.camera.centre, atol=1e-9)
         assert rep.mask_changed_px > 0

@@ -73,12 +73,6 @@ def rotation_about(axis: np.ndarray, angle: float) -> np.ndarray:
     return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
 
 
-def project(cam: CameraFrame, points: np.ndarray) -> np.ndarray:
-    x = points @ cam.R.T + cam.t
-    uv = x @ cam.K.T
-    return uv[:, :2] / uv[:, 2:3]
-
-
 def perturb_camera(
     cam: CameraFrame, centre: np.ndarray, shift_px: float, rng: np.random.Generator
 ) -> CameraFrame:
@@ -92,7 +86,7 @@ def perturb_camera(
     phi = rng.uniform(0, 2 * np.pi)
     axis_cam = np.array([np.cos(phi), np.sin(phi), 0.1 * rng.choice([-1.0, 1.0])])
     theta = shift_px / f
-    before = project(cam, centre[None])[0]
+    before = cam.project(centre[None])[0][0]
     out = cam
     for _ in range(2):
         dR = rotation_about(axis_cam, theta)
@@ -100,7 +94,7 @@ def perturb_camera(
         t = dR @ cam.t  # the centre C = -R^T t is unchanged
         out = CameraFrame(K=cam.K.copy(), R=R, t=t, width=cam.width, height=cam.height,
                           near=cam.near, far=cam.far)
-        moved = float(np.linalg.norm(project(out, centre[None])[0] - before))
+        moved = float(np.linalg.norm(out.project(centre[None])[0][0] - before))
         theta *= shift_px / max(moved, 1e-9)
     return out
 

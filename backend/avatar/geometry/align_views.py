@@ -16,12 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-import torch
 from skimage.registration import phase_cross_correlation
 
 from backend.avatar.io.views import View
-from backend.avatar.render_views import camera_clip, silhouette_coverage
-from backend.render.edges import edge_twins
+from backend.avatar.render_views import mesh_coverages
 from protocol.cameras import CameraFrame
 
 MASK_THRESHOLD = 0.5
@@ -46,28 +44,19 @@ def shifted_camera(cam: CameraFrame, dx: float, dy: float) -> CameraFrame:
 def silhouette_shifts(vertices: np.ndarray, faces: np.ndarray, views: list[View],
                       config: AlignConfig = AlignConfig()) -> np.ndarray:
     """(K,2) shifts (dx, dy) in pixels that move the mesh's silhouette in each view onto its mask."""
-    from backend.render import get_rasterizer
-
-    rast = get_rasterizer(config.rasterizer)
-    v = torch.as_tensor(vertices, dtype=torch.float32)
-    f = torch.as_tensor(faces, dtype=torch.int64)
-    twins = edge_twins(f)
     shifts = np.zeros((len(views), 2))
-    with torch.no_grad():
-        for k, view in enumerate(views):
-            cam = view.camera
-            clip = camera_clip(v, cam, 1.0)
-            r = rast.rasterize(clip, f.int(), resolution=(cam.height, cam.width))
-            coverage = silhouette_coverage(r, clip, f, twins).numpy().astype(np.float64)
-            mask = (view.rgba[..., 3] > MASK_THRESHOLD).astype(np.float64)
-            if coverage.sum() < 1 or mask.sum() < 1:
-                continue
-            # the shift that registers the render onto the mask: (rows, cols) = (dy, dx)
-            shift, _, _ = phase_cross_correlation(mask, coverage, upsample_factor=config.upsample,
-                                                  normalization=None)
-            dy, dx = float(shift[0]), float(shift[1])
-            if np.hypot(dx, dy) <= config.max_shift_px:
-                shifts[k] = (dx, dy)
+    coverages = mesh_coverages(vertices, faces, [view.camera for view in views], 1.0, config.rasterizer)
+    for k, (view, cover) in enumerate(zip(views, coverages, strict=True)):
+        coverage = cover.numpy().astype(np.float64)
+        mask = (view.rgba[..., 3] > MASK_THRESHOLD).astype(np.float64)
+        if coverage.sum() < 1 or mask.sum() < 1:
+            continue
+        # the shift that registers the render onto the mask: (rows, cols) = (dy, dx)
+        shift, _, _ = phase_cross_correlation(mask, coverage, upsample_factor=config.upsample,
+                                              normalization=None)
+        dy, dx = float(shift[0]), float(shift[1])
+        if np.hypot(dx, dy) <= config.max_shift_px:
+            shifts[k] = (dx, dy)
     return shifts
 
 

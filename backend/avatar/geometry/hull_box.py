@@ -49,14 +49,10 @@ def visual_hull_box(
     seen = np.zeros(len(points), dtype=np.int32)
     for view in views:
         cam = view.camera
-        K, R, t = (np.asarray(a, dtype=np.float64) for a in (cam.K, cam.R, cam.t))
-        c = points @ R.T + t
-        depth = c[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):  # lattice points at the camera's depth 0
+            pixels, depth = cam.project(points)
         in_front = depth > cam.near
-        uvw = c @ K.T
-        with np.errstate(divide="ignore", invalid="ignore"):
-            u = uvw[:, 0] / depth
-            v = uvw[:, 1] / depth
+        u, v = pixels[:, 0], pixels[:, 1]
         h, w = view.rgba.shape[:2]
         # OpenCV pixels: pixel (x, y) covers [x, x+1) x [y, y+1)
         in_image = in_front & (u >= 0) & (u < w) & (v >= 0) & (v < h)

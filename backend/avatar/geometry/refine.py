@@ -37,7 +37,13 @@ import torch.nn.functional as F
 from backend.avatar.geometry.sculpt import _soft_disagreement, pseudo_huber, view_confidence
 from backend.avatar.io.views import View
 from backend.avatar.progress import ProgressFn, no_progress
-from backend.avatar.render_views import camera_clip, resize_image, scaled_size, silhouette_coverage
+from backend.avatar.render_views import (
+    camera_clip,
+    mesh_coverages,
+    resize_image,
+    scaled_size,
+    silhouette_coverage,
+)
 from backend.mesh.adjacency import vertex_adjacency, vertex_degree
 from backend.mesh.normals import vertex_normals
 from backend.render.edges import edge_twins
@@ -137,19 +143,9 @@ def outline_error_px(
 ) -> np.ndarray:
     """Per view: the mesh's silhouette misplacement against the view's mask, in pixels at ``scale``
     (|coverage - mask| summed over the image per pixel of the mask's outline)."""
-    from backend.render import get_rasterizer
-
-    rast = get_rasterizer(rasterizer)
-    v = torch.as_tensor(vertices, dtype=torch.float32)
-    f = torch.as_tensor(faces, dtype=torch.int64)
-    twins = edge_twins(f)
-    out = []
-    with torch.no_grad():
-        for view, (size, mask) in zip(views, _view_targets(views, scale), strict=True):
-            clip = camera_clip(v, view.camera, scale)
-            r = rast.rasterize(clip, f.int(), resolution=size)
-            out.append(_soft_disagreement(silhouette_coverage(r, clip, f, twins), mask) * 1.0)
-    return np.asarray(out)
+    coverages = mesh_coverages(vertices, faces, [view.camera for view in views], scale, rasterizer)
+    return np.asarray([_soft_disagreement(cover, mask) * 1.0
+                       for cover, (_, mask) in zip(coverages, _view_targets(views, scale), strict=True)])
 
 
 def refine_surface(
