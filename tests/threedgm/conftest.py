@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from backend.clips.dataset import render_dataset
 from backend.clips.spec import ClipSpec
@@ -22,6 +23,16 @@ SPEC = {
     "cameras": ["ring:4"],
     "passes": ["rgb", "instance"],
 }
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> object:
+    """One intra-op thread for every 3DGM test: on a shared 2-core box two threads contend and run
+    several times slower; results do not depend on it (each run of a test uses one setting)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -17,14 +17,6 @@ from backend.threedgm.knn import build_leaves, nearest_vertex, nearest_vertex_br
 from backend.threedgm.volume import importance_depths, ray_weights
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _body_points(seed: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The full SMPL-X stand-in at rest (10,475 vertices, batch 2: the second moved) and points:
     half uniform in its box + 1 m, half within ~1 cm of its vertices (where ties are near)."""

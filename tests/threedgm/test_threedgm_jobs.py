@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 from backend import cli
 from backend.avatar.io.views import View, ViewSet, write_views
@@ -20,14 +19,6 @@ from protocol.cameras import CameraFrame
 # small avatar stages; grid 16 lost the surface on the mask-only path of a 20-step model, 24 keeps it
 SMALL = {"views": 4, "size": 64, "mesh_resolution": 24, "grid": 24, "init_iters": 30, "refine_iters": 15,
          "texture_size": 64, "texture_iters": 5}
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 class Recorder:

@@ -29,14 +29,6 @@ SIZE = 64
 K = torch.tensor([[[80.0, 0, 32], [0, 80, 32], [0, 0, 1]]])
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _analytic(R: torch.Tensor, t: torch.Tensor, centre: torch.Tensor, radius: float
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per ray of the SIZE² grid: hit (M,), the sphere's outward normal at the first hit (M,3), the

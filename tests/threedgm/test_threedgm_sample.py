@@ -24,14 +24,6 @@ from backend.threedgm.sample import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def run(tiny_run: Path):
     return load_run(tiny_run)

@@ -22,16 +22,6 @@ from backend.threedgm.train import CHECKPOINT, CONFIG, LOG, RunError, Trainer, r
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    """One intra-op thread: on a shared 2-core box two threads contend and run several times
-    slower; results do not depend on it (each run of a test uses one setting)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _mean(history: list[dict[str, float]], key: str, lo: int, hi: int) -> float:
     return float(np.mean([h[key] for h in history[lo:hi]]))
 
