@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from backend.render.api import Raster
-from backend.render.edges import DEFAULT_MAX_HOPS
+from backend.render.edges import DEFAULT_MAX_HOPS, edge_twins
 from backend.render.ops import antialias
 from protocol.cameras import CameraFrame
 
@@ -71,7 +71,6 @@ def mesh_coverages(vertices: np.ndarray, faces: np.ndarray, cameras: Iterable[Ca
     without gradients: what a measurement against the views' masks compares (the alignment's
     shifts, the outline error)."""
     from backend.render import get_rasterizer
-    from backend.render.edges import edge_twins
 
     rast = get_rasterizer(rasterizer)
     v = torch.as_tensor(vertices, dtype=torch.float32)

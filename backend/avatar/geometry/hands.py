@@ -131,6 +131,19 @@ def _hand_moves(
         yield _HandMove(side, idx, w, q.point, t)
 
 
+def _project(vertices: np.ndarray, moves: list[_HandMove]) -> tuple[np.ndarray, dict[str, int], np.ndarray]:
+    """The projection applied: moved vertices, the count per hand moved past half way, and each
+    vertex's weight (V,)."""
+    out = vertices.copy()
+    weight = np.zeros(len(vertices))
+    moved: dict[str, int] = {}
+    for m in moves:
+        out[m.idx] += m.weight[:, None] * (m.target - vertices[m.idx])
+        weight[m.idx] = np.maximum(weight[m.idx], m.weight)
+        moved[m.side] = int((m.weight > 0.5).sum())
+    return out, moved, weight
+
+
 def keep_body_hands(
     vertices: np.ndarray, faces: np.ndarray, body: BodyMesh, cell_size: float, config: HandConfig
 ) -> tuple[np.ndarray, dict[str, int]]:
@@ -146,17 +159,10 @@ def keep_body_hands_weighted(
     """:func:`keep_body_hands` plus each vertex's weight (V,) in [0, 1]: how far it was moved onto
     the body's hand (1: wholly). The surface refinement (refine.py) leaves those vertices where the
     body put them, so the hands rule holds after it too."""
-    weight = np.zeros(len(vertices))
     if _grid_resolves_hands(cell_size, config):
-        return vertices, {}, weight
+        return vertices, {}, np.zeros(len(vertices))
     v = np.asarray(vertices, dtype=np.float64)
-    out = v.copy()
-    moved: dict[str, int] = {}
-    for m in _hand_moves(v, body, cell_size, config):
-        out[m.idx] += m.weight[:, None] * (m.target - v[m.idx])
-        weight[m.idx] = np.maximum(weight[m.idx], m.weight)
-        moved[m.side] = int((m.weight > 0.5).sum())
-    return out, moved, weight
+    return _project(v, list(_hand_moves(v, body, cell_size, config)))
 
 
 def replace_body_hands(
@@ -177,18 +183,14 @@ def replace_body_hands(
     f = np.asarray(faces, dtype=np.int64)
     if _grid_resolves_hands(cell_size, config):
         return HandSwap(v, f, np.zeros(len(v)), np.zeros(len(v), bool), {}, {}, {})
-    out = v.copy()
-    weight = np.zeros(len(v))
+    moves = list(_hand_moves(v, body, cell_size, config))
+    out, moved, weight = _project(v, moves)
     keep_face = np.ones(len(f), bool)
     body_face = np.zeros(len(body.faces), bool)
-    moved: dict[str, int] = {}
     removed: dict[str, int] = {}
     added: dict[str, int] = {}
     frames = hand_frames(body)
-    for m in _hand_moves(v, body, cell_size, config):
-        out[m.idx] += m.weight[:, None] * (m.target - v[m.idx])
-        weight[m.idx] = np.maximum(weight[m.idx], m.weight)
-        moved[m.side] = int((m.weight > 0.5).sum())
+    for m in moves:
         cut = np.zeros(len(v), bool)
         cut[m.idx[(m.t[m.idx] >= 0) & (m.weight > 0)]] = True
         drop = cut[f].any(1) & keep_face

@@ -74,6 +74,12 @@ def visual_hull_box(
     return kept.min(0) - pad, kept.max(0) + pad
 
 
+def body_box(body_vertices: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """The body's axis-aligned box grown by ``margin`` on every side (the grid box before the hull)."""
+    return (body_vertices.min(0).astype(np.float64) - margin,
+            body_vertices.max(0).astype(np.float64) + margin)
+
+
 def grid_box(
     body_vertices: np.ndarray,
     margin: float,
@@ -84,7 +90,7 @@ def grid_box(
     most ``reach`` metres past the body's box, where a cape or a wide dress may end)."""
     body_lo = body_vertices.min(0).astype(np.float64)
     body_hi = body_vertices.max(0).astype(np.float64)
-    lo, hi = body_lo - margin, body_hi + margin
+    lo, hi = body_box(body_vertices, margin)
     if views:
         hull = visual_hull_box(views, body_lo - reach, body_hi + reach)
         if hull is not None:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from backend.avatar.geometry.body_sdf import BodySDF
-from backend.avatar.geometry.hull_box import grid_box
+from backend.avatar.geometry.hull_box import body_box, grid_box
 from backend.avatar.geometry.marching_tets import marching_tets
 from backend.avatar.geometry.sdf_net import SDFNet, SDFNetConfig
 from backend.avatar.geometry.tetgrid import TetGrid, make_tet_grid
@@ -243,7 +243,7 @@ class Sculptor:
         self.body = BodySDF(body_vertices, body_faces)
         # the body's box plus the margin, grown to the views' visual hull where clothes reach further
         lo, hi = grid_box(body_vertices, config.margin, views if config.hull_box else None)
-        self.body_box = (body_vertices.min(0) - config.margin, body_vertices.max(0) + config.margin)
+        self.body_box = body_box(body_vertices, config.margin)
         self.grid = make_tet_grid(lo, hi, config.grid_resolution)
         self.lo = torch.as_tensor(self.grid.vertices.min(0))
         self.hi = torch.as_tensor(self.grid.vertices.max(0))

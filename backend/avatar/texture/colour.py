@@ -152,9 +152,11 @@ def fuse_colours(
                     for k in range(n_views)
                 ])
                 view_w = prior * (means / max(means.max(), 1e-12)) ** cfg.view_power
-    w_out = rho * torch.as_tensor(view_w)[view] if cfg.robust else torch.as_tensor(prior)[view]
     if cfg.robust:
+        w_out = rho * torch.as_tensor(view_w)[view]
         view_w = view_w / max(float(view_w.max()), 1e-12)
         distrusted = torch.as_tensor(view_w < cfg.exclude_below)[view] & has
         w_out = torch.where(distrusted, torch.zeros_like(w_out), w_out)
+    else:
+        w_out = torch.as_tensor(prior)[view]
     return ColourFusion(corrected.float(), w_out.float(), gain, offset, view_w, rho.float())
